@@ -1,0 +1,102 @@
+"""Operators' UI for banks: search by hash or content id, filters, bulk enable/disable."""
+
+from django.contrib import admin, messages
+from django.db.models import Count
+
+from banks import services
+from banks.models import Bank, BankContent, ContentSignal
+
+
+@admin.register(Bank)
+class BankAdmin(admin.ModelAdmin):
+    list_display = ("name", "matching_enabled_ratio", "labels", "content_count", "updated_at")
+    search_fields = ("name",)
+    readonly_fields = ("created_at", "updated_at")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_content_count=Count("contents"))
+
+    @admin.display(ordering="_content_count", description="content")
+    def content_count(self, bank: Bank) -> int:
+        return bank._content_count
+
+    # Writes go through services so matchers hear about them (BankChange) and rules are checked.
+    def save_model(self, request, obj: Bank, form, change: bool) -> None:
+        if change:
+            services.bank_update(bank=obj, name=obj.name, matching_enabled_ratio=obj.matching_enabled_ratio,
+                                 labels=obj.labels)
+        else:
+            created = services.bank_create(name=obj.name, matching_enabled_ratio=obj.matching_enabled_ratio,
+                                           labels=obj.labels)
+            obj.pk = created.pk
+
+    def delete_model(self, request, obj: Bank) -> None:
+        services.bank_delete(bank=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for bank in queryset:
+            services.bank_delete(bank=bank)
+
+
+class ContentSignalInline(admin.TabularInline):
+    model = ContentSignal
+    extra = 0
+    fields = ("signal_type", "signal_value", "created_at")
+    readonly_fields = ("signal_type", "signal_value", "created_at")
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # signals are added through the API, which validates them
+
+
+class EnabledFilter(admin.SimpleListFilter):
+    title = "matching"
+    parameter_name = "enabled"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "enabled"), ("no", "disabled (for good)"), ("until", "disabled until a time"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(disable_until_ts=BankContent.ENABLED)
+        if self.value() == "no":
+            return queryset.filter(disable_until_ts=BankContent.DISABLED_FOREVER)
+        if self.value() == "until":
+            return queryset.filter(disable_until_ts__gt=BankContent.ENABLED)
+        return queryset
+
+
+@admin.register(BankContent)
+class BankContentAdmin(admin.ModelAdmin):
+    list_display = ("id", "bank", "disable_until_ts", "platform_content_id", "note", "updated_at")
+    list_filter = (EnabledFilter, "bank")
+    list_select_related = ("bank",)
+    search_fields = ("=id", "platform_content_id", "=signals__signal_value", "note")
+    readonly_fields = ("created_at", "updated_at", "bank")
+    inlines = [ContentSignalInline]
+    actions = ["enable", "disable"]
+    show_full_result_count = False  # COUNT(*) on millions of rows per page view is slow
+
+    def has_add_permission(self, request) -> bool:
+        return False  # content is added through the API (hashing, validation)
+
+    def save_model(self, request, obj: BankContent, form, change: bool) -> None:
+        services.bank_content_update(content=obj, disable_until_ts=obj.disable_until_ts, note=obj.note,
+                                     labels=obj.labels)
+
+    def delete_model(self, request, obj: BankContent) -> None:
+        services.bank_content_delete(content=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for content in queryset:
+            services.bank_content_delete(content=content)
+
+    @admin.action(description="Enable selected content for matching")
+    def enable(self, request, queryset) -> None:
+        n = services.bank_contents_set_enabled(content_ids=list(queryset.values_list("pk", flat=True)), enabled=True)
+        messages.success(request, f"Enabled {n} content(s).")
+
+    @admin.action(description="Disable selected content for matching")
+    def disable(self, request, queryset) -> None:
+        n = services.bank_contents_set_enabled(content_ids=list(queryset.values_list("pk", flat=True)), enabled=False)
+        messages.success(request, f"Disabled {n} content(s).")

@@ -1,0 +1,177 @@
+"""Bank curation API under /c, compatible with HMA 2.0 (differences: docs/compat.md)."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from banks import selectors, services
+from banks.api.serializers import (
+    BankContentSerializer,
+    BankContentUpdateSerializer,
+    BankCreateSerializer,
+    BankMetadataSerializer,
+    BankSerializer,
+    BankUpdateSerializer,
+    ContentCreatedSerializer,
+)
+from omm_project.lib.api import parse_bool
+from omm_project.lib.errors import InvalidInput
+
+MessageSerializer = inline_serializer("Message", {"message": serializers.CharField()})
+
+
+def json_object(request: Request) -> dict:
+    """The request body as a JSON object, or a 400 (HMA gave 500 for arrays)."""
+    if not isinstance(request.data, dict):
+        raise InvalidInput("Request body must be a JSON object")
+    return request.data
+
+
+def resolve_ratio(data: dict) -> float | None:
+    """enabled_ratio wins; else enabled (true 1.0 / false 0.0); else None (unchanged/default)."""
+    if data.get("enabled_ratio") is not None:
+        return data["enabled_ratio"]
+    if data.get("enabled") is not None:
+        return 1.0 if data["enabled"] else 0.0
+    return None
+
+
+class BankListView(APIView):
+    """GET lists banks; POST creates one."""
+
+    @extend_schema(responses=BankSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(BankSerializer(selectors.bank_list(), many=True).data)
+
+    @extend_schema(request=BankCreateSerializer, responses={201: BankSerializer})
+    def post(self, request: Request) -> Response:
+        data = json_object(request)
+        BankCreateSerializer(data=data).is_valid(raise_exception=True)
+        ratio = resolve_ratio(data)
+        bank = services.bank_create(
+            name=data["name"],
+            matching_enabled_ratio=1.0 if ratio is None else ratio,
+            labels=data.get("labels"),
+        )
+        return Response(BankSerializer(bank).data, status=status.HTTP_201_CREATED)
+
+
+class BankDetailView(APIView):
+    """GET, PUT (rename, ratio, labels) and DELETE one bank."""
+
+    @extend_schema(responses=BankSerializer)
+    def get(self, request: Request, bank_name: str) -> Response:
+        return Response(BankSerializer(selectors.bank_get(name=bank_name)).data)
+
+    @extend_schema(request=BankUpdateSerializer, responses=BankSerializer)
+    def put(self, request: Request, bank_name: str) -> Response:
+        data = json_object(request)
+        BankUpdateSerializer(data=data).is_valid(raise_exception=True)
+        bank = services.bank_update(
+            bank=selectors.bank_get(name=bank_name),
+            name=data.get("name"),
+            matching_enabled_ratio=resolve_ratio(data),
+            labels=data.get("labels"),
+        )
+        return Response(BankSerializer(bank).data)
+
+    @extend_schema(responses=MessageSerializer)
+    def delete(self, request: Request, bank_name: str) -> Response:
+        services.bank_delete(bank=selectors.bank_get(name=bank_name))
+        return Response({"message": "Done"})
+
+
+class BankMetadataView(APIView):
+    """GET a bank with its content count and signal counts by type."""
+
+    @extend_schema(responses=BankMetadataSerializer)
+    def get(self, request: Request, bank_name: str) -> Response:
+        bank = selectors.bank_get(name=bank_name)
+        stats = selectors.bank_stats(bank=bank)
+        return Response(BankMetadataSerializer({**vars(bank), **stats}).data)
+
+
+INCLUDE_PARAMS = [
+    OpenApiParameter("include_signals", bool, description="Include the content's signals."),
+    OpenApiParameter("include_metadata", bool, description="Include metadata (default true)."),
+]
+
+
+def content_context(request: Request) -> dict:
+    return {
+        "include_signals": parse_bool(
+            request.query_params.get("include_signals"), name="include_signals", default=False
+        ),
+        "include_metadata": parse_bool(
+            request.query_params.get("include_metadata"), name="include_metadata", default=True
+        ),
+    }
+
+
+class BankContentListView(GenericAPIView):
+    """GET: a bank's content, newest modification first, paginated (beyond HMA)."""
+
+    serializer_class = BankContentSerializer
+
+    @extend_schema(parameters=INCLUDE_PARAMS, operation_id="c_bank_content_list")
+    def get(self, request: Request, bank_name: str) -> Response:
+        bank = selectors.bank_get(name=bank_name)
+        page = self.paginate_queryset(selectors.bank_content_list(bank=bank))
+        data = BankContentSerializer(page, many=True, context=content_context(request)).data
+        return self.get_paginated_response(data)
+
+
+class BankContentDetailView(APIView):
+    """GET, PUT (disable_until_ts, note, labels) and DELETE one content of a bank."""
+
+    @extend_schema(parameters=INCLUDE_PARAMS, responses=BankContentSerializer)
+    def get(self, request: Request, bank_name: str, content_id: int) -> Response:
+        content = selectors.bank_content_get(bank=selectors.bank_get(name=bank_name), content_id=content_id)
+        return Response(BankContentSerializer(content, context=content_context(request)).data)
+
+    @extend_schema(request=BankContentUpdateSerializer, responses=BankContentSerializer)
+    def put(self, request: Request, bank_name: str, content_id: int) -> Response:
+        data = json_object(request)
+        content = selectors.bank_content_get(bank=selectors.bank_get(name=bank_name), content_id=content_id)
+        changes = {k: data[k] for k in ("disable_until_ts", "note", "labels") if k in data}
+        content = services.bank_content_update(content=content, **changes)
+        return Response(BankContentSerializer(content, context={"include_signals": True}).data)
+
+    @extend_schema(responses=inline_serializer("Deleted", {"deleted": serializers.IntegerField()}))
+    def delete(self, request: Request, bank_name: str, content_id: int) -> Response:
+        content = selectors.bank_content_get(bank=selectors.bank_get(name=bank_name), content_id=content_id)
+        services.bank_content_delete(content=content)
+        return Response({"deleted": 1})
+
+
+RESERVED_SIGNAL_KEYS = ("note", "metadata", "labels")
+
+
+class BankSignalView(APIView):
+    """POST {"<signal_type>": "<hash>", ..., "note"?, "metadata"?, "labels"?}: add content by hash."""
+
+    @extend_schema(
+        request=inline_serializer(
+            "AddSignals",
+            {"pdq": serializers.CharField(required=False), "video_md5": serializers.CharField(required=False),
+             "note": serializers.CharField(required=False), "metadata": serializers.JSONField(required=False),
+             "labels": serializers.ListField(child=serializers.CharField(), required=False)},
+        ),
+        responses=ContentCreatedSerializer,
+    )
+    def post(self, request: Request, bank_name: str) -> Response:
+        data = json_object(request)
+        bank = selectors.bank_get(name=bank_name)
+        signals = {k: v for k, v in data.items() if k not in RESERVED_SIGNAL_KEYS}
+        content = services.bank_content_create(
+            bank=bank,
+            signals=signals,
+            note=data.get("note"),
+            labels=data.get("labels"),
+            **services.content_metadata_parse(data.get("metadata")),
+        )
+        out = {"id": content.pk, "signals": {s.signal_type: s.signal_value for s in content.signals.all()}}
+        return Response(ContentCreatedSerializer(out).data)

@@ -1,0 +1,100 @@
+from django.db import models
+from django.db.models import Q
+
+BANK_NAME_REGEX = r"^[A-Z_][A-Z0-9_]*$"
+
+
+class Bank(models.Model):
+    """A named list of known content (a "hash list"), matched as a unit."""
+
+    name = models.CharField(max_length=255, unique=True)
+    matching_enabled_ratio = models.FloatField(
+        default=1.0, help_text="Share of lookups this bank takes part in (0 = off, 1 = always)."
+    )
+    labels = models.JSONField(default=list, blank=True, help_text="Free-form labels (strings).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(name__regex=BANK_NAME_REGEX), name="bank_name_format"),
+            models.CheckConstraint(
+                condition=Q(matching_enabled_ratio__gte=0) & Q(matching_enabled_ratio__lte=1),
+                name="bank_ratio_in_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BankContent(models.Model):
+    """One piece of known content in a bank; its hashes are ContentSignal rows."""
+
+    # HMA's disable_until_ts: 0 = disabled for good, 1 = enabled, else disabled until that time.
+    DISABLED_FOREVER = 0
+    ENABLED = 1
+
+    bank = models.ForeignKey(Bank, on_delete=models.CASCADE, related_name="contents")
+    disable_until_ts = models.BigIntegerField(default=ENABLED)
+    original_media_uri = models.TextField(
+        blank=True, default="", help_text="The URL the media was fetched from, when it came by URL."
+    )
+    platform_content_id = models.CharField(max_length=512, blank=True, default="")
+    content_uri = models.TextField(blank=True, default="", help_text="Where the platform shows it.")
+    metadata = models.JSONField(null=True, blank=True, help_text="Caller's JSON metadata.")
+    labels = models.JSONField(default=list, blank=True)
+    note = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "bank contents"
+        indexes = [models.Index(fields=["bank", "-updated_at", "-id"], name="content_bank_updated")]
+        constraints = [
+            models.CheckConstraint(condition=Q(disable_until_ts__gte=0), name="content_disable_ts_ge_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bank_id}/{self.pk}"
+
+    def is_enabled(self, now_ts: int) -> bool:
+        """HMA's rule: 1 is enabled, 0 disabled for good, else enabled once the time has passed."""
+        return self.disable_until_ts == self.ENABLED or 0 < self.disable_until_ts <= now_ts
+
+
+class ContentSignal(models.Model):
+    """One hash of one content, normalised by its signal type's python-threatexchange class."""
+
+    content = models.ForeignKey(BankContent, on_delete=models.CASCADE, related_name="signals")
+    signal_type = models.CharField(max_length=64)
+    signal_value = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["content", "signal_type"], name="one_signal_per_type"),
+        ]
+        indexes = [
+            # Index builds stream one type in id order and resume from the last id built.
+            models.Index(fields=["signal_type", "id"], name="signal_type_id"),
+            # Admin search by hash, and exact-match lookups.
+            models.Index(fields=["signal_type", "signal_value"], name="signal_type_value"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.signal_type}:{self.signal_value}"
+
+
+class BankChange(models.Model):
+    """
+    A note that a bank's or a content's matchable state changed (added, edited, disabled,
+    deleted). Matchers read these to patch their in-memory index within seconds; they re-read
+    the current state of what is named, so a row says *what* changed, not *how*, and applying
+    it twice is harmless. Written in the same transaction as the change itself.
+    """
+
+    bank_id = models.BigIntegerField()
+    content_id = models.BigIntegerField(null=True, blank=True, help_text="Null: the whole bank.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)

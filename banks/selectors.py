@@ -1,0 +1,53 @@
+"""Reads of banks and their content."""
+
+from django.db.models import Count, QuerySet
+
+from banks.models import Bank, BankContent, ContentSignal
+from omm_project.lib.errors import NotFound
+
+
+def bank_list() -> QuerySet[Bank]:
+    """All banks, by name."""
+    return Bank.objects.order_by("name")
+
+
+def bank_get(*, name: str) -> Bank:
+    """The bank called `name` (case-sensitive), or a 404."""
+    try:
+        return Bank.objects.get(name=name)
+    except Bank.DoesNotExist:
+        raise NotFound(f"bank '{name}' not found") from None
+
+
+def bank_stats(*, bank: Bank) -> dict:
+    """Content count and signal counts by type, for the bank metadata endpoint."""
+    content_count = BankContent.objects.filter(bank=bank).count()
+    by_type = (
+        ContentSignal.objects.filter(content__bank=bank)
+        .values("signal_type")
+        .annotate(n=Count("id"))
+        .order_by("signal_type")
+    )
+    return {"content_count": content_count, "signal_counts": {r["signal_type"]: r["n"] for r in by_type}}
+
+
+def bank_content_list(*, bank: Bank) -> QuerySet[BankContent]:
+    """A bank's content, most recently modified first, with signals prefetched."""
+    return (
+        BankContent.objects.filter(bank=bank)
+        .select_related("bank")
+        .prefetch_related("signals")
+        .order_by("-updated_at", "-id")
+    )
+
+
+def bank_content_get(*, bank: Bank, content_id: int) -> BankContent:
+    """Content `content_id` of `bank`; 404 if absent or in another bank (HMA did not check)."""
+    try:
+        return (
+            BankContent.objects.select_related("bank")
+            .prefetch_related("signals")
+            .get(pk=content_id, bank=bank)
+        )
+    except BankContent.DoesNotExist:
+        raise NotFound(f"content '{content_id}' not found in bank '{bank.name}'") from None

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class HashingConfig(AppConfig):
+    name = "hashing"
+    verbose_name = "Hashing"

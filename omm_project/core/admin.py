@@ -1,0 +1,23 @@
+from django.contrib import admin, messages
+
+from omm_project.core.models import ApiKey
+from omm_project.core.services import api_key_revoke
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("name", "prefix", "scopes", "created_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix")
+    readonly_fields = ("prefix", "digest", "created_at", "revoked_at")
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        # Keys are created with `manage.py create_api_key`, which shows the raw key once.
+        return False
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset) -> None:
+        for key in queryset:
+            api_key_revoke(key=key)
+        messages.success(request, f"Revoked {queryset.count()} key(s).")

@@ -1,0 +1,9 @@
+from django.db import models
+
+
+class Scope(models.TextChoices):
+    """What an API key may do; one scope per role's URL prefix."""
+
+    HASH = "hash", "Hash content (/h)"
+    MATCH = "match", "Match signals (/m)"
+    CURATE = "curate", "Curate banks and exchanges (/c)"

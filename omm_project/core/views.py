@@ -1,0 +1,18 @@
+"""Health endpoints. They stay open (no API key) so load balancers can probe them."""
+
+from django.http import HttpRequest, HttpResponse
+
+from omm_project.core import readiness
+
+
+def status_ready(request: HttpRequest) -> HttpResponse:
+    """Readiness, as HMA: 200 I-AM-ALIVE, or 503 with the reason (e.g. INDEX-NOT-LOADED)."""
+    reason = readiness.first_failure()
+    if reason:
+        return HttpResponse(reason, status=503, content_type="text/plain")
+    return HttpResponse("I-AM-ALIVE", content_type="text/plain")
+
+
+def status_live(request: HttpRequest) -> HttpResponse:
+    """Liveness: the process answers."""
+    return HttpResponse("I-AM-ALIVE", content_type="text/plain")

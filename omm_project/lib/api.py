@@ -1,0 +1,85 @@
+"""Shared DRF pieces: the single error shape, pagination, and small request helpers."""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from omm_project.lib.errors import OmmError
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(status_code: int, message: str, code: str, errors: dict | None = None) -> Response:
+    """The one JSON error shape. `message` is what HMA clients read; `code` is for programs."""
+    body: dict = {"message": message, "code": code}
+    if errors:
+        body["errors"] = errors
+    return Response(body, status=status_code)
+
+
+def _first_message(detail) -> str:
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    if isinstance(detail, dict) and detail:
+        key, value = next(iter(detail.items()))
+        inner = _first_message(value)
+        return inner if key in ("non_field_errors",) else f"{key}: {inner}"
+    return str(detail)
+
+
+def exception_handler(exc, context):
+    """Map domain and DRF exceptions to {"message", "code"[, "errors"]} with the right status."""
+    if isinstance(exc, OmmError):
+        return error_response(exc.status_code, exc.message, exc.code, exc.errors)
+    if isinstance(exc, Http404):
+        return error_response(status.HTTP_404_NOT_FOUND, str(exc) or "Not found.", "not_found")
+    if isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail
+        errors = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        return error_response(400, _first_message(detail), "invalid", errors)
+    if isinstance(exc, exceptions.APIException):
+        response = drf_exception_handler(exc, context)
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
+        body = {"message": _first_message(exc.detail), "code": code}
+        response.data = body
+        return response
+    return None  # let Django log it and return 500
+
+
+class Pagination(PageNumberPagination):
+    """Page-number pagination with a client-chosen page size (capped)."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+TRUE_STRINGS = {"true", "1", "yes", "on", "t", "y"}
+FALSE_STRINGS = {"false", "0", "no", "off", "f", "n", ""}
+
+
+def parse_bool(value: str | None, *, name: str, default: bool) -> bool:
+    """Parse a boolean query parameter as HMA's pydantic models do; a bad value is a 400."""
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in TRUE_STRINGS:
+        return True
+    if lowered in FALSE_STRINGS:
+        return False
+    from omm_project.lib.errors import InvalidInput
+
+    raise InvalidInput(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+def parse_csv(value: str | None) -> list[str]:
+    """Split a comma-separated parameter, trimming and dropping empties (HMA's `types`, `banks`)."""
+    if not value:
+        return []
+    return [part.strip() for part in value.split(",") if part.strip()]

@@ -1,0 +1,217 @@
+"""
+omm settings. Everything comes from the environment (django-environ); `.env.example` documents
+every variable with its default. Development defaults are explicit; secrets have no production
+default, so a misconfigured production process fails at start rather than running insecurely.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A local .env (written by scripts/serve.sh on first run) is read if present; real environment
+# variables win over it.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+# Where the embedded default keeps its SQLite file, broker queue and index snapshots.
+OMM_DATA_DIR = Path(env.str("OMM_DATA_DIR", default=str(BASE_DIR / "var")))
+
+if DEBUG:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="omm-insecure-development-key")
+else:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY")  # required: no production default
+
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "omm_project.core",
+    "banks",
+    "exchanges",
+    "matching",
+    "hashing",
+    "reviews",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "omm_project.urls"
+WSGI_APPLICATION = "omm_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# The embedded default is a SQLite file so that a laptop evaluation needs no database server.
+DATABASES = {
+    "default": env.db_url(
+        "DATABASE_URL", default=f"sqlite:///{OMM_DATA_DIR / 'omm.sqlite3'}"
+    ),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault("timeout", 30)
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("OMM_DB_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# Serve admin and Swagger assets straight from the apps until `collectstatic` has been run.
+WHITENOISE_USE_FINDERS = True
+
+# Uploads are hashed in memory or in a temp file and never kept (see hashing.services).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("OMM_MAX_JSON_BODY_BYTES", default=10 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# --- omm --------------------------------------------------------------------------------------
+
+# Which roles this process serves; each can be scaled separately behind path-based routing.
+OMM_ROLES = set(env.list("OMM_ROLES", default=["hasher", "matcher", "curator"]))
+_unknown_roles = OMM_ROLES - {"hasher", "matcher", "curator"}
+if _unknown_roles:
+    raise environ.ImproperlyConfigured(f"OMM_ROLES has unknown roles: {sorted(_unknown_roles)}")
+
+# Evaluation switch: serve /c, /h and /m without an API key. Never turn it on in production.
+OMM_OPEN_ACCESS = env.bool("OMM_OPEN_ACCESS", default=False)
+
+# python-threatexchange extension points, as dotted paths.
+OMM_SIGNAL_TYPES = env.list(
+    "OMM_SIGNAL_TYPES",
+    default=[
+        "threatexchange.signal_type.pdq.signal.PdqSignal",
+        "threatexchange.signal_type.md5.VideoMD5Signal",
+    ],
+)
+OMM_CONTENT_TYPES = env.list(
+    "OMM_CONTENT_TYPES",
+    default=[
+        "threatexchange.content_type.photo.PhotoContent",
+        "threatexchange.content_type.video.VideoContent",
+    ],
+)
+OMM_EXCHANGE_TYPES = env.list(
+    "OMM_EXCHANGE_TYPES",
+    default=[
+        "threatexchange.exchanges.impl.static_sample.StaticSampleSignalExchangeAPI",
+        "threatexchange.exchanges.impl.file_api.LocalFileSignalExchangeAPI",
+        "threatexchange.exchanges.impl.fb_threatexchange_api.FBThreatExchangeSignalExchangeAPI",
+        "threatexchange.exchanges.impl.ncmec_api.NCMECSignalExchangeAPI",
+        "threatexchange.exchanges.impl.stop_ncii_api.StopNCIISignalExchangeAPI",
+        "threatexchange.exchanges.impl.techagainstterrorism_api.TATSignalExchangeAPI",
+    ],
+)
+
+# PDQ distance at or below which two hashes match (HMA and python-threatexchange use 31).
+OMM_PDQ_MATCH_THRESHOLD = env.int("OMM_PDQ_MATCH_THRESHOLD", default=31)
+# Photos whose PDQ quality is below this floor are reported and refused for banking.
+OMM_PDQ_QUALITY_FLOOR = env.int("OMM_PDQ_QUALITY_FLOOR", default=50)
+
+# --- Redis and Celery --------------------------------------------------------------------------
+
+REDIS_URL = env.str("REDIS_URL", default="")
+
+# Without Redis the embedded default uses kombu's filesystem transport: a local broker that needs
+# no server, good for one machine.
+_broker_dir = OMM_DATA_DIR / "broker"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# Acknowledge after the task ran so that a worker crash re-delivers it (tasks are idempotent).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(OMM_DATA_DIR / "celerybeat-schedule")
+# Periodic work; each app adds its entries (see the *_BEAT_SCHEDULE lists below).
+CELERY_BEAT_SCHEDULE: dict = {}
+
+# --- Django REST framework ------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["omm_project.core.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["omm_project.core.auth.HasRoleScope"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "omm_project.lib.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "omm_project.lib.api.Pagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Open Media Match API (omm)",
+    "DESCRIPTION": "Hasher-matcher-actioner compatible with HMA 2.0. See docs/compat.md.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("OMM_LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

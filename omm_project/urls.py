@@ -1,0 +1,41 @@
+"""
+URLs by role. OMM_ROLES decides which prefixes this process serves, so hashers (/h), matchers
+(/m) and curators (/c, admin) can be scaled separately behind path-based routing.
+"""
+
+from django.conf import settings
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from omm_project.core import api as core_api
+from omm_project.core import views as core_views
+
+urlpatterns = [
+    path("status", core_views.status_ready, name="status"),
+    path("status/live", core_views.status_live, name="status-live"),
+    path("openapi/openapi.json", SpectacularAPIView.as_view(), name="openapi-schema"),
+    path("openapi/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-ui"),
+]
+
+if "curator" in settings.OMM_ROLES:
+    urlpatterns += [
+        path("admin/", admin.site.urls),
+        path("c/", include("banks.api.urls")),
+        path("c/signal_type", core_api.SignalTypeListView.as_view(), name="signal-type-list"),
+        path("c/content_type", core_api.ContentTypeListView.as_view(), name="content-type-list"),
+    ]
+
+
+def json_404(request, exception=None):
+    """API clients get JSON errors even for unknown URLs (HMA served HTML)."""
+    return JsonResponse({"message": f"Not found: {request.path}", "code": "not_found"}, status=404)
+
+
+def json_500(request):
+    return JsonResponse({"message": "Internal server error", "code": "server_error"}, status=500)
+
+
+handler404 = json_404
+handler500 = json_500

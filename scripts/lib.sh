@@ -1,0 +1,75 @@
+# Shared shell helpers for scripts/serve.sh and scripts/test.sh. Source it; don't run it.
+
+# ensure_venv REQUIREMENTS_FILE: create .venv with Python 3.11 if absent and install the file
+# when it changed since the last install (a stamp keeps re-runs fast).
+ensure_venv() {
+  local reqs="$1" python_bin
+  python_bin="$(command -v python3.11 || command -v python3)"
+  if [ ! -x .venv/bin/python ]; then
+    echo "omm: creating .venv with $("$python_bin" --version)"
+    "$python_bin" -m venv .venv
+    .venv/bin/python -m pip install --quiet --upgrade pip
+  fi
+  local stamp=".venv/.installed-$(basename "$reqs")"
+  local digest
+  digest="$(cat requirements/*.txt | sha256sum | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
+    echo "omm: installing $reqs (first run takes a few minutes)"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$reqs"
+    echo "$digest" > "$stamp"
+  fi
+}
+
+_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+_apt_install() {
+  if [ -z "${_OMM_APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    _OMM_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+_wait_port() {
+  local port="$1" name="$2"
+  for _ in $(seq 1 60); do
+    _port_open "$port" && return 0
+    sleep 0.5
+  done
+  echo "omm: $name did not start on 127.0.0.1:$port" >&2
+  return 1
+}
+
+# ensure_postgres: make PostgreSQL answer on 127.0.0.1:5432 (start it, or install it with apt).
+ensure_postgres() {
+  _port_open 5432 && return 0
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "omm: installing PostgreSQL with apt-get"
+    _apt_install postgresql
+  fi
+  local version
+  version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+  echo "omm: starting PostgreSQL $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  _wait_port 5432 PostgreSQL
+  # Tests connect as postgres over TCP without a password (trust on loopback, as on dev boxes).
+  local hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+  fi
+}
+
+# ensure_redis: make Redis answer on 127.0.0.1:6379 (start it, or install it with apt).
+ensure_redis() {
+  _port_open 6379 && return 0
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "omm: installing Redis with apt-get"
+    _apt_install redis-server
+  fi
+  echo "omm: starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/omm.log
+  _wait_port 6379 Redis
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run the test suite against real PostgreSQL and Redis on 127.0.0.1 (started or installed if
+# needed). Extra arguments go to pytest, e.g. scripts/test.sh tests/banks -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_venv requirements/dev.txt
+ensure_postgres
+ensure_redis
+
+export DJANGO_DEBUG=true
+export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/omm}"
+export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+export OMM_DATA_DIR="${OMM_DATA_DIR:-$(mktemp -d)}"
+
+# pytest exits 5 when it collected no test; that is a failure here, as any non-zero exit is.
+exec .venv/bin/python -m pytest "$@"

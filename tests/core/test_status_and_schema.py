@@ -1,0 +1,59 @@
+"""Health endpoints, the OpenAPI schema, the API key command."""
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from drf_spectacular.drainage import GENERATOR_STATS
+from drf_spectacular.generators import SchemaGenerator
+
+from omm_project.core.models import ApiKey
+from omm_project.core.services import api_key_digest
+
+
+def test_status_live_is_open(anon_client):
+    response = anon_client.get("/status/live")
+    assert response.status_code == 200
+    assert response.content == b"I-AM-ALIVE"
+
+
+@pytest.mark.django_db
+def test_status_is_open(anon_client):
+    response = anon_client.get("/status")
+    assert response.status_code in (200, 503)
+
+
+def test_unknown_url_is_json_404(anon_client):
+    response = anon_client.get("/c/nothing/here/at/all")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_openapi_schema_generates_without_warnings():
+    GENERATOR_STATS.reset()
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    assert "/c/banks" in schema["paths"]
+    assert not GENERATOR_STATS._warn_cache, f"schema warnings: {list(GENERATOR_STATS._warn_cache)}"
+    assert not GENERATOR_STATS._error_cache, f"schema errors: {list(GENERATOR_STATS._error_cache)}"
+
+
+def test_openapi_endpoint_serves_json(anon_client):
+    response = anon_client.get("/openapi/openapi.json")
+    assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_create_api_key_command_prints_a_working_key():
+    out = io.StringIO()
+    call_command("create_api_key", "ops", "--scopes", "match,hash", stdout=out)
+    raw = out.getvalue().strip()
+    key = ApiKey.objects.get(digest=api_key_digest(raw))
+    assert key.scopes == ["hash", "match"]
+
+
+@pytest.mark.django_db
+def test_create_api_key_command_rejects_unknown_scope():
+    with pytest.raises(CommandError):
+        call_command("create_api_key", "ops", "--scopes", "root")
+    assert not ApiKey.objects.exists()
