@@ -176,8 +176,21 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(OMM_DATA_DIR / "celerybeat-schedule")
-# Periodic work; each app adds its entries (see the *_BEAT_SCHEDULE lists below).
-CELERY_BEAT_SCHEDULE: dict = {}
+# Periodic work. Each task is idempotent and takes a lock, so an overlap or a duplicate is harmless.
+CELERY_BEAT_SCHEDULE: dict = {
+    # Exchanges publish new hashes continuously; a minute keeps banks fresh without hammering
+    # their APIs. Each exchange also has its own backoff after failures.
+    "exchanges-fetch-all": {
+        "task": "exchanges.fetch_all",
+        "schedule": env.float("OMM_FETCH_INTERVAL_SECONDS", default=60.0),
+    },
+    # Rebuilding is cheap when nothing changed (it compares checkpoints first). Matchers apply
+    # small deltas between builds, so this interval bounds delta size, not freshness.
+    "matching-index-build-all": {
+        "task": "matching.index_build_all",
+        "schedule": env.float("OMM_INDEX_BUILD_INTERVAL_SECONDS", default=60.0),
+    },
+}
 
 # --- Django REST framework ------------------------------------------------------------------------
 

@@ -23,9 +23,17 @@ if "curator" in settings.OMM_ROLES:
     urlpatterns += [
         path("admin/", admin.site.urls),
         path("c/", include("banks.api.urls")),
+        path("c/", include("exchanges.api.urls")),
+        path("c/", include("reviews.api.urls")),
         path("c/signal_type", core_api.SignalTypeListView.as_view(), name="signal-type-list"),
         path("c/content_type", core_api.ContentTypeListView.as_view(), name="content-type-list"),
     ]
+
+if "hasher" in settings.OMM_ROLES:
+    urlpatterns += [path("h/", include("hashing.api.urls"))]
+
+if "matcher" in settings.OMM_ROLES:
+    urlpatterns += [path("m/", include("matching.api.urls"))]
 
 
 def json_404(request, exception=None):

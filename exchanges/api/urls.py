@@ -1,0 +1,3 @@
+"""exchanges API routes."""
+
+urlpatterns: list = []

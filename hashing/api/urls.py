@@ -1,0 +1,3 @@
+"""hashing API routes."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""matching API routes."""
+
+urlpatterns: list = []
