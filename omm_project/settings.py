@@ -18,7 +18,7 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 # Where the embedded default keeps its SQLite file, broker queue and index snapshots.
-OMM_DATA_DIR = Path(env.str("OMM_DATA_DIR", default=str(BASE_DIR / "var")))
+OMM_DATA_DIR = BASE_DIR / env.str("OMM_DATA_DIR", default="var")  # relative to the repo
 
 if DEBUG:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="omm-insecure-development-key")
@@ -76,11 +76,8 @@ TEMPLATES = [
 ]
 
 # The embedded default is a SQLite file so that a laptop evaluation needs no database server.
-DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{OMM_DATA_DIR / 'omm.sqlite3'}"
-    ),
-}
+DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{OMM_DATA_DIR / 'omm.sqlite3'}"
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})
@@ -158,7 +155,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 # Without Redis the embedded default uses kombu's filesystem transport: a local broker that needs
 # no server, good for one machine.
 _broker_dir = OMM_DATA_DIR / "broker"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
