@@ -15,7 +15,10 @@ ensure_venv() {
   digest="$(cat requirements/*.txt | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     echo "omm: installing $reqs (first run takes a few minutes)"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$reqs"
+    # (a site-wide pip config on some machines names extra index folders; its warnings are noise)
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$reqs" 2>&1 \
+      | { grep -v '^WARNING: Location' || true; }
+    [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "omm: pip install failed" >&2; return 1; }
     echo "$digest" > "$stamp"
   fi
 }
