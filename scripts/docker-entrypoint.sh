@@ -1,0 +1,14 @@
+#!/usr/bin/env sh
+# Container entry point. OMM_MIGRATE=true runs migrations first (one replica, or a release job).
+set -eu
+if [ "${OMM_MIGRATE:-false}" = "true" ]; then
+  python manage.py migrate --noinput
+fi
+case "${1:-web}" in
+  web)
+    exec gunicorn omm_project.wsgi --bind "0.0.0.0:${PORT:-8000}" \
+      --workers "${OMM_WEB_WORKERS:-2}" --threads "${OMM_WEB_THREADS:-8}" --access-logfile - ;;
+  worker) exec celery -A omm_project worker --loglevel "${OMM_LOG_LEVEL:-INFO}" ;;
+  beat) exec celery -A omm_project beat --loglevel "${OMM_LOG_LEVEL:-INFO}" --schedule /app/var/celerybeat-schedule ;;
+  *) exec "$@" ;;
+esac
