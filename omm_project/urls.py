@@ -15,6 +15,7 @@ from omm_project.core import views as core_views
 urlpatterns = [
     path("status", core_views.status_ready, name="status"),
     path("status/live", core_views.status_live, name="status-live"),
+    path("metrics", core_views.metrics_view, name="metrics"),
     path("openapi/openapi.json", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("openapi/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-ui"),
 ]

@@ -8,3 +8,7 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         from omm_project.core import schema  # noqa: F401  (registers the OpenAPI extension)
+        from omm_project.core.metrics import celery_queue_depth
+        from omm_project.lib.metrics import register_provider
+
+        register_provider(celery_queue_depth)

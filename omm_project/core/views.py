@@ -3,6 +3,7 @@
 from django.http import HttpRequest, HttpResponse
 
 from omm_project.core import readiness
+from omm_project.lib import metrics
 
 
 def status_ready(request: HttpRequest) -> HttpResponse:
@@ -16,3 +17,8 @@ def status_ready(request: HttpRequest) -> HttpResponse:
 def status_live(request: HttpRequest) -> HttpResponse:
     """Liveness: the process answers."""
     return HttpResponse("I-AM-ALIVE", content_type="text/plain")
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition. Open like /status: expose it only to the internal network."""
+    return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")

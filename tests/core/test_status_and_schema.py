@@ -57,3 +57,35 @@ def test_create_api_key_command_rejects_unknown_scope():
     with pytest.raises(CommandError):
         call_command("create_api_key", "ops", "--scopes", "root")
     assert not ApiKey.objects.exists()
+
+
+def test_metrics_are_open_and_in_prometheus_format(anon_client, settings):
+    response = anon_client.get("/metrics")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "# TYPE omm_lookup_seconds histogram" in text
+    assert "omm_celery_queue_depth" in text
+
+
+def test_request_id_is_echoed_or_made(anon_client):
+    assert anon_client.get("/status/live", HTTP_X_REQUEST_ID="abc-123")["X-Request-ID"] == "abc-123"
+    assert len(anon_client.get("/status/live")["X-Request-ID"]) == 32
+
+
+def test_json_log_line_carries_request_id():
+    import json
+    import logging
+
+    from omm_project.lib.request_log import JsonFormatter, RequestIdFilter, request_id_var
+
+    token = request_id_var.set("rid-1")
+    try:
+        record = logging.LogRecord("omm.test", logging.INFO, __file__, 1, "hello %s", ("x",), None)
+        record.bank = "B"
+        RequestIdFilter().filter(record)
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        request_id_var.reset(token)
+    assert line["message"] == "hello x"
+    assert line["request_id"] == "rid-1"
+    assert line["bank"] == "B"
