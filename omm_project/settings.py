@@ -116,6 +116,12 @@ if _unknown_roles:
 
 # Evaluation switch: serve /c, /h and /m without an API key. Never turn it on in production.
 OMM_OPEN_ACCESS = env.bool("OMM_OPEN_ACCESS", default=False)
+# Keys checked without the database, for database-less hashers: "name:scope+scope:sha256hex,..."
+# (`manage.py create_api_key NAME --static` prints one).
+OMM_STATIC_API_KEYS = env.list("OMM_STATIC_API_KEYS", default=[])
+for _entry in OMM_STATIC_API_KEYS:
+    if _entry.count(":") != 2 or len(_entry.rsplit(":", 1)[1]) != 64:
+        raise environ.ImproperlyConfigured(f"OMM_STATIC_API_KEYS entry is not name:scopes:sha256 ({_entry[:20]}...)")
 
 # python-threatexchange extension points, as dotted paths.
 OMM_SIGNAL_TYPES = env.list(

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import DatabaseError
 from rest_framework import authentication, exceptions, permissions
 
 from omm_project.core.choices import Scope
@@ -21,6 +22,12 @@ _cache: dict[str, tuple[float, "KeyPrincipal | None"]] = {}
 
 # The scope each URL prefix needs.
 PREFIX_SCOPES = {"/c/": Scope.CURATE, "/h/": Scope.HASH, "/m/": Scope.MATCH}
+
+
+class KeyStoreUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "API keys cannot be checked right now (no database); use a static key."
+    default_code = "key_store_unavailable"
 
 
 @dataclass(frozen=True)
@@ -43,17 +50,36 @@ def _raw_key_from(request) -> str | None:
     return request.META.get("HTTP_X_API_KEY") or None
 
 
+def static_keys() -> dict[str, "KeyPrincipal"]:
+    """
+    Keys configured in the environment (OMM_STATIC_API_KEYS = "name:scope+scope:sha256,..."), so
+    processes without a database (hashers) can still check keys.
+    """
+    keys: dict[str, KeyPrincipal] = {}
+    for entry in settings.OMM_STATIC_API_KEYS:
+        name, scopes, digest = entry.split(":")
+        keys[digest] = KeyPrincipal(key_id=0, name=name, scopes=frozenset(scopes.split("+")))
+    return keys
+
+
 def _principal_for(raw_key: str) -> "KeyPrincipal | None":
     digest = api_key_digest(raw_key)
+    static = static_keys().get(digest)
+    if static is not None:
+        return static
     now = time.monotonic()
     cached = _cache.get(digest)
     if cached and cached[0] > now:
         return cached[1]
-    row = (
-        ApiKey.objects.filter(digest=digest, revoked_at__isnull=True)
-        .values("id", "name", "scopes")
-        .first()
-    )
+    try:
+        row = (
+            ApiKey.objects.filter(digest=digest, revoked_at__isnull=True)
+            .values("id", "name", "scopes")
+            .first()
+        )
+    except DatabaseError:
+        # A database-less hasher, or the database is briefly down: say so rather than 500.
+        raise KeyStoreUnavailable() from None
     principal = (
         KeyPrincipal(key_id=row["id"], name=row["name"], scopes=frozenset(row["scopes"]))
         if row

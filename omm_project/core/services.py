@@ -17,6 +17,11 @@ def api_key_digest(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
+def api_key_generate() -> str:
+    """A new random key (256 bits), not stored anywhere."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
 def api_key_create(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
     """Create a key with the given scopes; returns the row and the raw key (shown only once)."""
     unknown = sorted(set(scopes) - set(Scope.values))
@@ -24,7 +29,7 @@ def api_key_create(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
         raise InvalidInput(f"scopes must be a non-empty subset of {Scope.values}, got {scopes}")
     if not name.strip():
         raise InvalidInput("name must not be empty")
-    raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    raw_key = api_key_generate()
     key = ApiKey.objects.create(
         name=name.strip(),
         prefix=raw_key[: len(KEY_PREFIX) + 6],

@@ -89,3 +89,32 @@ def test_json_log_line_carries_request_id():
     assert line["message"] == "hello x"
     assert line["request_id"] == "rid-1"
     assert line["bank"] == "B"
+
+
+def test_static_key_works_without_touching_the_database(anon_client, settings):
+    # given a key configured only in the environment (as on a database-less hasher);
+    # this test has no database access: any query would raise
+    from omm_project.core.services import api_key_digest, api_key_generate
+
+    raw = api_key_generate()
+    settings.OMM_STATIC_API_KEYS = [f"hasher:hash+curate:{api_key_digest(raw)}"]
+    anon_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    # when it calls an endpoint of its scope that needs no data
+    response = anon_client.get("/c/signal_type")
+    # then it is let in
+    assert response.status_code == 200
+
+
+def test_key_check_without_a_database_is_503_not_500(anon_client, monkeypatch):
+    from django.db import OperationalError
+
+    from omm_project.core import auth
+
+    def broken(*args, **kwargs):
+        raise OperationalError("no database")
+
+    monkeypatch.setattr(auth.ApiKey.objects, "filter", broken)
+    anon_client.credentials(HTTP_AUTHORIZATION="Bearer omm_whatever")
+    response = anon_client.get("/c/banks")
+    assert response.status_code == 503
+    assert response.json()["code"] == "key_store_unavailable"

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from omm_project.core.choices import Scope
-from omm_project.core.services import api_key_create
+from omm_project.core.services import api_key_create, api_key_digest, api_key_generate
 from omm_project.lib.errors import OmmError
 
 
@@ -15,10 +15,23 @@ class Command(BaseCommand):
             default=",".join(Scope.values),
             help=f"Comma-separated subset of {','.join(Scope.values)} (default: all).",
         )
+        parser.add_argument(
+            "--static",
+            action="store_true",
+            help="Don't store the key; print it and its OMM_STATIC_API_KEYS entry (for hashers).",
+        )
 
-    def handle(self, *args, name: str, scopes: str, **options) -> None:
+    def handle(self, *args, name: str, scopes: str, static: bool, **options) -> None:
+        scope_list = [s.strip() for s in scopes.split(",") if s.strip()]
+        if static:
+            if not scope_list or set(scope_list) - set(Scope.values) or ":" in name or "," in name:
+                raise CommandError(f"scopes must be a subset of {Scope.values}; name without ':' or ','")
+            raw_key = api_key_generate()
+            self.stdout.write(raw_key)
+            self.stderr.write(f"OMM_STATIC_API_KEYS entry: {name}:{'+'.join(scope_list)}:{api_key_digest(raw_key)}")
+            return
         try:
-            _, raw_key = api_key_create(name=name, scopes=[s.strip() for s in scopes.split(",") if s.strip()])
+            _, raw_key = api_key_create(name=name, scopes=scope_list)
         except OmmError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(raw_key)
