@@ -1,0 +1,208 @@
+"""PdqIndex: exact agreement with a brute-force Hamming scan (no DB)."""
+
+import numpy as np
+import pytest
+
+from matching.index import (
+    PdqIndex,
+    brute_force_search,
+    hex_to_pdq,
+    hex_to_pdq_array,
+    pdq_array_to_hex,
+    pdq_to_hex,
+)
+
+THRESHOLDS = [0, 10, 31, 45]
+
+
+def _flip(rng, h, k):
+    """Copy of hash ``h`` with exactly ``k`` distinct bits flipped."""
+    h = h.copy()
+    bits = rng.choice(256, size=k, replace=False)
+    np.bitwise_xor.at(h, bits // 8, (1 << (bits % 8)).astype(np.uint8))
+    return h
+
+
+def _expected(hashes, ids, q, threshold):
+    pos, dist = brute_force_search(hashes, q, threshold)
+    got_ids = ids[pos]
+    order = np.lexsort((got_ids, dist))
+    return got_ids[order], dist[order]
+
+
+def _assert_exact(index, hashes, ids, queries, threshold):
+    results = index.search(queries, threshold)
+    assert len(results) == len(queries)
+    total = 0
+    for q, (got_ids, got_d) in zip(queries, results):
+        exp_ids, exp_d = _expected(hashes, ids, q, threshold)
+        np.testing.assert_array_equal(got_ids, exp_ids)
+        np.testing.assert_array_equal(got_d, exp_d)
+        assert got_ids.dtype == np.int64
+        total += len(exp_ids)
+    return total
+
+
+@pytest.fixture(scope="module")
+def random_data():
+    rng = np.random.default_rng(1234)
+    n = 20_000
+    hashes = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    ids = rng.permutation(n).astype(np.int64) * 7 + 3
+    members = rng.integers(0, n, size=200)
+    queries = np.stack(
+        [_flip(rng, hashes[m], int(k)) for m, k in zip(members, np.arange(200) % 41)]
+    )
+    return hashes, ids, queries
+
+
+@pytest.fixture(scope="module")
+def random_indexes(random_data):
+    hashes, ids, _ = random_data
+    return {
+        "multi": PdqIndex.build(hashes, ids, multi_index=True),
+        "brute": PdqIndex.build(hashes, ids, multi_index=False),
+    }
+
+
+@pytest.mark.parametrize("mode", ["multi", "brute"])
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+def test_random_matches_brute_force(random_data, random_indexes, mode, threshold):
+    hashes, ids, queries = random_data
+    index = random_indexes[mode]
+    assert index.has_multi_index == (mode == "multi")
+    total = _assert_exact(index, hashes, ids, queries, threshold)
+    if threshold >= 10:
+        assert total > 0  # perturbed members produce real hits
+
+
+def test_all_thresholds_multi_index(random_data, random_indexes):
+    """Every threshold 0..64 (radius 0..3 layouts, both chunk groups) plus fallbacks."""
+    hashes, ids, queries = random_data
+    index = random_indexes["multi"]
+    for threshold in list(range(65)) + [80, 128, 255, 256]:
+        _assert_exact(index, hashes, ids, queries[::8], threshold)
+
+
+def test_random_queries_without_hits(random_data, random_indexes):
+    hashes, ids, _ = random_data
+    rng = np.random.default_rng(5)
+    queries = rng.integers(0, 256, size=(50, 32), dtype=np.uint8)
+    for mode in ("multi", "brute"):
+        assert _assert_exact(random_indexes[mode], hashes, ids, queries, 31) == 0
+
+
+def test_clustered_data():
+    """Many near-duplicates of a few centers: heavy bucket collisions, deduped candidates."""
+    rng = np.random.default_rng(7)
+    centers = rng.integers(0, 256, size=(12, 32), dtype=np.uint8)
+    rows = [_flip(rng, centers[i % 12], int(rng.integers(0, 24))) for i in range(6000)]
+    rows += list(rng.integers(0, 256, size=(4000, 32), dtype=np.uint8))
+    hashes = np.stack(rows)
+    ids = np.arange(len(hashes), dtype=np.int64)
+    queries = np.stack(
+        [_flip(rng, centers[i % 12], int(rng.integers(0, 30))) for i in range(40)]
+        + [_flip(rng, hashes[i * 97], 5) for i in range(20)]
+    )
+    multi = PdqIndex.build(hashes, ids, multi_index=True)
+    brute = PdqIndex.build(hashes, ids, multi_index=False)
+    for threshold in (0, 10, 31, 45, 52):
+        a = _assert_exact(multi, hashes, ids, queries, threshold)
+        b = _assert_exact(brute, hashes, ids, queries, threshold)
+        assert a == b
+    assert a > 1000
+
+
+@pytest.mark.parametrize("multi", [True, False])
+def test_single_hash_index(multi):
+    rng = np.random.default_rng(3)
+    h = rng.integers(0, 256, size=(1, 32), dtype=np.uint8)
+    index = PdqIndex.build(h, np.array([42]), multi_index=multi)
+    assert len(index) == 1
+    ids, d = index.search_one(h[0])
+    assert ids.tolist() == [42] and d.tolist() == [0]
+    ids, d = index.search_one(_flip(rng, h[0], 31), 31)
+    assert ids.tolist() == [42] and d.tolist() == [31]
+    ids, _ = index.search_one(_flip(rng, h[0], 32), 31)
+    assert ids.size == 0
+    # hex query path
+    ids, _ = index.search_one(pdq_to_hex(h[0]))
+    assert ids.tolist() == [42]
+
+
+@pytest.mark.parametrize("multi", [True, False])
+def test_empty_index(multi):
+    index = PdqIndex.build(np.empty((0, 32), np.uint8), np.empty(0, np.int64), multi_index=multi)
+    assert len(index) == 0
+    q = np.zeros((3, 32), np.uint8)
+    res = index.search(q, 256)
+    assert len(res) == 3 and all(ids.size == 0 and d.size == 0 for ids, d in res)
+    assert PdqIndex.empty().search(q[0])[0][0].size == 0
+
+
+@pytest.mark.parametrize("multi", [True, False])
+def test_duplicates_and_tombstones(multi):
+    rng = np.random.default_rng(9)
+    base = rng.integers(0, 256, size=(500, 32), dtype=np.uint8)
+    h = np.concatenate([base, base[:10], base[:10]])  # each of base[:10] three times
+    ids = np.concatenate([np.arange(500), np.arange(1000, 1010), np.arange(2000, 2010)])
+    index = PdqIndex.build(h, ids, multi_index=multi)
+    got, d = index.search_one(base[3], 0)
+    assert got.tolist() == [3, 1003, 2003] and d.tolist() == [0, 0, 0]
+    # same id on two rows is reported twice (one per row), like the brute-force scan
+    index2 = PdqIndex.build(np.stack([base[0], base[0]]), np.array([5, 5]), multi_index=multi)
+    assert index2.search_one(base[0])[0].tolist() == [5, 5]
+    # query-time exclusion and persistent tombstones
+    got, _ = index.search_one(base[3], 0, exclude_ids=[1003])
+    assert got.tolist() == [3, 2003]
+    assert index.mark_deleted([2003, 999_999]) == 1
+    assert index.mark_deleted(np.array([2003])) == 0
+    got, _ = index.search_one(base[3], 0)
+    assert got.tolist() == [3, 1003]
+
+
+def test_max_distance_and_negative_threshold():
+    rng = np.random.default_rng(11)
+    h = rng.integers(0, 256, size=(50_000, 32), dtype=np.uint8)
+    index = PdqIndex.build(h)
+    ids, d = index.search_one(~h[17], 256)
+    assert len(ids) == 50_000 and d[-1] == 256 and 17 in ids[d == 256]
+    assert index.search_one(h[17], -1)[0].size == 0
+
+
+def test_default_layout_and_memory():
+    rng = np.random.default_rng(2)
+    small = PdqIndex.build(rng.integers(0, 256, size=(1000, 32), dtype=np.uint8))
+    assert not small.has_multi_index and small.nbytes == 1000 * 40
+    big = PdqIndex.build(rng.integers(0, 256, size=(40_000, 32), dtype=np.uint8))
+    assert big.has_multi_index
+    assert big.nbytes == 40_000 * (32 + 8 + 64) + (16 * 65536 + 1) * 8
+
+
+def test_unaligned_and_strided_input():
+    rng = np.random.default_rng(4)
+    h = rng.integers(0, 256, size=(300, 32), dtype=np.uint8)
+    raw = b"x" + h.tobytes()
+    unaligned = np.frombuffer(raw, dtype=np.uint8, offset=1).reshape(300, 32)
+    strided = np.repeat(h, 2, axis=1)[:, ::2]
+    for arr in (unaligned, strided):
+        index = PdqIndex.build(arr, multi_index=True)
+        assert index.search_one(h[7], 0)[0].tolist() == [7]
+
+
+def test_hex_helpers():
+    rng = np.random.default_rng(6)
+    h = rng.integers(0, 256, size=(1000, 32), dtype=np.uint8)
+    hexes = pdq_array_to_hex(h)
+    assert all(len(x) == 64 and x == x.lower() for x in hexes)
+    np.testing.assert_array_equal(hex_to_pdq_array(hexes, block=128), h)
+    np.testing.assert_array_equal(hex_to_pdq(hexes[5].upper()), h[5])
+    assert hex_to_pdq_array([]).shape == (0, 32)
+    with pytest.raises(ValueError, match="#1"):
+        hex_to_pdq_array([hexes[0], hexes[1][:-1]])
+    with pytest.raises(ValueError, match="#2"):
+        hex_to_pdq_array([hexes[0], hexes[1], "g" * 64])
+    with pytest.raises(ValueError):
+        hex_to_pdq_array([hexes[0][:-2] + "  "])
+    index = PdqIndex.from_hex(hexes, np.arange(1000) + 10)
+    assert index.search(hexes[:2], 0)[1][0].tolist() == [11]
