@@ -46,6 +46,10 @@ class BankContent(models.Model):
     metadata = models.JSONField(null=True, blank=True, help_text="Caller's JSON metadata.")
     labels = models.JSONField(default=list, blank=True)
     note = models.CharField(max_length=255, blank=True, default="")
+    import_key = models.UUIDField(
+        null=True, blank=True, editable=False,
+        help_text="Set by bulk imports (banks.importing); unique per bank, so re-runs add nothing.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
@@ -54,6 +58,10 @@ class BankContent(models.Model):
         indexes = [models.Index(fields=["bank", "-updated_at", "-id"], name="content_bank_updated")]
         constraints = [
             models.CheckConstraint(condition=Q(disable_until_ts__gte=0), name="content_disable_ts_ge_0"),
+            models.UniqueConstraint(
+                fields=["bank", "import_key"], condition=Q(import_key__isnull=False),
+                name="content_import_key",
+            ),
         ]
 
     def __str__(self) -> str:
