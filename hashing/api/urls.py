@@ -1,3 +1,9 @@
-"""hashing API routes."""
+"""hashing API routes, under /h/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from hashing.api import views
+
+urlpatterns = [
+    path("hash", views.HashView.as_view(), name="hash"),
+]

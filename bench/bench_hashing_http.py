@@ -1,0 +1,288 @@
+#!/usr/bin/env python
+"""
+Benchmark photo hashing end to end: python-threatexchange's reference path, omm's service
+function, and omm's HTTP API (POST /h/hash) served by the real service, on the same JPEGs in the
+same run, checking that every path gives the identical PDQ hash.
+
+    python bench/bench_hashing_http.py [--seconds 6] [--rounds 3] [--sizes 1,12] [--keep DIR]
+
+- reference: PdqSignal.hash_from_file(path) (what HMA runs: Pillow decode + pdqhash);
+- service:   hashing.services.media_hash(content_type="photo", media=<open file>), in process;
+- http:      one client thread POSTing the file as multipart to gunicorn omm_project.wsgi with one
+             sync worker (OMM_ROLES=hasher, OMM_OPEN_ACCESS=true, an empty SQLite file as the
+             database: a hasher needs none).
+
+Each path runs on one core at a time (the HTTP client runs on another core and is cheap: the
+multipart body is built once). Two rates are reported: images per wall-clock second, and images
+per CPU second of the process doing the work (this process, or the gunicorn worker), which stays
+meaningful on a machine shared with other work. Both are per core: one thread does the hashing. The JPEGs are
+bench/bench_hashing.py's (deterministic: 1 MP = 1152x864 and 12 MP = 4000x3000, quality 90).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_hashing import make_bench_images  # noqa: E402  (the same JPEGs as the core benchmark)
+
+REFERENCE = "reference PdqSignal.hash_from_file"
+
+
+@dataclass
+class Path_:
+    """One way of hashing a file: the call, and the CPU seconds used so far by whoever does the work."""
+
+    hash: Callable[[], str]
+    cpu_seconds: Callable[[], float]
+
+
+@dataclass
+class Sample:
+    wall_rate: float  # images per wall-clock second
+    cpu_rate: float  # images per CPU second of the process doing the hashing
+
+
+def measure(path: Path_, seconds: float, min_runs: int = 3) -> tuple[Sample, str]:
+    """Rates of `path` over at least `seconds` and `min_runs` calls, after a warm-up call."""
+    result = path.hash()
+    runs, started, cpu_started = 0, time.perf_counter(), path.cpu_seconds()
+    while True:
+        if path.hash() != result:
+            raise AssertionError("the same image hashed differently on two calls")
+        runs += 1
+        elapsed = time.perf_counter() - started
+        if runs >= min_runs and elapsed >= seconds:
+            cpu = max(path.cpu_seconds() - cpu_started, 1e-9)
+            return Sample(runs / elapsed, runs / cpu), result
+
+
+def measure_interleaved(paths: dict[str, Path_], seconds: float, rounds: int) -> dict[str, tuple[Sample, str]]:
+    """
+    Each path's median rates over `rounds` rounds that take turns (ref, service, http, ref, ...),
+    so that a change in machine load during the run hits every path alike.
+    """
+    samples: dict[str, list[Sample]] = {name: [] for name in paths}
+    hashes: dict[str, str] = {}
+    for _ in range(rounds):
+        for name, path in paths.items():
+            sample, hashes[name] = measure(path, seconds / rounds)
+            samples[name].append(sample)
+    return {
+        name: (
+            Sample(
+                statistics.median(s.wall_rate for s in samples[name]),
+                statistics.median(s.cpu_rate for s in samples[name]),
+            ),
+            hashes[name],
+        )
+        for name in paths
+    }
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return children
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(workdir: Path) -> dict[str, str]:
+    return {
+        "DJANGO_SETTINGS_MODULE": "omm_project.settings",
+        "DJANGO_DEBUG": "true",
+        "OMM_ROLES": "hasher",
+        "OMM_OPEN_ACCESS": "true",
+        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+        "OMM_LOG_LEVEL": "WARNING",
+        "OMM_ACCESS_LOG_LEVEL": "WARNING",
+    }
+
+
+class Server:
+    """gunicorn omm_project.wsgi with one sync worker, started and stopped by this process."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.log = open(workdir / "gunicorn.log", "wb")  # noqa: SIM115 (closed in stop())
+        env = {**os.environ, **service_env(workdir)}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "omm_project.wsgi:application",
+                "--workers",
+                "1",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--timeout",
+                "120",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/status/live")
+                if conn.getresponse().status == 200:
+                    (self.worker_pid,) = child_pids(self.process.pid)
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not start; see {workdir / 'gunicorn.log'}")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def http_hasher(port: int, path: Path) -> Callable[[], str]:
+    """POST the file to /h/hash as field "photo"; the body is encoded once."""
+    boundary = "omm-bench-boundary-7d3f"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="{path.name}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(len(body))}
+
+    def run() -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn.request("POST", "/h/hash", body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {data[:300]!r}")
+        return json.loads(data)["pdq"]
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=6.0, help="time per path and image size")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
+    parser.add_argument("--sizes", default="1,12", help="megapixel sizes among 1,12")
+    parser.add_argument("--keep", type=Path, help="write the JPEGs here instead of a temp dir")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="omm-bench-hash-") as tmp:
+        workdir = Path(tmp)
+        imagedir = args.keep or workdir
+        imagedir.mkdir(parents=True, exist_ok=True)
+        files = {int(p.name.split("-")[1].removesuffix("MP")): p for p in make_bench_images(imagedir)}
+        files = {mp: path for mp, path in files.items() if mp in sizes}
+
+        os.environ.update(service_env(workdir))
+        import django
+
+        django.setup()
+        from threatexchange.signal_type.pdq.signal import PdqSignal
+
+        from hashing.services import media_hash
+
+        def service_hasher(path: Path) -> Callable[[], str]:
+            def run() -> str:
+                with open(path, "rb") as media:
+                    return media_hash(content_type="photo", media=media).signals["pdq"]
+
+            return run
+
+        server = Server(workdir)
+        rows = []
+        try:
+            for mp in sizes:
+                path = files[mp]
+                results = measure_interleaved(
+                    {
+                        REFERENCE: Path_(lambda p=path: PdqSignal.hash_from_file(p), time.process_time),
+                        "service hashing.services.media_hash": Path_(service_hasher(path), time.process_time),
+                        "HTTP POST /h/hash (gunicorn, 1 worker)": Path_(
+                            http_hasher(server.port, path), lambda: process_cpu_seconds(server.worker_pid)
+                        ),
+                    },
+                    args.seconds,
+                    args.rounds,
+                )
+                reference = results[REFERENCE][0]
+                same = len({h for _, h in results.values()}) == 1
+                if not same:
+                    print(f"HASH MISMATCH {mp} MP: " + ", ".join(f"{n}: {h}" for n, (_, h) in results.items()))
+                size_kb = path.stat().st_size / 1024
+                for name, (sample, _) in results.items():
+                    rows.append((f"{mp} MP ({size_kb:,.0f} KB)", name, sample, reference, same))
+        finally:
+            server.stop()
+
+    print(
+        f"\nPDQ hashing, one core per path: {args.seconds:g}s per path in {args.rounds} interleaved rounds"
+        f" (medians). Load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the end."
+    )
+    print("wall: images per wall-clock second; cpu: images per CPU second of the hashing process")
+    print("(the gunicorn worker for HTTP; the client's CPU is not counted). Ratios are to the reference.")
+    header = (
+        f"{'image':<18} {'path':<42} {'wall img/s':>10} {'vs ref':>7} {'cpu img/s':>10} {'vs ref':>7} "
+        f"{'ms/img cpu':>10} {'same hash':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for image, name, sample, ref, same in rows:
+        print(
+            f"{image:<18} {name:<42} {sample.wall_rate:>10.2f} {sample.wall_rate / ref.wall_rate:>6.2f}x "
+            f"{sample.cpu_rate:>10.2f} {sample.cpu_rate / ref.cpu_rate:>6.2f}x {1000 / sample.cpu_rate:>10.1f} "
+            f"{'yes' if same else 'NO':>9}"
+        )
+    if not all(row[4] for row in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""
+The hashing core: PDQ for photos, MD5 for videos. No Django here, only Pillow, numpy and hashlib.
+
+PDQ hashes and qualities are exactly python-threatexchange's (`PdqSignal.hash_from_file`, i.e.
+`pdq_from_file`), including its quirks, which matter because banks hold hashes made that way:
+
+* the first three channels are used as R, G, B whatever the mode (CMYK hashes C, M, Y; RGBA
+  ignores alpha; YCbCr/LAB/HSV channels are used as if they were RGB);
+* L and P images are hashed as grey, P by palette *index* (not palette colour); mode 1 as 0/1;
+  LA and I;16 are converted to RGB with Pillow first;
+* EXIF orientation is ignored (the stored pixels are hashed), and an animation's first frame is used.
+
+Modes the reference can't hash (it raises) are converted to RGB with Pillow: I, F, I;16L/B/N, PA.
+
+Speed: the PDQ maths runs in hashing.pdq_fast (numpy, bit-exact with pdqhash's C++, see there);
+the pixels are taken from Pillow band by band. Hex conversion uses numpy.packbits. JPEG draft
+(DCT-domain downscaled) decoding would be faster but changes the pixels and so the hash: not used.
+"""
+
+import functools
+import hashlib
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from hashing import pdq_fast
+
+MD5_CHUNK_BYTES = 1024 * 1024
+# python-threatexchange's PdqSignal.QUALITY_THRESHOLD: below it, hash_from_bytes returns "".
+# The core always returns the raw quality; callers choose their floor.
+PDQ_QUALITY_FLOOR = 50
+
+# Formats Pillow may decode for a photo. EPS is left out on purpose (Pillow runs Ghostscript on
+# it), as are Pillow's stub and scientific formats. None would allow every format Pillow knows.
+PHOTO_FORMATS: tuple[str, ...] = (
+    "JPEG",  # also multi-picture JPEGs (MPO)
+    "PNG",
+    "GIF",
+    "WEBP",
+    "TIFF",
+    "BMP",
+    "DIB",
+    "ICO",
+    "AVIF",
+    "JPEG2000",
+    "PPM",
+    "TGA",
+    "PSD",
+    "QOI",
+    "PCX",
+    "SGI",
+    "ICNS",
+    "DDS",
+)
+
+# The mode's first three channels are hashed as R, G, B (no conversion), as the reference does.
+_THREE_CHANNEL_MODES = frozenset({"RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"})
+# Modes the reference converts to RGB before hashing.
+_REFERENCE_CONVERTS_TO_RGB = frozenset({"I;16"})
+# Modes the reference fails on; converted to RGB here (no reference hash to match).
+_CONVERT_TO_RGB = frozenset({"I", "F", "I;16L", "I;16B", "I;16N", "PA"})
+
+
+class UndecodableImage(ValueError):
+    """The bytes are not an image this service can decode and hash; the message says why."""
+
+
+class ImageTooLarge(UndecodableImage):
+    """The image has more pixels than allowed (a decompression bomb, or just too big to hash)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoHash:
+    """A photo's PDQ hash (64 lowercase hex characters) and PDQ quality (0-100, raw)."""
+
+    pdq: str
+    quality: int
+
+    def pdq_or_blank(self, quality_floor: int = PDQ_QUALITY_FLOOR) -> str:
+        """The hash as PdqSignal.hash_from_bytes reports it: "" when quality < quality_floor."""
+        return self.pdq if self.quality >= quality_floor else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def hex_from_bits(bits: np.ndarray | Sequence[int]) -> str:
+    """
+    A bit vector (first element = most significant bit, values 0/1 or bool), as lowercase hex
+    of ceil(len/4) digits: what python-threatexchange builds with a string join, via packbits.
+    """
+    array = np.asarray(bits)
+    if array.ndim != 1:
+        raise ValueError(f"expected a 1-D bit vector, got shape {array.shape}")
+    if array.dtype != np.bool_:
+        if not np.isin(array, (0, 1)).all():
+            raise ValueError("bit vector values must be 0 or 1")
+        array = array.astype(np.bool_)
+    if array.size % 8 == 0:
+        return np.packbits(array).tobytes().hex()
+    # Odd lengths: pad on the left like the reference's "%0*X" % (digits, int(bits, 2)).
+    digits = (array.size + 3) // 4
+    value = int("".join("1" if b else "0" for b in array.tolist()) or "0", 2)
+    return format(value, f"0{digits}x")
+
+
+def md5_bytes(data: bytes) -> str:
+    """MD5 of `data` as 32 lowercase hex characters (the video MD5 signal)."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def md5_stream(stream: IO[bytes], chunk_size: int = MD5_CHUNK_BYTES) -> str:
+    """MD5 of everything left in a binary stream, read in chunks (the stream is not rewound)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    while chunk := stream.read(chunk_size):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def md5_file(path: str | os.PathLike[str], chunk_size: int = MD5_CHUNK_BYTES) -> str:
+    """MD5 of a file's content, read in chunks."""
+    with open(path, "rb") as handle:
+        return md5_stream(handle, chunk_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+@functools.lru_cache(maxsize=32)
+def _known_formats(formats: tuple[str, ...]) -> tuple[str, ...]:
+    """The formats this Pillow build can open (Image.open raises KeyError for an unknown one)."""
+    Image.init()
+    return tuple(name for name in (f.upper() for f in formats) if name in Image.OPEN)
+
+
+def _open(stream: IO[bytes], max_pixels: int | None, formats: Sequence[str] | None) -> Image.Image:
+    """Image.open + pixel cap + load, with every decoding failure turned into UndecodableImage."""
+    if formats is not None:
+        formats = _known_formats(tuple(formats))
+    try:
+        image = Image.open(stream, formats=formats)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"image is too large to hash: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        allowed = f"; accepted formats: {', '.join(formats)}" if formats else ""
+        raise UndecodableImage(f"not a recognised image (unknown format or damaged header){allowed}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # Pillow's plugins raise many types on malformed headers
+        raise UndecodableImage(f"unreadable image header ({type(exc).__name__}: {exc})") from exc
+    try:
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise UndecodableImage(f"image has no pixels ({width}x{height})")
+        limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+        if limit is not None and width * height > limit:
+            raise ImageTooLarge(
+                f"image is {width}x{height} = {width * height} pixels, above the limit of {limit}"
+            )
+        try:
+            image.load()
+        except Image.DecompressionBombError as exc:  # some formats check again while loading
+            raise ImageTooLarge(f"image is too large to hash: {exc}") from exc
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise UndecodableImage(
+                f"{image.format or 'image'} data is truncated or corrupt ({type(exc).__name__}: {exc})"
+            ) from exc
+        return image
+    except BaseException:
+        image.close()
+        raise
+
+
+def _pixels(image: Image.Image) -> tuple[str, list[np.ndarray]]:
+    """
+    ("rgb", [R, G, B]) or ("grey", [plane]): the uint8 planes of the array the reference hasher
+    would build from `image` (see the module docstring for the per-mode rules).
+    """
+    mode = image.mode
+    try:
+        if mode in _REFERENCE_CONVERTS_TO_RGB or mode in _CONVERT_TO_RGB:
+            image, mode = image.convert("RGB"), "RGB"
+        if mode in _THREE_CHANNEL_MODES:
+            return "rgb", [np.asarray(band) for band in image.split()[:3]]
+        if mode in ("L", "P"):
+            return "grey", [np.asarray(image)]
+        if mode == "LA":  # the reference converts to RGB, which copies L into R, G and B
+            return "grey", [np.asarray(image.getchannel(0))]
+        if mode == "1":  # the reference's bool array counts as 0/1 in its arithmetic
+            return "grey", [(np.asarray(image.convert("L")) != 0).view(np.uint8)]
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise UndecodableImage(
+            f"cannot read the pixels of a {mode} image ({type(exc).__name__}: {exc})"
+        ) from exc
+    raise UndecodableImage(f"unsupported image mode {mode}")
+
+
+def hash_photo_image(image: Image.Image) -> PhotoHash:
+    """PDQ of an already opened and loaded Pillow image (no pixel cap applied here)."""
+    if image.width <= 0 or image.height <= 0:
+        raise UndecodableImage(f"image has no pixels ({image.width}x{image.height})")
+    kind, planes = _pixels(image)
+    if kind == "rgb":
+        bits, quality = pdq_fast.pdq_from_planes(*planes)
+    else:
+        bits, quality = pdq_fast.pdq_from_grey(planes[0])
+    return PhotoHash(pdq=hex_from_bits(bits), quality=int(quality))
+
+
+def hash_photo_stream(
+    stream: IO[bytes], *, max_pixels: int | None = None, formats: Sequence[str] | None = PHOTO_FORMATS
+) -> PhotoHash:
+    """
+    PDQ hash and quality of the image in a seekable binary stream (read from its current position).
+
+    max_pixels: refuse images with more pixels (ImageTooLarge); None means Pillow's
+    Image.MAX_IMAGE_PIXELS (89,478,485 unless changed). Pillow itself also refuses anything over
+    twice its limit. formats: the Pillow formats accepted, None for all.
+    Raises UndecodableImage (a ValueError) for anything that isn't a decodable image.
+    """
+    with _open(stream, max_pixels, formats) as image:
+        return hash_photo_image(image)
+
+
+def hash_photo_bytes(
+    data: bytes, *, max_pixels: int | None = None, formats: Sequence[str] | None = PHOTO_FORMATS
+) -> PhotoHash:
+    """PDQ hash and quality of an image file's bytes; see hash_photo_stream."""
+    if not data:
+        raise UndecodableImage("no image data (0 bytes)")
+    return hash_photo_stream(io.BytesIO(data), max_pixels=max_pixels, formats=formats)
+
+
+def hash_photo_file(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int | None = None,
+    formats: Sequence[str] | None = PHOTO_FORMATS,
+) -> PhotoHash:
+    """PDQ hash and quality of an image file; see hash_photo_stream. OSError if it can't be read."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise UndecodableImage("no image data (0 bytes)")
+        return hash_photo_stream(handle, max_pixels=max_pixels, formats=formats)

@@ -1,0 +1,258 @@
+"""
+Hashing: turn media (an upload or a fetched URL) into signals, and add hashed media to banks.
+
+PDQ goes through the fast core (hashing.core), whose hashes equal python-threatexchange's;
+video MD5 is streamed; any other configured signal type hashes with its own python-threatexchange
+class. Media is hashed from the upload's in-memory or temporary file, never stored.
+"""
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+from django.core.files import File
+from threatexchange.content_type.content_base import ContentType
+from threatexchange.signal_type.md5 import VideoMD5Signal
+from threatexchange.signal_type.pdq.signal import PdqSignal
+from threatexchange.signal_type.signal_base import BytesHasher, FileHasher, SignalType
+
+from banks import services as bank_services
+from banks.models import Bank, BankContent
+from hashing import core
+from hashing.url_fetch import url_fetch, url_validate
+from omm_project.lib import pytx
+from omm_project.lib.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_QUALITY_FLOOR = 50
+# HMA infers the content type of fetched media from the response's Content-Type.
+MEDIA_TYPE_PREFIXES = {"image/": "photo", "video/": "video"}
+
+
+class LowQualityMedia(InvalidInput):
+    """A photo's PDQ quality is below the floor, so its hash would match unreliably (400)."""
+
+    code = "low_quality"
+
+
+@dataclass(frozen=True)
+class MediaHashes:
+    """The signals computed for one media, and the PDQ quality when a PDQ hash was computed."""
+
+    content_type: str
+    signals: dict[str, str]
+    pdq_quality: int | None
+    quality_floor: int
+
+    @property
+    def low_quality(self) -> bool:
+        """True when a PDQ hash was computed from a photo below the quality floor."""
+        return self.pdq_quality is not None and self.pdq_quality < self.quality_floor
+
+    def hma_signals(self) -> dict[str, str]:
+        """HMA's answer: a photo below the quality floor hashes to "" (python-threatexchange's rule)."""
+        if not self.low_quality:
+            return dict(self.signals)
+        return {name: ("" if name == PdqSignal.get_name() else value) for name, value in self.signals.items()}
+
+    def low_quality_message(self) -> str:
+        """Why a low-quality photo is refused, in words a caller can act on."""
+        return (
+            f"photo quality {self.pdq_quality} is below the floor {self.quality_floor}; its PDQ hash "
+            "would match unreliably, so it is refused (blank, solid-colour, tiny or very flat images "
+            "score low)"
+        )
+
+
+def quality_floor() -> int:
+    """The PDQ quality below which a photo is reported as low quality and refused by banks."""
+    return int(getattr(settings, "OMM_PDQ_QUALITY_FLOOR", DEFAULT_QUALITY_FLOOR))
+
+
+def content_type_get(name: str) -> type[ContentType]:
+    """The enabled content type called `name`, or HMA's 400."""
+    try:
+        return pytx.content_types()[name]
+    except KeyError:
+        raise InvalidInput(f"no such content_type: '{name}'") from None
+
+
+def content_type_infer(media_type: str) -> str:
+    """HMA's inference from a response Content-Type: image/* is a photo, video/* a video."""
+    for prefix, name in MEDIA_TYPE_PREFIXES.items():
+        if media_type.startswith(prefix):
+            return name
+    raise InvalidInput(
+        f"unsupported url ContentType: '{media_type}', if you know the expected type, "
+        "provide it with the content_type query param"
+    )
+
+
+def _can_hash(signal_type: type[SignalType]) -> bool:
+    return issubclass(signal_type, (BytesHasher, FileHasher))
+
+
+def signal_types_select(*, content_type: str, types: Sequence[str] | None = None) -> list[type[SignalType]]:
+    """
+    The signal types to compute for `content_type`: every enabled type that applies and can
+    hash media, or the named subset (`types`, None for all). 400 for an unknown or inapplicable
+    name or an empty selection.
+    """
+    applicable = {
+        name: signal_type
+        for name, signal_type in pytx.signal_types().items()
+        if content_type in pytx.content_types_for(signal_type) and _can_hash(signal_type)
+    }
+    if types is None:
+        selected = list(applicable.values())
+        if not selected:
+            raise InvalidInput(f"no enabled signal type can hash content_type '{content_type}'")
+        return selected
+    for name in types:
+        if name not in applicable:
+            raise InvalidInput(f"signal type '{name}' doesn't exist or is disabled")
+    if not types:
+        raise InvalidInput("empty signal type selection")
+    return [applicable[name] for name in dict.fromkeys(types)]
+
+
+def _size(media: IO[bytes]) -> int:
+    size = getattr(media, "size", None)
+    if isinstance(size, int):
+        return size
+    position = media.tell()
+    end = media.seek(0, os.SEEK_END)
+    media.seek(position)
+    return end
+
+
+def _read_all(media: IO[bytes]) -> bytes:
+    media.seek(0)
+    return media.read()
+
+
+def _pdq(content_type: str, media: IO[bytes]) -> core.PhotoHash:
+    media.seek(0)
+    # Django's UploadedFile wraps the real file object; Pillow reads the inner one faster.
+    stream = media.file if isinstance(media, File) else media
+    try:
+        return core.hash_photo_stream(stream, max_pixels=getattr(settings, "OMM_MAX_IMAGE_PIXELS", None))
+    except core.ImageTooLarge as exc:
+        raise InvalidInput(f"Unable to hash the {content_type}: {exc}") from None
+    except core.UndecodableImage as exc:
+        raise InvalidInput(f"Unable to decode the {content_type}: {exc}") from None
+
+
+def _hash_with_pytx(signal_type: type[SignalType], media: IO[bytes], data: bytes | None) -> str:
+    """Any other signal type, with its own python-threatexchange hasher."""
+    if issubclass(signal_type, BytesHasher):
+        return signal_type.hash_from_bytes(data if data is not None else _read_all(media))
+    assert issubclass(signal_type, FileHasher)
+    temporary_path = getattr(media, "temporary_file_path", None)
+    if callable(temporary_path):  # Django already spooled the upload to disk
+        return signal_type.hash_from_file(Path(temporary_path()))
+    # The file exists only while hashing; it is deleted when the with-block closes it.
+    with tempfile.NamedTemporaryFile(prefix="omm-hash-") as handle:
+        handle.write(data if data is not None else _read_all(media))
+        handle.flush()
+        return signal_type.hash_from_file(Path(handle.name))
+
+
+def media_hash(*, content_type: str, media: IO[bytes], types: Sequence[str] | None = None) -> MediaHashes:
+    """Hash one media (a binary file object) as `content_type` with the selected signal types."""
+    content_type_get(content_type)
+    selected = signal_types_select(content_type=content_type, types=types)
+    if _size(media) == 0:
+        raise InvalidInput("The media is empty (0 bytes)")
+    # Only the python-threatexchange fallback needs the bytes in memory; PDQ and MD5 read the
+    # upload's own stream (memory or temp file).
+    needs_bytes = any(not issubclass(st, (PdqSignal, VideoMD5Signal)) for st in selected)
+    data = _read_all(media) if needs_bytes else None
+    signals: dict[str, str] = {}
+    quality: int | None = None
+    for signal_type in selected:
+        name = signal_type.get_name()
+        if issubclass(signal_type, PdqSignal):
+            photo = _pdq(content_type, media)
+            signals[name], quality = photo.pdq, photo.quality
+        elif issubclass(signal_type, VideoMD5Signal):
+            media.seek(0)
+            signals[name] = core.md5_stream(media)
+        else:
+            try:
+                signals[name] = _hash_with_pytx(signal_type, media, data)
+            except Exception as exc:  # third-party hashers raise anything on bad input
+                logger.warning("hashing %s as %s failed", content_type, name, exc_info=True)
+                raise InvalidInput(f"Unable to hash the {content_type} as {name}: {exc}") from None
+    return MediaHashes(
+        content_type=content_type, signals=signals, pdq_quality=quality, quality_floor=quality_floor()
+    )
+
+
+def media_hash_from_url(
+    *, url: str, content_type: str | None = None, types: Sequence[str] | None = None
+) -> MediaHashes:
+    """Fetch `url` safely and hash it; the content type is inferred from the response if not given."""
+    url = url_validate(url)
+    if content_type is not None:  # fail on a bad parameter before spending a download on it
+        content_type_get(content_type)
+        signal_types_select(content_type=content_type, types=types)
+    with url_fetch(url) as fetched:
+        resolved = content_type if content_type is not None else content_type_infer(fetched.content_type)
+        return media_hash(content_type=resolved, media=fetched.file, types=types)
+
+
+def bank_content_add_from_media(
+    *,
+    bank: Bank,
+    content_type: str,
+    media: IO[bytes],
+    types: Sequence[str] | None = None,
+    metadata: object = None,
+    note: object = None,
+    original_media_uri: str = "",
+) -> BankContent:
+    """Hash media and add it to `bank`; a photo below the quality floor is refused with a 400."""
+    fields = bank_services.content_metadata_parse(metadata)
+    note = bank_services.note_validate(note)
+    hashes = media_hash(content_type=content_type, media=media, types=types)
+    if hashes.low_quality:
+        raise LowQualityMedia(hashes.low_quality_message())
+    return bank_services.bank_content_create(
+        bank=bank, signals=hashes.signals, note=note, original_media_uri=original_media_uri, **fields
+    )
+
+
+def bank_content_add_from_url(
+    *,
+    bank: Bank,
+    url: str,
+    content_type: str | None = None,
+    types: Sequence[str] | None = None,
+    metadata: object = None,
+    note: object = None,
+) -> BankContent:
+    """Fetch `url` safely, hash it and add it to `bank`, remembering the URL as its origin."""
+    bank_services.content_metadata_parse(metadata)  # reject bad input before downloading
+    bank_services.note_validate(note)
+    url = url_validate(url)
+    if content_type is not None:
+        content_type_get(content_type)
+        signal_types_select(content_type=content_type, types=types)
+    with url_fetch(url) as fetched:
+        resolved = content_type if content_type is not None else content_type_infer(fetched.content_type)
+        return bank_content_add_from_media(
+            bank=bank,
+            content_type=resolved,
+            media=fetched.file,
+            types=types,
+            metadata=metadata,
+            note=note,
+            original_media_uri=url,
+        )

@@ -1,0 +1,62 @@
+"""
+Multipart media uploads as HMA takes them: exactly one file part whose field name is the content
+type ("photo", "video"). Django keeps small uploads in memory and spools big ones to a temporary
+file that is deleted when the request ends; nothing is stored. A size cap is enforced while the
+body streams in, so an oversized upload is refused with a 413 before it is all read.
+"""
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
+from rest_framework.request import Request
+
+from omm_project.lib.errors import InvalidInput, PayloadTooLarge
+
+DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+# Room for the multipart boundaries, part headers and small form fields (metadata, note).
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+
+
+def max_upload_bytes() -> int:
+    """The largest media file a request may upload (OMM_MAX_UPLOAD_BYTES)."""
+    return int(getattr(settings, "OMM_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+
+
+class CappedUploadHandler(FileUploadHandler):
+    """Passes file data through to the next handler, refusing more than `max_bytes` per file."""
+
+    def __init__(self, request=None, *, max_bytes: int) -> None:
+        super().__init__(request)
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"Upload too large: the limit is {self.max_bytes} bytes")
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None) -> None:
+        if content_length and content_length > self.max_bytes + MULTIPART_OVERHEAD_BYTES:
+            raise self._too_large()
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        if start + len(raw_data) > self.max_bytes:
+            raise self._too_large()
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handler (memory or temp file) builds the UploadedFile
+
+
+def upload_cap_install(request: Request) -> None:
+    """Put the size cap in front of Django's upload handlers; call before reading request.data."""
+    request._request.upload_handlers.insert(0, CappedUploadHandler(request._request, max_bytes=max_upload_bytes()))
+
+
+def single_upload(
+    request: Request, *, missing: str = "Missing multipart/form-data file upload"
+) -> tuple[str, UploadedFile]:
+    """The one uploaded file and its field name; 400 for none (`missing`) or more than one."""
+    uploads = [(name, upload) for name, files in request.FILES.lists() for upload in files]
+    if not uploads:
+        raise InvalidInput(missing)
+    if len(uploads) > 1:
+        raise InvalidInput("Only one file allowed per request")
+    return uploads[0]

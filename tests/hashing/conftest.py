@@ -1,0 +1,157 @@
+"""A local HTTP server for URL fetching tests (the only network the tests use), and the PDQ images."""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+# The reference images and their reference PDQ hashes, shared by all worktrees.
+PDQ_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pdq"
+
+CONTENT_TYPES = {
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".gif": "image/gif",
+}
+
+
+def expected_pdq_rows() -> list[tuple[str, str, int]]:
+    """(relative path, pdq, quality) of every image in EXPECTED_PDQ.tsv; [] when the data is absent."""
+    tsv = PDQ_DATA_DIR / "EXPECTED_PDQ.tsv"
+    if not tsv.exists():
+        return []
+    rows = []
+    for line in tsv.read_text().splitlines()[1:]:
+        if line.strip():
+            path, pdq, quality = line.split("\t")
+            rows.append((path, pdq, int(quality)))
+    return rows
+
+
+def pdq_image(relative: str) -> bytes:
+    """The bytes of one reference image; skips the test when the shared data is absent."""
+    path = PDQ_DATA_DIR / relative
+    if not path.exists():
+        pytest.skip(f"PDQ reference data not found at {PDQ_DATA_DIR}")
+    return path.read_bytes()
+
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+class MediaServer:
+    """Routes (path -> handler function) served on 127.0.0.1; counts the requests it got."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                route = server.routes.get(self.path.split("?", 1)[0])
+                if route is None:
+                    self.send_error(404, "File not found")
+                    return
+                try:
+                    route(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on purpose (size cap, timeout)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def add_bytes(
+        self,
+        path: str,
+        body: bytes,
+        content_type: str | None = "application/octet-stream",
+        *,
+        content_length: bool = True,
+    ) -> str:
+        def route(handler: BaseHTTPRequestHandler) -> None:
+            handler.send_response(200)
+            if content_type is not None:
+                handler.send_header("Content-Type", content_type)
+            if content_length:
+                handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+
+        self.routes[path] = route
+        return self.url(path)
+
+    def add_image(self, relative: str) -> str:
+        content_type = CONTENT_TYPES.get(Path(relative).suffix.lower(), "application/octet-stream")
+        return self.add_bytes("/img/" + relative, pdq_image(relative), content_type)
+
+    def add_redirect(self, path: str, location: str, status: int = 302) -> str:
+        def route(handler: BaseHTTPRequestHandler) -> None:
+            handler.send_response(status)
+            handler.send_header("Location", location)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+
+        self.routes[path] = route
+        return self.url(path)
+
+    def add_stream(
+        self, path: str, *, chunks: int, chunk: bytes, delay: float = 0.0, declared_length: int | None = None
+    ) -> str:
+        """A body of `chunks` x `chunk`, without Content-Length unless declared, `delay` s apart."""
+
+        def route(handler: BaseHTTPRequestHandler) -> None:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "image/jpeg")
+            if declared_length is not None:
+                handler.send_header("Content-Length", str(declared_length))
+            handler.end_headers()
+            for _ in range(chunks):
+                handler.wfile.write(chunk)
+                handler.wfile.flush()
+                if delay:
+                    time.sleep(delay)
+
+        self.routes[path] = route
+        return self.url(path)
+
+    def add_sleep(self, path: str, seconds: float) -> str:
+        def route(handler: BaseHTTPRequestHandler) -> None:
+            time.sleep(seconds)
+            handler.send_response(200)
+            handler.send_header("Content-Type", "image/jpeg")
+            handler.end_headers()
+
+        self.routes[path] = route
+        return self.url(path)
+
+
+@pytest.fixture
+def media_server() -> Iterator[MediaServer]:
+    server = MediaServer()
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+@pytest.fixture
+def allow_loopback(settings) -> None:
+    """Let URL fetching reach the local test server (refused by default, as any loopback address)."""
+    settings.OMM_URL_ALLOWED_NETWORKS = ["127.0.0.0/8"]
