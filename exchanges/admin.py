@@ -1,0 +1,142 @@
+"""Operators' UI for exchanges. Credentials show only whether they are set, never a value."""
+
+from django.contrib import admin, messages
+from django.db.models import Q
+
+from exchanges import services
+from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus, ExchangeItem
+from exchanges.services import item_key_hash
+
+
+class ExchangeFetchStatusInline(admin.StackedInline):
+    model = ExchangeFetchStatus
+    can_delete = False
+    fields = (
+        "up_to_date",
+        "last_fetch_succeeded",
+        "last_fetch_complete_at",
+        "checkpoint_ts",
+        "checkpoint",
+        "last_error_at",
+        "last_error_message",
+        "consecutive_failures",
+        "next_attempt_at",
+        "running_fetch_started_at",
+        "lock_expires_at",
+        "last_full_read_complete_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ExchangeConfig)
+class ExchangeConfigAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "api",
+        "fetching_enabled",
+        "report_seen_enabled",
+        "up_to_date",
+        "last_fetch_succeeded",
+        "updated_at",
+    )
+    list_filter = ("api", "fetching_enabled")
+    list_select_related = ("fetch_status",)
+    search_fields = ("name",)
+    fields = (
+        "name",
+        "api",
+        "typed_config",
+        "bank",
+        "fetching_enabled",
+        "report_seen_enabled",
+        "report_true_positive_enabled",
+        "report_false_positive_enabled",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = ("name", "api", "typed_config", "bank", "created_at", "updated_at")
+    inlines = [ExchangeFetchStatusInline]
+    actions = ["fetch_now"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # created through the API, which validates the typed config and makes the bank
+
+    @admin.display(boolean=True)
+    def up_to_date(self, exchange: ExchangeConfig) -> bool | None:
+        status = getattr(exchange, "fetch_status", None)
+        return status.up_to_date if status else None
+
+    @admin.display(boolean=True)
+    def last_fetch_succeeded(self, exchange: ExchangeConfig) -> bool | None:
+        status = getattr(exchange, "fetch_status", None)
+        return status.last_fetch_succeeded if status else None
+
+    # Writes go through services (validation, enqueueing, the bank).
+    def save_model(self, request, obj: ExchangeConfig, form, change: bool) -> None:
+        current = ExchangeConfig.objects.get(pk=obj.pk)
+        services.exchange_update(
+            exchange=current,
+            fetching_enabled=obj.fetching_enabled,
+            report_seen_enabled=obj.report_seen_enabled,
+            report_true_positive_enabled=obj.report_true_positive_enabled,
+            report_false_positive_enabled=obj.report_false_positive_enabled,
+        )
+
+    def delete_model(self, request, obj: ExchangeConfig) -> None:
+        services.exchange_delete(exchange=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for exchange in queryset:
+            services.exchange_delete(exchange=exchange)
+
+    @admin.action(description="Fetch selected exchanges now")
+    def fetch_now(self, request, queryset) -> None:
+        for exchange in queryset.filter(fetching_enabled=True):
+            services.exchange_fetch_enqueue(exchange=exchange)
+        messages.success(request, "Fetches enqueued.")
+
+
+@admin.register(ExchangeCredential)
+class ExchangeCredentialAdmin(admin.ModelAdmin):
+    # `sealed` is deliberately absent: not even the ciphertext is shown.
+    list_display = ("api", "created_at", "updated_at")
+    fields = ("api", "created_at", "updated_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False  # set through POST /c/exchanges/api/<api> or `manage.py exchange_credentials`
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ExchangeItem)
+class ExchangeItemAdmin(admin.ModelAdmin):
+    list_display = ("id", "exchange", "fetch_key", "content", "updated_at")
+    list_filter = ("exchange",)
+    list_select_related = ("exchange",)
+    search_fields = ("fetch_key",)  # exact key, through its indexed hash (get_search_results)
+    fields = ("exchange", "fetch_key", "value", "content", "seen_generation", "created_at", "updated_at")
+    readonly_fields = fields
+    show_full_result_count = False
+
+    def get_search_results(self, request, queryset, search_term: str):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        query = Q(key_hash=item_key_hash(term))
+        if term.isdigit():
+            query |= Q(content_id=int(term))
+        return queryset.filter(query), False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # written by fetches only
