@@ -1,3 +1,24 @@
-"""reviews API routes."""
+"""reviews API routes under /c: match log, reviews, action rules, webhooks."""
 
-urlpatterns: list = []
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from reviews.api import views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("action_rules", views.ActionRuleViewSet, basename="action-rule")
+router.register("webhooks", views.WebhookViewSet, basename="webhook")
+
+urlpatterns = [
+    path("matches", views.MatchListView.as_view(), name="match-list"),
+    path("matches/export", views.MatchExportView.as_view(), name="match-export"),
+    path("matches/<int:match_id>", views.MatchDetailView.as_view(), name="match-detail"),
+    path("reviews", views.ReviewListView.as_view(), name="review-list"),
+    path("reviews/<int:review_id>", views.ReviewDetailView.as_view(), name="review-detail"),
+    path(
+        "webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/retry",
+        views.WebhookDeliveryRetryView.as_view(),
+        name="webhook-delivery-retry",
+    ),
+    *router.urls,
+]

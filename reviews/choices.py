@@ -1,0 +1,44 @@
+from django.db import models
+
+
+class MatchSource(models.TextChoices):
+    """What produced a match log row."""
+
+    LOOKUP = "lookup", "Live lookup"
+    RETROACTION = "retroaction", "Retroaction (replay of recent submissions against new content)"
+
+
+class Verdict(models.TextChoices):
+    """A reviewer's finding on matched bank content."""
+
+    TRUE_POSITIVE = "true_positive", "True positive (harmful)"
+    FALSE_POSITIVE = "false_positive", "False positive (not harmful)"
+
+
+class ReportKind(models.TextChoices):
+    """What an exchange write-back says about a signal."""
+
+    SEEN = "seen", "Seen (matched)"
+    TRUE_POSITIVE = "true_positive", "True positive"
+    FALSE_POSITIVE = "false_positive", "False positive"
+
+
+class SendState(models.TextChoices):
+    """
+    Where an outgoing message (webhook delivery, exchange report) is. pending -> sending ->
+    succeeded, or -> retrying -> sending ... -> dead after the last attempt. unsupported and
+    skipped are final states that are not failures.
+    """
+
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    RETRYING = "retrying", "Retrying (waiting for the next attempt)"
+    SUCCEEDED = "succeeded", "Succeeded"
+    DEAD = "dead", "Dead (gave up)"
+    UNSUPPORTED = "unsupported", "Unsupported by the exchange API"
+    SKIPPED = "skipped", "Skipped (exchange or its reporting switch gone)"
+
+
+# States from which a sender may claim a row (SENDING only once its lease has run out).
+CLAIMABLE_STATES = (SendState.PENDING, SendState.RETRYING)
+FINAL_STATES = (SendState.SUCCEEDED, SendState.DEAD, SendState.UNSUPPORTED, SendState.SKIPPED)

@@ -1,0 +1,124 @@
+"""
+The match log as CSV or JSON lines, streamed row by row (API and `manage.py export_matches`).
+
+CSV cells that a spreadsheet would run as a formula (=, +, -, @, tab, CR) get a leading
+apostrophe: platform content ids and URIs come from callers, and a review team opens the file.
+"""
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+
+from reviews.models import MatchLog
+
+FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+FIELDS = [
+    "id",
+    "created_at",
+    "source",
+    "signal_type",
+    "signal_value",
+    "platform_content_id",
+    "content_uri",
+    "bank",
+    "bank_id",
+    "content_id",
+    "distance",
+    "rules",
+    "reviewed",
+    "verdict",
+    "reviewed_at",
+    "review_id",
+]
+_COLUMNS = [
+    "pk",
+    "created_at",
+    "source",
+    "signal_type",
+    "signal_value",
+    "platform_content_id",
+    "content_uri",
+    "bank_name",
+    "matched_bank_id",
+    "matched_content_id",
+    "distance",
+    "rules",
+    "verdict",
+    "reviewed_at",
+    "review_id",
+]
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CHUNK_ROWS = 2000
+
+
+def _record(row: tuple) -> dict:
+    (
+        pk,
+        created_at,
+        source,
+        signal_type,
+        signal_value,
+        platform_content_id,
+        content_uri,
+        bank_name,
+        bank_id,
+        content_id,
+        distance,
+        rules,
+        verdict,
+        reviewed_at,
+        review_id,
+    ) = row
+    return {
+        "id": pk,
+        "created_at": created_at.isoformat(),
+        "source": source,
+        "signal_type": signal_type,
+        "signal_value": signal_value,
+        "platform_content_id": platform_content_id,
+        "content_uri": content_uri,
+        "bank": bank_name,
+        "bank_id": bank_id,
+        "content_id": content_id,
+        "distance": distance,
+        "rules": [r.get("name") for r in rules or []],
+        "reviewed": reviewed_at is not None,
+        "verdict": verdict or None,
+        "reviewed_at": reviewed_at.isoformat() if reviewed_at else None,
+        "review_id": review_id,
+    }
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def export_lines(queryset: Iterable[MatchLog] | object, fmt: str) -> Iterator[str]:
+    """The rows of a match log queryset as CSV (with a header) or JSON lines, one string per line."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}")
+    rows = queryset.values_list(*_COLUMNS).iterator(chunk_size=CHUNK_ROWS)  # type: ignore[attr-defined]
+    if fmt == "jsonl":
+        for row in rows:
+            yield json.dumps(_record(row), ensure_ascii=False, separators=(",", ":")) + "\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(FIELDS)
+    yield flush()
+    for row in rows:
+        record = _record(row)
+        record["rules"] = ";".join(name for name in record["rules"] if name)
+        record["verdict"] = record["verdict"] or ""
+        writer.writerow([_cell("" if record[f] is None else record[f]) for f in FIELDS])
+        yield flush()

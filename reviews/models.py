@@ -1,0 +1,262 @@
+"""
+Match log, review results, exchange write-back, action rules with their webhooks, and the recent
+submissions kept for retroaction.
+
+Logs outlive what they point at: ids and names of banks and content are copied into the row, and
+the foreign keys (for joins and the admin) go null when the bank or content is deleted.
+"""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from banks.models import Bank, BankContent
+from exchanges.models import ExchangeConfig
+from reviews.choices import MatchSource, ReportKind, SendState, Verdict
+
+
+class MatchLog(models.Model):
+    """One match of one submitted signal: what was submitted, what it matched, which rules fired."""
+
+    # Set by the service (not auto_now_add) so the rows of one lookup share one time.
+    created_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=16, choices=MatchSource.choices, default=MatchSource.LOOKUP)
+    signal_type = models.CharField(max_length=64)
+    signal_value = models.TextField()
+    platform_content_id = models.CharField(max_length=512, blank=True, default="")
+    content_uri = models.TextField(blank=True, default="")
+    submission_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The remembered submission (retroaction), when there is one."
+    )
+    # No database constraint on these two: a lookup may log content deleted a moment ago (matchers
+    # drop deletions within seconds), and that must not fail the insert. Django still nulls them
+    # when the bank or content is deleted.
+    content = models.ForeignKey(
+        BankContent, on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False, related_name="+"
+    )
+    matched_content_id = models.BigIntegerField(help_text="The content's id, kept after it is deleted.")
+    bank = models.ForeignKey(
+        Bank, on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False, related_name="+"
+    )
+    matched_bank_id = models.BigIntegerField(help_text="The bank's id, kept after it is deleted.")
+    bank_name = models.CharField(max_length=255, help_text="The bank's name when it matched.")
+    distance = models.IntegerField(null=True, blank=True, help_text="Null for exact-match signal types.")
+    rules = models.JSONField(default=list, blank=True, help_text='Action rules that fired: [{"id", "name"}].')
+    review = models.ForeignKey(
+        "Review", on_delete=models.SET_NULL, null=True, blank=True, related_name="matches"
+    )
+    verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True, default="")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "match"
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="matchlog_created"),
+            models.Index(fields=["bank_name", "-created_at"], name="matchlog_bank_name"),
+        ]
+        constraints = [
+            # Retroaction replays a submission against new content; running it twice, or after
+            # the live lookup already logged the pair, must not log the pair again.
+            models.UniqueConstraint(
+                fields=["submission_id", "matched_content_id"],
+                condition=Q(submission_id__isnull=False),
+                name="matchlog_submission_content",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"match {self.pk}: {self.signal_type} -> {self.bank_name}/{self.matched_content_id}"
+
+
+class Submission(models.Model):
+    """A submitted signal (never the media), kept a while so new bank content can be replayed against it."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    signal_type = models.CharField(max_length=64)
+    signal_value = models.TextField()
+    platform_content_id = models.CharField(max_length=512, blank=True, default="")
+    content_uri = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["signal_type", "created_at"], name="submission_type_created"),
+            models.Index(fields=["signal_type", "signal_value"], name="submission_type_value"),
+            models.Index(fields=["created_at"], name="submission_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"submission {self.pk} ({self.signal_type})"
+
+
+class Review(models.Model):
+    """A reviewer's verdict on one bank content, and what followed from it."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    content = models.ForeignKey(
+        BankContent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reviewed_content_id = models.BigIntegerField(db_index=True)
+    bank = models.ForeignKey(Bank, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    bank_name = models.CharField(max_length=255)
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    labels = models.JSONField(default=list, blank=True)
+    note = models.CharField(max_length=255, blank=True, default="")
+    reviewer = models.CharField(max_length=100, blank=True, default="", help_text="API key or user name.")
+    matches_marked = models.PositiveIntegerField(default=0, help_text="Unreviewed match log rows it marked.")
+    content_disabled = models.BooleanField(default=False)
+    added_to_bank_name = models.CharField(max_length=255, blank=True, default="")
+    added_content_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["-created_at", "-id"], name="review_created")]
+
+    def __str__(self) -> str:
+        return f"review {self.pk}: {self.reviewed_content_id} {self.verdict}"
+
+
+class OutgoingMessage(models.Model):
+    """
+    Common state of something sent at least once with retries (a webhook delivery, an exchange
+    report). Senders claim a row by compare-and-set (SendState), so a task run twice, or a
+    re-delivered message, never sends again after success.
+    """
+
+    state = models.CharField(max_length=16, choices=SendState.choices, default=SendState.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # While SENDING, the claim holds until then; a worker that died mid-send loses it.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class ExchangeReport(OutgoingMessage):
+    """One write-back of an opinion (seen, true or false positive) on one signal to its exchange."""
+
+    kind = models.CharField(max_length=16, choices=ReportKind.choices)
+    review = models.ForeignKey(
+        Review, on_delete=models.CASCADE, null=True, blank=True, related_name="reports"
+    )
+    # No database constraint: the exchange may be deleted while a lookup queues a "seen" report,
+    # which must not fail the lookup's commit. Sending a report of a deleted exchange skips it.
+    exchange = models.ForeignKey(
+        ExchangeConfig,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_constraint=False,
+        related_name="+",
+    )
+    exchange_name = models.CharField(max_length=255)
+    api = models.CharField(max_length=100)
+    content_id = models.BigIntegerField()
+    signal_type = models.CharField(max_length=64)
+    signal_value = models.TextField()
+    tags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="report_due")]
+        constraints = [
+            # "Seen" is said once per signal of an exchange's content, however often it matches.
+            models.UniqueConstraint(
+                fields=["exchange_name", "content_id", "signal_type"],
+                condition=Q(kind=ReportKind.SEEN),
+                name="report_seen_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} report {self.pk} to {self.exchange_name} ({self.state})"
+
+
+class WebhookEndpoint(models.Model):
+    """A URL that receives signed POSTs (Standard Webhooks) when action rules fire."""
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.URLField(max_length=2000)
+    # "whsec_" + base64 of 32 random bytes. Needed in clear to sign; shown once at creation and
+    # never returned by the API or shown in the admin afterwards.
+    secret = models.CharField(max_length=200, editable=False)
+    enabled = models.BooleanField(default=True)
+    description = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.CheckConstraint(condition=~Q(name=""), name="webhook_name_not_empty")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<WebhookEndpoint {self.pk} {self.name!r}>"  # never the secret
+
+
+class ActionRule(models.Model):
+    """Selects matches by bank, bank labels and content labels, and sends them to a webhook."""
+
+    name = models.CharField(max_length=100, unique=True)
+    enabled = models.BooleanField(default=True)
+    description = models.TextField(blank=True, default="")
+    # Explicit "all banks" instead of "no banks means all": deleting the only bank a rule names
+    # must make it select nothing, not everything.
+    all_banks = models.BooleanField(default=False, help_text="Select matches in any bank.")
+    banks = models.ManyToManyField(Bank, blank=True, related_name="+", help_text="Or only in these banks.")
+    must_have_bank_labels = models.JSONField(default=list, blank=True, help_text="The bank has all of these.")
+    must_not_have_bank_labels = models.JSONField(
+        default=list, blank=True, help_text="The bank has none of these."
+    )
+    must_have_content_labels = models.JSONField(
+        default=list, blank=True, help_text="The content has all of these."
+    )
+    must_not_have_content_labels = models.JSONField(
+        default=list, blank=True, help_text="The content has none of these."
+    )
+    webhook = models.ForeignKey(WebhookEndpoint, on_delete=models.PROTECT, related_name="rules")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.CheckConstraint(condition=~Q(name=""), name="action_rule_name_not_empty")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookDelivery(OutgoingMessage):
+    """One message to one endpoint: its payload, attempts and outcome (at least once, then dead)."""
+
+    # The Standard Webhooks `webhook-id`: the same on every attempt, so receivers can deduplicate.
+    message_id = models.CharField(max_length=64, unique=True)
+    # No database constraints on these two: lookups create deliveries from a rules snapshot a few
+    # seconds old, and a rule or endpoint deleted meanwhile must not fail the lookup's commit.
+    # Such a delivery is sent under the rule's old name, or skipped if its endpoint is gone.
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, db_constraint=False, related_name="deliveries"
+    )
+    rule = models.ForeignKey(
+        ActionRule, on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False, related_name="+"
+    )
+    rule_name = models.CharField(max_length=100, blank=True, default="")
+    match = models.ForeignKey(MatchLog, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    event_type = models.CharField(max_length=64, default="match.created")
+    payload = models.JSONField()
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(fields=["endpoint", "-created_at", "-id"], name="delivery_endpoint_created"),
+            models.Index(fields=["state", "next_attempt_at"], name="delivery_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery {self.message_id} ({self.state})"

@@ -1,0 +1,76 @@
+"""
+Writes and workflows of the reviews app. Public integration points for other apps:
+
+- match_log_record(signal_type=, signal_value=, hits=[MatchHit], platform_content_id=,
+  content_uri=, source=, submission_id=) -> list[int]: call after a lookup that matched.
+- submission_remember(signal_type=, signal_value=, platform_content_id=, content_uri=) -> int | None:
+  call for every lookup (no-op unless OMM_RETROACTION_WINDOW_HOURS > 0); pass the id on.
+- retroaction_enqueue(content_ids=[...]): call after new content is committed to a bank.
+- retroaction_run(content_ids=[...]) -> int: the replay itself (the task's body).
+
+The modules below hold the rest; everything is re-exported here.
+"""
+
+from reviews.services._outgoing import SendOutcome, backoff_seconds, messages_enqueue_due
+from reviews.services.match_log import (
+    PLATFORM_CONTENT_ID_MAX_LENGTH,
+    MatchHit,
+    match_log_prune,
+    match_log_record,
+)
+from reviews.services.retroaction import (
+    retroaction_enabled,
+    retroaction_enqueue,
+    retroaction_run,
+    submission_remember,
+    submissions_prune,
+)
+from reviews.services.review import exchange_report_retry, exchange_report_send, review_record
+from reviews.services.rules import (
+    action_rule_create,
+    action_rule_delete,
+    action_rule_update,
+    rules_cache_clear,
+    rules_snapshot,
+)
+from reviews.services.webhooks import (
+    webhook_body,
+    webhook_delivery_retry,
+    webhook_delivery_send,
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_endpoint_rotate_secret,
+    webhook_endpoint_update,
+    webhook_post,
+)
+
+__all__ = [
+    "PLATFORM_CONTENT_ID_MAX_LENGTH",
+    "MatchHit",
+    "SendOutcome",
+    "action_rule_create",
+    "action_rule_delete",
+    "action_rule_update",
+    "backoff_seconds",
+    "exchange_report_retry",
+    "exchange_report_send",
+    "match_log_prune",
+    "match_log_record",
+    "messages_enqueue_due",
+    "retroaction_enabled",
+    "retroaction_enqueue",
+    "retroaction_run",
+    "review_record",
+    "rules_cache_clear",
+    "rules_snapshot",
+    "submission_remember",
+    "submissions_prune",
+    "webhook_body",
+    "webhook_delivery_retry",
+    "webhook_delivery_send",
+    "webhook_endpoint_create",
+    "webhook_endpoint_delete",
+    "webhook_endpoint_rotate_secret",
+    "webhook_endpoint_update",
+    "webhook_post",
+]

@@ -1,0 +1,135 @@
+"""
+Sending with retries, shared by webhook deliveries and exchange reports: claim a row by
+compare-and-set, record the outcome the same way, back off exponentially, enqueue after commit.
+"""
+
+import functools
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from reviews.choices import SendState
+from reviews.conf import SEND_LEASE_SECONDS, setting
+from reviews.models import ExchangeReport, OutgoingMessage, WebhookDelivery
+
+M = TypeVar("M", bound=OutgoingMessage)
+
+# A retry delivered a little before its time (clocks of worker hosts differ) still runs.
+EARLY_SLACK = timedelta(seconds=5)
+ERROR_MAX_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What one send attempt did. `retry_in` is set when the caller should schedule a retry."""
+
+    id: int
+    state: str  # the row's state afterwards; "not_claimed" when another run has it or it is done
+    sent: bool = False
+    retry_in: float | None = None
+    detail: str = ""
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based): base * 2**(attempt-1), capped."""
+    base = float(setting("OMM_WEBHOOK_BACKOFF_BASE_SECONDS"))
+    cap = float(setting("OMM_WEBHOOK_BACKOFF_MAX_SECONDS"))
+    return min(base * 2 ** max(attempt - 1, 0), cap)
+
+
+def message_claim(model: type[M], pk: int) -> M | None:
+    """
+    Take a row for sending: pending, or retrying and due, or sending with an expired lease (its
+    worker died). One UPDATE decides, so two runs of the same task never both send; None when
+    this run did not get it (already sent, given up, not due, or another run has it).
+    """
+    now = timezone.now()
+    claimable = (
+        Q(state=SendState.PENDING)
+        | Q(state=SendState.RETRYING, next_attempt_at__lte=now + EARLY_SLACK)
+        | Q(state=SendState.SENDING, lease_expires_at__lt=now)
+    )
+    claimed = model.objects.filter(claimable, pk=pk).update(
+        state=SendState.SENDING,
+        attempts=F("attempts") + 1,
+        last_attempt_at=now,
+        lease_expires_at=now + timedelta(seconds=SEND_LEASE_SECONDS),
+        updated_at=now,
+    )
+    if not claimed:
+        return None
+    return model.objects.get(pk=pk)
+
+
+def message_finish(model: type[OutgoingMessage], pk: int, *, state: str, **fields: object) -> bool:
+    """Record the outcome of a claimed row; False if the claim was lost meanwhile (lease expired)."""
+    now = timezone.now()
+    if state in (SendState.SUCCEEDED, SendState.DEAD, SendState.UNSUPPORTED, SendState.SKIPPED):
+        fields.setdefault("completed_at", now)
+    if "last_error" in fields:
+        fields["last_error"] = str(fields["last_error"])[:ERROR_MAX_CHARS]
+    return bool(
+        model.objects.filter(pk=pk, state=SendState.SENDING).update(
+            state=state, lease_expires_at=None, updated_at=now, **fields
+        )
+    )
+
+
+def message_fail(
+    model: type[OutgoingMessage], row: OutgoingMessage, *, error: str, max_attempts: int, **fields: object
+) -> SendOutcome:
+    """Record a failed attempt: retry later with backoff, or dead after the last attempt."""
+    if row.attempts >= max_attempts:
+        message_finish(model, row.pk, state=SendState.DEAD, last_error=error, **fields)
+        return SendOutcome(row.pk, SendState.DEAD, sent=True, detail=error)
+    retry_in = backoff_seconds(row.attempts)
+    message_finish(
+        model,
+        row.pk,
+        state=SendState.RETRYING,
+        last_error=error,
+        next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
+        **fields,
+    )
+    return SendOutcome(row.pk, SendState.RETRYING, sent=True, retry_in=retry_in, detail=error)
+
+
+def deliveries_enqueue(delivery_ids: list[int]) -> None:
+    """Send these webhook deliveries once the current transaction commits."""
+    from reviews.tasks import deliver_webhook_task  # tasks import services
+
+    for delivery_id in delivery_ids:
+        transaction.on_commit(functools.partial(deliver_webhook_task.delay, delivery_id))
+
+
+def reports_enqueue(report_ids: list[int]) -> None:
+    """Send these exchange reports once the current transaction commits."""
+    from reviews.tasks import report_review_task
+
+    for report_id in report_ids:
+        transaction.on_commit(functools.partial(report_review_task.delay, report_id))
+
+
+def messages_enqueue_due(*, stale_after: timedelta = timedelta(minutes=2)) -> dict[str, int]:
+    """
+    Re-enqueue deliveries and reports whose task message was lost (a broker restart, a retry
+    that came early): pending for a while, retrying and due, or sending with an expired lease.
+    Harmless when the message was not lost: the claim lets only one run send.
+    """
+    now = timezone.now()
+    due = (
+        Q(state=SendState.PENDING, created_at__lt=now - stale_after)
+        | Q(state=SendState.RETRYING, next_attempt_at__lt=now - stale_after)
+        | Q(state=SendState.SENDING, lease_expires_at__lt=now)
+    )
+    delivery_ids = list(
+        WebhookDelivery.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:5000]
+    )
+    report_ids = list(ExchangeReport.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:5000])
+    deliveries_enqueue(delivery_ids)
+    reports_enqueue(report_ids)
+    return {"deliveries": len(delivery_ids), "reports": len(report_ids)}

@@ -1,0 +1,258 @@
+"""
+Review results: a verdict on bank content marks its matches reviewed, may disable it (false
+positive), may copy it into a bank (the review team's hash lists), and is reported back to the
+exchange the content came from when that exchange's reporting switch is on.
+"""
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from banks.models import Bank, BankContent
+from banks.selectors import bank_get
+from banks.services import bank_content_create, bank_contents_set_enabled, note_validate
+from omm_project.lib import pytx
+from omm_project.lib.errors import InvalidInput, NotFound
+from reviews import exchange_adapter, writeback
+from reviews.choices import ReportKind, SendState, Verdict
+from reviews.conf import setting
+from reviews.models import ExchangeReport, MatchLog, Review
+from reviews.services._outgoing import (
+    SendOutcome,
+    message_claim,
+    message_fail,
+    message_finish,
+    reports_enqueue,
+)
+from reviews.services.retroaction import retroaction_enqueue
+from reviews.services.rules import bool_validate, label_list_validate
+
+logger = logging.getLogger(__name__)
+
+MAX_CONTENT_IDS = 1000
+
+
+def content_ids_validate(content_ids: object) -> list[int]:
+    """A non-empty list of at most 1000 content ids (deduplicated, order kept), or a 400."""
+    if not isinstance(content_ids, list) or not content_ids:
+        raise InvalidInput("content_ids must be a non-empty list of content ids")
+    if len(content_ids) > MAX_CONTENT_IDS:
+        raise InvalidInput(f"content_ids may name at most {MAX_CONTENT_IDS} contents per request")
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in content_ids):
+        raise InvalidInput("content_ids must be positive integers")
+    return list(dict.fromkeys(content_ids))
+
+
+def _verdict_validate(verdict: object) -> Verdict:
+    try:
+        return Verdict(verdict)
+    except ValueError:
+        raise InvalidInput(f"verdict must be one of {Verdict.values}") from None
+
+
+def _same_content_in(bank: Bank, signals: dict[str, str]) -> int | None:
+    """A content of `bank` with exactly these signals, so reviewing twice does not add it twice."""
+    queryset = BankContent.objects.filter(bank=bank)
+    for signal_type, value in signals.items():
+        queryset = queryset.filter(signals__signal_type=signal_type, signals__signal_value=value)
+    return queryset.order_by("pk").values_list("pk", flat=True).first()
+
+
+def review_record(
+    *,
+    content_ids: object,
+    verdict: object,
+    labels: object = None,
+    note: object = None,
+    add_to_bank: object = None,
+    disable_on_false_positive: object = None,
+    reviewer: str = "",
+) -> list[Review]:
+    """
+    Record one verdict on each of `content_ids`: one Review each. Unreviewed matches of the
+    content are marked with it; a false positive disables the content when
+    `disable_on_false_positive` (default OMM_FALSE_POSITIVE_DISABLES); `add_to_bank` copies the
+    content's signals into that bank (once); exchange content is reported back when its exchange
+    wants this verdict reported. All or nothing: 400/404 write nothing.
+    """
+    ids = content_ids_validate(content_ids)
+    verdict = _verdict_validate(verdict)
+    labels = label_list_validate(labels, field="labels")
+    note = note_validate(note)
+    if disable_on_false_positive is not None:
+        disable_on_false_positive = bool_validate(
+            disable_on_false_positive, field="disable_on_false_positive"
+        )
+    target = None
+    if add_to_bank is not None:
+        if not isinstance(add_to_bank, str) or not add_to_bank:
+            raise InvalidInput("add_to_bank must be a bank name")
+        target = bank_get(name=add_to_bank)
+    contents = BankContent.objects.select_related("bank").prefetch_related("signals").in_bulk(ids)
+    missing = [cid for cid in ids if cid not in contents]
+    if missing:
+        raise NotFound(f"content not found: {missing}")
+    if disable_on_false_positive is None:
+        disable_on_false_positive = bool(setting("OMM_FALSE_POSITIVE_DISABLES"))
+    disable = verdict == Verdict.FALSE_POSITIVE and disable_on_false_positive
+    sources = exchange_adapter.exchange_sources_for(content_ids=ids)
+    now = timezone.now()
+    with transaction.atomic():
+        reviews = [
+            Review(
+                content=contents[cid],
+                reviewed_content_id=cid,
+                bank_id=contents[cid].bank_id,
+                bank_name=contents[cid].bank.name,
+                verdict=verdict,
+                labels=labels,
+                note=note,
+                reviewer=reviewer[:100],
+                content_disabled=disable,
+            )
+            for cid in ids
+        ]
+        Review.objects.bulk_create(reviews)
+        for review in reviews:
+            review.matches_marked = MatchLog.objects.filter(
+                content_id=review.reviewed_content_id, review__isnull=True
+            ).update(review=review, verdict=verdict, reviewed_at=now)
+        if disable:
+            bank_contents_set_enabled(content_ids=ids, enabled=False)
+        if target is not None:
+            added: list[int] = []
+            for review in reviews:
+                content = contents[review.reviewed_content_id]
+                signals = {s.signal_type: s.signal_value for s in content.signals.all()}
+                existing = _same_content_in(target, signals) if signals else None
+                if existing is None:
+                    existing = bank_content_create(
+                        bank=target,
+                        signals=signals,
+                        note=note or f"review {review.pk} of content {content.pk}",
+                        labels=labels,
+                        platform_content_id=content.platform_content_id,
+                        content_uri=content.content_uri,
+                    ).pk
+                    added.append(existing)
+                review.added_content_id = existing
+                review.added_to_bank_name = target.name
+            retroaction_enqueue(content_ids=added)
+        Review.objects.bulk_update(reviews, ["matches_marked", "added_content_id", "added_to_bank_name"])
+        reports = _review_reports(reviews, verdict=verdict, contents=contents, sources=sources, labels=labels)
+        ExchangeReport.objects.bulk_create(reports)
+        reports_enqueue([r.pk for r in reports])
+    logger.info("recorded %d %s review(s); %d exchange report(s) queued", len(reviews), verdict, len(reports))
+    return list(
+        Review.objects.filter(pk__in=[r.pk for r in reviews]).prefetch_related("reports").order_by("pk")
+    )
+
+
+def _review_reports(
+    reviews: list[Review],
+    *,
+    verdict: Verdict,
+    contents: dict[int, BankContent],
+    sources: dict[int, exchange_adapter.ExchangeSource],
+    labels: list[str],
+) -> list[ExchangeReport]:
+    reports = []
+    for review in reviews:
+        source = sources.get(review.reviewed_content_id)
+        if source is None:
+            continue
+        wanted = (
+            source.report_true_positive if verdict == Verdict.TRUE_POSITIVE else source.report_false_positive
+        )
+        if not wanted:
+            continue
+        for signal in contents[review.reviewed_content_id].signals.all():
+            reports.append(
+                ExchangeReport(
+                    kind=ReportKind(verdict.value),
+                    review=review,
+                    exchange_id=source.exchange_id,
+                    exchange_name=source.name,
+                    api=source.api,
+                    content_id=review.reviewed_content_id,
+                    signal_type=signal.signal_type,
+                    signal_value=signal.signal_value,
+                    tags=labels,
+                )
+            )
+    return reports
+
+
+_SWITCHES = {
+    ReportKind.SEEN: "report_seen_enabled",
+    ReportKind.TRUE_POSITIVE: "report_true_positive_enabled",
+    ReportKind.FALSE_POSITIVE: "report_false_positive_enabled",
+}
+
+
+def _scrub(message: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    return message
+
+
+def exchange_report_send(*, report_id: int) -> SendOutcome:
+    """
+    Make one attempt at an exchange report (the task's body), through the exchange's own
+    python-threatexchange client. An API that cannot carry it is recorded "unsupported"; an
+    exchange deleted or switched off meanwhile "skipped"; errors retry with backoff until
+    OMM_EXCHANGE_REPORT_MAX_ATTEMPTS. Already finished or claimed reports are left alone.
+    """
+    report = message_claim(ExchangeReport, report_id)
+    if report is None:
+        return SendOutcome(report_id, "not_claimed")
+    exchange = exchange_adapter.exchange_get(exchange_id=report.exchange_id) if report.exchange_id else None
+    if exchange is None or not getattr(exchange, _SWITCHES[ReportKind(report.kind)]):
+        reason = "exchange deleted" if exchange is None else f"{report.kind} reporting is switched off"
+        message_finish(ExchangeReport, report.pk, state=SendState.SKIPPED, last_error=reason)
+        return SendOutcome(report.pk, SendState.SKIPPED, detail=reason)
+    signal_type = pytx.signal_types().get(report.signal_type)
+    if signal_type is None:
+        reason = f"signal type '{report.signal_type}' is not enabled"
+        message_finish(ExchangeReport, report.pk, state=SendState.UNSUPPORTED, last_error=reason)
+        return SendOutcome(report.pk, SendState.UNSUPPORTED, detail=reason)
+    max_attempts = int(setting("OMM_EXCHANGE_REPORT_MAX_ATTEMPTS"))
+    secrets: list[str] = []
+    try:
+        api, secrets = exchange_adapter.exchange_client(exchange=exchange)
+        record = exchange_adapter.exchange_record_value(exchange_id=exchange.pk, content_id=report.content_id)
+        detail = writeback.report(
+            api,
+            kind=report.kind,
+            signal_type=signal_type,
+            signal=report.signal_value,
+            tags=list(report.tags or []),
+            record=record,
+        )
+    except writeback.Unsupported as exc:
+        message_finish(ExchangeReport, report.pk, state=SendState.UNSUPPORTED, last_error=str(exc))
+        return SendOutcome(report.pk, SendState.UNSUPPORTED, sent=True, detail=str(exc))
+    except Exception as exc:  # the client's own errors: network, HTTP status, credentials
+        error = _scrub(f"{type(exc).__name__}: {exc}", secrets)
+        logger.info("report %s to exchange %s failed: %s", report.pk, exchange.name, error)
+        return message_fail(ExchangeReport, report, error=error, max_attempts=max_attempts)
+    message_finish(ExchangeReport, report.pk, state=SendState.SUCCEEDED, last_error="")
+    logger.info("report %s to exchange %s: %s", report.pk, exchange.name, detail)
+    return SendOutcome(report.pk, SendState.SUCCEEDED, sent=True, detail=detail)
+
+
+@transaction.atomic
+def exchange_report_retry(*, report: ExchangeReport) -> ExchangeReport:
+    """Send a dead report again with a fresh set of attempts (admin action)."""
+    updated = ExchangeReport.objects.filter(pk=report.pk, state=SendState.DEAD).update(
+        state=SendState.PENDING,
+        attempts=0,
+        next_attempt_at=None,
+        completed_at=None,
+        updated_at=timezone.now(),
+    )
+    if updated:
+        reports_enqueue([report.pk])
+    report.refresh_from_db()
+    return report

@@ -1,0 +1,238 @@
+"""
+Webhook endpoints and deliveries. A delivery is POSTed at least once: a task claims it by
+compare-and-set, POSTs it signed (Standard Webhooks, reviews.signing), and records the outcome;
+failures back off exponentially and the delivery is dead (the dead letter) after
+OMM_WEBHOOK_MAX_ATTEMPTS attempts, until someone retries it. URLs pass the same SSRF rules as
+content URLs (hashing.url_fetch): checked when saved, and again at connect time on every attempt.
+"""
+
+import json
+import logging
+import time
+import uuid
+
+import requests
+from django.db import transaction
+from django.db.models import ProtectedError
+from django.utils import timezone
+
+from hashing.url_fetch import GuardedAdapter, UnsafeUrl, url_validate
+from omm_project.lib.errors import Conflict, InvalidInput
+from reviews import signing
+from reviews.choices import SendState
+from reviews.conf import setting
+from reviews.models import ActionRule, WebhookDelivery, WebhookEndpoint
+from reviews.services._outgoing import (
+    SendOutcome,
+    deliveries_enqueue,
+    message_claim,
+    message_fail,
+    message_finish,
+)
+from reviews.services.rules import bool_validate, name_validate, rules_cache_clear, text_validate
+
+logger = logging.getLogger(__name__)
+
+URL_MAX_LENGTH = 2000
+USER_AGENT = "omm-webhooks/1"
+_UNSET = object()
+
+
+def webhook_url_validate(url: object) -> str:
+    """An http(s) URL that the SSRF rules allow (400 otherwise)."""
+    if isinstance(url, str) and len(url.strip()) > URL_MAX_LENGTH:
+        raise InvalidInput(f"url must be at most {URL_MAX_LENGTH} characters")
+    return url_validate(url)
+
+
+def webhook_secret_validate(secret: object) -> str:
+    """A caller-chosen secret in the Standard Webhooks format, or a 400."""
+    try:
+        signing.secret_key(secret)  # type: ignore[arg-type]
+    except signing.InvalidSecret as exc:
+        raise InvalidInput(f"secret: {exc}") from None
+    return secret  # type: ignore[return-value]
+
+
+@transaction.atomic
+def webhook_endpoint_create(
+    *, name: object, url: object, enabled: object = True, description: object = "", secret: object = None
+) -> tuple[WebhookEndpoint, str]:
+    """Create an endpoint; returns it and its secret, which is shown this once. 409 on a taken name."""
+    name = name_validate(name, what="Webhook")
+    endpoint = WebhookEndpoint(
+        name=name,
+        url=webhook_url_validate(url),
+        enabled=bool_validate(enabled, field="enabled"),
+        description=text_validate(description, field="description"),
+        secret=signing.secret_generate() if secret is None else webhook_secret_validate(secret),
+    )
+    if WebhookEndpoint.objects.filter(name=name).exists():
+        raise Conflict(f"Webhook '{name}' already exists")
+    endpoint.save()
+    return endpoint, endpoint.secret
+
+
+@transaction.atomic
+def webhook_endpoint_update(
+    *,
+    endpoint: WebhookEndpoint,
+    name: object = _UNSET,
+    url: object = _UNSET,
+    enabled: object = _UNSET,
+    description: object = _UNSET,
+) -> WebhookEndpoint:
+    """Change an endpoint's name, URL, switch or description (never its secret: rotate it)."""
+    if name is not _UNSET:
+        name = name_validate(name, what="Webhook")
+        if WebhookEndpoint.objects.filter(name=name).exclude(pk=endpoint.pk).exists():
+            raise Conflict(f"Webhook '{name}' already exists")
+        endpoint.name = name
+    if url is not _UNSET:
+        endpoint.url = webhook_url_validate(url)
+    if enabled is not _UNSET:
+        endpoint.enabled = bool_validate(enabled, field="enabled")
+    if description is not _UNSET:
+        endpoint.description = text_validate(description, field="description")
+    endpoint.save()
+    transaction.on_commit(rules_cache_clear)  # rules of a disabled endpoint stop firing
+    return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> str:
+    """Give an endpoint a new secret (returned, shown once); pending retries are signed with it."""
+    endpoint.secret = signing.secret_generate()
+    endpoint.save(update_fields=["secret", "updated_at"])
+    return endpoint.secret
+
+
+@transaction.atomic
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+    """Delete an endpoint and its delivery log; 409 while action rules still send to it."""
+    try:
+        endpoint.delete()
+    except ProtectedError:
+        names = sorted(ActionRule.objects.filter(webhook=endpoint).values_list("name", flat=True))
+        raise Conflict(
+            f"Webhook '{endpoint.name}' is used by action rule(s) {names}; delete or change them first"
+        ) from None
+
+
+def webhook_message_id() -> str:
+    """A new webhook-id: unique per message, the same on each of its attempts."""
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def webhook_body(payload: dict) -> bytes:
+    """The exact bytes POSTed (and signed) for a payload."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    # No proxies or .netrc from the environment: the address check must see the real target.
+    session.trust_env = False
+    adapter = GuardedAdapter(max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def webhook_post(*, url: str, secret: str, message_id: str, body: bytes) -> int:
+    """POST one signed message; returns the HTTP status. Redirects are not followed (a failure)."""
+    url = url_validate(url)  # the SSRF settings may have changed since the endpoint was saved
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signing.sign(
+            secret=secret, message_id=message_id, timestamp=timestamp, body=body
+        ),
+    }
+    timeout = float(setting("OMM_WEBHOOK_TIMEOUT_SECONDS"))
+    with _session() as session:
+        response = session.post(
+            url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
+        )
+        response.close()  # the body is not needed; do not let a receiver stream us megabytes
+        return response.status_code
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, UnsafeUrl):
+        return exc.message
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def webhook_delivery_send(*, delivery_id: int) -> SendOutcome:
+    """
+    Make one attempt at a delivery (the task's body). A delivery that is already delivered,
+    dead, not yet due or being sent by another run is left alone ("not_claimed"), so running
+    the task twice never POSTs twice after a success.
+    """
+    delivery = message_claim(WebhookDelivery, delivery_id)
+    if delivery is None:
+        return SendOutcome(delivery_id, "not_claimed")
+    endpoint = WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).first()
+    if endpoint is None or not endpoint.enabled:
+        reason = "endpoint deleted" if endpoint is None else "endpoint disabled"
+        message_finish(WebhookDelivery, delivery.pk, state=SendState.SKIPPED, last_error=reason)
+        return SendOutcome(delivery.pk, SendState.SKIPPED, detail=reason)
+    try:
+        status = webhook_post(
+            url=endpoint.url,
+            secret=endpoint.secret,
+            message_id=delivery.message_id,
+            body=webhook_body(delivery.payload),
+        )
+    except Exception as exc:  # network, SSRF refusal: all count as a failed attempt
+        error = _describe(exc)
+        logger.info("webhook delivery %s to %s failed: %s", delivery.message_id, endpoint.name, error)
+        return message_fail(
+            WebhookDelivery,
+            delivery,
+            error=error,
+            max_attempts=int(setting("OMM_WEBHOOK_MAX_ATTEMPTS")),
+            last_status_code=None,
+        )
+    if 200 <= status < 300:
+        message_finish(
+            WebhookDelivery, delivery.pk, state=SendState.SUCCEEDED, last_status_code=status, last_error=""
+        )
+        return SendOutcome(delivery.pk, SendState.SUCCEEDED, sent=True)
+    logger.info("webhook delivery %s to %s: HTTP %s", delivery.message_id, endpoint.name, status)
+    return message_fail(
+        WebhookDelivery,
+        delivery,
+        error=f"HTTP {status}",
+        max_attempts=int(setting("OMM_WEBHOOK_MAX_ATTEMPTS")),
+        last_status_code=status,
+    )
+
+
+@transaction.atomic
+def webhook_delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a dead or skipped delivery again, with a fresh set of attempts; 409 for any other state."""
+    updated = WebhookDelivery.objects.filter(
+        pk=delivery.pk, state__in=[SendState.DEAD, SendState.SKIPPED]
+    ).update(
+        state=SendState.PENDING,
+        attempts=0,
+        next_attempt_at=None,
+        completed_at=None,
+        updated_at=timezone.now(),
+    )
+    if not updated:
+        raise Conflict(
+            f"Delivery {delivery.pk} is {delivery.state}; only dead or skipped deliveries can be retried"
+        )
+    deliveries_enqueue([delivery.pk])
+    delivery.refresh_from_db()
+    return delivery

@@ -1,0 +1,70 @@
+"""Celery entry points of reviews: thin, by id, safe to run twice (the services compare-and-set)."""
+
+import logging
+
+from celery import shared_task
+
+from reviews import services
+
+logger = logging.getLogger(__name__)
+
+
+# Retries are scheduled by the service's backoff and bounded by OMM_WEBHOOK_MAX_ATTEMPTS in the
+# database (the delivery goes dead), so Celery's own retry limit is off.
+@shared_task(
+    bind=True,
+    name="reviews.deliver_webhook",
+    ignore_result=True,
+    acks_late=True,
+    max_retries=None,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def deliver_webhook_task(self, delivery_id: int) -> None:
+    """POST one webhook delivery (by id); reschedules itself after a failure until it is dead."""
+    outcome = services.webhook_delivery_send(delivery_id=delivery_id)
+    logger.info("webhook delivery %s: %s", delivery_id, outcome.state)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+
+
+@shared_task(
+    bind=True,
+    name="reviews.report_review",
+    ignore_result=True,
+    acks_late=True,
+    max_retries=None,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def report_review_task(self, report_id: int) -> None:
+    """Send one exchange report (by id) through the exchange's client; retries like webhooks."""
+    outcome = services.exchange_report_send(report_id=report_id)
+    logger.info("exchange report %s: %s %s", report_id, outcome.state, outcome.detail)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+
+
+@shared_task(
+    name="reviews.retroaction", ignore_result=True, acks_late=True, soft_time_limit=900, time_limit=960
+)
+def retroaction_task(content_ids: list[int]) -> None:
+    """Replay remembered submissions against these new bank contents."""
+    count = services.retroaction_run(content_ids=content_ids)
+    logger.info("retroaction for %d content(s): %d match(es)", len(content_ids), count)
+
+
+@shared_task(name="reviews.prune_match_log", ignore_result=True, soft_time_limit=1800, time_limit=1860)
+def prune_match_log_task() -> None:
+    """Beat: delete match log rows and finished deliveries past retention, and expired submissions."""
+    pruned = services.match_log_prune()
+    submissions = services.submissions_prune()
+    logger.info("pruned %s and %d submission(s)", pruned, submissions)
+
+
+@shared_task(name="reviews.enqueue_due", ignore_result=True)
+def enqueue_due_task() -> None:
+    """Beat: re-enqueue deliveries and reports whose task message was lost (at least once)."""
+    counts = services.messages_enqueue_due()
+    if any(counts.values()):
+        logger.info("re-enqueued %s", counts)
