@@ -5,6 +5,10 @@ from django.db.models import Count, QuerySet
 from banks.models import Bank, BankContent, ContentSignal
 from omm_project.lib.errors import NotFound
 
+# Exchange provenance of content (exchanges.models.ExchangeItem, a reverse one-to-one), joined in
+# the same query so content pages keep a constant query count.
+CONTENT_PROVENANCE = ("exchange_item__exchange",)
+
 
 def bank_list() -> QuerySet[Bank]:
     """All banks, by name."""
@@ -35,7 +39,7 @@ def bank_content_list(*, bank: Bank) -> QuerySet[BankContent]:
     """A bank's content, most recently modified first, with signals prefetched."""
     return (
         BankContent.objects.filter(bank=bank)
-        .select_related("bank")
+        .select_related("bank", *CONTENT_PROVENANCE)
         .prefetch_related("signals")
         .order_by("-updated_at", "-id")
     )
@@ -45,7 +49,7 @@ def bank_content_get(*, bank: Bank, content_id: int) -> BankContent:
     """Content `content_id` of `bank`; 404 if absent or in another bank (HMA did not check)."""
     try:
         return (
-            BankContent.objects.select_related("bank")
+            BankContent.objects.select_related("bank", *CONTENT_PROVENANCE)
             .prefetch_related("signals")
             .get(pk=content_id, bank=bank)
         )

@@ -1,10 +1,14 @@
 """Writes to banks and their content. Every write that changes what matches records a BankChange."""
 
+import io
+import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from banks.models import BANK_NAME_REGEX, Bank, BankChange, BankContent, ContentSignal
@@ -250,3 +254,158 @@ def content_metadata_parse(metadata: object) -> dict:
             raise InvalidInput("Invalid metadata: json must be an object")
         parsed["metadata"] = metadata["json"]
     return parsed
+
+
+# --- Bulk import (exchange fetches) -------------------------------------------------------------
+
+
+def _copy_text(value: object) -> str:
+    """One value in PostgreSQL's COPY text format."""
+    kind = type(value)
+    if kind is str:
+        text = value
+    elif kind is int:
+        return str(value)
+    elif value is None:
+        return "\\N"
+    elif kind is bool:
+        return "t" if value else "f"
+    elif isinstance(value, datetime):
+        return value.isoformat()
+    else:
+        text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+def bulk_insert_rows(
+    *,
+    model: type[Model],
+    fields: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    constants: Mapping[str, object] | None = None,
+) -> int:
+    """
+    Insert many rows of `model` fast: COPY on PostgreSQL, bulk_create elsewhere. `rows` hold the
+    values of `fields`; `constants` are columns with one value for every row. Values are raw
+    column values (ids, JSON as text, aware datetimes); no defaults or auto fields are applied, so
+    give every non-null column. Runs in the caller's transaction. Returns the row count.
+    """
+    constants = dict(constants or {})
+    if connection.vendor == "postgresql":
+        suffix = "".join("\t" + _copy_text(v) for v in constants.values()) + "\n"
+        buffer = io.StringIO()
+        count = 0
+        for row in rows:
+            buffer.write("\t".join([_copy_text(v) for v in row]))
+            buffer.write(suffix)
+            count += 1
+        if count:
+            columns = ", ".join(connection.ops.quote_name(model._meta.get_field(f).column)
+                                for f in [*fields, *constants])
+            buffer.seek(0)
+            # wrap_database_errors: raise Django's IntegrityError etc., as the ORM would.
+            with connection.cursor() as cursor, connection.wrap_database_errors:
+                cursor.copy_expert(f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) "
+                                   "FROM STDIN", buffer)
+        return count
+    attnames = [model._meta.get_field(f).attname for f in fields]
+    fixed = {model._meta.get_field(f).attname: v for f, v in constants.items()}
+    json_fields = {f.attname for f in model._meta.concrete_fields if isinstance(f, models.JSONField)}
+    objs = []
+    for row in rows:
+        values = {**dict(zip(attnames, row, strict=True)), **fixed}
+        for name in json_fields & values.keys():
+            if isinstance(values[name], str):
+                values[name] = json.loads(values[name])
+        objs.append(model(**values))
+    model.objects.bulk_create(objs, batch_size=500)
+    return len(objs)
+
+
+def _create_contents(*, bank: Bank, create: Sequence[Mapping[str, str]], now: datetime) -> list[int]:
+    if connection.vendor == "postgresql":
+        # New imported contents are identical rows (their signals differ), so one INSERT ... SELECT
+        # makes them all and returns their ids: no per-row data sent, no sequence round trips.
+        meta = BankContent._meta
+        columns = ["bank", "disable_until_ts", "original_media_uri", "platform_content_id", "content_uri",
+                   "metadata", "labels", "note", "created_at", "updated_at"]
+        values = [bank.pk, BankContent.ENABLED, "", "", "", None, "[]", "", now, now]
+        sql = (
+            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} "
+            f"({', '.join(connection.ops.quote_name(meta.get_field(c).column) for c in columns)}) "
+            "SELECT %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s FROM generate_series(1, %s) "
+            f"RETURNING {connection.ops.quote_name(meta.pk.column)}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*values, len(create)])
+            return [row[0] for row in cursor.fetchall()]
+    objs = BankContent.objects.bulk_create([BankContent(bank=bank) for _ in create], batch_size=500)
+    return [obj.pk for obj in objs]
+
+
+@transaction.atomic
+def bank_content_bulk_sync(
+    *,
+    bank: Bank,
+    create: Sequence[Mapping[str, str]] = (),
+    update: Mapping[int, Mapping[str, str]] | None = None,
+    delete: Collection[int] = (),
+) -> list[int]:
+    """
+    Bulk-write imported content (exchange fetches): create contents with their signals, replace
+    the signals of existing contents (keeping their enabled state, note and labels), delete
+    contents; one BankChange per changed content. Signals must already be validated and
+    normalised ({signal_type: value}). Returns the new content ids, in `create` order.
+    """
+    now = timezone.now()
+    update = {cid: signals for cid, signals in (update or {}).items()}
+    if update:
+        # Only content of this bank; anything deleted meanwhile is simply skipped.
+        present = BankContent.objects.filter(bank=bank, pk__in=list(update)).values_list("pk", flat=True)
+        update = {cid: update[cid] for cid in present}
+    created_ids = _create_contents(bank=bank, create=create, now=now) if create else []
+    new_signals: list[tuple[int, str, str]] = [
+        (cid, signal_type, value)
+        for cid, signals in zip(created_ids, create, strict=True)
+        for signal_type, value in signals.items()
+    ]
+    if update:
+        stale: list[int] = []
+        existing: dict[int, dict[str, tuple[int, str]]] = {}
+        rows = ContentSignal.objects.filter(content_id__in=list(update)).values_list(
+            "pk", "content_id", "signal_type", "signal_value"
+        )
+        for sid, cid, signal_type, value in rows:
+            existing.setdefault(cid, {})[signal_type] = (sid, value)
+        for cid, signals in update.items():
+            current = existing.get(cid, {})
+            for signal_type, (sid, value) in current.items():
+                if signals.get(signal_type) != value:
+                    stale.append(sid)
+            for signal_type, value in signals.items():
+                if signal_type not in current or current[signal_type][1] != value:
+                    new_signals.append((cid, signal_type, value))
+        if stale:
+            ContentSignal.objects.filter(pk__in=stale).delete()
+        BankContent.objects.filter(pk__in=list(update)).update(updated_at=now)
+    if new_signals:
+        bulk_insert_rows(
+            model=ContentSignal,
+            fields=["content", "signal_type", "signal_value"],
+            rows=new_signals,
+            constants={"created_at": now},
+        )
+    deleted_ids: list[int] = []
+    if delete:
+        deleted_ids = list(
+            BankContent.objects.filter(bank=bank, pk__in=list(delete)).values_list("pk", flat=True)
+        )
+        if deleted_ids:
+            ContentSignal.objects.filter(content_id__in=deleted_ids).delete()
+            BankContent.objects.filter(pk__in=deleted_ids).delete()
+    changed = [*created_ids, *update, *deleted_ids]
+    bulk_insert_rows(model=BankChange, fields=["content_id"], rows=((cid,) for cid in changed),
+                     constants={"bank_id": bank.pk, "created_at": now})
+    return created_ids

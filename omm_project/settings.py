@@ -142,7 +142,9 @@ OMM_EXCHANGE_TYPES = env.list(
     "OMM_EXCHANGE_TYPES",
     default=[
         "threatexchange.exchanges.impl.static_sample.StaticSampleSignalExchangeAPI",
-        "threatexchange.exchanges.impl.file_api.LocalFileSignalExchangeAPI",
+        # Same name, config and file format as pytx's LocalFileSignalExchangeAPI, but streams the
+        # file instead of reading it into memory.
+        "exchanges.local_file.StreamingLocalFileSignalExchangeAPI",
         "threatexchange.exchanges.impl.fb_threatexchange_api.FBThreatExchangeSignalExchangeAPI",
         "threatexchange.exchanges.impl.ncmec_api.NCMECSignalExchangeAPI",
         "threatexchange.exchanges.impl.stop_ncii_api.StopNCIISignalExchangeAPI",
@@ -154,6 +156,41 @@ OMM_EXCHANGE_TYPES = env.list(
 OMM_PDQ_MATCH_THRESHOLD = env.int("OMM_PDQ_MATCH_THRESHOLD", default=31)
 # Photos whose PDQ quality is below this floor are reported and refused for banking.
 OMM_PDQ_QUALITY_FLOOR = env.int("OMM_PDQ_QUALITY_FLOOR", default=50)
+
+# --- Hashing: uploads and URL fetching (SSRF rules also apply to webhook URLs) ---
+OMM_MAX_UPLOAD_BYTES = env.int("OMM_MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
+OMM_MAX_REMOTE_FILE_BYTES = env.int("OMM_MAX_REMOTE_FILE_BYTES", default=100 * 1024 * 1024)
+OMM_URL_FETCH_TIMEOUT_SECONDS = env.float("OMM_URL_FETCH_TIMEOUT_SECONDS", default=30.0)
+# Empty: any host. Otherwise only these hostnames (and their subdomains).
+OMM_URL_ALLOWED_HOSTNAMES = env.list("OMM_URL_ALLOWED_HOSTNAMES", default=[])
+# Private, shared and loopback addresses are refused unless allowed; link-local (cloud metadata)
+# stays refused either way.
+OMM_URL_ALLOW_PRIVATE = env.bool("OMM_URL_ALLOW_PRIVATE", default=False)
+OMM_URL_ALLOWED_NETWORKS = env.list("OMM_URL_ALLOWED_NETWORKS", default=[])
+# Decompression-bomb guard; unset keeps Pillow's default (about 89 megapixels).
+OMM_MAX_IMAGE_PIXELS = env.int("OMM_MAX_IMAGE_PIXELS", default=None)
+
+# --- Exchanges ---
+OMM_FETCH_BATCH_SIZE = env.int("OMM_FETCH_BATCH_SIZE", default=5000)
+# Exchanges that only publish full snapshots (sample, local files) are re-read this often.
+OMM_EXCHANGE_SNAPSHOT_INTERVAL_SECONDS = env.float("OMM_EXCHANGE_SNAPSHOT_INTERVAL_SECONDS", default=600.0)
+# Folders a local file exchange may read from (empty: any path the process can read).
+OMM_EXCHANGE_FILE_ROOTS = env.list("OMM_EXCHANGE_FILE_ROOTS", default=[])
+
+# --- Reviews, match log and actions ---
+OMM_MATCH_LOG_RETENTION_DAYS = env.int("OMM_MATCH_LOG_RETENTION_DAYS", default=90)  # 0: keep forever
+# Keep submitted hashes (never media) this long to re-match them against new bank content; 0: off.
+OMM_RETROACTION_WINDOW_HOURS = env.float("OMM_RETROACTION_WINDOW_HOURS", default=0)
+OMM_RETROACTION_DELAY_SECONDS = env.float("OMM_RETROACTION_DELAY_SECONDS", default=30.0)
+OMM_RETROACTION_BATCH = env.int("OMM_RETROACTION_BATCH", default=20000)
+OMM_WEBHOOK_MAX_ATTEMPTS = env.int("OMM_WEBHOOK_MAX_ATTEMPTS", default=8)
+OMM_WEBHOOK_BACKOFF_BASE_SECONDS = env.float("OMM_WEBHOOK_BACKOFF_BASE_SECONDS", default=30.0)
+OMM_WEBHOOK_BACKOFF_MAX_SECONDS = env.float("OMM_WEBHOOK_BACKOFF_MAX_SECONDS", default=3600.0)
+OMM_WEBHOOK_TIMEOUT_SECONDS = env.float("OMM_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+OMM_EXCHANGE_REPORT_MAX_ATTEMPTS = env.int("OMM_EXCHANGE_REPORT_MAX_ATTEMPTS", default=6)
+# A false-positive review disables the content for matching.
+OMM_FALSE_POSITIVE_DISABLES = env.bool("OMM_FALSE_POSITIVE_DISABLES", default=False)
+OMM_ACTION_RULES_CACHE_SECONDS = env.float("OMM_ACTION_RULES_CACHE_SECONDS", default=10.0)
 
 # --- Redis and Celery --------------------------------------------------------------------------
 
@@ -194,6 +231,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "matching.index_build_all",
         "schedule": env.float("OMM_INDEX_BUILD_INTERVAL_SECONDS", default=60.0),
     },
+    # Retention is in days; hourly keeps each delete small and steady.
+    "reviews-prune": {"task": "reviews.prune_match_log", "schedule": 3600.0},
+    # Re-enqueue webhook deliveries and exchange reports whose message was lost (at least once
+    # delivery); their compare-and-set claims make duplicates harmless.
+    "reviews-enqueue-due": {"task": "reviews.enqueue_due", "schedule": 60.0},
 }
 
 # --- Django REST framework ------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Shapes of the bank curation API. HMA's response keys are kept; extra keys are additive."""
 
+from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
 
 from banks.models import Bank, BankContent
+from omm_project.lib.fields import CsvField
 
 
 class BankSerializer(serializers.ModelSerializer):
@@ -76,15 +78,30 @@ class BankContentSerializer(serializers.ModelSerializer):
                     "json": content.metadata,
                     "collab": collab,
                 }
+            if collab:
+                data["collab_metadata"] = content_collab_metadata(content)
         if content.note:
             data["note"] = content.note
         return data
 
 
+def _exchange_item(content: BankContent):
+    try:
+        return content.exchange_item  # joined by banks.selectors (CONTENT_PROVENANCE)
+    except ObjectDoesNotExist:
+        return None
+
+
 def content_collab(content: BankContent) -> dict | None:
     """Exchange provenance of content, {EXCHANGE: [fetch keys]}; None when it was added by hand."""
-    provenance = getattr(content, "exchange_provenance", None)
-    return provenance() if callable(provenance) else None
+    item = _exchange_item(content)
+    return {item.exchange.name: [item.fetch_key]} if item is not None else None
+
+
+def content_collab_metadata(content: BankContent) -> dict | None:
+    """The exchange's own metadata of imported content, {EXCHANGE: {fetch key: metadata}}."""
+    item = _exchange_item(content)
+    return {item.exchange.name: {item.fetch_key: item.value}} if item is not None else None
 
 
 class ContentCreatedSerializer(serializers.Serializer):
@@ -100,3 +117,11 @@ class BankContentUpdateSerializer(serializers.Serializer):
     disable_until_ts = serializers.JSONField(required=False)
     note = serializers.JSONField(required=False, allow_null=True)
     labels = serializers.JSONField(required=False)
+
+
+class ContentAddQuerySerializer(serializers.Serializer):
+    """POST /c/bank/<name>/content query: `url` selects URL mode; `content_type` and `types` as /h/hash."""
+
+    url = serializers.CharField(required=False, help_text="http(s) URL to fetch; wins over an upload.")
+    content_type = serializers.CharField(required=False, help_text="photo or video (URL mode; inferred if absent).")
+    types = CsvField(required=False, help_text="Comma-separated signal types (default: all that apply).")

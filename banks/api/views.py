@@ -1,5 +1,8 @@
 """Bank curation API under /c, compatible with HMA 2.0 (differences: docs/compat.md)."""
 
+import json
+
+from django.http import QueryDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
@@ -15,10 +18,13 @@ from banks.api.serializers import (
     BankMetadataSerializer,
     BankSerializer,
     BankUpdateSerializer,
+    ContentAddQuerySerializer,
     ContentCreatedSerializer,
 )
+from hashing import services as hashing_services
 from omm_project.lib.api import parse_bool
 from omm_project.lib.errors import InvalidInput
+from omm_project.lib.uploads import single_upload, upload_cap_install
 
 MessageSerializer = inline_serializer("Message", {"message": serializers.CharField()})
 
@@ -111,8 +117,50 @@ def content_context(request: Request) -> dict:
     }
 
 
+def content_add_fields(request: Request) -> tuple[object, object]:
+    """
+    metadata and note for adding media: from a JSON body as objects, or from form fields, where
+    HMA sends metadata as a JSON string.
+    """
+    data = request.data
+    if isinstance(data, QueryDict):
+        raw = data.get("metadata")
+        metadata = None
+        if raw not in (None, ""):
+            try:
+                metadata = json.loads(raw)
+            except ValueError:
+                raise InvalidInput("metadata form field must be valid JSON") from None
+        return metadata, data.get("note")
+    if not isinstance(data, dict):
+        raise InvalidInput("Request body must be a JSON object")
+    return data.get("metadata"), data.get("note")
+
+
+CONTENT_ADD_UPLOAD_SCHEMA = {
+    "multipart/form-data": {
+        "type": "object",
+        "description": "One file part named by its content type (photo or video), optional metadata "
+        "(a JSON string) and note.",
+        "properties": {
+            "photo": {"type": "string", "format": "binary"},
+            "metadata": {"type": "string"},
+            "note": {"type": "string"},
+        },
+    },
+    "application/json": {
+        "type": "object",
+        "description": "URL mode (?url=): optional metadata object and note.",
+        "properties": {"metadata": {"type": "object"}, "note": {"type": "string"}},
+    },
+}
+
+
 class BankContentListView(GenericAPIView):
-    """GET: a bank's content, newest modification first, paginated (beyond HMA)."""
+    """
+    GET: a bank's content, newest modification first, paginated (beyond HMA).
+    POST: hash media, by URL (?url=) or upload, and add it to the bank (HMA's answer: 200).
+    """
 
     serializer_class = BankContentSerializer
 
@@ -122,6 +170,35 @@ class BankContentListView(GenericAPIView):
         page = self.paginate_queryset(selectors.bank_content_list(bank=bank))
         data = BankContentSerializer(page, many=True, context=content_context(request)).data
         return self.get_paginated_response(data)
+
+    @extend_schema(
+        parameters=[ContentAddQuerySerializer],
+        request=CONTENT_ADD_UPLOAD_SCHEMA,
+        responses=ContentCreatedSerializer,
+        operation_id="c_bank_content_add",
+    )
+    def post(self, request: Request, bank_name: str) -> Response:
+        bank = selectors.bank_get(name=bank_name)
+        upload_cap_install(request)
+        query = ContentAddQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        metadata, note = content_add_fields(request)
+        if "url" in params:
+            content = hashing_services.bank_content_add_from_url(
+                bank=bank, url=params["url"], content_type=params.get("content_type"),
+                types=params.get("types"), metadata=metadata, note=note,
+            )
+        else:
+            content_type, upload = single_upload(
+                request, missing="Neither `url` nor multipart file upload was received"
+            )
+            content = hashing_services.bank_content_add_from_media(
+                bank=bank, content_type=content_type, media=upload, types=params.get("types"),
+                metadata=metadata, note=note,
+            )
+        out = {"id": content.pk, "signals": {s.signal_type: s.signal_value for s in content.signals.all()}}
+        return Response(ContentCreatedSerializer(out).data)
 
 
 class BankContentDetailView(APIView):
