@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 from threatexchange.content_type.content_base import ContentType
 from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPI
-from threatexchange.signal_type.signal_base import SignalType
+from threatexchange.signal_type.signal_base import BytesHasher, SignalType
 
 from omm_project.lib.errors import InvalidInput
 
@@ -56,9 +56,14 @@ def signal_validate(signal_type: type[SignalType], value: object) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"Invalid {name} signal: expected a string, got {type(value).__name__}")
     try:
-        return signal_type.validate_signal_str(value)
+        validated = signal_type.validate_signal_str(value)
     except Exception as exc:  # each pytx class raises its own error types
         raise InvalidInput(f"Invalid {name} signal: {exc}") from None
+    # Some pytx validators use re.match("...$"), which lets one trailing newline through; a
+    # hash of bytes never contains white space, so don't store "<hash>\n" as a distinct value.
+    if issubclass(signal_type, BytesHasher) and any(c.isspace() for c in validated):
+        raise InvalidInput(f"Invalid {name} signal: contains white space")
+    return validated
 
 
 def content_types_for(signal_type: type[SignalType]) -> list[str]:

@@ -158,6 +158,7 @@ def test_add_signal_normalises_and_returns_id(curator_client):
         ({"note": "only a note"}, "No signals given"),
         ({"pdq": PDQ.upper()}, "Invalid pdq signal"),
         ({"pdq": "abc"}, "Invalid pdq signal"),
+        ({"pdq": PDQ + "\n"}, "Invalid pdq signal"),
         ({"pdq": 12}, "Invalid pdq signal"),
         ({"nope": "x"}, "No such signal type 'nope'"),
         ({"pdq": PDQ, "note": "x" * 256}, "note must be at most 255"),
