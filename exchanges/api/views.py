@@ -1,4 +1,4 @@
-"""Exchange API under /c, compatible with HMA 2.0 (differences: docs/compat_exchanges.md)."""
+"""Exchange API under /c, compatible with HMA 2.0 (differences: docs/compat.md)."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema

@@ -1,4 +1,4 @@
-"""Hashing API under /h, compatible with HMA 2.0's /h/hash (differences: docs/compat_hashing.md)."""
+"""Hashing API under /h, compatible with HMA 2.0's /h/hash (differences: docs/compat.md)."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
