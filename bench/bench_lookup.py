@@ -1,0 +1,476 @@
+#!/usr/bin/env python
+"""
+raw_lookup over HTTP at scale, through the real code paths:
+
+    python bench/bench_lookup.py [--n 1000000] [--duration 20] [--connections 8]
+
+1. seeds a bank in the bench database with N random PDQ hashes (kept between runs);
+2. builds the PDQ snapshot through the real Celery task (run in this process) -> build seconds;
+3. starts gunicorn (matching.wsgi:application, one gthread worker with 4 threads, pinned to one
+   CPU with wrk on the others; --no-pin to let both float) with OMM_ROLES=matcher on 127.0.0.1,
+   and waits for /status 200;
+4. loads GET /m/raw_lookup with wrk (a mix of near-duplicates of banked hashes and random
+   hashes) -> requests/s, p50, p99;
+5. reads the worker's VmRSS / VmHWM from /proc -> matcher RSS, and its CPU time per request
+   (which, unlike requests/s, other load on a shared machine barely changes);
+6. builds a new snapshot and times the matcher's swap to it, with the RSS peak it causes.
+
+Defaults: DATABASE_URL=postgres://postgres@127.0.0.1:5432/omm_matching_bench,
+REDIS_URL=redis://127.0.0.1:6379/11. Needs wrk (apt-get install wrk). The helpers at the top are
+shared with bench_freshness.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/omm_matching_bench"
+BENCH_REDIS_URL = "redis://127.0.0.1:6379/11"
+
+
+def setup_django() -> None:
+    """Point Django at the bench database (created if missing) and migrate it."""
+    os.environ.setdefault("DATABASE_URL", BENCH_DATABASE_URL)
+    os.environ.setdefault("REDIS_URL", BENCH_REDIS_URL)
+    os.environ.setdefault("DJANGO_DEBUG", "false")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "omm-bench-not-secret")
+    os.environ.setdefault("OMM_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omm_project.settings")
+    sys.path.insert(0, str(REPO))
+    _create_database(os.environ["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def _create_database(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    import psycopg2
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = psycopg2.connect(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username,
+        password=parts.password,
+        dbname="postgres",
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if not cursor.fetchone():
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+
+
+def _insert_values(model, overrides: dict) -> tuple[list[str], list]:
+    """Columns and values for one row of `model` with its defaults (bulk SQL skips Django's)."""
+    from django.db import connection
+    from django.utils import timezone
+
+    columns, values = [], []
+    now = timezone.now()
+    for field in model._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        if field.name in overrides:
+            value = overrides[field.name]
+        elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            value = now
+        else:
+            value = field.get_db_prep_save(field.get_default(), connection)
+        columns.append(connection.ops.quote_name(field.column))
+        values.append(value)
+    return columns, values
+
+
+def seed_pdq(*, bank_name: str, n: int, seed: int = 42, reseed: bool = False) -> int:
+    """A bank holding exactly `n` random PDQ hashes (kept between runs); returns the bank id."""
+    import io
+
+    import numpy as np
+    from django.db import connection, transaction
+
+    from banks.models import Bank, BankChange, BankContent, ContentSignal
+
+    bank = Bank.objects.filter(name=bank_name).first()
+    if bank is not None and not reseed:
+        have = ContentSignal.objects.filter(content__bank=bank, signal_type="pdq").count()
+        if have == n:
+            return bank.pk
+    started = time.monotonic()
+    with transaction.atomic():
+        if bank is not None:
+            with connection.cursor() as cursor:  # a fast wipe of the previous seed
+                cursor.execute(
+                    f"DELETE FROM {ContentSignal._meta.db_table} WHERE content_id IN "
+                    f"(SELECT id FROM {BankContent._meta.db_table} WHERE bank_id = %s)",
+                    [bank.pk],
+                )
+                cursor.execute(f"DELETE FROM {BankContent._meta.db_table} WHERE bank_id = %s", [bank.pk])
+            bank.delete()
+        bank = Bank.objects.create(name=bank_name)
+        BankChange.objects.create(bank_id=bank.pk)
+        columns, values = _insert_values(BankContent, {"bank": bank.pk})
+        placeholders = ", ".join(["%s"] * len(values))
+        content_ids: list[int] = []
+        with connection.cursor() as cursor:
+            for start in range(0, n, 200_000):
+                k = min(200_000, n - start)
+                cursor.execute(
+                    f"INSERT INTO {BankContent._meta.db_table} ({', '.join(columns)}) "
+                    f"SELECT {placeholders} FROM generate_series(1, %s) RETURNING id",
+                    [*values, k],
+                )
+                content_ids.extend(row[0] for row in cursor.fetchall())
+        rng = np.random.default_rng(seed)
+        hashes = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+        hexed = hashes.tobytes().hex()
+        s_columns, s_values = _insert_values(
+            ContentSignal, {"content": 0, "signal_type": "pdq", "signal_value": ""}
+        )
+        names = [c.strip('"') for c in s_columns]
+        content_at, value_at = names.index("content_id"), names.index("signal_value")
+        template = [str(v) if v is not None else "\\N" for v in s_values]
+        with connection.cursor() as cursor:
+            for start in range(0, n, 200_000):
+                buffer = io.StringIO()
+                for i in range(start, min(n, start + 200_000)):
+                    row = template[:]
+                    row[content_at] = str(content_ids[i])
+                    row[value_at] = hexed[i * 64 : (i + 1) * 64]
+                    buffer.write("\t".join(row))
+                    buffer.write("\n")
+                buffer.seek(0)
+                cursor.copy_expert(
+                    f"COPY {ContentSignal._meta.db_table} ({', '.join(s_columns)}) FROM STDIN", buffer
+                )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {BankContent._meta.db_table}")
+        cursor.execute(f"ANALYZE {ContentSignal._meta.db_table}")
+    print(f"seeded {n} PDQ hashes into {bank_name} in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return bank.pk
+
+
+def api_key(scopes: list[str]) -> str:
+    from omm_project.core.services import api_key_create
+
+    _, raw = api_key_create(name="bench-" + "-".join(scopes), scopes=scopes)
+    return raw
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(
+    *,
+    roles: str,
+    app: str = "omm_project.wsgi",
+    port: int,
+    extra_env: dict | None = None,
+    worker_class: str = "sync",
+    threads: int = 1,
+    log_path: Path | None = None,
+    cpu: str | None = None,
+) -> subprocess.Popen:
+    """One gunicorn worker serving `roles` on 127.0.0.1:port (pinned to `cpu` when given)."""
+    env = {**os.environ, "OMM_ROLES": roles, **(extra_env or {})}
+    cmd = [
+        *(["taskset", "-c", cpu] if cpu else []),
+        str(Path(sys.executable).parent / "gunicorn"),
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--worker-class",
+        worker_class,
+        "--threads",
+        str(threads),
+        "--timeout",
+        "120",
+        "--backlog",
+        "2048",
+    ]
+    log = open(log_path or os.devnull, "ab")
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def worker_pid(master: subprocess.Popen, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
+        if children.exists():
+            pids = children.read_text().split()
+            if pids:
+                return int(pids[0])
+        time.sleep(0.1)
+    raise RuntimeError("gunicorn worker did not start")
+
+
+def proc_status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (to report CPU per request, which load on a
+    shared machine does not change)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_ready(port: int, timeout: float = 300) -> float:
+    """Seconds until GET /status answers 200 (the matcher loaded every index)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"matcher on port {port} not ready after {timeout}s")
+
+
+# --- bench_lookup -------------------------------------------------------------------------------
+
+BANK = "BENCH_LOOKUP"
+
+
+def queries(n_near: int, n_random: int, seed: int = 7) -> list[str]:
+    """Hex PDQ queries: near-duplicates (0-24 bits flipped) of banked hashes, and random ones."""
+    import numpy as np
+    from django.db import connection
+
+    from banks.models import ContentSignal
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT signal_value FROM {ContentSignal._meta.db_table} TABLESAMPLE SYSTEM (1) "
+            "WHERE signal_type = 'pdq' LIMIT %s",
+            [n_near],
+        )
+        banked = [row[0] for row in cursor.fetchall()]
+    rng = np.random.default_rng(seed)
+    out = []
+    for value in banked:
+        h = np.frombuffer(bytes.fromhex(value), dtype=np.uint8).copy()
+        for bit in rng.choice(256, size=int(rng.integers(0, 25)), replace=False):
+            h[bit // 8] ^= 1 << (bit % 8)
+        out.append(h.tobytes().hex())
+    out += [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(n_random)]
+    rng.shuffle(out)
+    return out
+
+
+def wrk_script(paths: list[str], key: str, path: Path) -> None:
+    lines = ",\n".join(f'  "{p}"' for p in paths)
+    path.write_text(
+        "local paths = {\n" + lines + "\n}\n"
+        "local i = math.random(#paths)\n"
+        "request = function()\n"
+        "  i = i % #paths + 1\n"
+        f'  return wrk.format("GET", paths[i], {{["Authorization"] = "Bearer {key}"}})\n'
+        "end\n"
+    )
+
+
+def parse_wrk(text: str) -> dict:
+    import re
+
+    def ms(value: str) -> float:
+        number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()
+        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    out = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))}
+    for pct in ("50", "90", "99"):
+        found = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", text, re.M)
+        out[f"p{pct}_ms"] = ms(found.group(1)) if found else None
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non_2xx"] = int(errors.group(1)) if errors else 0
+    socket_errors = re.search(r"Socket errors: (.*)", text)
+    out["socket_errors"] = socket_errors.group(1) if socket_errors else ""
+    return out
+
+
+def wait_loaded(port: int, key: str, snapshot_id: int, timeout: float = 120) -> float:
+    """Seconds until the matcher serves the given PDQ snapshot (it polls every second)."""
+    import json
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/m/index/status?signal_type=pdq")
+        request.add_header("Authorization", f"Bearer {key}")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            if json.loads(response.read())["pdq"]["loaded_snapshot_id"] == snapshot_id:
+                return time.monotonic() - started
+        time.sleep(0.05)
+    raise RuntimeError(f"snapshot {snapshot_id} not loaded after {timeout}s")
+
+
+def main() -> None:
+    import argparse
+    import json
+    import shutil
+    import tempfile
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=8, help="HMA's figures imply about 8 in flight.")
+    parser.add_argument("--worker-class", default="gthread", help="As the Procfile's web process.")
+    parser.add_argument(
+        "--wsgi",
+        default="matching.wsgi:application",
+        help="The matcher's WSGI entry (default); omm_project.wsgi for Django's full stack on every request.",
+    )
+    parser.add_argument("--threads", type=int, default=4, help="4 gave the best throughput and p99 here.")
+    parser.add_argument("--reseed", action="store_true")
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Pin the worker to the last CPU and wrk to the others (one worker is one core's worth "
+        "under the GIL; unpinned, its threads pass the GIL between cores, which costs CPU).",
+    )
+    parser.add_argument("--skip-build", action="store_true", help="Serve the newest snapshot as it is.")
+    parser.add_argument("--json", action="store_true", help="Print one JSON object instead of lines.")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install -y wrk")
+
+    setup_django()
+    seed_pdq(bank_name=BANK, n=args.n, reseed=args.reseed)
+
+    from matching.models import IndexSnapshot
+    from matching.tasks import index_build_task
+
+    started = time.monotonic()
+    if args.skip_build:
+        snapshot = IndexSnapshot.objects.filter(signal_type="pdq", status="ready").latest("id")
+    else:
+        snapshot = IndexSnapshot.objects.get(
+            pk=index_build_task.apply(args=["pdq"], kwargs={"force": True}).get()
+        )
+    build_wall = time.monotonic() - started
+    index_build_task.apply(args=["video_md5"])
+
+    key = api_key(["match"])
+    paths = [f"/m/raw_lookup?signal_type=pdq&signal={q}" for q in queries(1000, 1000)]
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="omm-bench-"))
+    server = start_gunicorn(
+        roles="matcher",
+        app=args.wsgi,
+        port=port,
+        worker_class=args.worker_class,
+        threads=args.threads,
+        log_path=workdir / "gunicorn.log",
+        cpu=str(os.cpu_count() - 1) if args.pin else None,
+    )
+    try:
+        ready_seconds = wait_ready(port)
+        pid = worker_pid(server)
+        rss_loaded = proc_status_kb(pid, "VmRSS")
+        script = workdir / "raw_lookup.lua"
+        wrk_script(paths, key, script)
+        wrk_pin = ["taskset", "-c", f"0-{os.cpu_count() - 2}"] if args.pin and os.cpu_count() > 1 else []
+        base = [
+            "wrk",
+            "-t1",
+            f"-c{args.connections}",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ]
+        warm_up = [*wrk_pin, *base[:2], "-c2", "-d3s", *base[3:]]
+        subprocess.run(warm_up, check=True, capture_output=True)
+        cpu_before = cpu_seconds(pid)
+        result = subprocess.run(
+            [*wrk_pin, *base[:3], f"-d{args.duration}s", *base[3:]],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        cpu_used = cpu_seconds(pid) - cpu_before
+        figures = parse_wrk(result.stdout)
+        requests_done = figures["rps"] * args.duration
+        rss = proc_status_kb(pid, "VmRSS")
+        hwm = proc_status_kb(pid, "VmHWM")
+        # A new snapshot while serving: the matcher holds old and new until it swaps.
+        new_id = index_build_task.apply(args=["pdq"], kwargs={"force": True}).get()
+        reload_seconds = wait_loaded(port, key, new_id)
+        rss_after_reload = proc_status_kb(pid, "VmRSS")
+        hwm_reload = proc_status_kb(pid, "VmHWM")
+    finally:
+        stop(server)
+    report = {
+        "hashes": args.n,
+        "build_seconds": snapshot.duration_seconds,
+        "build_wall_seconds": None if args.skip_build else round(build_wall, 2),
+        "snapshot_mb": round(snapshot.size_bytes / 1e6, 1),
+        "matcher_ready_seconds": round(ready_seconds, 2),
+        "matcher_rss_mb_loaded": round(rss_loaded / 1024, 1),
+        "matcher_rss_mb_after_load_test": round(rss / 1024, 1),
+        "matcher_peak_rss_mb": round(hwm / 1024, 1),
+        "matcher_reload_seconds": round(reload_seconds, 2),
+        "matcher_rss_mb_after_reload": round(rss_after_reload / 1024, 1),
+        "matcher_peak_rss_mb_incl_reload": round(hwm_reload / 1024, 1),
+        "raw_lookup_rps": figures["rps"],
+        "raw_lookup_p50_ms": figures["p50_ms"],
+        "raw_lookup_p90_ms": figures["p90_ms"],
+        "raw_lookup_p99_ms": figures["p99_ms"],
+        "matcher_cpu_ms_per_request": round(1000 * cpu_used / max(1.0, requests_done), 3),
+        "load_average_1m": os.getloadavg()[0],
+        "non_2xx": figures["non_2xx"],
+        "socket_errors": figures["socket_errors"],
+        "connections": args.connections,
+        "worker": f"gunicorn {args.wsgi}, 1 worker, {args.worker_class}, threads={args.threads}"
+        + (", pinned to one CPU" if args.pin else ""),
+        "cpus": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for name, value in report.items():
+            print(f"{name}: {value}")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

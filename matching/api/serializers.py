@@ -1,0 +1,98 @@
+"""Shapes of the matching API. Query parameters are checked here; their meaning is in matching.lookup."""
+
+from rest_framework import serializers
+
+from omm_project.lib.api import parse_csv
+
+
+class CsvField(serializers.CharField):
+    """A comma-separated list (HMA's `banks`, `types`): trimmed, empties dropped."""
+
+    def to_internal_value(self, data) -> list[str]:
+        return parse_csv(super().to_internal_value(data))
+
+
+class SignalQuerySerializer(serializers.Serializer):
+    """Query of GET /m/raw_lookup."""
+
+    signal = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    signal_type = serializers.CharField()
+    banks = CsvField(required=False, allow_blank=True)
+    include_distance = serializers.BooleanField(required=False, default=False)
+    include_details = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Beyond HMA: bank name, metadata, note, provenance per match.",
+    )
+
+
+class LookupQuerySerializer(serializers.Serializer):
+    """Query of GET /m/lookup: a signal (signal + signal_type) or a URL to hash."""
+
+    signal = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)
+    signal_type = serializers.CharField(required=False)
+    url = serializers.CharField(required=False)
+    content_type = serializers.CharField(required=False)
+    types = CsvField(required=False, allow_blank=True)
+    banks = CsvField(required=False, allow_blank=True)
+    seed = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)
+    bypass_coinflip = serializers.BooleanField(required=False, default=False)
+    include_details = serializers.BooleanField(required=False, default=False)
+
+
+class LookupUploadQuerySerializer(serializers.Serializer):
+    """Query of POST /m/lookup (the file is the multipart body)."""
+
+    types = CsvField(required=False, allow_blank=True)
+    banks = CsvField(required=False, allow_blank=True)
+    seed = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)
+    bypass_coinflip = serializers.BooleanField(required=False, default=False)
+    include_details = serializers.BooleanField(required=False, default=False)
+
+
+class SignalTypeQuerySerializer(serializers.Serializer):
+    """Optional ?signal_type= of the index status endpoints."""
+
+    signal_type = serializers.CharField(required=False)
+
+
+class RawMatchSerializer(serializers.Serializer):
+    """One raw lookup match with its distance (HMA's include_distance shape)."""
+
+    bank_content_id = serializers.IntegerField()
+    distance = serializers.CharField()
+
+
+class IndexStatusSerializer(serializers.Serializer):
+    """GET /m/index/status entry: HMA's {present, built_to, size} plus what this matcher holds."""
+
+    present = serializers.BooleanField()
+    built_to = serializers.IntegerField()
+    size = serializers.IntegerField()
+    loaded = serializers.BooleanField()
+    loaded_snapshot_id = serializers.IntegerField(allow_null=True)
+    loaded_size = serializers.IntegerField()
+    delta_size = serializers.IntegerField()
+    snapshot_id = serializers.IntegerField(allow_null=True)
+
+
+class SignalTypeIndexSerializer(serializers.Serializer):
+    """GET /c/signal_type/index entry, HMA's keys first."""
+
+    db_size = serializers.IntegerField()
+    index_size = serializers.IntegerField()
+    index_out_of_date = serializers.BooleanField()
+    newest_db_item = serializers.IntegerField()
+    index_built_to = serializers.IntegerField()
+    snapshot_id = serializers.IntegerField(allow_null=True)
+    built_at = serializers.IntegerField(allow_null=True)
+    build_duration_seconds = serializers.FloatField(allow_null=True)
+    snapshot_bytes = serializers.IntegerField()
+
+
+class BankMatchSettingsSerializer(serializers.Serializer):
+    """A bank's matching settings: its own PDQ threshold (null = the deployment's)."""
+
+    bank = serializers.CharField(read_only=True)
+    pdq_threshold = serializers.IntegerField(allow_null=True, min_value=0)
+    effective_pdq_threshold = serializers.IntegerField(read_only=True)

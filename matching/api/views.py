@@ -1,0 +1,280 @@
+"""Matching API under /m, compatible with HMA 2.0 (differences: docs/compat_matching.md)."""
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from banks import selectors as bank_selectors
+from matching import lookup, selectors, services
+from matching.api.serializers import (
+    BankMatchSettingsSerializer,
+    IndexStatusSerializer,
+    LookupQuerySerializer,
+    LookupUploadQuerySerializer,
+    SignalQuerySerializer,
+    SignalTypeIndexSerializer,
+    SignalTypeQuerySerializer,
+)
+from omm_project.lib import pytx
+from omm_project.lib.api import parse_bool, parse_csv
+from omm_project.lib.errors import InvalidInput, OmmError
+
+BankMatches = inline_serializer(
+    "BankMatches",
+    {
+        "<BANK>": serializers.ListField(
+            child=inline_serializer(
+                "LookupMatch",
+                {"bank_content_id": serializers.IntegerField(), "distance": serializers.CharField()},
+            )
+        )
+    },
+)
+
+
+class JsonOnly(DefaultContentNegotiation):
+    """Every /m answer is JSON; skipping Accept-header negotiation saves a tenth of a lookup."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class MatchingView(APIView):
+    """Base of the /m views: JSON in and out, nothing else to negotiate."""
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonOnly
+
+
+def _required(params, name: str) -> str:
+    value = params.get(name)
+    if value is None:
+        raise InvalidInput(f"{name}: This field is required.", errors={name: ["This field is required."]})
+    return value
+
+
+def _bool(params, name: str) -> bool:
+    return parse_bool(params.get(name), name=name, default=False)
+
+
+class HashingUnavailable(OmmError):
+    """Lookup by URL or upload needs the hashing service, which this build lacks (501)."""
+
+    status_code = 501
+    code = "not_implemented"
+
+
+def _hashing():
+    """The hashing service, for lookups by URL or upload (403 without the hasher role, as HMA)."""
+    if "hasher" not in settings.OMM_ROLES:
+        raise exceptions.PermissionDenied("Hashing is disabled, missing role")
+    try:
+        from hashing import services
+    except ImportError as exc:
+        raise HashingUnavailable(
+            f"Lookup by URL or upload is not available: hashing is missing ({exc})"
+        ) from None
+    return services
+
+
+def _valid(serializer_class, data) -> dict:
+    query = serializer_class(data=data)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
+def _lookup_hashes(hashes, params: dict) -> dict[str, dict]:
+    """Look up every signal of hashed media: {"<signal_type>": {"<BANK>": [...]}}."""
+    if hashes.low_quality:
+        raise InvalidInput(f"invalid signal: {hashes.low_quality_message()}")
+    results = {}
+    for name, value in hashes.signals.items():
+        hits = lookup.lookup(
+            signal_type=lookup.signal_type_resolve(name),
+            signal=value,
+            banks=params.get("banks") or None,
+            seed=params.get("seed"),
+            bypass_coinflip=params["bypass_coinflip"],
+        )
+        details = lookup.hit_details(hits) if params["include_details"] else None
+        results[name] = lookup.group_by_bank(hits, details)
+    return results
+
+
+class RawLookupView(MatchingView):
+    """GET: every match of a signal in the index, without enabled or ratio filtering."""
+
+    @extend_schema(
+        parameters=[SignalQuerySerializer],
+        responses=inline_serializer("RawLookup", {"matches": serializers.ListField()}),
+    )
+    def get(self, request: Request) -> Response:
+        # The hot path: parameters are read by hand (SignalQuerySerializer documents them; building
+        # a serializer per request would cost a fifth of the lookup).
+        query = request.query_params
+        params = {
+            "signal": _required(query, "signal"),
+            "signal_type": _required(query, "signal_type"),
+            "include_distance": _bool(query, "include_distance"),
+            "include_details": _bool(query, "include_details"),
+        }
+        hits = lookup.raw_lookup(
+            signal_type=lookup.signal_type_resolve(params["signal_type"]),
+            signal=params["signal"],
+            banks=parse_csv(query.get("banks")) or None,
+        )
+        if params["include_details"]:
+            details = lookup.hit_details(hits)
+            matches = [
+                {"bank_content_id": h.content_id, "distance": h.distance_str, **details.get(h.content_id, {})}
+                for h in hits
+            ]
+        elif params["include_distance"]:
+            matches = [{"bank_content_id": h.content_id, "distance": h.distance_str} for h in hits]
+        else:
+            matches = [h.content_id for h in hits]
+        return Response({"matches": matches})
+
+
+class LookupView(MatchingView):
+    """GET: matches of a signal (or of media at a URL) by bank. POST: of an uploaded file."""
+
+    @extend_schema(parameters=[LookupQuerySerializer], responses=BankMatches, operation_id="m_lookup_get")
+    def get(self, request: Request) -> Response:
+        params = _valid(LookupQuerySerializer, request.query_params)
+        if params.get("url"):
+            hashes = _hashing().media_hash_from_url(
+                url=params["url"], content_type=params.get("content_type"), types=params.get("types") or None
+            )
+            results = _lookup_hashes(hashes, params)
+            if params.get("signal_type"):
+                return Response(results.get(params["signal_type"], {}))
+            return Response(results)
+        if params.get("signal") is None or not params.get("signal_type"):
+            raise InvalidInput("Either url or both signal and signal_type are required")
+        hits = lookup.lookup(
+            signal_type=lookup.signal_type_resolve(params["signal_type"]),
+            signal=params["signal"],
+            banks=params.get("banks") or None,
+            seed=params.get("seed"),
+            bypass_coinflip=params["bypass_coinflip"],
+        )
+        details = lookup.hit_details(hits) if params["include_details"] else None
+        return Response(lookup.group_by_bank(hits, details))
+
+    @extend_schema(
+        parameters=[LookupUploadQuerySerializer],
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"photo": {"type": "string", "format": "binary"}},
+            }
+        },
+        responses=inline_serializer("LookupByType", {"<signal_type>": BankMatches}),
+        operation_id="m_lookup_upload",
+    )
+    def post(self, request: Request) -> Response:
+        from omm_project.lib.uploads import single_upload, upload_cap_install
+
+        hashing = _hashing()
+        upload_cap_install(request)
+        params = _valid(LookupUploadQuerySerializer, request.query_params)
+        content_type, upload = single_upload(request)
+        hashes = hashing.media_hash(
+            content_type=content_type, media=upload, types=params.get("types") or None
+        )
+        return Response(_lookup_hashes(hashes, params))
+
+
+class CompareView(MatchingView):
+    """POST {"<signal_type>": [hash1, hash2], ...}: whether each pair matches, and the distance."""
+
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=inline_serializer(
+            "CompareRequest", {"pdq": serializers.ListField(child=serializers.CharField())}
+        ),
+        responses=inline_serializer("CompareResult", {"pdq": serializers.ListField()}),
+    )
+    def post(self, request: Request) -> Response:
+        data = request.data
+        if not isinstance(data, dict):
+            raise InvalidInput("Request input was not a dict")
+        out = {}
+        for name, pair in data.items():
+            signal_type = lookup.signal_type_resolve(name)
+            if not isinstance(pair, list):
+                raise InvalidInput(f"Comparison hashes for {name} was not a list")
+            if len(pair) != 2:
+                raise InvalidInput("Comparison hash list length must be exactly 2")
+            values = []
+            for value in pair:
+                try:
+                    if not isinstance(value, str):
+                        raise ValueError(f"expected a string, got {type(value).__name__}")
+                    values.append(signal_type.validate_signal_str(value))
+                except Exception as exc:
+                    raise InvalidInput(f"Invalid {name} hash: {exc}") from None
+            match, distance = lookup.compare(signal_type=signal_type, left=values[0], right=values[1])
+            out[name] = [match, {"distance": distance}]
+        return Response(out)
+
+
+def _signal_type_names(request: Request) -> list[str]:
+    name = _valid(SignalTypeQuerySerializer, request.query_params).get("signal_type")
+    if name is None:
+        return list(pytx.signal_types())
+    if name not in pytx.signal_types():
+        raise InvalidInput(f"No such signal type '{name}'")
+    return [name]
+
+
+class IndexStatusView(MatchingView):
+    """GET: per signal type, the newest stored index and what this matcher has loaded."""
+
+    @extend_schema(
+        parameters=[SignalTypeQuerySerializer],
+        responses=inline_serializer("IndexStatusByType", {"<signal_type>": IndexStatusSerializer()}),
+    )
+    def get(self, request: Request) -> Response:
+        return Response(lookup.index_status(names=_signal_type_names(request)))
+
+
+class SignalTypeIndexView(APIView):
+    """GET /c/signal_type/index: per signal type, database size against the newest index."""
+
+    @extend_schema(
+        parameters=[SignalTypeQuerySerializer],
+        responses={
+            200: inline_serializer("SignalTypeIndexByType", {"<signal_type>": SignalTypeIndexSerializer()}),
+            400: OpenApiResponse(description="No such signal type"),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        names = _signal_type_names(request)
+        return Response({name: selectors.index_status(signal_type=name) for name in names})
+
+
+class BankMatchSettingsView(APIView):
+    """GET or PUT {"pdq_threshold": int | null} of one bank (beyond HMA: per-bank PDQ threshold)."""
+
+    @extend_schema(responses=BankMatchSettingsSerializer)
+    def get(self, request: Request, bank_name: str) -> Response:
+        bank = bank_selectors.bank_get(name=bank_name)
+        return Response({"bank": bank.name, **selectors.bank_match_settings_get(bank_id=bank.pk)})
+
+    @extend_schema(request=BankMatchSettingsSerializer, responses=BankMatchSettingsSerializer)
+    def put(self, request: Request, bank_name: str) -> Response:
+        if not isinstance(request.data, dict):
+            raise InvalidInput("Request body must be a JSON object")
+        bank = bank_selectors.bank_get(name=bank_name)
+        if "pdq_threshold" in request.data:
+            services.bank_match_settings_update(bank=bank, pdq_threshold=request.data["pdq_threshold"])
+        return Response({"bank": bank.name, **selectors.bank_match_settings_get(bank_id=bank.pk)})

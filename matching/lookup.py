@@ -1,0 +1,241 @@
+"""
+Lookups against the matcher's in-memory state, with HMA 2.0's rules:
+
+- raw lookup: every index hit, no enabled/ratio filtering, but never content (or a bank) that has
+  been deleted (HMA returned deleted ids until the next build); `banks` keeps hits in those banks;
+- lookup: drop disabled content (disable_until_ts), then the bank coinflip
+  (`random.Random(seed).random()` drawn once per call, or 0 with bypass; a bank takes part when
+  its ratio >= the draw), then the `banks` filter; grouped by bank name, hit order kept.
+
+These are reads of process memory; no database query unless details are asked for.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from threatexchange.signal_type.signal_base import SignalType
+
+from banks.models import BankContent
+from matching.runtime import Match, MatcherState, TypeState, get_runtime
+from omm_project.lib import pytx
+from omm_project.lib.errors import InvalidInput, NotReady
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A match that passed filtering, with its bank's name."""
+
+    content_id: int
+    distance: int | None
+    distance_str: str
+    bank_id: int
+    bank_name: str
+
+
+def signal_type_resolve(name: str) -> type[SignalType]:
+    """The enabled signal type called `name`, or HMA's 400 for /m."""
+    try:
+        return pytx.signal_types()[name]
+    except KeyError:
+        raise InvalidInput(f"No such SignalType '{name}'") from None
+
+
+def signal_parse(signal_type: type[SignalType], value: str) -> str:
+    """A normalised signal value, or HMA's 400 `invalid signal: <msg>`."""
+    try:
+        return signal_type.validate_signal_str(value)
+    except Exception as exc:  # each pytx class raises its own error type
+        raise InvalidInput(f"invalid signal: {exc}") from None
+
+
+def pdq_threshold() -> int:
+    return int(getattr(settings, "OMM_PDQ_MATCH_THRESHOLD", 31))
+
+
+def type_state_get(name: str) -> tuple[MatcherState, TypeState]:
+    """The current state and the type's loaded index, or 503 while it is not loaded."""
+    runtime = get_runtime()
+    runtime.ensure_started()
+    state = runtime.state
+    type_state = state.types.get(name)
+    if type_state is None:
+        raise NotReady("index not yet ready")
+    return state, type_state
+
+
+def _matches(signal_type: type[SignalType], value: str) -> tuple[MatcherState, list[Match]]:
+    name = signal_type.get_name()
+    value = signal_parse(signal_type, value)
+    state, type_state = type_state_get(name)
+    default = pdq_threshold()
+    if type_state.kind.name != "pdq":
+        return state, type_state.matches(value, default)
+    # Search as wide as the widest bank threshold, then hold each hit to its own bank's.
+    matches = type_state.matches(value, max(default, state.max_bank_pdq_threshold))
+    if state.max_bank_pdq_threshold >= 0:
+        banks = state.banks
+        matches = [
+            m
+            for m in matches
+            if (b := banks.get(m.bank_id)) is not None
+            and m.distance <= (b.pdq_threshold if b.pdq_threshold is not None else default)
+        ]
+    return state, matches
+
+
+def _existing(state: MatcherState, matches: list[Match], banks: Sequence[str] | None) -> list[Hit]:
+    wanted = set(banks) if banks else None
+    hits = []
+    for m in matches:
+        bank = state.banks.get(m.bank_id)
+        if bank is None:  # the bank was deleted (its content with it)
+            continue
+        if wanted is not None and bank.name not in wanted:
+            continue
+        hits.append(Hit(m.content_id, m.distance, m.distance_str, m.bank_id, bank.name))
+    return hits
+
+
+def raw_lookup(
+    *, signal_type: type[SignalType], signal: str, banks: Sequence[str] | None = None
+) -> list[Hit]:
+    """HMA's raw lookup: every hit of existing content (no enabled or ratio filtering)."""
+    state, matches = _matches(signal_type, signal)
+    return _existing(state, matches, banks)
+
+
+def content_enabled(disable_until: int, now: int) -> bool:
+    """HMA's rule: 1 enabled, 0 disabled for good, else enabled once the time has passed."""
+    return disable_until == BankContent.ENABLED or 0 < disable_until <= now
+
+
+def coinflip_draw(*, seed: str | None, bypass: bool) -> float:
+    """HMA's draw: 0 when bypassing, else CPython's Random(seed).random() (unseeded without seed)."""
+    if bypass:
+        return 0.0
+    return random.Random(seed).random() if seed is not None else random.random()
+
+
+def lookup(
+    *,
+    signal_type: type[SignalType],
+    signal: str,
+    banks: Sequence[str] | None = None,
+    seed: str | None = None,
+    bypass_coinflip: bool = False,
+) -> list[Hit]:
+    """HMA's lookup: enabled content of banks that win the coinflip (and are in `banks`)."""
+    state, matches = _matches(signal_type, signal)
+    now = int(time.time())
+    enabled = [m for m in matches if content_enabled(m.disable_until, now)]
+    draw = coinflip_draw(seed=seed, bypass=bypass_coinflip)
+    kept = [m for m in enabled if (b := state.banks.get(m.bank_id)) is not None and b.ratio >= draw]
+    return _existing(state, kept, banks)
+
+
+def group_by_bank(hits: list[Hit], details: dict[int, dict] | None = None) -> dict[str, list[dict]]:
+    """HMA's shape {"<BANK>": [{"bank_content_id", "distance"}, ...]} (distance as a string)."""
+    grouped: dict[str, list[dict]] = {}
+    for hit in hits:
+        entry = {"bank_content_id": hit.content_id, "distance": hit.distance_str}
+        if details is not None:
+            entry.update(details.get(hit.content_id, {}))
+        grouped.setdefault(hit.bank_name, []).append(entry)
+    return grouped
+
+
+def hit_details(hits: list[Hit]) -> dict[int, dict]:
+    """
+    Beyond HMA: what a caller would otherwise fetch per match with GET /c/bank/<b>/content/<id>:
+    bank name, the platform's content id and URI, metadata, note, labels and exchange provenance.
+    One query for all hits.
+    """
+    if not hits:
+        return {}
+    rows = BankContent.objects.filter(pk__in={h.content_id for h in hits}).select_related("bank")
+    by_id = {row.pk: row for row in rows}
+    details: dict[int, dict] = {}
+    for hit in hits:
+        content = by_id.get(hit.content_id)
+        entry: dict = {"bank_name": hit.bank_name, "distance_int": hit.distance}
+        if content is not None:
+            provenance = getattr(content, "exchange_provenance", None)
+            collab = provenance() if callable(provenance) else None
+            entry.update(
+                {
+                    "content_id": content.platform_content_id or None,
+                    "content_uri": content.content_uri or None,
+                    "metadata": {
+                        "content_id": content.platform_content_id or None,
+                        "content_uri": content.content_uri or None,
+                        "json": content.metadata,
+                        "collab": collab,
+                    },
+                    "note": content.note or None,
+                    "labels": content.labels,
+                    "disable_until_ts": content.disable_until_ts,
+                }
+            )
+        details[hit.content_id] = entry
+    return details
+
+
+def index_status(*, names: Sequence[str]) -> dict[str, dict]:
+    """
+    /m/index/status: HMA's {present, built_to, size} from the newest ready snapshot, plus what this
+    matcher serves. From memory alone while the database is unreachable.
+    """
+    from django.db import DatabaseError
+
+    from matching import selectors
+
+    try:
+        latest = {name: selectors.snapshot_latest(signal_type=name) for name in names}
+    except DatabaseError:
+        latest = None
+    state = get_runtime().state
+    out = {}
+    for name in names:
+        loaded = state.types.get(name)
+        if latest is not None:
+            snap = latest[name]
+            stored = (snap.pk, snap.newest_item_ts, snap.signal_count) if snap else None
+        elif loaded is not None and loaded.snapshot_id is not None:
+            stored = (loaded.snapshot_id, loaded.snapshot_built_to, loaded.snapshot_signal_count)
+        else:
+            stored = None
+        out[name] = {
+            "present": stored is not None,
+            "built_to": stored[1] if stored else -1,
+            "size": stored[2] if stored else 0,
+            "loaded": loaded is not None,
+            "loaded_snapshot_id": loaded.snapshot_id if loaded else None,
+            "loaded_size": loaded.size if loaded else 0,
+            "delta_size": len(loaded.delta_entries) if loaded else 0,
+            "snapshot_id": stored[0] if stored else None,
+        }
+    return out
+
+
+def compare(*, signal_type: type[SignalType], left: str, right: str) -> tuple[bool, int]:
+    """
+    /m/compare for one type: (match, distance). PDQ uses the deployment's threshold; types with no
+    distance (exact match, e.g. video MD5) report 0 when equal and 1 when not (HMA gave a 500).
+    """
+    from threatexchange.signal_type.pdq.signal import PdqSignal
+
+    if issubclass(signal_type, PdqSignal):
+        result = signal_type.compare_hash(left, right, pdq_dist_threshold=pdq_threshold())
+    elif hasattr(signal_type, "compare_hash"):
+        result = signal_type.compare_hash(left, right)
+    else:
+        result = signal_type.matches_str(left, right)
+    distance = getattr(result.distance, "distance", None)
+    if not isinstance(distance, int) or isinstance(distance, bool):
+        distance = 0 if result.match else 1
+    return bool(result.match), distance

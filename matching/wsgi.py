@@ -1,0 +1,177 @@
+"""
+WSGI entry point for matcher processes: `gunicorn matching.wsgi:application`.
+
+GET /m/raw_lookup is the hottest endpoint a deployment has (every piece of uploaded content is
+looked up). Through Django's full stack (ten middlewares, URL resolution, DRF's request, content
+negotiation and response rendering) it costs about three times the index search itself, so this
+entry answers it directly: the same API-key authentication and scope check (core.auth's own
+classes), the same lookup code (matching.lookup), the same JSON shapes and error bodies, the same
+access log line and X-Request-ID, and the security headers Django would add. Requests it does not
+fully handle (any other path or method, `include_details`, an unexpected Host) go to Django
+unchanged. tests/matching/test_wsgi.py checks both paths answer alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from types import SimpleNamespace
+from urllib.parse import parse_qsl
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omm_project.settings")
+
+django_application = get_wsgi_application()
+
+from django.conf import settings  # noqa: E402  (after Django is set up)
+from django.db import close_old_connections  # noqa: E402
+from django.http.request import split_domain_port, validate_host  # noqa: E402
+from rest_framework import exceptions  # noqa: E402
+
+from matching import lookup  # noqa: E402
+from omm_project.core.auth import ApiKeyAuthentication, HasRoleScope  # noqa: E402
+from omm_project.lib.api import parse_bool, parse_csv  # noqa: E402
+from omm_project.lib.errors import InvalidInput, OmmError  # noqa: E402
+from omm_project.lib.request_log import request_id_var  # noqa: E402
+
+logger = logging.getLogger(__name__)
+_access_log = logging.getLogger("omm.access")
+
+FAST_PATH = "/m/raw_lookup"
+# What SecurityMiddleware and XFrameOptionsMiddleware add with omm's settings.
+_BASE_HEADERS = [
+    ("Content-Type", "application/json"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("X-Frame-Options", "DENY"),
+    ("Allow", "GET, HEAD, OPTIONS"),
+]
+_STATUS_TEXT = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    403: "403 Forbidden",
+    500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
+}
+_authentication = ApiKeyAuthentication()
+
+
+class _View:
+    required_scope = None  # the scope comes from the path (/m/ -> match)
+
+
+_hosts_seen: dict[str, bool] = {}
+
+
+def _host_ok(environ: dict) -> bool:
+    """Django's ALLOWED_HOSTS check (a bad Host is left to Django, which answers 400)."""
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    known = _hosts_seen.get(host)
+    if known is not None:
+        return known
+    domain, _ = split_domain_port(host)
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    ok = bool(domain) and validate_host(domain, allowed)
+    if len(_hosts_seen) < 1000:  # clients choose the Host header: keep the memo small
+        _hosts_seen[host] = ok
+    return ok
+
+
+def _raw_lookup(query: dict[str, str]) -> dict:
+    """GET /m/raw_lookup, as matching.api.views.RawLookupView answers it."""
+    for name in ("signal", "signal_type"):
+        if query.get(name) is None:
+            raise InvalidInput(f"{name}: This field is required.", errors={name: ["This field is required."]})
+    include_distance = parse_bool(query.get("include_distance"), name="include_distance", default=False)
+    hits = lookup.raw_lookup(
+        signal_type=lookup.signal_type_resolve(query["signal_type"]),
+        signal=query["signal"],
+        banks=parse_csv(query.get("banks")) or None,
+    )
+    if include_distance:
+        return {"matches": [{"bank_content_id": h.content_id, "distance": h.distance_str} for h in hits]}
+    return {"matches": [h.content_id for h in hits]}
+
+
+def _error(exc: Exception) -> tuple[int, dict, list[tuple[str, str]]]:
+    if isinstance(exc, OmmError):
+        body = {"message": exc.message, "code": exc.code}
+        if exc.errors:
+            body["errors"] = exc.errors
+        return exc.status_code, body, []
+    assert isinstance(exc, exceptions.APIException)
+    headers = []
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        headers.append(("WWW-Authenticate", _authentication.authenticate_header(None)))
+    codes = exc.get_codes()
+    return (
+        exc.status_code,
+        {"message": str(exc.detail), "code": codes if isinstance(codes, str) else "error"},
+        headers,
+    )
+
+
+def application(environ: dict, start_response):
+    """The matcher's WSGI app: the raw lookup fast path, Django for everything else."""
+    if (
+        environ.get("PATH_INFO") != FAST_PATH
+        or environ.get("REQUEST_METHOD") != "GET"
+        or "matcher" not in settings.OMM_ROLES
+        or not _host_ok(environ)
+    ):
+        return django_application(environ, start_response)
+    query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+    if "include_details" in query:  # needs the database and the ORM: Django's path
+        return django_application(environ, start_response)
+
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+    token = request_id_var.set(request_id)
+    started = time.perf_counter()
+    extra_headers: list[tuple[str, str]] = []
+    try:
+        request = SimpleNamespace(META=environ, path=FAST_PATH, auth=None, user=None)
+        try:
+            authenticated = _authentication.authenticate(request)
+            if authenticated is not None:
+                request.user, request.auth = authenticated
+            permission = HasRoleScope()  # it keeps its message on the instance: one per request
+            if not permission.has_permission(request, _View):
+                raise exceptions.PermissionDenied(permission.message)
+            status, body = 200, _raw_lookup(query)
+        except (OmmError, exceptions.APIException) as exc:
+            status, body, extra_headers = _error(exc)
+        except Exception:
+            logger.exception("Internal Server Error: %s", FAST_PATH)
+            status, body = 500, {"message": "Internal server error", "code": "server_error"}
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        start_response(
+            _STATUS_TEXT.get(status, str(status)),
+            [
+                *_BASE_HEADERS,
+                *extra_headers,
+                ("Content-Length", str(len(payload))),
+                ("X-Request-ID", request_id),
+            ],
+        )
+        _access_log.info(
+            "request",
+            extra={
+                "method": "GET",
+                "path": FAST_PATH,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+        return [payload]
+    finally:
+        request_id_var.reset(token)
+        close_old_connections()  # as Django does at the end of a request (auth may have queried)

@@ -1,0 +1,237 @@
+"""Index builds: checkpoints, snapshots in the database, locks, failures, pruning, the beat task."""
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from banks.models import BankChange
+from banks.services import bank_content_delete, bank_create
+from matching import engine, selectors, services, storage, tasks
+from matching.choices import SnapshotStatus
+from matching.models import IndexBuildLock, IndexSnapshot, IndexSnapshotChunk
+from tests.matching.conftest import MD5, PDQ_A, PDQ_FAR, PDQ_X, add
+
+pytestmark = pytest.mark.django_db
+
+
+def _load(snapshot: IndexSnapshot):
+    from omm_project.lib import pytx
+
+    reader = storage.reader_for(snapshot)
+    index, kind, table, meta = engine.snapshot_read(reader, signal_types=pytx.signal_types())
+    reader.verify_complete()
+    return index, kind, table, meta
+
+
+def test_index_build_writes_checksummed_snapshot_with_checkpoint(bank, settings):
+    # given
+    settings.OMM_SNAPSHOT_CHUNK_BYTES = 256  # several chunks even for a small index
+    c1 = add(bank, pdq=PDQ_A, video_md5=MD5)
+    c2 = add(bank, pdq=PDQ_FAR)
+    # when
+    snapshot = services.index_build(signal_type="pdq")
+    # then
+    assert snapshot.status == SnapshotStatus.READY
+    assert snapshot.signal_count == 2
+    assert snapshot.change_id == BankChange.objects.order_by("-id").first().pk
+    assert len(snapshot.sha256) == 64 and snapshot.size_bytes > 256
+    assert snapshot.built_at is not None and snapshot.duration_seconds >= 0
+    assert IndexSnapshotChunk.objects.filter(snapshot=snapshot).count() > 1
+    index, kind, table, meta = _load(snapshot)
+    assert kind == "pdq"
+    assert table.content_ids.tolist() == [c1.pk, c2.pk]
+    assert table.bank_ids.tolist() == [bank.pk, bank.pk]
+    assert sorted(index.search(PDQ_A, 31)[0][0].tolist()) == [c1.pk]
+    assert meta["max_signal_id"] == snapshot.max_signal_id
+
+
+def test_index_build_of_exact_type_uses_exact_index(bank):
+    c1 = add(bank, video_md5=MD5)
+    snapshot = services.index_build(signal_type="video_md5")
+    index, kind, table, _ = _load(snapshot)
+    assert kind == "exact"
+    assert index.search(MD5).tolist() == [c1.pk]
+
+
+def test_index_build_skips_when_nothing_changed_and_is_safe_to_run_twice(bank):
+    add(bank, pdq=PDQ_A)
+    first = services.index_build(signal_type="pdq")
+    assert services.index_build(signal_type="pdq") is None
+    assert tasks.index_build_task("pdq") is None
+    assert IndexSnapshot.objects.filter(status=SnapshotStatus.READY).count() == 1
+    assert selectors.snapshot_latest(signal_type="pdq") == first
+
+
+def test_index_build_runs_again_after_a_change(bank):
+    content = add(bank, pdq=PDQ_A)
+    services.index_build(signal_type="pdq")
+    bank_content_delete(content=content)
+    second = services.index_build(signal_type="pdq")
+    assert second is not None and second.signal_count == 0
+
+
+def test_index_build_of_empty_type_is_an_empty_ready_snapshot(db):
+    snapshot = services.index_build(signal_type="pdq")
+    index, _, table, _ = _load(snapshot)
+    assert snapshot.signal_count == 0 and len(table) == 0
+    assert index.search(PDQ_A, 31)[0][0].size == 0
+
+
+def test_index_build_skipped_while_another_build_holds_the_lock(bank):
+    add(bank, pdq=PDQ_A)
+    token = services.index_lock_acquire(signal_type="pdq")
+    assert token
+    assert services.index_build(signal_type="pdq") is None
+    assert not IndexSnapshot.objects.exists()
+    services.index_lock_release(signal_type="pdq", token=token)
+    assert services.index_build(signal_type="pdq") is not None
+
+
+def test_index_lock_of_crashed_worker_lapses(db):
+    assert services.index_lock_acquire(signal_type="pdq", lease_seconds=60)
+    assert services.index_lock_acquire(signal_type="pdq") is None
+    IndexBuildLock.objects.filter(signal_type="pdq").update(
+        expires_at=timezone.now() - timezone.timedelta(seconds=1)
+    )
+    assert services.index_lock_acquire(signal_type="pdq") is not None
+
+
+def test_interrupted_build_keeps_previous_snapshot_and_marks_failure(bank):
+    # given a served snapshot
+    add(bank, pdq=PDQ_A)
+    good = services.index_build(signal_type="pdq")
+    add(bank, pdq=PDQ_X)
+    # when the next build dies while writing its bytes
+    with mock.patch.object(engine, "snapshot_write", side_effect=RuntimeError("disk on fire")):
+        with pytest.raises(RuntimeError):
+            services.index_build(signal_type="pdq")
+    # then the previous one is still the newest ready one, the failed one is recorded, no bytes left
+    failed = IndexSnapshot.objects.get(status=SnapshotStatus.FAILED)
+    assert "disk on fire" in failed.error
+    assert not IndexSnapshotChunk.objects.filter(snapshot=failed).exists()
+    assert selectors.snapshot_latest(signal_type="pdq") == good
+    # and the lock is free again
+    assert services.index_build(signal_type="pdq").status == SnapshotStatus.READY
+
+
+def test_build_killed_midway_is_marked_failed_when_its_lock_lapses(bank):
+    add(bank, pdq=PDQ_A)
+    IndexSnapshot.objects.create(signal_type="pdq")  # a worker died while building it
+    services.snapshots_prune(signal_type="pdq")
+    assert IndexSnapshot.objects.get().status == SnapshotStatus.FAILED
+
+
+def test_prune_keeps_two_newest_ready_snapshots(bank, settings):
+    settings.OMM_SNAPSHOTS_KEPT = 2
+    ids = []
+    for value in (PDQ_A, PDQ_X, PDQ_FAR):
+        add(bank, pdq=value)
+        ids.append(services.index_build(signal_type="pdq").pk)
+    assert list(IndexSnapshot.objects.order_by("id").values_list("id", flat=True)) == ids[1:]
+    assert not IndexSnapshotChunk.objects.filter(snapshot_id=ids[0]).exists()
+
+
+def test_snapshot_in_django_storage(bank, settings, tmp_path):
+    settings.OMM_SNAPSHOT_STORAGE = "storage"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
+    }
+    content = add(bank, pdq=PDQ_A)
+    snapshot = services.index_build(signal_type="pdq")
+    assert snapshot.storage == "storage" and snapshot.storage_key
+    assert (tmp_path / snapshot.storage_key).exists()
+    index, _, table, _ = _load(snapshot)
+    assert table.content_ids.tolist() == [content.pk]
+
+
+def test_corrupted_snapshot_is_refused(bank):
+    add(bank, pdq=PDQ_A)
+    snapshot = services.index_build(signal_type="pdq")
+    chunk = IndexSnapshotChunk.objects.get(snapshot=snapshot, seq=0)
+    data = bytearray(chunk.data)
+    data[40] ^= 0xFF
+    chunk.data = bytes(data)
+    chunk.save()
+    with pytest.raises((engine.SnapshotError, storage.SnapshotIntegrityError)):
+        _load(snapshot)
+
+
+def test_index_build_all_enqueues_only_out_of_date_types(bank):
+    add(bank, pdq=PDQ_A)
+    services.index_build(signal_type="pdq")
+    add(bank, video_md5=MD5)
+    with mock.patch.object(tasks.index_build_task, "delay") as delay:
+        due = tasks.index_build_all_task()
+    # pdq is out of date too: a BankChange was recorded after its snapshot
+    assert sorted(due) == ["pdq", "video_md5"]
+    assert sorted(call.args[0] for call in delay.call_args_list) == ["pdq", "video_md5"]
+    services.index_build(signal_type="pdq")
+    services.index_build(signal_type="video_md5")
+    with mock.patch.object(tasks.index_build_task, "delay") as delay:
+        assert tasks.index_build_all_task() == []
+    delay.assert_not_called()
+
+
+def test_index_status_reports_db_and_index_sizes(bank):
+    add(bank, pdq=PDQ_A)
+    status = selectors.index_status_all()
+    assert status["pdq"]["db_size"] == 1 and status["pdq"]["index_size"] == 0
+    assert status["pdq"]["index_out_of_date"] is True
+    assert status["video_md5"]["index_out_of_date"] is False
+    services.index_build(signal_type="pdq")
+    status = selectors.index_status_all()["pdq"]
+    assert status["index_size"] == 1 and status["index_out_of_date"] is False
+    assert status["index_built_to"] == status["newest_db_item"] > 0
+
+
+def test_change_gaps_name_ids_not_yet_visible(db):
+    bank = bank_create(name="GAPS")
+    top = BankChange.objects.order_by("-id").first().pk
+    BankChange.objects.create(bank_id=bank.pk, content_id=None)
+    doomed = BankChange.objects.create(bank_id=bank.pk, content_id=None)
+    last = BankChange.objects.create(bank_id=bank.pk, content_id=None)
+    doomed_id = doomed.pk
+    doomed.delete()  # as if its transaction were still open
+    assert selectors.change_gaps_find(change_id=last.pk) == [[doomed_id, doomed_id]]
+    assert top < doomed_id
+
+
+def test_pdq_accumulator_orders_rows_by_content_id():
+    from threatexchange.signal_type.pdq.signal import PdqSignal
+
+    kind = engine.kind_for(PdqSignal)
+    acc = kind.accumulator(2)
+    acc.add(np.array([9, 3], dtype=np.int64), [PDQ_A, PDQ_X])
+    acc.add(np.array([5], dtype=np.int64), [PDQ_FAR])  # grows past the capacity
+    index = acc.finish()
+    assert index.ids.tolist() == [3, 5, 9]
+    assert kind.holds(index, 0, 3, PDQ_X) and not kind.holds(index, 0, 3, PDQ_A)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="binary COPY is PostgreSQL's")
+def test_pdq_copy_reader_agrees_with_batched_reader(bank, monkeypatch):
+    # given a few hundred hashes, and a tiny parse block so rows straddle block boundaries
+    from matching import build
+
+    rng = np.random.default_rng(3)
+    values = [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(300)]
+    for value in values:
+        add(bank, pdq=value)
+    monkeypatch.setattr(build._PdqCopySink, "BLOCK", 100)
+    kind = engine.kind_for(__import__("omm_project.lib.pytx", fromlist=["x"]).signal_types()["pdq"])
+    # when read both ways
+    copy_index, copy_table = build._pdq_copy("pdq", 10)  # capacity too small: it must grow
+    batch_index, batch_table = build._batched(kind, "pdq", 300)
+    # then they hold the same rows
+    np.testing.assert_array_equal(copy_index.ids, batch_index.ids)
+    np.testing.assert_array_equal(copy_index.hashes, batch_index.hashes)
+    np.testing.assert_array_equal(copy_table.content_ids, batch_table.content_ids)
+    np.testing.assert_array_equal(copy_table.bank_ids, batch_table.bank_ids)
+    np.testing.assert_array_equal(copy_table.disable_until, batch_table.disable_until)

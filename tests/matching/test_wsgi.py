@@ -1,0 +1,127 @@
+"""matching.wsgi: the raw lookup fast path answers exactly as the Django view does."""
+
+import io
+import json
+
+import pytest
+
+from banks.services import bank_create
+from matching import services
+from omm_project.core.services import api_key_create
+from tests.matching.conftest import MD5, PDQ_A, PDQ_X, PDQ_Y, add
+
+pytestmark = pytest.mark.django_db
+
+COMPARED_HEADERS = [
+    "Content-Type",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "X-Frame-Options",
+    "WWW-Authenticate",
+    "Allow",
+]
+
+
+@pytest.fixture
+def wsgi(monkeypatch):
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    from matching import wsgi as module
+
+    # The test's transaction must survive each request, as with Django's test client: requests
+    # must not close the database connection.
+    monkeypatch.setattr(module, "close_old_connections", lambda: None)
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield module
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+def _environ(query: str, key: str | None, path: str = "/m/raw_lookup", method: str = "GET") -> dict:
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "127.0.0.1",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }
+    if key:
+        environ["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return environ
+
+
+def _call(app, environ: dict) -> tuple[int, dict, dict]:
+    captured = {}
+
+    def start_response(status, headers, exc_info=None):
+        captured["status"] = int(status.split()[0])
+        captured["headers"] = dict(headers)
+
+    response = app(environ, start_response)
+    body = b"".join(response)
+    if hasattr(response, "close"):
+        response.close()
+    return captured["status"], json.loads(body), captured["headers"]
+
+
+@pytest.fixture
+def keys(db):
+    return {
+        "match": api_key_create(name="m", scopes=["match"])[1],
+        "curate": api_key_create(name="c", scopes=["curate"])[1],
+    }
+
+
+CASES = [
+    ("signal_type=pdq&signal=" + PDQ_Y, "match"),
+    ("signal_type=pdq&signal=" + PDQ_Y + "&include_distance=true", "match"),
+    ("signal_type=pdq&signal=" + PDQ_Y + "&banks=OTHER,BANK_A", "match"),
+    ("signal_type=pdq&signal=" + PDQ_Y + "&banks=NOPE", "match"),
+    ("signal_type=video_md5&signal=" + MD5 + "&include_distance=1", "match"),
+    ("signal_type=pdq", "match"),
+    ("signal=" + PDQ_A, "match"),
+    ("signal_type=nope&signal=" + PDQ_A, "match"),
+    ("signal_type=pdq&signal=zz", "match"),
+    ("signal_type=pdq&signal=" + PDQ_A + "&include_distance=maybe", "match"),
+    ("signal_type=pdq&signal=" + PDQ_A, None),
+    ("signal_type=pdq&signal=" + PDQ_A, "curate"),
+    ("signal_type=pdq&signal=" + PDQ_A, "bad-key"),
+]
+
+
+@pytest.mark.parametrize("query, key_name", CASES)
+def test_fast_path_answers_like_django(wsgi, runtime, bank, keys, query, key_name):
+    add(bank, pdq=PDQ_X)
+    add(bank_create(name="OTHER"), pdq=PDQ_Y, video_md5=MD5)
+    services.index_build(signal_type="pdq")
+    runtime.refresh()
+    key = keys.get(key_name, key_name)
+    fast = _call(wsgi.application, _environ(query, key))
+    slow = _call(wsgi.django_application, _environ(query, key))
+    assert fast[0] == slow[0]
+    assert fast[1] == slow[1]
+    assert {h: fast[2].get(h) for h in COMPARED_HEADERS} == {h: slow[2].get(h) for h in COMPARED_HEADERS}
+    assert fast[2]["X-Request-ID"]
+
+
+def test_fast_path_not_ready_is_503_like_django(wsgi, runtime, keys):
+    query = "signal_type=pdq&signal=" + PDQ_A
+    fast = _call(wsgi.application, _environ(query, keys["match"]))
+    slow = _call(wsgi.django_application, _environ(query, keys["match"]))
+    assert fast[:2] == slow[:2] == (503, {"message": "index not yet ready", "code": "not_ready"})
+
+
+def test_other_requests_go_to_django(wsgi, runtime, keys):
+    status, body, _ = _call(wsgi.application, _environ("", keys["match"], path="/m/index/status"))
+    assert status == 200 and "pdq" in body
+    status, _, _ = _call(
+        wsgi.application, _environ("signal_type=pdq&signal=" + PDQ_A, keys["match"], method="POST")
+    )
+    assert status == 405
