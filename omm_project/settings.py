@@ -168,7 +168,7 @@ OMM_URL_ALLOWED_HOSTNAMES = env.list("OMM_URL_ALLOWED_HOSTNAMES", default=[])
 OMM_URL_ALLOW_PRIVATE = env.bool("OMM_URL_ALLOW_PRIVATE", default=False)
 OMM_URL_ALLOWED_NETWORKS = env.list("OMM_URL_ALLOWED_NETWORKS", default=[])
 # Decompression-bomb guard; unset keeps Pillow's default (about 89 megapixels).
-OMM_MAX_IMAGE_PIXELS = env.int("OMM_MAX_IMAGE_PIXELS", default=None)
+OMM_MAX_IMAGE_PIXELS = int(env.str("OMM_MAX_IMAGE_PIXELS", default="") or 0) or None
 
 # --- Exchanges ---
 OMM_FETCH_BATCH_SIZE = env.int("OMM_FETCH_BATCH_SIZE", default=5000)
@@ -286,6 +286,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("OMM_LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "faiss.loader": {"level": "WARNING"},  # it narrates every CPU-feature probe at INFO
         # omm.access logs every request already; Django's own request logger would repeat 4xx.
         "django.request": {"level": "ERROR"},
         "omm.access": {"level": env.str("OMM_ACCESS_LOG_LEVEL", default="INFO")},

@@ -6,8 +6,8 @@ if [ "${OMM_MIGRATE:-false}" = "true" ]; then
 fi
 case "${1:-web}" in
   web)
-    exec gunicorn omm_project.wsgi --bind "0.0.0.0:${PORT:-8000}" \
-      --workers "${OMM_WEB_WORKERS:-2}" --threads "${OMM_WEB_THREADS:-8}" --access-logfile - ;;
+    exec gunicorn matching.wsgi:application --bind "0.0.0.0:${PORT:-8000}" \
+      --workers "${OMM_WEB_WORKERS:-2}" --threads "${OMM_WEB_THREADS:-8}" ;;
   worker) exec celery -A omm_project worker --loglevel "${OMM_LOG_LEVEL:-INFO}" ;;
   beat) exec celery -A omm_project beat --loglevel "${OMM_LOG_LEVEL:-INFO}" --schedule /app/var/celerybeat-schedule ;;
   *) exec "$@" ;;

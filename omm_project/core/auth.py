@@ -78,7 +78,10 @@ def _principal_for(raw_key: str) -> "KeyPrincipal | None":
             .first()
         )
     except DatabaseError:
-        # A database-less hasher, or the database is briefly down: say so rather than 500.
+        # The database is briefly down: keep trusting what it said last (matchers keep serving
+        # through an outage). A key never seen, or a database-less process: 503, not 500.
+        if cached is not None:
+            return cached[1]
         raise KeyStoreUnavailable() from None
     principal = (
         KeyPrincipal(key_id=row["id"], name=row["name"], scopes=frozenset(row["scopes"]))

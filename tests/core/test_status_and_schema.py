@@ -118,3 +118,25 @@ def test_key_check_without_a_database_is_503_not_500(anon_client, monkeypatch):
     response = anon_client.get("/c/banks")
     assert response.status_code == 503
     assert response.json()["code"] == "key_store_unavailable"
+
+
+@pytest.mark.django_db
+def test_cached_key_keeps_working_while_the_database_is_down(monkeypatch):
+    # given a key checked once while the database was up
+    from django.db import OperationalError
+
+    from omm_project.core import auth
+    from omm_project.core.services import api_key_create
+
+    _, raw = api_key_create(name="m", scopes=["match"])
+    assert auth._principal_for(raw).scopes == {"match"}
+    # when its cache entry has expired and the database is down
+    for digest, (_, principal) in list(auth._cache.items()):
+        auth._cache[digest] = (0.0, principal)
+
+    def broken(*args, **kwargs):
+        raise OperationalError("down")
+
+    monkeypatch.setattr(auth.ApiKey.objects, "filter", broken)
+    # then the last known answer is used
+    assert auth._principal_for(raw).scopes == {"match"}
