@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Run by CI: the commands the Dockerfile and its entrypoint run, by hand (no Docker engine here),
+# so the image stays correct: collectstatic, migrations on request, gunicorn, /status/live.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+work="$(mktemp -d)"
+trap 'kill "${server_pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+export DJANGO_SECRET_KEY="ci-image-check"
+export DJANGO_STATIC_ROOT="$work/static"
+export OMM_DATA_DIR="$work/var"
+export DATABASE_URL="sqlite:///$work/omm.sqlite3"
+unset REDIS_URL CELERY_BROKER_URL DJANGO_DEBUG
+mkdir -p "$OMM_DATA_DIR"
+
+# Dockerfile: RUN DJANGO_DEBUG=true python manage.py collectstatic --noinput
+DJANGO_DEBUG=true python manage.py collectstatic --noinput >/dev/null
+test -f "$DJANGO_STATIC_ROOT/admin/css/base.css"
+
+port="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# ENTRYPOINT scripts/docker-entrypoint.sh, CMD web, with migrations on request.
+OMM_MIGRATE=true PORT="$port" OMM_WEB_WORKERS=1 DJANGO_ALLOWED_HOSTS=127.0.0.1 \
+  scripts/docker-entrypoint.sh web >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 120); do
+  if python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen(sys.argv[1], timeout=2).status != 200)" "http://127.0.0.1:$port/status/live" 2>/dev/null; then
+    echo "image check: collectstatic, migrate, gunicorn and /status/live OK"
+    exit 0
+  fi
+  kill -0 "$server_pid" 2>/dev/null || break
+  sleep 0.5
+done
+echo "image check FAILED; server log:" >&2
+cat "$work/server.log" >&2
+exit 1
