@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from reviews.choices import MatchSource, ReportKind, SendState, Verdict
+from reviews.export import FIELDS as EXPORT_FIELDS
 from reviews.models import ActionRule, ExchangeReport, MatchLog, Review, WebhookDelivery, WebhookEndpoint
 
 
@@ -28,24 +29,7 @@ class MatchLogSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = MatchLog
-        fields = [
-            "id",
-            "created_at",
-            "source",
-            "signal_type",
-            "signal_value",
-            "platform_content_id",
-            "content_uri",
-            "bank",
-            "bank_id",
-            "content_id",
-            "distance",
-            "rules",
-            "reviewed",
-            "verdict",
-            "reviewed_at",
-            "review_id",
-        ]
+        fields = EXPORT_FIELDS  # the export and the API show the same columns
 
     def get_platform_content_id(self, match: MatchLog) -> str | None:
         return match.platform_content_id or None

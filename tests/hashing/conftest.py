@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-# The reference images and their reference PDQ hashes, shared by all worktrees.
-PDQ_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pdq"
+from tests.hashing.reference_data import PDQ_DATA_DIR
 
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",
@@ -19,19 +18,6 @@ CONTENT_TYPES = {
     ".tiff": "image/tiff",
     ".gif": "image/gif",
 }
-
-
-def expected_pdq_rows() -> list[tuple[str, str, int]]:
-    """(relative path, pdq, quality) of every image in EXPECTED_PDQ.tsv; [] when the data is absent."""
-    tsv = PDQ_DATA_DIR / "EXPECTED_PDQ.tsv"
-    if not tsv.exists():
-        return []
-    rows = []
-    for line in tsv.read_text().splitlines()[1:]:
-        if line.strip():
-            path, pdq, quality = line.split("\t")
-            rows.append((path, pdq, int(quality)))
-    return rows
 
 
 def pdq_image(relative: str) -> bytes:

@@ -10,7 +10,8 @@ from PIL import Image
 from banks.models import BankChange, BankContent, ContentSignal
 from banks.services import bank_create
 from hashing import core
-from tests.hashing.conftest import expected_pdq_rows, pdq_image
+from tests.hashing.conftest import pdq_image
+from tests.hashing.reference_data import expected_pdq_rows
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,6 @@ Plain pytest: no database, no Django.
 import hashlib
 import io
 import threading
-from pathlib import Path
 
 import numpy as np
 import pdqhash
@@ -16,25 +15,10 @@ from PIL import Image
 from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
 
 from hashing import core, pdq_fast
+from tests.hashing.reference_data import NO_DATA, PDQ_DATA_DIR, expected_pdq_rows
 
 # The reference images and EXPECTED_PDQ.tsv, shared by all worktrees (/work/shared/data/pdq).
-PDQ_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pdq"
-NO_DATA = f"PDQ reference data not found at {PDQ_DATA_DIR}"
-
-
-def _expected_rows() -> list[tuple[str, str, int]]:
-    tsv = PDQ_DATA_DIR / "EXPECTED_PDQ.tsv"
-    if not tsv.exists():
-        return []
-    rows = []
-    for line in tsv.read_text().splitlines()[1:]:
-        if line.strip():
-            path, pdq, quality = line.split("\t")
-            rows.append((path, pdq, int(quality)))
-    return rows
-
-
-EXPECTED = _expected_rows()
+EXPECTED = expected_pdq_rows()
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:
