@@ -53,7 +53,8 @@ class BankContent(models.Model):
         help_text="Set by bulk imports (banks.importing); unique per bank, so re-runs add nothing.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    # Not indexed alone: listings order within a bank, which content_bank_updated serves.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "bank contents"
