@@ -15,6 +15,10 @@ or a concurrent import -- is skipped as a duplicate (the first occurrence wins),
 file adds nothing twice and completes an interrupted run. The constraint, not a read-then-write
 check, decides, so concurrent imports into one bank cannot both add a key. Content added by other
 means (the API, exchange fetches) has no import key and is not deduplicated against.
+
+Retroaction: when it is on (OMM_RETROACTION_WINDOW_HOURS > 0) each batch also returns its new
+content ids and enqueues their replay against recent lookups, after the batch commits. When it is
+off nothing is collected or enqueued.
 """
 
 from __future__ import annotations
@@ -501,8 +505,13 @@ def import_rows_write_copy(
 
 
 def _copy_write(
-    *, bank_id: int, chunks: Iterable[tuple[int, str]], now: datetime | None = None
+    *,
+    bank_id: int,
+    chunks: Iterable[tuple[int, str]],
+    now: datetime | None = None,
+    ids_out: list[int] | None = None,
 ) -> tuple[int, int]:
+    """import_rows_write_copy over serialised chunks; the new content ids go to `ids_out` if given."""
     now = now or timezone.now()
     qn = connection.ops.quote_name
     content_t, signal_t, change_t = (qn(m._meta.db_table) for m in (BankContent, ContentSignal, BankChange))
@@ -552,20 +561,28 @@ def _copy_write(
                 INSERT INTO {change_t} (bank_id, content_id, created_at)
                 SELECT %(bank_id)s, id, %(now)s FROM contents
             )
-            SELECT count(*) FROM contents
+            SELECT count(*){", array_agg(id)" if ids_out is not None else ""} FROM contents
             """,
             {"bank_id": bank_id, "now": now, "enabled": BankContent.ENABLED},
         )
-        (added,) = cursor.fetchone()
+        added, *ids = cursor.fetchone()
+    if ids_out is not None:
+        ids_out.extend(ids[0] or ())
     return source.count, added
 
 
 def import_rows_write_orm(
-    *, bank_id: int, rows: Iterable[ImportRow], now: datetime | None = None, chunk_size: int = 2000
+    *,
+    bank_id: int,
+    rows: Iterable[ImportRow],
+    now: datetime | None = None,
+    chunk_size: int = 2000,
+    ids_out: list[int] | None = None,
 ) -> tuple[int, int]:
     """
     Any database (the SQLite fallback): the same work as import_rows_write_copy with the ORM,
-    chunk by chunk. Runs in the caller's transaction. Returns (rows read, contents added).
+    chunk by chunk. Runs in the caller's transaction. Returns (rows read, contents added); the new
+    content ids go to `ids_out` if given.
     """
     _bank_hold(bank_id)
     read = added = 0
@@ -604,6 +621,8 @@ def import_rows_write_orm(
         )
         BankChange.objects.bulk_create([BankChange(bank_id=bank_id, content_id=c.pk) for c in contents])
         added += len(contents)
+        if ids_out is not None:
+            ids_out.extend(c.pk for c in contents)
     return read, added
 
 
@@ -738,9 +757,11 @@ class _Writer:
         strict: bool,
         lock: threading.Lock,
         on_batch: Callable[[ImportReport], None] | None,
+        retroaction: bool = False,
     ) -> None:
         self.parser, self.partition, self.bank_id, self.report = parser, partition, bank_id, report
         self.strict, self.lock, self.on_batch = strict, lock, on_batch
+        self.retroaction = retroaction
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -752,11 +773,18 @@ class _Writer:
             if self.strict and report.bad_lines:  # read on to report every bad line, write nothing
                 report.valid += batch.count
                 continue
+            # New content ids are collected only when retroaction is on, to replay recent lookups
+            # against them after the batch commits.
+            ids: list[int] | None = [] if self.retroaction else None
             with transaction.atomic():
                 if self.parser.as_copy_text:
-                    read, added = _copy_write(bank_id=self.bank_id, chunks=batch.copy_text)
+                    read, added = _copy_write(bank_id=self.bank_id, chunks=batch.copy_text, ids_out=ids)
                 else:
-                    read, added = import_rows_write_orm(bank_id=self.bank_id, rows=batch.rows)
+                    read, added = import_rows_write_orm(bank_id=self.bank_id, rows=batch.rows, ids_out=ids)
+                if ids:
+                    from reviews.services import retroaction_enqueue  # reviews imports banks
+
+                    retroaction_enqueue(content_ids=ids)
             with self.lock:
                 report.valid += read
                 report.imported += added
@@ -817,6 +845,9 @@ def signals_import(
         workers = 1
     workers = max(1, min(workers, 16))
 
+    from reviews.services import retroaction_enabled  # reviews imports banks
+
+    retroaction = retroaction_enabled()
     report = ImportReport(bank=bank_name, format=fmt)
     rows = import_rows_parse(lines, fmt=fmt, report=report)
     first = next(rows, None)  # reads a CSV header now: a bad one fails before anything is written
@@ -834,6 +865,7 @@ def signals_import(
                 strict=strict,
                 lock=lock,
                 on_batch=on_batch,
+                retroaction=retroaction,
             )
             for p in range(workers)
         ]

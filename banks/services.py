@@ -61,6 +61,14 @@ def note_validate(note: object) -> str:
     return note
 
 
+def _retroaction_enqueue(content_ids: Sequence[int]) -> None:
+    """Replay recent lookups against new content once it commits (no-op, and no query, when off)."""
+    # Imported here: reviews.services imports this module.
+    from reviews.services import retroaction_enqueue
+
+    retroaction_enqueue(content_ids=content_ids)
+
+
 def _record_change(*, bank_id: int, content_ids: Iterable[int] | None = None) -> None:
     if content_ids is None:
         BankChange.objects.create(bank_id=bank_id, content_id=None)
@@ -145,8 +153,13 @@ def bank_content_create(
     metadata: dict | None = None,
     labels: list[str] | None = None,
     disable_until_ts: int = BankContent.ENABLED,
+    retroaction: bool = True,
 ) -> BankContent:
-    """Add one content with its signals to a bank; it becomes matchable within seconds."""
+    """
+    Add one content with its signals to a bank; it becomes matchable within seconds, and recent
+    lookups are replayed against it (retroaction). Callers adding many contents in one go pass
+    retroaction=False and enqueue the replay once for all of them.
+    """
     validated = signals_validate(signals)
     content = BankContent.objects.create(
         bank=bank,
@@ -162,6 +175,8 @@ def bank_content_create(
         [ContentSignal(content=content, signal_type=t, signal_value=v) for t, v in validated.items()]
     )
     _record_change(bank_id=bank.pk, content_ids=[content.pk])
+    if retroaction:
+        _retroaction_enqueue([content.pk])
     return content
 
 
@@ -357,7 +372,8 @@ def bank_content_bulk_sync(
     Bulk-write imported content (exchange fetches): create contents with their signals, replace
     the signals of existing contents (keeping their enabled state, note and labels), delete
     contents; one BankChange per changed content. Signals must already be validated and
-    normalised ({signal_type: value}). Returns the new content ids, in `create` order.
+    normalised ({signal_type: value}). Retroaction runs for the created contents after commit.
+    Returns the new content ids, in `create` order.
     """
     now = timezone.now()
     update = {cid: signals for cid, signals in (update or {}).items()}
@@ -408,4 +424,5 @@ def bank_content_bulk_sync(
     changed = [*created_ids, *update, *deleted_ids]
     bulk_insert_rows(model=BankChange, fields=["content_id"], rows=((cid,) for cid in changed),
                      constants={"bank_id": bank.pk, "created_at": now})
+    _retroaction_enqueue(created_ids)
     return created_ids

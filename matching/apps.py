@@ -8,10 +8,12 @@ class MatchingConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from matching import conf, runtime
+        from matching import conf, metrics, runtime
         from omm_project.core import readiness
+        from omm_project.lib.metrics import register_provider
 
         readiness.register(runtime.matcher_readiness)
+        register_provider(metrics.snapshot_metrics)
         # Start loading indexes as soon as a web server process is up, not at the first probe.
         # Never in management commands, Celery workers or tests: they serve no lookups.
         if (

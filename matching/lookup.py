@@ -7,23 +7,35 @@ Lookups against the matcher's in-memory state, with HMA 2.0's rules:
   (`random.Random(seed).random()` drawn once per call, or 0 with bypass; a bank takes part when
   its ratio >= the draw), then the `banks` filter; grouped by bank name, hit order kept.
 
-These are reads of process memory; no database query unless details are asked for.
+These are reads of process memory; no database query unless details are asked for. The one
+exception is lookup_recorded (/m/lookup), which also hands each signal to the reviews app: one
+INSERT into the match log when there are hits, one into the retroaction submissions when that is
+on, nothing otherwise.
+
+Each entry point (raw_lookup, lookup_recorded, compare) observes omm_lookup_seconds and counts
+omm_matches_total here, so the DRF views and the WSGI fast path are measured alike.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import DatabaseError
 from threatexchange.signal_type.signal_base import SignalType
 
 from banks.models import BankContent
+from matching import metrics
 from matching.runtime import Match, MatcherState, TypeState, get_runtime
 from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput, NotReady
+from reviews import services as reviews
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,9 +81,8 @@ def type_state_get(name: str) -> tuple[MatcherState, TypeState]:
 
 
 def _matches(signal_type: type[SignalType], value: str) -> tuple[MatcherState, list[Match]]:
-    name = signal_type.get_name()
-    value = signal_parse(signal_type, value)
-    state, type_state = type_state_get(name)
+    """The index hits of a validated signal value."""
+    state, type_state = type_state_get(signal_type.get_name())
     default = pdq_threshold()
     if type_state.kind.name != "pdq":
         return state, type_state.matches(value, default)
@@ -101,12 +112,16 @@ def _existing(state: MatcherState, matches: list[Match], banks: Sequence[str] | 
     return hits
 
 
-def raw_lookup(
-    *, signal_type: type[SignalType], signal: str, banks: Sequence[str] | None = None
-) -> list[Hit]:
+def raw_lookup(*, signal_type: type[SignalType], signal: str, banks: Sequence[str] | None = None) -> list[Hit]:
     """HMA's raw lookup: every hit of existing content (no enabled or ratio filtering)."""
-    state, matches = _matches(signal_type, signal)
-    return _existing(state, matches, banks)
+    started = time.perf_counter()
+    state, matches = _matches(signal_type, signal_parse(signal_type, signal))
+    hits = _existing(state, matches, banks)
+    name = signal_type.get_name()
+    metrics.lookup_observe(endpoint="raw_lookup", signal_type=name, seconds=time.perf_counter() - started)
+    # Bank names come from the matcher's bank table in memory: counting costs no query.
+    metrics.matches_count(signal_type=name, hits=hits)
+    return hits
 
 
 def content_enabled(disable_until: int, now: int) -> bool:
@@ -130,12 +145,66 @@ def lookup(
     bypass_coinflip: bool = False,
 ) -> list[Hit]:
     """HMA's lookup: enabled content of banks that win the coinflip (and are in `banks`)."""
-    state, matches = _matches(signal_type, signal)
+    return _lookup(signal_type, signal_parse(signal_type, signal), banks, seed, bypass_coinflip)
+
+
+def _lookup(
+    signal_type: type[SignalType],
+    value: str,
+    banks: Sequence[str] | None,
+    seed: str | None,
+    bypass_coinflip: bool,
+) -> list[Hit]:
+    state, matches = _matches(signal_type, value)
     now = int(time.time())
     enabled = [m for m in matches if content_enabled(m.disable_until, now)]
     draw = coinflip_draw(seed=seed, bypass=bypass_coinflip)
     kept = [m for m in enabled if (b := state.banks.get(m.bank_id)) is not None and b.ratio >= draw]
     return _existing(state, kept, banks)
+
+
+def lookup_recorded(
+    *,
+    signal_type: type[SignalType],
+    signal: str,
+    banks: Sequence[str] | None = None,
+    seed: str | None = None,
+    bypass_coinflip: bool = False,
+    platform_content_id: str = "",
+    content_uri: str = "",
+) -> list[Hit]:
+    """
+    /m/lookup of one signal: lookup(), then remember the signal for retroaction (when on) and log
+    its matches, with the caller's content id and URI. A database error in those writes is logged
+    and counted (omm_match_log_errors_total) and the matches are still returned: matching keeps
+    serving through a database outage.
+    """
+    started = time.perf_counter()
+    value = signal_parse(signal_type, signal)
+    hits = _lookup(signal_type, value, banks, seed, bypass_coinflip)
+    name = signal_type.get_name()
+    try:
+        submission_id = reviews.submission_remember(
+            signal_type=name,
+            signal_value=value,
+            platform_content_id=platform_content_id,
+            content_uri=content_uri,
+        )
+        if hits:
+            reviews.match_log_record(
+                signal_type=name,
+                signal_value=value,
+                hits=hits,
+                platform_content_id=platform_content_id,
+                content_uri=content_uri,
+                submission_id=submission_id,
+            )
+    except DatabaseError:
+        logger.exception("lookup of a %s signal: could not write the match log; answering anyway", name)
+        metrics.match_log_error_count()
+    metrics.lookup_observe(endpoint="lookup", signal_type=name, seconds=time.perf_counter() - started)
+    metrics.matches_count(signal_type=name, hits=hits)
+    return hits
 
 
 def group_by_bank(hits: list[Hit], details: dict[int, dict] | None = None) -> dict[str, list[dict]]:
@@ -229,6 +298,7 @@ def compare(*, signal_type: type[SignalType], left: str, right: str) -> tuple[bo
     """
     from threatexchange.signal_type.pdq.signal import PdqSignal
 
+    started = time.perf_counter()
     if issubclass(signal_type, PdqSignal):
         result = signal_type.compare_hash(left, right, pdq_dist_threshold=pdq_threshold())
     elif hasattr(signal_type, "compare_hash"):
@@ -238,4 +308,7 @@ def compare(*, signal_type: type[SignalType], left: str, right: str) -> tuple[bo
     distance = getattr(result.distance, "distance", None)
     if not isinstance(distance, int) or isinstance(distance, bool):
         distance = 0 if result.match else 1
+    metrics.lookup_observe(
+        endpoint="compare", signal_type=signal_type.get_name(), seconds=time.perf_counter() - started
+    )
     return bool(result.match), distance

@@ -44,7 +44,7 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, conn
 from django.db.models import Q
 
 from banks.models import Bank, BankChange, BankContent, ContentSignal
-from matching import build, engine, selectors, storage
+from matching import build, engine, metrics, selectors, storage
 from matching.conf import autostart_mode, redis_url, setting
 from matching.models import IndexSnapshot
 from omm_project.lib import pytx
@@ -630,6 +630,9 @@ class MatcherRuntime:
         state = self._catch_up(state, cursor)
         self._state = replace(self._state, types={**self._state.types, name: state})
         self.snapshot_loads += 1
+        metrics.index_sizes_set(self._state)
+        built_at = snapshot.built_at.timestamp() if snapshot.built_at else state.loaded_at
+        metrics.index_built_at_set(signal_type=name, built_at=built_at)
         del index, table
         _malloc_trim()
         logger.info(
@@ -668,6 +671,8 @@ class MatcherRuntime:
         )
         state = self._catch_up(state, ChangeCursor(checkpoint.change_id, checkpoint.change_gaps))
         self._state = replace(self._state, types={**self._state.types, name: state})
+        metrics.index_sizes_set(self._state)
+        metrics.index_built_at_set(signal_type=name, built_at=state.loaded_at)  # read from the database now
         logger.info("matcher: no %s snapshot yet; read %s signals from the database", name, len(table))
 
     def _request_build(self, name: str) -> None:
@@ -716,6 +721,7 @@ class MatcherRuntime:
             else:
                 banks[pk] = info
         self._state = MatcherState(types=types, banks=banks)  # one swap: banks and types agree
+        metrics.index_sizes_set(self._state)
         limit = int(setting("OMM_MATCHER_DELTA_REBUILD"))
         for name, state in types.items():
             if len(state.delta_entries) > limit:

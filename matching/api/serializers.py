@@ -26,6 +26,31 @@ class SignalQuerySerializer(serializers.Serializer):
     )
 
 
+# What the reviews app keeps of a lookup's content (its match log and retroaction columns).
+CONTENT_REF_MAX_LENGTH = 512
+
+
+def _content_id_field() -> serializers.CharField:
+    return serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=CONTENT_REF_MAX_LENGTH,
+        help_text="Beyond HMA: your platform's id of the looked-up content, kept with its matches "
+        "in the match log (and by retroaction). At most 512 characters.",
+    )
+
+
+def _content_uri_field() -> serializers.CharField:
+    return serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=CONTENT_REF_MAX_LENGTH,
+        help_text="Beyond HMA: a URI of the looked-up content, kept like content_id. At most 512 characters.",
+    )
+
+
 class LookupQuerySerializer(serializers.Serializer):
     """Query of GET /m/lookup: a signal (signal + signal_type) or a URL to hash."""
 
@@ -38,6 +63,8 @@ class LookupQuerySerializer(serializers.Serializer):
     seed = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)
     bypass_coinflip = serializers.BooleanField(required=False, default=False)
     include_details = serializers.BooleanField(required=False, default=False)
+    content_id = _content_id_field()
+    content_uri = _content_uri_field()
 
 
 class LookupUploadQuerySerializer(serializers.Serializer):
@@ -48,6 +75,8 @@ class LookupUploadQuerySerializer(serializers.Serializer):
     seed = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)
     bypass_coinflip = serializers.BooleanField(required=False, default=False)
     include_details = serializers.BooleanField(required=False, default=False)
+    content_id = _content_id_field()
+    content_uri = _content_uri_field()
 
 
 class SignalTypeQuerySerializer(serializers.Serializer):

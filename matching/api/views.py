@@ -1,4 +1,4 @@
-"""Matching API under /m, compatible with HMA 2.0 (differences: docs/compat_matching.md)."""
+"""Matching API under /m, compatible with HMA 2.0 (differences: docs/compat.md)."""
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -89,18 +89,25 @@ def _valid(serializer_class, data) -> dict:
     return query.validated_data
 
 
-def _lookup_hashes(hashes, params: dict) -> dict[str, dict]:
-    """Look up every signal of hashed media: {"<signal_type>": {"<BANK>": [...]}}."""
+def _lookup_hashes(hashes, params: dict, *, only: str | None = None) -> dict[str, dict]:
+    """
+    Look up (and log) every signal of hashed media, or only the type `only`:
+    {"<signal_type>": {"<BANK>": [...]}}. Matches the caller is not shown are not logged either.
+    """
     if hashes.low_quality:
         raise InvalidInput(f"invalid signal: {hashes.low_quality_message()}")
     results = {}
     for name, value in hashes.signals.items():
-        hits = lookup.lookup(
+        if only is not None and name != only:
+            continue
+        hits = lookup.lookup_recorded(
             signal_type=lookup.signal_type_resolve(name),
             signal=value,
             banks=params.get("banks") or None,
             seed=params.get("seed"),
             bypass_coinflip=params["bypass_coinflip"],
+            platform_content_id=params.get("content_id", ""),
+            content_uri=params.get("content_uri", ""),
         )
         details = lookup.hit_details(hits) if params["include_details"] else None
         results[name] = lookup.group_by_bank(hits, details)
@@ -152,18 +159,21 @@ class LookupView(MatchingView):
             hashes = _hashing().media_hash_from_url(
                 url=params["url"], content_type=params.get("content_type"), types=params.get("types") or None
             )
-            results = _lookup_hashes(hashes, params)
-            if params.get("signal_type"):
-                return Response(results.get(params["signal_type"], {}))
+            wanted = params.get("signal_type") or None
+            results = _lookup_hashes(hashes, params, only=wanted)
+            if wanted:
+                return Response(results.get(wanted, {}))
             return Response(results)
         if params.get("signal") is None or not params.get("signal_type"):
             raise InvalidInput("Either url or both signal and signal_type are required")
-        hits = lookup.lookup(
+        hits = lookup.lookup_recorded(
             signal_type=lookup.signal_type_resolve(params["signal_type"]),
             signal=params["signal"],
             banks=params.get("banks") or None,
             seed=params.get("seed"),
             bypass_coinflip=params["bypass_coinflip"],
+            platform_content_id=params.get("content_id", ""),
+            content_uri=params.get("content_uri", ""),
         )
         details = lookup.hit_details(hits) if params["include_details"] else None
         return Response(lookup.group_by_bank(hits, details))

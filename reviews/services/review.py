@@ -134,6 +134,7 @@ def review_record(
                         labels=labels,
                         platform_content_id=content.platform_content_id,
                         content_uri=content.content_uri,
+                        retroaction=False,  # enqueued once for all added contents, below
                     ).pk
                     added.append(existing)
                 review.added_content_id = existing

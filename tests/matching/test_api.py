@@ -431,10 +431,19 @@ def test_index_status_answers_from_memory_when_database_is_down(matcher_client, 
     assert body["pdq"]["present"] is True and body["pdq"]["loaded"] is True and body["pdq"]["size"] == 1
 
 
-def test_lookups_need_no_database(matcher_client, loaded, django_assert_num_queries):
-    matcher_client.get("/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq"})  # caches the key
-    with django_assert_num_queries(0):
-        assert matcher_client.get("/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq"}).status_code == 200
-        assert matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq"}).status_code == 200
-    with django_assert_num_queries(1):  # details: one query for all matches
-        matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq", "include_details": "1"})
+def test_lookups_query_the_database_only_to_log_matches(matcher_client, loaded, django_assert_num_queries):
+    from reviews.services import rules_cache_clear
+
+    # given a serving process: the API key and the action rules snapshot are cached
+    matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq"})
+    try:
+        # then raw lookups and lookups without a match need no database, and a match one INSERT
+        with django_assert_num_queries(0):
+            assert matcher_client.get("/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq"}).status_code == 200
+            assert matcher_client.get("/m/lookup", {"signal": PDQ_FAR, "signal_type": "pdq"}).json() == {}
+        with django_assert_num_queries(1):  # the match log row
+            assert matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq"}).json()
+        with django_assert_num_queries(2):  # details: one query for all matches, then the match log
+            matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq", "include_details": "1"})
+    finally:
+        rules_cache_clear()
