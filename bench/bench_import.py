@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
+from _common import csv_write  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -116,17 +116,6 @@ class BackendsCpu:
         self._sample()
         self._conn.close()
         return sum(self._last[pid] - self._first[pid] for pid in self._last)
-
-
-def csv_write(path: Path, n: int, seed: int, chunk: int = 100_000) -> None:
-    """N random PDQ rows, written a chunk at a time so that generating them costs little memory."""
-    rng = np.random.default_rng(seed)
-    with open(path, "w") as f:
-        f.write("signal_type,signal_value,content_id\n")
-        for start in range(0, n, chunk):
-            count = min(chunk, n - start)
-            blob = rng.integers(0, 256, size=(count, 32), dtype=np.uint8).tobytes().hex()
-            f.writelines(f"pdq,{blob[64 * i : 64 * i + 64]},post-{start + i}\n" for i in range(count))
 
 
 def main() -> None:

@@ -189,8 +189,9 @@ def start_gunicorn(
     threads: int = 1,
     log_path: Path | None = None,
     cpu: str | None = None,
+    workers: int = 1,
 ) -> subprocess.Popen:
-    """One gunicorn worker serving `roles` on 127.0.0.1:port (pinned to `cpu` when given)."""
+    """gunicorn (`workers` workers) serving `roles` on 127.0.0.1:port (pinned to `cpu` when given)."""
     env = {**os.environ, "OMM_ROLES": roles, **(extra_env or {})}
     cmd = [
         *(["taskset", "-c", cpu] if cpu else []),
@@ -199,7 +200,7 @@ def start_gunicorn(
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
-        "1",
+        str(workers),
         "--worker-class",
         worker_class,
         "--threads",
@@ -224,16 +225,21 @@ def stop(process: subprocess.Popen) -> None:
             pass
 
 
-def worker_pid(master: subprocess.Popen, timeout: float = 30) -> int:
+def worker_pids(master: subprocess.Popen, count: int = 1, timeout: float = 30) -> list[int]:
+    """The pids of gunicorn's first `count` workers (waits until that many have started)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
         if children.exists():
             pids = children.read_text().split()
-            if pids:
-                return int(pids[0])
+            if len(pids) >= count:
+                return [int(pid) for pid in pids[:count]]
         time.sleep(0.1)
-    raise RuntimeError("gunicorn worker did not start")
+    raise RuntimeError(f"{count} gunicorn worker(s) did not start")
+
+
+def worker_pid(master: subprocess.Popen, timeout: float = 30) -> int:
+    return worker_pids(master, 1, timeout)[0]
 
 
 def proc_status_kb(pid: int, field: str) -> int:
