@@ -18,5 +18,6 @@ fi
 export PORT="${PORT:-8000}"
 export PATH="$PWD/.venv/bin:$PATH"  # the Procfile's gunicorn and celery
 .venv/bin/python manage.py migrate --noinput >/dev/null
+.venv/bin/python manage.py collectstatic --noinput >/dev/null  # admin and Swagger assets
 .venv/bin/python manage.py omm_bootstrap --port "$PORT"
 exec .venv/bin/honcho --no-prefix -f Procfile start
