@@ -269,14 +269,14 @@ def main() -> None:
         out["faiss_flat_rss_delta_mb"] = round(rss_mb() - rss0, 1)
 
         def flat_q(q):
-            _lims, D, I = flat.range_search(q.reshape(1, 32), T + 1)  # faiss: distance < radius
+            _lims, D, I = flat.range_search(q.reshape(1, 32), T + 1)  # faiss: distance < radius  # noqa: E741
             return ids[I], D.astype(np.int32)
 
         flat_q(cq[0])
         out["faiss_flat"] = summarize(
             f"faiss IndexBinaryFlat 1thr ({len(cq)} q)", time_queries(flat_q, cq)
         )
-        out["faiss_flat_identical"] = all(same_result(a, flat_q(q)) for a, q in zip(ours, cq))
+        out["faiss_flat_identical"] = all(same_result(a, flat_q(q)) for a, q in zip(ours, cq, strict=True))
         print(
             f"  faiss flat: add {out['faiss_flat_build_s']} s, identical results: {out['faiss_flat_identical']}",
             flush=True,
@@ -289,7 +289,7 @@ def main() -> None:
         from threatexchange.signal_type.pdq.pdq_index import PDQIndex
 
         hexes = pdq_array_to_hex(hashes)
-        entries = list(zip(hexes, ids.tolist()))
+        entries = list(zip(hexes, ids.tolist(), strict=True))
         del hexes
         gc.collect()
         rss0 = rss_mb()
@@ -308,7 +308,7 @@ def main() -> None:
         )
         if T == 31:
             ident = 0
-            for (a_ids, a_d), h in zip(ours, qhex):
+            for (a_ids, a_d), h in zip(ours, qhex, strict=True):
                 m = te.query(h)
                 b = (
                     np.array([x.metadata for x in m], dtype=np.int64),

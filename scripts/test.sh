@@ -14,5 +14,8 @@ export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/omm
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 export OMM_DATA_DIR="${OMM_DATA_DIR:-$(mktemp -d)}"
 
+# Lint first: it takes a second and catches what tests miss (unused names, shadowing, zip lengths).
+.venv/bin/ruff check --quiet .
+
 # pytest exits 5 when it collected no test; that is a failure here, as any non-zero exit is.
 exec .venv/bin/python -m pytest "$@"

@@ -95,7 +95,7 @@ class GenericIndex:
             excluded = excluded | {int(i) for i in exclude_ids}
         out = []
         compare = self._compare
-        for value, id_ in zip(self.values, self.ids.tolist()):
+        for value, id_ in zip(self.values, self.ids.tolist(), strict=True):
             if id_ in excluded:
                 continue
             res = compare(value, query)

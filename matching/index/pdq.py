@@ -366,7 +366,7 @@ class PdqIndex:
             else:
                 results[i] = r
         if brute:
-            for i, r in zip(brute, self._brute(qs[brute], threshold)):
+            for i, r in zip(brute, self._brute(qs[brute], threshold), strict=True):
                 results[i] = r
         return t.cast(list, results)
 

@@ -148,7 +148,7 @@ def test_pdq_snapshot_roundtrip(n):
     assert loaded.has_multi_index == index.has_multi_index
     if n:
         q = hashes[min(7, n - 1)]
-        for a, b in zip(index.search(q, 40), loaded.search(q, 40)):
+        for a, b in zip(index.search(q, 40), loaded.search(q, 40), strict=True):
             np.testing.assert_array_equal(a, b)
 
 

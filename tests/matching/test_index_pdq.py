@@ -34,7 +34,7 @@ def _assert_exact(index, hashes, ids, queries, threshold):
     results = index.search(queries, threshold)
     assert len(results) == len(queries)
     total = 0
-    for q, (got_ids, got_d) in zip(queries, results):
+    for q, (got_ids, got_d) in zip(queries, results, strict=True):
         exp_ids, exp_d = _expected(hashes, ids, q, threshold)
         np.testing.assert_array_equal(got_ids, exp_ids)
         np.testing.assert_array_equal(got_d, exp_d)
@@ -51,7 +51,7 @@ def random_data():
     ids = rng.permutation(n).astype(np.int64) * 7 + 3
     members = rng.integers(0, n, size=200)
     queries = np.stack(
-        [_flip(rng, hashes[m], int(k)) for m, k in zip(members, np.arange(200) % 41)]
+        [_flip(rng, hashes[m], int(k)) for m, k in zip(members, np.arange(200) % 41, strict=True)]
     )
     return hashes, ids, queries
 
