@@ -51,32 +51,29 @@ def _content_uri_field() -> serializers.CharField:
     )
 
 
-class LookupQuerySerializer(serializers.Serializer):
+class LookupFilterSerializer(serializers.Serializer):
+    """What GET and POST /m/lookup share: which types and banks, the coin flip, the caller's ids."""
+
+    types = CsvField(required=False, allow_blank=True)
+    banks = CsvField(required=False, allow_blank=True)
+    seed = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)
+    bypass_coinflip = serializers.BooleanField(required=False, default=False)
+    include_details = serializers.BooleanField(required=False, default=False)
+    content_id = _content_id_field()
+    content_uri = _content_uri_field()
+
+
+class LookupQuerySerializer(LookupFilterSerializer):
     """Query of GET /m/lookup: a signal (signal + signal_type) or a URL to hash."""
 
     signal = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)
     signal_type = serializers.CharField(required=False)
     url = serializers.CharField(required=False)
     content_type = serializers.CharField(required=False)
-    types = CsvField(required=False, allow_blank=True)
-    banks = CsvField(required=False, allow_blank=True)
-    seed = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)
-    bypass_coinflip = serializers.BooleanField(required=False, default=False)
-    include_details = serializers.BooleanField(required=False, default=False)
-    content_id = _content_id_field()
-    content_uri = _content_uri_field()
 
 
-class LookupUploadQuerySerializer(serializers.Serializer):
+class LookupUploadQuerySerializer(LookupFilterSerializer):
     """Query of POST /m/lookup (the file is the multipart body)."""
-
-    types = CsvField(required=False, allow_blank=True)
-    banks = CsvField(required=False, allow_blank=True)
-    seed = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)
-    bypass_coinflip = serializers.BooleanField(required=False, default=False)
-    include_details = serializers.BooleanField(required=False, default=False)
-    content_id = _content_id_field()
-    content_uri = _content_uri_field()
 
 
 class SignalTypeQuerySerializer(serializers.Serializer):
