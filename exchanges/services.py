@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -58,6 +59,9 @@ logger = logging.getLogger(__name__)
 LOCK_LEASE = timedelta(minutes=5)
 # Records per committed batch, and the longest time between commits (progress shows, lease renews).
 DEFAULT_BATCH_SIZE = 5000
+# Database connections writing each batch in parallel on PostgreSQL (OMM_FETCH_WRITERS, 1 or 2):
+# the database's index inserts and FK checks are the bottleneck, and one connection uses one core.
+DEFAULT_WRITE_WORKERS = 2
 COMMIT_MAX_SECONDS = 30.0
 # One task run stops after this long and enqueues its continuation, so a huge first fetch never
 # holds a worker (or a lease) for hours. The management command fetches without a limit.
@@ -423,6 +427,10 @@ class _Fetch:
         self.name_by_type = {signal_type: name for name, signal_type in self.type_by_name.items()}
         self.signal_types = list(self.type_by_name.values())
         self.simple_keys = False
+        # One writer, or two (this thread and a worker): see _commit.
+        self.write_workers = 2 if int(_setting("OMM_FETCH_WRITERS", DEFAULT_WRITE_WORKERS)) >= 2 else 1
+        self.executor: ThreadPoolExecutor | None = None
+        self.in_flight: tuple[Future, dict[str, Any]] | None = None  # a worker shard and its checkpoint
 
     # -- setup
 
@@ -534,9 +542,12 @@ class _Fetch:
                 elif kind == "error":
                     raise payload
                 else:
+                    self._flush()
                     return payload
         finally:
             stop.set()
+            self.in_flight = None  # not flushed: an error; its checkpoint is not stored
+            self._pool_close()
 
     def _produce(
         self,
@@ -604,25 +615,118 @@ class _Fetch:
             raise _LockLost()
 
     def _commit(self, prepared: list[tuple], *, checkpoint: Any) -> None:
+        shards = self._shards(prepared)
+        if len(shards) == 1:
+            self._flush()  # (not expected: a read writes in parallel throughout, or never)
+        fields: dict[str, Any] = {}
+        if checkpoint is not None:
+            fields["checkpoint"] = apis.checkpoint_dump(checkpoint)
+            fields["checkpoint_ts"] = checkpoint.get_progress_timestamp()
+        counts: list[tuple[int, int]] = []
         with transaction.atomic():
             if connection.vendor == "postgresql":
                 # Don't wait for the WAL flush: if the server crashes right after, this batch and
                 # its checkpoint are lost together and simply fetched again.
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            fields: dict[str, Any] = {}
-            if checkpoint is not None:
-                fields["checkpoint"] = apis.checkpoint_dump(checkpoint)
-                fields["checkpoint_ts"] = checkpoint.get_progress_timestamp()
-            self._status_update(**fields)  # first: holds our status row until commit
-            if prepared:
-                self._apply(prepared)
+            if len(shards) > 1:
+                # Parallel writes (PostgreSQL, outside any transaction; see _shards). This
+                # transaction renews the lease first (lock lost => abort, before any shard of this
+                # batch is written) and holds our status row. Shard 0 is written here; shard 1 goes to
+                # the worker, which writes and commits shards on a connection of its own, in the
+                # order given, and may still be busy with this one when this transaction commits.
+                # So a batch's checkpoint is stored only by the next transaction, after it made
+                # sure that the worker committed the batch's other shards (or by _flush). If the
+                # process dies, or a shard fails, after some shards of a batch committed, the
+                # checkpoint did not advance past that batch: the next run reads it again, and
+                # re-applying it is idempotent (stored keys with an equal digest are only "seen"
+                # and stamped with the generation; deletions of gone keys find nothing; _start
+                # finds stored items and looks keys up, and the optimistic insert falls back to
+                # lookups on IntegrityError). Shards split by key hash: a key always goes to the
+                # same shard, so shards never touch the same items or contents.
+                self._status_update()
+                future = self._pool().submit(self._apply_shard, shards[1])
+                try:
+                    counts.append(self._apply(shards[0]))
+                    if self.in_flight is not None:  # the previous batch: its worker shard, checkpoint
+                        previous, previous_fields = self.in_flight
+                        self.in_flight = None
+                        counts.append(previous.result())
+                        if previous_fields:
+                            self._status_update(**previous_fields)
+                except BaseException:
+                    future.cancel()  # if not started; _read waits for it before returning
+                    raise
+                self.in_flight = (future, fields)
+            else:
+                self._status_update(**fields)  # first: holds our status row until commit
+                if prepared:
+                    counts.append(self._apply(prepared))
+        self._counted(counts, len(prepared))
+
+    def _flush(self) -> None:
+        """Wait for the worker's last shard, then store its batch's checkpoint (see _commit)."""
+        if self.in_flight is None:
+            return
+        future, fields = self.in_flight
+        self.in_flight = None
+        counts = [future.result()]
+        with transaction.atomic():
+            self._status_update(**fields)
+        self._counted(counts, 0)
+
+    def _counted(self, counts: list[tuple[int, int]], records: int) -> None:
+        for retained, inserted in counts:
+            self.retained += retained
+            self.inserted += inserted
         reset_queries()  # with DEBUG on, Django would keep every (large) batch query in memory
         if self.inserted >= self.next_analyze:
             self._analyze()
-        self.records += len(prepared)
-        if self.progress is not None and prepared:
-            self.progress(len(prepared))
+        self.records += records
+        if self.progress is not None and records:
+            self.progress(records)
+
+    def _shards(self, prepared: list[tuple]) -> list[list[tuple]]:
+        """
+        The batch split by key hash in two, for two writers (a key always in the same shard, even
+        if a shard is empty), or [prepared] for one: SQLite and other databases, or inside a
+        transaction (whose data other connections cannot see: tests, or a caller's atomic block).
+        """
+        if self.write_workers < 2 or connection.vendor != "postgresql" or connection.in_atomic_block:
+            return [prepared]
+        shards: tuple[list[tuple], list[tuple]] = ([], [])
+        for record in prepared:
+            shards[record[0].bytes[15] & 1].append(record)
+        return list(shards)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """The worker thread writing shards on a database connection of its own (see _commit)."""
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"fetch-write-{self.exchange.name}"
+            )
+        return self.executor
+
+    def _pool_close(self) -> None:
+        """Wait for the worker's writes, close its connection, end it."""
+        if self.executor is not None:
+            executor, self.executor = self.executor, None
+            # Looked up on the worker thread (connections are per thread): closes the worker's.
+            executor.submit(lambda: connection.close())
+            executor.shutdown(wait=True)
+
+    def _apply_shard(self, prepared: list[tuple]) -> tuple[int, int]:
+        """One shard in a transaction of the calling worker thread's own connection."""
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                result = self._apply(prepared)
+            reset_queries()
+            return result
+        except BaseException:
+            connection.close_if_unusable_or_obsolete()
+            raise
 
     def _analyze(self) -> None:
         """
@@ -700,8 +804,11 @@ class _Fetch:
             ).values_list("key_hash", "id", "content_id", "value_digest")
         }
 
-    def _apply(self, prepared: list[tuple]) -> None:
-        """Upsert one prepared batch into items and the bank: create, update, delete, or skip."""
+    def _apply(self, prepared: list[tuple]) -> tuple[int, int]:
+        """
+        Upsert one prepared batch into items and the bank: create, update, delete, or skip.
+        Returns (records retained, items inserted). May run on a worker thread (see _commit).
+        """
         if self.optimistic:
             # The exchange was empty when this read began, so a stored key can only be one this
             # read stored already (a repeat): rare. Insert without looking keys up; a repeat hits
@@ -709,19 +816,18 @@ class _Fetch:
             # Deletions are looked up, since deleting an unknown key raises nothing.
             try:
                 with transaction.atomic():
-                    self._write(prepared, self._existing([r[0] for r in prepared if not r[2]]))
-                return
+                    return self._write(prepared, self._existing([r[0] for r in prepared if not r[2]]))
             except IntegrityError:
                 logger.info(
                     "exchange %s: repeated keys in a first read; looking keys up from now on",
                     self.exchange.name,
                 )
                 self.optimistic = False
-        self._write(prepared, self._existing([record[0] for record in prepared]))
+        return self._write(prepared, self._existing([record[0] for record in prepared]))
 
     def _write(
         self, prepared: list[tuple], existing: Mapping[uuid.UUID, tuple[int, int | None, str]]
-    ) -> None:
+    ) -> tuple[int, int]:
         generation = self.generation or 0
         new_items: list[tuple[str, uuid.UUID, str, str]] = []  # fetch_key, key hash, value json, digest
         new_signals: list[dict[str, str]] = []
@@ -816,8 +922,7 @@ class _Fetch:
             )
         if seen and self.generation is not None:
             ExchangeItem.objects.filter(pk__in=seen).update(seen_generation=generation)
-        self.retained += retained
-        self.inserted += len(new_items) + len(relinked)
+        return retained, len(new_items) + len(relinked)
 
     def _finish_full_read(self) -> None:
         """A full read completed: records it did not stamp are gone upstream; delete them."""

@@ -172,6 +172,8 @@ OMM_MAX_IMAGE_PIXELS = int(env.str("OMM_MAX_IMAGE_PIXELS", default="") or 0) or 
 
 # --- Exchanges ---
 OMM_FETCH_BATCH_SIZE = env.int("OMM_FETCH_BATCH_SIZE", default=5000)
+# Database connections a fetch writes each batch on, in parallel (Postgres only; 1 or 2).
+OMM_FETCH_WRITERS = env.int("OMM_FETCH_WRITERS", default=2)
 # Exchanges that only publish full snapshots (sample, local files) are re-read this often.
 OMM_EXCHANGE_SNAPSHOT_INTERVAL_SECONDS = env.float("OMM_EXCHANGE_SNAPSHOT_INTERVAL_SECONDS", default=600.0)
 # Folders a local file exchange may read from (empty: any path the process can read).

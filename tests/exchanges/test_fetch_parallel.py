@@ -1,0 +1,198 @@
+"""Parallel fetch writes (PostgreSQL, outside a transaction): same results as one writer, crash-safe."""
+
+import dataclasses
+import sys
+import types
+import typing as t
+
+import pytest
+from django.db import connection
+from threatexchange.exchanges import fetch_state
+from threatexchange.exchanges.collab_config import CollaborationConfigBase
+from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPIWithSimpleUpdates
+
+from banks.models import BankChange, BankContent, ContentSignal
+from exchanges import services
+from exchanges.models import ExchangeFetchStatus, ExchangeItem
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="parallel writes are PostgreSQL only"),
+]
+
+SAMPLE = "threatexchange.exchanges.impl.static_sample.StaticSampleSignalExchangeAPI"
+PAGE = 40
+
+
+def pdq(i: int) -> str:
+    return f"{i:064x}"
+
+
+@dataclasses.dataclass
+class Checkpoint(fetch_state.FetchCheckpointBase):
+    position: int
+
+    def get_progress_timestamp(self) -> int:
+        return self.position
+
+
+# Upstream: a list of (key, metadata or None for a delete), read in pages of PAGE from a position.
+DATASET: list[tuple[tuple[str, str], fetch_state.FetchedSignalMetadata | None]] = []
+
+
+class Paged(SignalExchangeAPIWithSimpleUpdates):
+    @classmethod
+    def get_name(cls) -> str:
+        return "paged_test"
+
+    @staticmethod
+    def get_config_cls() -> type:
+        return CollaborationConfigBase
+
+    @staticmethod
+    def get_checkpoint_cls() -> type:
+        return Checkpoint
+
+    @staticmethod
+    def get_record_cls() -> type:
+        return fetch_state.FetchedSignalMetadata
+
+    @classmethod
+    def for_collab(cls, collab: t.Any) -> "Paged":
+        return cls()
+
+    def fetch_iter(self, signal_types: t.Any, checkpoint: t.Any) -> t.Iterator[fetch_state.FetchDelta]:
+        position = 0 if checkpoint is None else checkpoint.position
+        while position < len(DATASET):
+            page = DATASET[position : position + PAGE]
+            position += len(page)
+            yield fetch_state.FetchDelta(dict(page), Checkpoint(position=position))
+
+
+@pytest.fixture
+def paged(settings, monkeypatch):
+    from omm_project.lib import pytx
+
+    module = types.ModuleType("omm_test_paged")
+    module.Paged = Paged
+    monkeypatch.setitem(sys.modules, "omm_test_paged", module)
+    settings.OMM_EXCHANGE_TYPES = [SAMPLE, "omm_test_paged.Paged"]
+    pytx.exchange_types.cache_clear()
+    DATASET[:] = [(("pdq", pdq(i)), fetch_state.FetchedSignalMetadata()) for i in range(1, 301)]
+    DATASET.extend([(("pdq", pdq(7)), fetch_state.FetchedSignalMetadata())])  # a repeat, next page
+    DATASET.extend([(("pdq", pdq(i)), None) for i in range(10, 20)])  # deletions
+    DATASET.extend([(("video_md5", f"{i:032x}"), fetch_state.FetchedSignalMetadata()) for i in range(1, 60)])
+    yield
+    DATASET.clear()
+    pytx.exchange_types.cache_clear()
+
+
+@pytest.fixture
+def shard_calls(monkeypatch):
+    """Counts the shards written by the worker (proves the parallel path ran)."""
+    calls: list[int] = []
+    original = services._Fetch._apply_shard
+
+    def spy(self, prepared):
+        calls.append(len(prepared))
+        return original(self, prepared)
+
+    monkeypatch.setattr(services._Fetch, "_apply_shard", spy)
+    return calls
+
+
+def state(exchange) -> dict:
+    items = {
+        fetch_key: (
+            digest,
+            seen,
+            tuple(sorted(ContentSignal.objects.filter(content_id=cid).values_list("signal_type", "signal_value"))),
+        )
+        for fetch_key, digest, seen, cid in ExchangeItem.objects.filter(exchange=exchange).values_list(
+            "fetch_key", "value_digest", "seen_generation", "content_id"
+        )
+    }
+    return {
+        "items": items,
+        "contents": BankContent.objects.filter(bank=exchange.bank).count(),
+        "signals": sorted(
+            ContentSignal.objects.filter(content__bank=exchange.bank).values_list("signal_type", "signal_value")
+        ),
+        "changes": BankChange.objects.filter(bank_id=exchange.bank_id).count(),
+        "change_contents": BankChange.objects.filter(bank_id=exchange.bank_id, content_id__isnull=False).count(),
+    }
+
+
+def other_sessions() -> list:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchall()
+
+
+def fetch(exchange, *, writers: int, settings, batch_size: int = 25):
+    settings.OMM_FETCH_WRITERS = writers
+    return services.exchange_fetch(exchange_id=exchange.pk, batch_size=batch_size, force=True)
+
+
+def test_parallel_writes_store_what_one_writer_stores(paged, settings, shard_calls):
+    one = services.exchange_create(name="ONE", api="paged_test", fetch_now=False)
+    two = services.exchange_create(name="TWO", api="paged_test", fetch_now=False)
+    assert fetch(one, writers=1, settings=settings).result == "done"
+    assert not shard_calls
+    assert fetch(two, writers=2, settings=settings).result == "done"
+    assert len(shard_calls) > 5 and sum(shard_calls) > 100  # the worker wrote about half
+    assert other_sessions() == []  # the worker closed its connection
+    expected = state(one)
+    assert len(expected["items"]) == 300 - 10 + 59
+    assert state(two) == expected
+    assert ExchangeFetchStatus.objects.get(pk=two.pk).checkpoint == {"position": len(DATASET)}
+    # re-running from scratch (checkpoint dropped) keeps every item and content; only the keys
+    # deleted upstream come back and go again (recorded as changes), as with one writer
+    ExchangeFetchStatus.objects.filter(pk__in=[one.pk, two.pk]).update(checkpoint=None)
+    ids = set(ExchangeItem.objects.filter(exchange=two).values_list("id", "content_id"))
+    assert fetch(one, writers=1, settings=settings).result == "done"
+    assert fetch(two, writers=2, settings=settings).result == "done"
+    assert state(two) == state(one)
+    assert state(two)["items"] == expected["items"] and state(two)["signals"] == expected["signals"]
+    # resuming from the stored checkpoint: nothing new
+    again = state(two)
+    assert fetch(two, writers=2, settings=settings).result == "done"
+    assert state(two) == again
+    assert set(ExchangeItem.objects.filter(exchange=two).values_list("id", "content_id")) == ids
+
+
+def test_a_failing_shard_keeps_the_checkpoint_and_a_rerun_completes(paged, settings, monkeypatch):
+    exchange = services.exchange_create(name="CRASH", api="paged_test", fetch_now=False)
+    reference = services.exchange_create(name="REF", api="paged_test", fetch_now=False)
+    assert fetch(reference, writers=1, settings=settings).result == "done"
+    original = services._Fetch._apply_shard
+    calls = {"n": 0}
+
+    def crash_on_the_fourth(self, prepared):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("worker shard crashed")
+        return original(self, prepared)
+
+    monkeypatch.setattr(services._Fetch, "_apply_shard", crash_on_the_fourth)
+    outcome = fetch(exchange, writers=2, settings=settings)
+    assert outcome.result == "failed" and "worker shard crashed" in outcome.error
+    status = ExchangeFetchStatus.objects.get(pk=exchange.pk)
+    # Batches 1-3 committed whole (with pages of 40 and batches of 25: checkpoint at most 40 * 2).
+    # The fourth batch's main shard may not have committed its checkpoint: nothing past it holds.
+    stored = ExchangeItem.objects.filter(exchange=exchange).count()
+    assert 0 < stored < 300
+    assert status.checkpoint is None or status.checkpoint["position"] <= 80
+    assert status.last_fetch_succeeded is False and status.lock_token == ""
+    monkeypatch.setattr(services._Fetch, "_apply_shard", original)
+    assert fetch(exchange, writers=2, settings=settings).result == "done"
+    assert state(exchange) == {
+        **state(reference),
+        "changes": state(exchange)["changes"],
+        "change_contents": state(exchange)["change_contents"],
+    }
+    assert ExchangeItem.objects.filter(exchange=exchange).values("key_hash").distinct().count() == 349
+    assert BankContent.objects.filter(bank=exchange.bank).count() == 349
+    assert ExchangeFetchStatus.objects.get(pk=exchange.pk).checkpoint == {"position": len(DATASET)}
