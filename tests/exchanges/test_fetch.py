@@ -288,8 +288,8 @@ def test_stale_checkpoint_refetches_everything_and_drops_what_is_gone(exchange_t
     import typing as t
 
     from threatexchange.exchanges import fetch_state
-    from threatexchange.exchanges.collab_config import CollaborationConfigBase
-    from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPIWithSimpleUpdates
+
+    from tests.exchanges.fakes import SimpleTestExchange
 
     @dataclasses.dataclass
     class Checkpoint(fetch_state.FetchCheckpointBase):
@@ -304,26 +304,9 @@ def test_stale_checkpoint_refetches_everything_and_drops_what_is_gone(exchange_t
 
     dataset: dict[tuple[str, str], fetch_state.FetchedSignalMetadata | None] = {}
 
-    class Incremental(SignalExchangeAPIWithSimpleUpdates):
-        @classmethod
-        def get_name(cls) -> str:
-            return "incremental_test"
-
-        @staticmethod
-        def get_config_cls() -> type:
-            return CollaborationConfigBase
-
-        @staticmethod
-        def get_checkpoint_cls() -> type:
-            return Checkpoint
-
-        @staticmethod
-        def get_record_cls() -> type:
-            return fetch_state.FetchedSignalMetadata
-
-        @classmethod
-        def for_collab(cls, collab: t.Any) -> "Incremental":
-            return cls()
+    class Incremental(SimpleTestExchange):
+        NAME = "incremental_test"
+        CHECKPOINT = Checkpoint
 
         def fetch_iter(self, signal_types: t.Any, checkpoint: t.Any) -> t.Iterator[fetch_state.FetchDelta]:
             # from scratch: everything; resuming: nothing new (the stale case must not resume)

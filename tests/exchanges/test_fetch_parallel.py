@@ -8,12 +8,11 @@ import typing as t
 import pytest
 from django.db import connection
 from threatexchange.exchanges import fetch_state
-from threatexchange.exchanges.collab_config import CollaborationConfigBase
-from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPIWithSimpleUpdates
 
 from banks.models import BankChange, BankContent, ContentSignal
 from exchanges import services
 from exchanges.models import ExchangeFetchStatus, ExchangeItem
+from tests.exchanges.fakes import SimpleTestExchange
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -40,26 +39,9 @@ class Checkpoint(fetch_state.FetchCheckpointBase):
 DATASET: list[tuple[tuple[str, str], fetch_state.FetchedSignalMetadata | None]] = []
 
 
-class Paged(SignalExchangeAPIWithSimpleUpdates):
-    @classmethod
-    def get_name(cls) -> str:
-        return "paged_test"
-
-    @staticmethod
-    def get_config_cls() -> type:
-        return CollaborationConfigBase
-
-    @staticmethod
-    def get_checkpoint_cls() -> type:
-        return Checkpoint
-
-    @staticmethod
-    def get_record_cls() -> type:
-        return fetch_state.FetchedSignalMetadata
-
-    @classmethod
-    def for_collab(cls, collab: t.Any) -> "Paged":
-        return cls()
+class Paged(SimpleTestExchange):
+    NAME = "paged_test"
+    CHECKPOINT = Checkpoint
 
     def fetch_iter(self, signal_types: t.Any, checkpoint: t.Any) -> t.Iterator[fetch_state.FetchDelta]:
         position = 0 if checkpoint is None else checkpoint.position
