@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """
 Benchmark photo hashing end to end: python-threatexchange's reference path, omm's service
-function, and omm's HTTP API (POST /h/hash) served by the real service, on the same JPEGs in the
+function, and omm's HTTP API (POST /h/hash) served by the real service (gunicorn matching.wsgi,
+the entry the Procfile and the image run, with production settings), on the same JPEGs in the
 same run, checking that every path gives the identical PDQ hash.
 
     python bench/bench_hashing_http.py [--seconds 6] [--rounds 3] [--sizes 1,12] [--keep DIR]
 
 - reference: PdqSignal.hash_from_file(path) (what HMA runs: Pillow decode + pdqhash);
 - service:   hashing.services.media_hash(content_type="photo", media=<open file>), in process;
-- http:      one client thread POSTing the file as multipart to gunicorn omm_project.wsgi with one
+- http:      one client thread POSTing the file as multipart to gunicorn matching.wsgi with one
              sync worker (OMM_ROLES=hasher, OMM_OPEN_ACCESS=true, an empty SQLite file as the
              database: a hasher needs none).
 
@@ -123,7 +124,9 @@ def free_port() -> int:
 def service_env(workdir: Path) -> dict[str, str]:
     return {
         "DJANGO_SETTINGS_MODULE": "omm_project.settings",
-        "DJANGO_DEBUG": "true",
+        # Production settings: DEBUG off (it adds per-request work), hence a secret key.
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "omm-bench-" + "x" * 40,
         "OMM_ROLES": "hasher",
         "OMM_OPEN_ACCESS": "true",
         "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
@@ -133,7 +136,7 @@ def service_env(workdir: Path) -> dict[str, str]:
 
 
 class Server:
-    """gunicorn omm_project.wsgi with one sync worker, started and stopped by this process."""
+    """gunicorn matching.wsgi (the entry every role runs) with one sync worker, started and stopped here."""
 
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
@@ -144,7 +147,7 @@ class Server:
                 sys.executable,
                 "-m",
                 "gunicorn",
-                "omm_project.wsgi:application",
+                "matching.wsgi:application",
                 "--workers",
                 "1",
                 "--bind",

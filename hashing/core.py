@@ -1,5 +1,5 @@
 """
-The hashing core: PDQ for photos, MD5 for videos. No Django here, only Pillow, numpy and hashlib.
+The hashing core: PDQ for photos, MD5 for videos. No Django here, only Pillow, numpy, numba and hashlib.
 
 PDQ hashes and qualities are exactly python-threatexchange's (`PdqSignal.hash_from_file`, i.e.
 `pdq_from_file`), including its quirks, which matter because banks hold hashes made that way:
@@ -12,9 +12,10 @@ PDQ hashes and qualities are exactly python-threatexchange's (`PdqSignal.hash_fr
 
 Modes the reference can't hash (it raises) are converted to RGB with Pillow: I, F, I;16L/B/N, PA.
 
-Speed: the PDQ maths runs in hashing.pdq_fast (numpy, bit-exact with pdqhash's C++, see there);
-the pixels are taken from Pillow band by band. Hex conversion uses numpy.packbits. JPEG draft
-(DCT-domain downscaled) decoding would be faster but changes the pixels and so the hash: not used.
+Speed: the PDQ maths runs in hashing.pdq_fast (numba-compiled, bit-exact with pdqhash's C++, see
+there) on Pillow's interleaved pixels, read in place where Pillow can export them (pixel_view).
+Hex conversion uses numpy.packbits. JPEG draft (DCT-domain downscaled) decoding would be faster
+but changes the pixels and so the hash: not used.
 """
 
 import functools
@@ -28,7 +29,7 @@ from typing import IO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from hashing import pdq_fast
+from hashing import pdq_fast, pixel_view
 
 MD5_CHUNK_BYTES = 1024 * 1024
 # python-threatexchange's PdqSignal.QUALITY_THRESHOLD: below it, hash_from_bytes returns "".
@@ -180,23 +181,27 @@ def _open(stream: IO[bytes], max_pixels: int | None, formats: Sequence[str] | No
         raise
 
 
-def _pixels(image: Image.Image) -> tuple[str, list[np.ndarray]]:
+def _pixels(image: Image.Image) -> tuple[str, np.ndarray | pixel_view.PixelView]:
     """
-    ("rgb", [R, G, B]) or ("grey", [plane]): the uint8 planes of the array the reference hasher
-    would build from `image` (see the module docstring for the per-mode rules).
+    ("rgb", (rows, cols, channels) array or a PixelView of one) or ("grey", (rows, cols) plane):
+    the uint8 pixels the reference hasher would hash for `image` (see the module docstring for
+    the per-mode rules). A PixelView reads Pillow's memory in place; keep it until hashed.
     """
     mode = image.mode
+    view = pixel_view.rgbx_view(image)
+    if view is not None:
+        return "rgb", view
     try:
         if mode in _REFERENCE_CONVERTS_TO_RGB or mode in _CONVERT_TO_RGB:
             image, mode = image.convert("RGB"), "RGB"
         if mode in _THREE_CHANNEL_MODES:
-            return "rgb", [np.asarray(band) for band in image.split()[:3]]
+            return "rgb", np.asarray(image)  # interleaved; channels past the third are ignored
         if mode in ("L", "P"):
-            return "grey", [np.asarray(image)]
+            return "grey", np.asarray(image)
         if mode == "LA":  # the reference converts to RGB, which copies L into R, G and B
-            return "grey", [np.asarray(image.getchannel(0))]
+            return "grey", np.asarray(image.getchannel(0))
         if mode == "1":  # the reference's bool array counts as 0/1 in its arithmetic
-            return "grey", [(np.asarray(image.convert("L")) != 0).view(np.uint8)]
+            return "grey", (np.asarray(image.convert("L")) != 0).view(np.uint8)
     except MemoryError:
         raise
     except Exception as exc:
@@ -210,11 +215,13 @@ def hash_photo_image(image: Image.Image) -> PhotoHash:
     """PDQ of an already opened and loaded Pillow image (no pixel cap applied here)."""
     if image.width <= 0 or image.height <= 0:
         raise UndecodableImage(f"image has no pixels ({image.width}x{image.height})")
-    kind, planes = _pixels(image)
-    if kind == "rgb":
-        bits, quality = pdq_fast.pdq_from_planes(*planes)
+    kind, pixels = _pixels(image)
+    if isinstance(pixels, pixel_view.PixelView):
+        bits, quality = pdq_fast.pdq_from_rgb_array(pixels.array)
+    elif kind == "rgb":
+        bits, quality = pdq_fast.pdq_from_rgb_array(pixels)
     else:
-        bits, quality = pdq_fast.pdq_from_grey(planes[0])
+        bits, quality = pdq_fast.pdq_from_grey(pixels)
     return PhotoHash(pdq=hex_from_bits(bits), quality=int(quality))
 
 
@@ -253,3 +260,14 @@ def hash_photo_file(
         if os.fstat(handle.fileno()).st_size == 0:
             raise UndecodableImage("no image data (0 bytes)")
         return hash_photo_stream(handle, max_pixels=max_pixels, formats=formats)
+
+
+def warm_up() -> None:
+    """
+    Hash a few tiny images, one per pixel layout the kernels are compiled for (RGB read in place,
+    RGB copied out, grey), so numba's machine code is loaded (or compiled and cached) now.
+    """
+    pattern = np.add.outer(np.arange(16), np.arange(16)).astype(np.uint8) * 8
+    rgb = Image.fromarray(np.dstack([pattern, pattern.T, 255 - pattern]), "RGB")
+    for image in (rgb, rgb.convert("RGBA"), rgb.convert("YCbCr"), rgb.convert("L"), rgb.convert("1")):
+        hash_photo_image(image)

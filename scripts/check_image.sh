@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run by CI: the commands the Dockerfile and its entrypoint run, by hand (no Docker engine here),
-# so the image stays correct: collectstatic, migrations on request, gunicorn, /status/live.
+# so the image stays correct: collectstatic, the PDQ kernels' warm-up, migrations on request,
+# gunicorn, /status/live.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -11,12 +12,16 @@ export DJANGO_SECRET_KEY="ci-image-check"
 export DJANGO_STATIC_ROOT="$work/static"
 export OMM_DATA_DIR="$work/var"
 export DATABASE_URL="sqlite:///$work/omm.sqlite3"
+export NUMBA_CACHE_DIR="$work/var/numba-cache"
 unset REDIS_URL CELERY_BROKER_URL DJANGO_DEBUG
 mkdir -p "$OMM_DATA_DIR"
 
 # Dockerfile: RUN DJANGO_DEBUG=true python manage.py collectstatic --noinput
 DJANGO_DEBUG=true python manage.py collectstatic --noinput >/dev/null
 test -f "$DJANGO_STATIC_ROOT/admin/css/base.css"
+# Dockerfile: python -c "from hashing import core; core.warm_up()" (fills NUMBA_CACHE_DIR)
+python -c "from hashing import core; core.warm_up()"
+ls "$NUMBA_CACHE_DIR" | grep -q '\.nbi$'
 
 port="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 # ENTRYPOINT scripts/docker-entrypoint.sh, CMD web, with migrations on request.
@@ -25,7 +30,7 @@ OMM_MIGRATE=true PORT="$port" OMM_WEB_WORKERS=1 DJANGO_ALLOWED_HOSTS=127.0.0.1 \
 server_pid=$!
 for _ in $(seq 1 120); do
   if python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen(sys.argv[1], timeout=2).status != 200)" "http://127.0.0.1:$port/status/live" 2>/dev/null; then
-    echo "image check: collectstatic, migrate, gunicorn and /status/live OK"
+    echo "image check: collectstatic, kernel warm-up, migrate, gunicorn and /status/live OK"
     exit 0
   fi
   kill -0 "$server_pid" 2>/dev/null || break
