@@ -49,6 +49,12 @@ DEFAULTS: dict[str, Any] = {
     # and on first use; never under pytest. "lazy": only on first use. "off": never (tests drive
     # refreshes by hand).
     "OMM_MATCHER_AUTOSTART": "auto",
+    # Matcher processes on one machine share one copy of each PDQ index through a file in this
+    # directory (see matching.shared_index); "auto" is /dev/shm/omm-index when /dev/shm is
+    # writable, "" turns sharing off (each process holds its own copy).
+    "OMM_MATCHER_SHARED_DIR": "auto",
+    # Indexes of fewer signals than this are held per process: sharing saves little on them.
+    "OMM_MATCHER_SHARED_MIN_SIGNALS": 100_000,
     # Redis channel on which builders announce new snapshots (when REDIS_URL is set).
     "OMM_MATCHING_CHANNEL": "omm:matching:snapshots",
 }
@@ -73,6 +79,14 @@ def setting(name: str) -> Any:
     if raw is None or raw == "":
         return default
     return _cast(raw, default)
+
+
+def shared_directory() -> str:
+    """Where matchers share PDQ indexes, or "" when they don't (see OMM_MATCHER_SHARED_DIR)."""
+    from matching.shared_index import default_directory
+
+    value = str(setting("OMM_MATCHER_SHARED_DIR")).strip()
+    return default_directory() if value.lower() == "auto" else value
 
 
 def redis_url() -> str:

@@ -292,11 +292,19 @@ def snapshot_write(
 
 
 def snapshot_read(
-    fileobj: BinaryIO, *, signal_types: dict[str, type[SignalType]]
+    fileobj: BinaryIO,
+    *,
+    signal_types: dict[str, type[SignalType]],
+    allocate: snapshot_format.Allocate | None = None,
 ) -> tuple[Any, str, ContentTable, dict]:
-    """Read a snapshot written by snapshot_write: (index, kind, content table, meta)."""
-    snap = snapshot_format.read_snapshot(fileobj, signal_types=signal_types, check_trailing=False)
-    header, arrays = snapshot_format.read_arrays(fileobj, check_trailing=True)
+    """
+    Read a snapshot written by snapshot_write: (index, kind, content table, meta). allocate makes
+    the arrays (see snapshot_format.read_arrays), e.g. in a shared-memory file.
+    """
+    snap = snapshot_format.read_snapshot(
+        fileobj, signal_types=signal_types, check_trailing=False, allocate=allocate
+    )
+    header, arrays = snapshot_format.read_arrays(fileobj, check_trailing=True, allocate=allocate)
     if header.get("kind") != CONTENT_TABLE_KIND:
         raise snapshot_format.SnapshotError("snapshot lacks its content table")
     try:
@@ -310,6 +318,32 @@ def snapshot_read(
     if not (len(table) == len(snap.index) == len(table.bank_ids) == len(table.disable_until)):
         raise snapshot_format.SnapshotError("content table and index disagree on the entry count")
     return snap.index, snap.kind, table, snap.meta
+
+
+def snapshot_share(
+    fileobj: BinaryIO, *, signal_types: dict[str, type[SignalType]], allocate: snapshot_format.Allocate
+) -> dict:
+    """
+    Read a PDQ snapshot with every array made by allocate (a shared-memory file, see
+    matching.shared_index): returns the manifest that snapshot_from_shared needs besides them.
+    """
+    index, kind, table, meta = snapshot_read(fileobj, signal_types=signal_types, allocate=allocate)
+    if not isinstance(index, PdqIndex):
+        raise snapshot_format.SnapshotError(f"only PDQ snapshots are shared, not {kind}")
+    return {"kind": kind, "meta": meta, "content_ids": "index" if table.content_ids is index.ids else "table"}
+
+
+def snapshot_from_shared(manifest: dict, arrays: dict[str, np.ndarray]) -> tuple[Any, str, ContentTable, dict]:
+    """(index, kind, content table, meta) over a shared file's arrays (read-only, not copied)."""
+    try:
+        index = PdqIndex(arrays["hashes"], arrays["ids"], arrays.get("members"), arrays.get("offsets"))
+        if "deleted" in arrays:  # tombstones change with deltas: a private copy
+            index._deleted = arrays["deleted"].astype(bool)
+        content_ids = index.ids if manifest["content_ids"] == "index" else arrays["content_ids"]
+        table = ContentTable(content_ids, arrays["bank_ids"], arrays["disable_until"])
+    except KeyError as exc:
+        raise snapshot_format.SnapshotError(f"shared index lacks {exc}") from None
+    return index, manifest["kind"], table, manifest["meta"]
 
 
 SnapshotError = snapshot_format.SnapshotError

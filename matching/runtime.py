@@ -44,8 +44,8 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, conn
 from django.db.models import Q
 
 from banks.models import Bank, BankChange, BankContent, ContentSignal
-from matching import build, engine, metrics, selectors, storage
-from matching.conf import autostart_mode, redis_url, setting
+from matching import build, engine, metrics, selectors, shared_index, storage
+from matching.conf import autostart_mode, redis_url, setting, shared_directory
 from matching.models import IndexSnapshot
 from omm_project.lib import pytx
 
@@ -597,18 +597,18 @@ class MatcherRuntime:
         if snapshot is None:  # pruned meanwhile; the next round finds the newest
             return False
         st = pytx.signal_types()[name]
+        kind = engine.kind_for(st)
         started = time.monotonic()
-        reader = storage.reader_for(snapshot)
+        shared = self._shared_indexes(kind, snapshot)
         try:
-            index, kind_name, table, _meta = engine.snapshot_read(reader, signal_types=pytx.signal_types())
-            reader.verify_complete()
+            loaded = self._read_shared(shared, name, snapshot) if shared is not None else None
+            if loaded is None:
+                loaded = self._read_private(snapshot)
         except (engine.SnapshotError, storage.SnapshotIntegrityError) as exc:
             self.bad_snapshots.add(snapshot_id)
             logger.error("matcher: refusing %s snapshot %s: %s", name, snapshot_id, exc)
             return False
-        finally:
-            reader.close()
-        kind = engine.kind_for(st)
+        index, kind_name, table, _meta = loaded
         if kind.name != kind_name:
             self.bad_snapshots.add(snapshot_id)
             logger.error(
@@ -633,8 +633,10 @@ class MatcherRuntime:
         metrics.index_sizes_set(self._state)
         built_at = snapshot.built_at.timestamp() if snapshot.built_at else state.loaded_at
         metrics.index_built_at_set(signal_type=name, built_at=built_at)
-        del index, table
+        del index, table, loaded
         _malloc_trim()
+        if shared is not None:
+            shared.remove_older(signal_type=name, snapshot_id=snapshot_id)
         logger.info(
             "matcher: loaded %s snapshot %s (%s signals) in %.2fs",
             name,
@@ -643,6 +645,50 @@ class MatcherRuntime:
             time.monotonic() - started,
         )
         return True
+
+    @staticmethod
+    def _read_private(snapshot: IndexSnapshot) -> tuple[Any, str, engine.ContentTable, dict]:
+        reader = storage.reader_for(snapshot)
+        try:
+            loaded = engine.snapshot_read(reader, signal_types=pytx.signal_types())
+            reader.verify_complete()
+        finally:
+            reader.close()
+        return loaded
+
+    @staticmethod
+    def _shared_indexes(kind: engine.Kind, snapshot: IndexSnapshot) -> shared_index.SharedIndexes | None:
+        """Where this snapshot is shared with the machine's other matchers; None: held privately."""
+        directory = shared_directory()
+        if not directory or kind.name != "pdq" or not snapshot.sha256:
+            return None
+        if snapshot.signal_count < int(setting("OMM_MATCHER_SHARED_MIN_SIGNALS")):
+            return None
+        return shared_index.SharedIndexes(directory, shared_index.namespace(connection.settings_dict))
+
+    @staticmethod
+    def _read_shared(
+        shared: shared_index.SharedIndexes, name: str, snapshot: IndexSnapshot
+    ) -> tuple[Any, str, engine.ContentTable, dict] | None:
+        """The snapshot mapped from the machine's shared file (made from the database if absent)."""
+
+        def build_into(allocate: shared_index.Allocate) -> dict:
+            reader = storage.reader_for(snapshot)
+            try:
+                manifest = engine.snapshot_share(reader, signal_types=pytx.signal_types(), allocate=allocate)
+                reader.verify_complete()
+            finally:
+                reader.close()
+            return manifest
+
+        try:
+            manifest, arrays = shared.load(
+                signal_type=name, snapshot_id=snapshot.pk, sha256=snapshot.sha256, build=build_into
+            )
+            return engine.snapshot_from_shared(manifest, arrays)
+        except (shared_index.SharedIndexError, OSError) as exc:
+            logger.warning("matcher: %s snapshot %s not shared (%s); loading it privately", name, snapshot.pk, exc)
+            return None
 
     def _self_build(self, name: str) -> None:
         """

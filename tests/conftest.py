@@ -8,6 +8,12 @@ from omm_project.core.services import api_key_create
 
 
 @pytest.fixture(autouse=True)
+def _no_shared_indexes(settings):
+    """Matchers hold indexes privately in tests (no files in /dev/shm); tests of sharing opt in."""
+    settings.OMM_MATCHER_SHARED_DIR = ""
+
+
+@pytest.fixture(autouse=True)
 def _fresh_key_cache():
     clear_key_cache()
     yield

@@ -231,11 +231,14 @@ class PdqIndex:
         multi_index: bool | None = None,
         multi_index_min: int = DEFAULT_MULTI_INDEX_MIN,
         threads: int | None = None,
+        allocate: t.Callable[[str, np.dtype, tuple[int, ...]], np.ndarray] | None = None,
     ) -> PdqIndex:
         """
         hashes: uint8 (N, 32); kept by reference when already C-contiguous and
         aligned (don't mutate it afterwards).  ids: int64 (N,), default 0..N-1.
         multi_index: force tables on/off; default on when N >= multi_index_min.
+        allocate(name, dtype, shape): makes the tables' arrays (default np.empty),
+        e.g. in a shared-memory file.
         """
         h = _aligned_hashes(hashes)
         n = h.shape[0]
@@ -251,7 +254,7 @@ class PdqIndex:
             multi_index = n >= multi_index_min
         members = offsets = None
         if multi_index and n > 0:
-            members, offsets = _build_tables(h, threads)
+            members, offsets = _build_tables(h, threads, allocate)
         return cls(h, ids_arr, members, offsets)
 
     @classmethod
@@ -452,12 +455,22 @@ class PdqIndex:
         return [(labels[lims[i] : lims[i + 1]], dists[lims[i] : lims[i + 1]]) for i in range(nq)]
 
 
-def _build_tables(h: np.ndarray, threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _allocate_private(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    return np.empty(shape, dtype=dtype)
+
+
+def _build_tables(
+    h: np.ndarray,
+    threads: int | None,
+    allocate: t.Callable[[str, np.dtype, tuple[int, ...]], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """CSR tables: for chunk j, positions sorted (stably) by their 16-bit chunk value."""
     n = h.shape[0]
     h16 = h.view(np.uint16)  # (N, 16)
-    members = np.empty(_CHUNKS * n, dtype=np.uint32)
-    offsets = np.empty(_CHUNKS * _BUCKETS + 1, dtype=np.int64)
+    if allocate is None:
+        allocate = _allocate_private
+    members = allocate("members", np.dtype(np.uint32), (_CHUNKS * n,))
+    offsets = allocate("offsets", np.dtype(np.int64), (_CHUNKS * _BUCKETS + 1,))
     offsets[0] = 0
 
     def one(j: int) -> None:

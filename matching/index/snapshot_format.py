@@ -107,6 +107,14 @@ class _HashingReader:
             self.sha.update(part)
 
 
+# allocate(name, dtype, shape) -> an uninitialised array (see read_arrays).
+Allocate = t.Callable[[str, np.dtype, tuple[int, ...]], np.ndarray]
+
+
+def _allocate_private(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    return np.empty(shape, dtype=dtype)
+
+
 def _le(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a)
     if a.dtype.byteorder == ">" or (
@@ -164,9 +172,12 @@ def write_arrays(
 
 
 def read_arrays(
-    fileobj: t.BinaryIO, *, check_trailing: bool = True
+    fileobj: t.BinaryIO, *, check_trailing: bool = True, allocate: Allocate | None = None
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Low-level reader: returns (header dict, {name: array}) after verifying the checksum."""
+    """
+    Low-level reader: returns (header dict, {name: array}) after verifying the checksum.
+    allocate(name, dtype, shape) makes each array to fill (default np.empty), e.g. in shared memory.
+    """
     r = _HashingReader(fileobj)
     prefix = r.read_exact(_PREFIX.size)
     magic, version, hlen = _PREFIX.unpack(prefix)
@@ -199,7 +210,7 @@ def read_arrays(
             raise SnapshotError(f"corrupt array spec {spec!r}: {e}") from None
         if dtype_s not in _ALLOWED_DTYPES or any(x < 0 for x in shape):
             raise SnapshotError(f"bad array spec {spec!r}")
-        a = np.empty(shape, dtype=np.dtype(dtype_s))
+        a = (allocate or _allocate_private)(name, np.dtype(dtype_s), shape)
         if a.nbytes:
             r.read_into(memoryview(a.reshape(-1)).cast("B"))
         arrays[name] = a
@@ -242,7 +253,10 @@ def write_snapshot(
             signal_type=signal_type or index.signal_type_name,
             count=len(index),
             arrays=arrays,
-            params={"multi_index": index.has_multi_index},
+            # True: tables were wanted (made) here, so the loader makes them too. None (not
+            # False) otherwise: a builder skips them to save memory, and the loader decides by
+            # size, as PdqIndex.build does by default.
+            params={"multi_index": True if index.has_multi_index else None},
             meta=meta,
         )
     if isinstance(index, ExactIndex):
@@ -283,13 +297,14 @@ def read_snapshot(
     signal_types: SignalTypeResolver = None,
     threads: int | None = None,
     check_trailing: bool = True,
+    allocate: Allocate | None = None,
 ) -> Snapshot:
     """
     Load a snapshot written by :func:`write_snapshot`.  ``signal_types`` maps a
     signal type name to its class (Mapping or callable); only needed for
     "generic" snapshots, defaulting to python-threatexchange's shipped types.
     """
-    header, arrays = read_arrays(fileobj, check_trailing=check_trailing)
+    header, arrays = read_arrays(fileobj, check_trailing=check_trailing, allocate=allocate)
     kind = header["kind"]
     params = header.get("params") or {}
     count = int(header["count"])
@@ -300,6 +315,7 @@ def read_snapshot(
                 arrays["ids"],
                 multi_index=params.get("multi_index"),
                 threads=threads,
+                allocate=allocate,
             )
             if "deleted" in arrays:
                 index._deleted = arrays["deleted"].astype(bool)

@@ -235,3 +235,26 @@ def test_pdq_copy_reader_agrees_with_batched_reader(bank, monkeypatch):
     np.testing.assert_array_equal(copy_table.content_ids, batch_table.content_ids)
     np.testing.assert_array_equal(copy_table.bank_ids, batch_table.bank_ids)
     np.testing.assert_array_equal(copy_table.disable_until, batch_table.disable_until)
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_pdq_copy_sink_orders_rows_by_content_id_without_tables(order):
+    from matching import build
+
+    rng = np.random.default_rng(5)
+    cids = np.arange(100, 140, dtype=np.int64)
+    if order == "shuffled":
+        cids = rng.permutation(cids)
+    sink = build._PdqCopySink(len(cids))
+    sink.n = len(cids)
+    sink.cids[:] = cids
+    sink.hashes[:] = cids[:, None].astype(np.uint8)  # row content follows its content id
+    sink.banks[:] = cids * 10
+    sink.disables[:] = cids * 100
+    index, table = sink.finish()
+    assert table.content_ids.tolist() == list(range(100, 140))
+    assert index.ids is table.content_ids or np.array_equal(index.ids, table.content_ids)
+    assert index.hashes[:, 0].tolist() == list(range(100, 140))
+    assert table.bank_ids.tolist() == [c * 10 for c in range(100, 140)]
+    assert table.disable_until.tolist() == [c * 100 for c in range(100, 140)]
+    assert not index.has_multi_index  # the builder leaves the tables to the loaders

@@ -238,3 +238,14 @@ def test_snapshot_to_real_file(tmp_path):
     with open(path, "rb") as f:
         snap = read_snapshot(f)
     assert snap.index.search_one(hashes[123], 0)[0].tolist() == [123]
+
+
+def test_pdq_snapshot_of_an_index_built_without_tables_loads_with_them_when_big():
+    # A builder skips the tables (memory); the loader still makes them from 32,768 hashes on.
+    rng = np.random.default_rng(9)
+    big = rng.integers(0, 256, size=(40_000, 32), dtype=np.uint8)
+    snap, _ = _roundtrip(PdqIndex.build(big, multi_index=False))
+    assert snap.index.has_multi_index
+    small = rng.integers(0, 256, size=(100, 32), dtype=np.uint8)
+    assert not _roundtrip(PdqIndex.build(small, multi_index=False))[0].index.has_multi_index
+    assert _roundtrip(PdqIndex.build(small, multi_index=True))[0].index.has_multi_index

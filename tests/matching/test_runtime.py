@@ -290,9 +290,14 @@ def _flip(rng, h: np.ndarray, k: int) -> np.ndarray:
     return h
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["private", "shared"])
 @pytest.mark.parametrize("layout", ["random", "clustered"])
-def test_pdq_results_agree_with_brute_force(runtime, bank, settings, layout):
-    # given random or clustered hashes, part in the snapshot and part added after it
+def test_pdq_results_agree_with_brute_force(runtime, bank, settings, layout, shared, tmp_path):
+    # given random or clustered hashes, part in the snapshot and part added after it; the
+    # snapshot held in process memory, or mapped from a shared-memory file (matching.shared_index)
+    if shared:
+        settings.OMM_MATCHER_SHARED_DIR = str(tmp_path)
+        settings.OMM_MATCHER_SHARED_MIN_SIGNALS = 0
     rng = np.random.default_rng(7 if layout == "random" else 11)
     if layout == "random":
         hashes = rng.integers(0, 256, size=(3000, 32), dtype=np.uint8)
@@ -305,6 +310,8 @@ def test_pdq_results_agree_with_brute_force(runtime, bank, settings, layout):
     runtime.refresh()
     all_hashes, all_ids = hashes[:2520], snapshot_ids + later_ids
     state = runtime.state.types["pdq"]
+    assert (not state.base.hashes.flags.writeable) is shared
+    assert len(list(tmp_path.glob("*.idx"))) == (1 if shared else 0)
     queries = [
         _flip(rng, all_hashes[int(i)], int(k))
         for i, k in zip(rng.integers(0, 2520, 60), rng.integers(0, 48, 60), strict=True)
