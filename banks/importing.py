@@ -538,6 +538,8 @@ def _copy_write(
         )
         if not source.count:
             return 0, 0
+        # synchronous_commit stays on: with it off, matchers could read this batch's BankChange ids
+        # before they are durable, and a database crash could then hand the same ids out again.
         # The stage has no statistics; enough memory keeps the join below a hash join in memory.
         cursor.execute("SET LOCAL work_mem = '64MB'")
         # ON CONFLICT DO NOTHING skips keys the bank holds, and repeats within the batch (the first
