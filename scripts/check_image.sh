@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 work="$(mktemp -d)"
-trap 'kill "${server_pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+# (no server yet: nothing to kill; `kill 0` would signal this whole process group)
+trap 'if [ -n "${server_pid:-}" ]; then kill "$server_pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
 export DJANGO_SECRET_KEY="ci-image-check"
 export DJANGO_STATIC_ROOT="$work/static"
@@ -21,7 +22,7 @@ DJANGO_DEBUG=true python manage.py collectstatic --noinput >/dev/null
 test -f "$DJANGO_STATIC_ROOT/admin/css/base.css"
 # Dockerfile: python -c "from hashing import core; core.warm_up()" (fills NUMBA_CACHE_DIR)
 python -c "from hashing import core; core.warm_up()"
-ls "$NUMBA_CACHE_DIR" | grep -q '\.nbi$'
+test -n "$(find "$NUMBA_CACHE_DIR" -name '*.nbi' -print -quit)"
 
 port="$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 # ENTRYPOINT scripts/docker-entrypoint.sh, CMD web, with migrations on request.
