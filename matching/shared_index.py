@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from matching.index.pdq import Allocate
+
 logger = logging.getLogger(__name__)
 
 _FOOTER = struct.Struct("<8sQ")
@@ -47,7 +49,6 @@ _MAGIC = b"OMMSHM01"
 _ALIGN = 4096
 _SUFFIX = ".idx"
 
-Allocate = Callable[[str, np.dtype, tuple[int, ...]], np.ndarray]
 
 
 class SharedIndexError(Exception):

@@ -72,6 +72,15 @@ _MASKS = np.argsort(np.bitwise_count(np.arange(_BUCKETS, dtype=np.uint16)), kind
 _BALL = np.cumsum(np.bincount(np.bitwise_count(np.arange(_BUCKETS, dtype=np.uint16))))
 _BASE = np.arange(_CHUNKS, dtype=np.int64) * _BUCKETS
 
+# allocate(name, dtype, shape) -> an uninitialised array: where an index's big arrays are made
+# (private memory by default; matching.shared_index passes one that places them in a shared file).
+Allocate = t.Callable[[str, np.dtype, tuple[int, ...]], np.ndarray]
+
+
+def allocate_private(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    return np.empty(shape, dtype=dtype)
+
+
 # Below this many hashes, no multi-index tables are built (brute force is as fast).
 DEFAULT_MULTI_INDEX_MIN = 32_768
 # Below this many hashes, brute force uses numpy (no faiss call overhead).
@@ -231,7 +240,7 @@ class PdqIndex:
         multi_index: bool | None = None,
         multi_index_min: int = DEFAULT_MULTI_INDEX_MIN,
         threads: int | None = None,
-        allocate: t.Callable[[str, np.dtype, tuple[int, ...]], np.ndarray] | None = None,
+        allocate: Allocate | None = None,
     ) -> PdqIndex:
         """
         hashes: uint8 (N, 32); kept by reference when already C-contiguous and
@@ -455,20 +464,16 @@ class PdqIndex:
         return [(labels[lims[i] : lims[i + 1]], dists[lims[i] : lims[i + 1]]) for i in range(nq)]
 
 
-def _allocate_private(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    return np.empty(shape, dtype=dtype)
-
-
 def _build_tables(
     h: np.ndarray,
     threads: int | None,
-    allocate: t.Callable[[str, np.dtype, tuple[int, ...]], np.ndarray] | None = None,
+    allocate: Allocate | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """CSR tables: for chunk j, positions sorted (stably) by their 16-bit chunk value."""
     n = h.shape[0]
     h16 = h.view(np.uint16)  # (N, 16)
     if allocate is None:
-        allocate = _allocate_private
+        allocate = allocate_private
     members = allocate("members", np.dtype(np.uint32), (_CHUNKS * n,))
     offsets = allocate("offsets", np.dtype(np.int64), (_CHUNKS * _BUCKETS + 1,))
     offsets[0] = 0

@@ -36,7 +36,7 @@ import numpy as np
 
 from .exact import ExactIndex
 from .generic import GenericIndex
-from .pdq import PdqIndex
+from .pdq import Allocate, PdqIndex, allocate_private
 
 MAGIC = b"OMMIDX"
 TRAILER_MAGIC = b"OMMEND"
@@ -105,14 +105,6 @@ class _HashingReader:
             part = mv[start : start + _SLICE]
             self._fill(part)
             self.sha.update(part)
-
-
-# allocate(name, dtype, shape) -> an uninitialised array (see read_arrays).
-Allocate = t.Callable[[str, np.dtype, tuple[int, ...]], np.ndarray]
-
-
-def _allocate_private(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    return np.empty(shape, dtype=dtype)
 
 
 def _le(a: np.ndarray) -> np.ndarray:
@@ -210,7 +202,7 @@ def read_arrays(
             raise SnapshotError(f"corrupt array spec {spec!r}: {e}") from None
         if dtype_s not in _ALLOWED_DTYPES or any(x < 0 for x in shape):
             raise SnapshotError(f"bad array spec {spec!r}")
-        a = (allocate or _allocate_private)(name, np.dtype(dtype_s), shape)
+        a = (allocate or allocate_private)(name, np.dtype(dtype_s), shape)
         if a.nbytes:
             r.read_into(memoryview(a.reshape(-1)).cast("B"))
         arrays[name] = a
