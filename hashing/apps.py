@@ -10,7 +10,7 @@ class HashingConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from matching.conf import is_web_server_process
+        from omm_project.lib.processes import is_web_server_process
 
         # Load (or compile, on a machine's first run) the numba PDQ kernels in the background as
         # a hasher starts, so the first upload doesn't wait for it. Not in commands or workers.

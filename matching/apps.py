@@ -11,6 +11,7 @@ class MatchingConfig(AppConfig):
         from matching import conf, metrics, runtime
         from omm_project.core import readiness
         from omm_project.lib.metrics import register_provider
+        from omm_project.lib.processes import is_web_server_process
 
         readiness.register(runtime.matcher_readiness)
         register_provider(metrics.snapshot_metrics)
@@ -19,6 +20,6 @@ class MatchingConfig(AppConfig):
         if (
             "matcher" in getattr(settings, "OMM_ROLES", ())
             and conf.autostart_mode() == "auto"
-            and conf.is_web_server_process()
+            and is_web_server_process()
         ):
             runtime.get_runtime().start()

@@ -364,10 +364,14 @@ def test_autostart_is_off_under_pytest_and_configurable(settings, monkeypatch):
     assert conf.autostart_mode() == "lazy"
     settings.OMM_MATCHER_AUTOSTART = "false"
     assert conf.autostart_mode() == "off"
+    from omm_project.lib.processes import is_web_server_process
+
     monkeypatch.setattr("sys.argv", ["/venv/bin/gunicorn", "matching.wsgi:application"])
-    assert conf.is_web_server_process()
+    assert is_web_server_process()
+    monkeypatch.setattr("sys.argv", ["/venv/lib/python3.11/site-packages/gunicorn/__main__.py", "x:app"])
+    assert is_web_server_process()  # python -m gunicorn
     monkeypatch.setattr("sys.argv", ["manage.py", "migrate"])
-    assert not conf.is_web_server_process()
+    assert not is_web_server_process()
 
 
 def test_setting_falls_back_to_environment(monkeypatch):
