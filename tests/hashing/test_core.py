@@ -369,3 +369,11 @@ def test_photo_hash_shape():
     assert len(result.pdq) == 64 and result.pdq == result.pdq.lower()
     int(result.pdq, 16)
     assert isinstance(result.quality, int) and 0 <= result.quality <= 100
+
+
+def test_warm_up_hashes_every_layout_it_names(monkeypatch):
+    seen = []
+    original = core.hash_photo_image
+    monkeypatch.setattr(core, "hash_photo_image", lambda image: seen.append(image.mode) or original(image))
+    core.warm_up()
+    assert seen == ["RGB", "RGBA", "YCbCr", "L", "1"]
