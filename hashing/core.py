@@ -216,12 +216,12 @@ def hash_photo_image(image: Image.Image) -> PhotoHash:
     if image.width <= 0 or image.height <= 0:
         raise UndecodableImage(f"image has no pixels ({image.width}x{image.height})")
     kind, pixels = _pixels(image)
-    if isinstance(pixels, pixel_view.PixelView):
-        bits, quality = pdq_fast.pdq_from_rgb_array(pixels.array)
-    elif kind == "rgb":
-        bits, quality = pdq_fast.pdq_from_rgb_array(pixels)
+    # A view's array is valid while `pixels` (which holds Pillow's export) is referenced: to the end.
+    array = pixels.array if isinstance(pixels, pixel_view.PixelView) else pixels
+    if kind == "rgb":
+        bits, quality = pdq_fast.pdq_from_rgb_array(array)
     else:
-        bits, quality = pdq_fast.pdq_from_grey(pixels)
+        bits, quality = pdq_fast.pdq_from_grey(array)
     return PhotoHash(pdq=hex_from_bits(bits), quality=int(quality))
 
 
