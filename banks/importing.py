@@ -5,16 +5,18 @@ content with one signal per row, plus an optional platform content id, labels, m
 Rows are parsed and validated as they stream in and written in batches, one transaction per batch,
 so memory stays flat in file size and a crash loses at most the batch in flight. On PostgreSQL a
 batch is COPYed into a temporary table and inserted set-based; elsewhere (SQLite, the embedded
-default) the ORM's bulk_create does the same work. Either way every new content gets its
-BankChange row in the batch's transaction, like any other write that changes what matches.
+default) the ORM's bulk_create does the same work. Either way the batch's new contents get one
+BankChange row naming their id range, in the batch's transaction, so matchers see them within
+seconds like any other write that changes what matches.
 
-Idempotency: each row has an import key, a digest of (signal_type, signal_value,
-platform_content_id), stored in BankContent.import_key under a unique constraint per bank. A row
-whose key the bank already holds -- from an earlier run, an earlier batch or line of the same file,
-or a concurrent import -- is skipped as a duplicate (the first occurrence wins), so re-running a
-file adds nothing twice and completes an interrupted run. The constraint, not a read-then-write
-check, decides, so concurrent imports into one bank cannot both add a key. Content added by other
-means (the API, exchange fetches) has no import key and is not deduplicated against.
+Idempotency: a row is a duplicate when the bank already holds the same signal (type and value)
+with the same platform content id -- from an earlier run, an earlier batch or line of the same
+file, a concurrent import, or the API -- and is skipped (the first occurrence wins), so re-running
+a file adds nothing twice and completes an interrupted run. Each row has a key, a digest of
+(signal_type, signal_value, platform_content_id): repeats within a batch are dropped by key as
+rows are parsed, and the database is asked only about the rest, one probe of the signal-value
+hash index per row. The key's first hex digit puts the row in one of 16 groups; a batch holds a
+transaction-level advisory lock on its bank's groups, so two imports cannot both add a row.
 
 Retroaction: when it is on (OMM_RETROACTION_WINDOW_HOURS > 0) each batch also returns its new
 content ids and enqueues their replay against recent lookups, after the batch commits. When it is
@@ -82,7 +84,7 @@ _FAST_VALID: dict[type[SignalType], Callable[[str], object]] = {
 
 
 def import_key(signal_type: str, signal_value: str, platform_content_id: str) -> str:
-    """A row's import key (BankContent.import_key) as 32 hex digits: MD5 of the three, unit-separated."""
+    """A row's key as 32 hex digits: MD5 of the three, unit-separated (equal keys, the same row)."""
     return hashlib.md5(f"{signal_type}\x1f{signal_value}\x1f{platform_content_id}".encode()).hexdigest()
 
 
@@ -442,52 +444,84 @@ def _bank_hold(bank_id: int) -> None:
         raise NotFound(f"bank {bank_id} was deleted during the import")
 
 
+def key_group(key: str) -> int:
+    """Which of KEY_GROUPS a row key falls in: its first hex digit."""
+    return _GROUP_OF_DIGIT[key[0]]
+
+
+KEY_GROUPS = 16
+_GROUP_OF_DIGIT = {f"{i:x}": i for i in range(KEY_GROUPS)}
+# pg_advisory_xact_lock(namespace, bank * KEY_GROUPS + group): "omm" + "I"mport in ASCII.
+_LOCK_NAMESPACE = 0x6F6D6D49
+
+
+def _groups_hold(bank_id: int, groups: Iterable[int]) -> None:
+    """
+    PostgreSQL: lock the bank's key groups the batch writes, until it commits. Duplicates are
+    found by reading what the bank holds, not by a unique constraint, so two transactions adding
+    the same row must not run side by side; rows with one key are always in one group, so
+    concurrent imports into one bank serialise only where their groups meet. (One import's own
+    writers get disjoint groups and never wait.) Taken in ascending order: no deadlocks.
+    """
+    if connection.vendor != "postgresql":
+        return  # SQLite: one writer at a time anyway
+    keys = [(bank_id * KEY_GROUPS + group) & 0x7FFFFFFF for group in sorted(set(groups))]
+    if keys:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS t(k)",
+                [_LOCK_NAMESPACE, keys],
+            )
+
+
+def _first_occurrences(rows: Iterable[ImportRow]) -> tuple[int, list[ImportRow]]:
+    """(rows read, the rows whose key had not come before): the first occurrence wins."""
+    seen: set[str] = set()
+    firsts: list[ImportRow] = []
+    read = 0
+    for row in rows:
+        read += 1
+        if row[0] not in seen:
+            seen.add(row[0])
+            firsts.append(row)
+    return read, firsts
+
+
 _CSV_SPECIAL = re.compile(r'[",\r\n]')
 
 
 def _copy_csv(rows: list[ImportRow]) -> str:
-    """Rows as COPY csv text (metadata None is NULL, and "" an empty string by FORCE_NOT_NULL)."""
+    """Rows (without their keys) as COPY csv text (metadata None is NULL, "" an empty string)."""
     lines = []
     special = _CSV_SPECIAL.search
     buffer: io.StringIO | None = None
     for row in rows:
-        key, signal_type, value, content_id, labels, metadata, note = row
+        _, signal_type, value, content_id, labels, metadata, note = row
         # Most rows are a hash and perhaps a plain content id: formatted directly, which is
         # several times faster than the csv module; anything that needs quoting goes through it.
         plain = not special(f"{signal_type}{value}{content_id}")
         if plain and metadata is None and labels == NO_LABELS and not note:
-            lines.append(f"{key},{signal_type},{value},{content_id},[],,\n")
+            lines.append(f"{signal_type},{value},{content_id},[],,\n")
             continue
         if buffer is None:
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow(row)
+        writer.writerow(row[1:])
         lines.append(buffer.getvalue())
     return "".join(lines)
-
-
-def _copy_text(rows: Iterable[ImportRow], *, chunk_rows: int = 2000) -> Iterator[tuple[int, str]]:
-    """Rows as COPY csv text, a chunk at a time: (rows in the chunk, text)."""
-    rows = iter(rows)
-    while chunk := list(islice(rows, chunk_rows)):
-        yield len(chunk), _copy_csv(chunk)
 
 
 class _CopySource:
     """A file-like object over text chunks, read by psycopg2's copy_expert as it sends them."""
 
-    def __init__(self, chunks: Iterable[tuple[int, str]]) -> None:
+    def __init__(self, chunks: Iterable[str]) -> None:
         self._chunks = iter(chunks)
-        self.count = 0
 
     def read(self, size: int = -1) -> str:
         # psycopg2 sends whatever one read returns, so a whole chunk per call keeps calls few.
-        for count, text in self._chunks:
-            self.count += count
-            return text
-        return ""
+        return next(self._chunks, "")
 
 
 _STAGE = "omm_import_rows"
@@ -497,80 +531,100 @@ def import_rows_write_copy(
     *, bank_id: int, rows: Iterable[ImportRow], now: datetime | None = None
 ) -> tuple[int, int]:
     """
-    PostgreSQL: COPY `rows` into a temporary table, then insert the ones whose import key the bank
-    does not hold as BankContent + ContentSignal + BankChange in one set-based statement. Runs in
-    the caller's transaction. Returns (rows read, contents added).
+    PostgreSQL: COPY `rows` into a temporary table, drop the ones the bank already holds (and
+    repeats: the first occurrence wins), and insert the rest as BankContent + ContentSignal, with
+    one BankChange naming their id range. Runs in the caller's transaction. Returns (rows read,
+    contents added).
     """
-    return _copy_write(bank_id=bank_id, chunks=_copy_text(rows), now=now)
+    read, firsts = _first_occurrences(rows)
+    chunks = [_copy_csv(firsts[i : i + _CHUNK_ROWS]) for i in range(0, len(firsts), _CHUNK_ROWS)]
+    groups = {key_group(row[0]) for row in firsts}
+    return read, _copy_write(bank_id=bank_id, chunks=chunks, groups=groups, now=now)
 
 
 def _copy_write(
     *,
     bank_id: int,
-    chunks: Iterable[tuple[int, str]],
+    chunks: Iterable[str],
+    groups: Iterable[int],
     now: datetime | None = None,
     ids_out: list[int] | None = None,
-) -> tuple[int, int]:
-    """import_rows_write_copy over serialised chunks; the new content ids go to `ids_out` if given."""
+) -> int:
+    """
+    import_rows_write_copy over serialised chunks of rows with distinct keys, all in `groups`.
+    Returns the contents added; their ids go to `ids_out` if given.
+    """
     now = now or timezone.now()
     qn = connection.ops.quote_name
     content_t, signal_t, change_t = (qn(m._meta.db_table) for m in (BankContent, ContentSignal, BankChange))
     _bank_hold(bank_id)
+    _groups_hold(bank_id, groups)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [BankContent._meta.db_table])
         (sequence,) = cursor.fetchone()
         # Dropped at commit; dropping first covers several batches in one transaction (--strict).
         cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{_STAGE}")
-        # Content ids are drawn as rows arrive, so the statement below can insert signals and
-        # changes for exactly the contents it inserted; a duplicate just leaves a gap in the ids.
+        # Content ids are drawn as rows arrive, so the statement below inserts each staged row's
+        # content and signal with no join; a duplicate just leaves a gap in the ids.
         cursor.execute(
             f"CREATE TEMP TABLE {_STAGE} (id bigint NOT NULL DEFAULT nextval(%s::regclass), "
-            "import_key uuid NOT NULL, signal_type text NOT NULL, signal_value text NOT NULL, "
-            "platform_content_id text NOT NULL, labels jsonb NOT NULL, metadata jsonb, note text NOT NULL) "
-            "ON COMMIT DROP",
+            "signal_type text NOT NULL, signal_value text NOT NULL, platform_content_id text NOT NULL, "
+            "labels jsonb NOT NULL, metadata jsonb, note text NOT NULL) ON COMMIT DROP",
             [sequence],
         )
-        source = _CopySource(chunks)
         cursor.copy_expert(
-            f"COPY {_STAGE} (import_key, signal_type, signal_value, platform_content_id, labels, metadata, "
-            "note) FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (platform_content_id, note))",
-            source,
+            f"COPY {_STAGE} (signal_type, signal_value, platform_content_id, labels, metadata, note) "
+            "FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (platform_content_id, note))",
+            _CopySource(chunks),
         )
-        if not source.count:
-            return 0, 0
-        # synchronous_commit stays on: with it off, matchers could read this batch's BankChange ids
-        # before they are durable, and a database crash could then hand the same ids out again.
-        # The stage has no statistics; enough memory keeps the join below a hash join in memory.
-        cursor.execute("SET LOCAL work_mem = '64MB'")
-        # ON CONFLICT DO NOTHING skips keys the bank holds, and repeats within the batch (the first
-        # row in file order wins: a fresh temporary table is scanned in insertion order). Every
-        # column is given: bulk SQL bypasses the model's defaults and auto_now.
+        # A row the bank already holds -- the same signal with the same content id -- is a
+        # duplicate. Each staged row probes the signal-value hash index, then the content by id.
+        # OFFSET 0 fences the value lookup: the type condition cannot be pushed into it, so no
+        # plan can scan the (type, id) index instead, which holds nearly every signal of the type
+        # and would make each probe read them all (as a stale row count right after a bulk load
+        # into an empty table could suggest). JIT is off: the stage has no statistics, so its
+        # cost estimate is a guess that can cross jit_above_cost, and compiling costs more than
+        # the whole statement.
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(
+            f"""
+            DELETE FROM {_STAGE} r WHERE EXISTS (
+                SELECT 1
+                FROM (SELECT content_id, signal_type FROM {signal_t} WHERE signal_value = r.signal_value
+                    OFFSET 0) s
+                JOIN {content_t} c ON c.id = s.content_id
+                WHERE s.signal_type = r.signal_type AND c.bank_id = %s
+                    AND c.platform_content_id = r.platform_content_id
+            )
+            """,
+            [bank_id],
+        )
+        # synchronous_commit stays on: with it off, matchers could read this batch's BankChange id
+        # before it is durable, and a database crash could then hand the same ids out again.
+        # Every column is given: bulk SQL bypasses the model's defaults and auto_now.
         cursor.execute(
             f"""
             WITH contents AS (
-                INSERT INTO {content_t} (id, bank_id, import_key, disable_until_ts, original_media_uri,
+                INSERT INTO {content_t} (id, bank_id, disable_until_ts, original_media_uri,
                     platform_content_id, content_uri, metadata, labels, note, created_at, updated_at)
-                SELECT id, %(bank_id)s, import_key, %(enabled)s, '', platform_content_id, '', metadata,
-                    labels, note, %(now)s, %(now)s
+                SELECT id, %(bank_id)s, %(enabled)s, '', platform_content_id, '', metadata, labels, note,
+                    %(now)s, %(now)s
                 FROM {_STAGE}
-                ON CONFLICT (bank_id, import_key) WHERE import_key IS NOT NULL DO NOTHING
-                RETURNING id
             ), signals AS (
                 INSERT INTO {signal_t} (content_id, signal_type, signal_value, created_at)
-                SELECT r.id, r.signal_type, r.signal_value, %(now)s
-                FROM contents JOIN {_STAGE} r USING (id)
+                SELECT id, signal_type, signal_value, %(now)s FROM {_STAGE}
             ), changes AS (
-                INSERT INTO {change_t} (bank_id, content_id, created_at)
-                SELECT %(bank_id)s, id, %(now)s FROM contents
+                INSERT INTO {change_t} (bank_id, content_id, content_id_last, created_at)
+                SELECT %(bank_id)s, min(id), max(id), %(now)s FROM {_STAGE} HAVING count(*) > 0
             )
-            SELECT count(*){", array_agg(id)" if ids_out is not None else ""} FROM contents
+            SELECT count(*){", array_agg(id)" if ids_out is not None else ""} FROM {_STAGE}
             """,
             {"bank_id": bank_id, "now": now, "enabled": BankContent.ENABLED},
         )
         added, *ids = cursor.fetchone()
     if ids_out is not None:
         ids_out.extend(ids[0] or ())
-    return source.count, added
+    return added
 
 
 def import_rows_write_orm(
@@ -586,45 +640,43 @@ def import_rows_write_orm(
     chunk by chunk. Runs in the caller's transaction. Returns (rows read, contents added); the new
     content ids go to `ids_out` if given.
     """
+    read, firsts = _first_occurrences(rows)
     _bank_hold(bank_id)
-    read = added = 0
-    rows = iter(rows)
-    while chunk := list(islice(rows, chunk_size)):
-        read += len(chunk)
-        firsts: dict[uuid.UUID, ImportRow] = {}
-        for row in chunk:
-            firsts.setdefault(uuid.UUID(row[0]), row)
+    _groups_hold(bank_id, {key_group(row[0]) for row in firsts})
+    added = 0
+    for start in range(0, len(firsts), chunk_size):
+        chunk = firsts[start : start + chunk_size]
         held = set(
-            BankContent.objects.filter(bank_id=bank_id, import_key__in=list(firsts)).values_list(
-                "import_key", flat=True
-            )
+            ContentSignal.objects.filter(
+                content__bank_id=bank_id, signal_value__in={row[2] for row in chunk}
+            ).values_list("signal_type", "signal_value", "content__platform_content_id")
         )
-        new = [(key, row) for key, row in firsts.items() if key not in held]
+        new = [row for row in chunk if (row[1], row[2], row[3]) not in held]
         if not new:
             continue
         contents = BankContent.objects.bulk_create(
             [
                 BankContent(
                     bank_id=bank_id,
-                    import_key=key,
                     platform_content_id=row[3],
                     labels=json.loads(row[4]),
                     metadata=json.loads(row[5]) if row[5] is not None else None,
                     note=row[6],
                 )
-                for key, row in new
+                for row in new
             ]
         )
         ContentSignal.objects.bulk_create(
             [
                 ContentSignal(content_id=content.pk, signal_type=row[1], signal_value=row[2])
-                for content, (_, row) in zip(contents, new, strict=True)
+                for content, row in zip(contents, new, strict=True)
             ]
         )
-        BankChange.objects.bulk_create([BankChange(bank_id=bank_id, content_id=c.pk) for c in contents])
+        ids = [c.pk for c in contents]
+        BankChange.objects.create(bank_id=bank_id, content_id=min(ids), content_id_last=max(ids))
         added += len(contents)
         if ids_out is not None:
-            ids_out.extend(c.pk for c in contents)
+            ids_out.extend(ids)
     return read, added
 
 
@@ -650,21 +702,23 @@ def _bank_resolve(*, name: str, create: bool, report: ImportReport) -> Bank:
 _QUEUE_DEPTH = 1
 _CHUNK_ROWS = 2000
 _END = object()
-_PARTITION_OF_PREFIX = {f"{i:02x}": i for i in range(256)}
 
 
 @dataclass
 class _Batch:
-    count: int = 0
+    count: int = 0  # rows read into it, repeats included
     rows: list[ImportRow] = field(default_factory=list)  # for the ORM
-    copy_text: list[tuple[int, str]] = field(default_factory=list)  # for COPY, serialised ahead
+    copy_text: list[str] = field(default_factory=list)  # for COPY, serialised ahead
+    groups: set[int] = field(default_factory=set)  # key groups of its rows
+    keys: set[str] = field(default_factory=set)  # keys seen: a repeat is counted, not kept
+    pending: list[ImportRow] = field(default_factory=list)  # rows not yet moved to rows/copy_text
 
 
 class _Parser:
     """
     Parses rows in a background thread into batches, one queue per writer. A row goes to the
-    writer its import key's first byte picks, so all rows with one key go through one writer, in
-    file order: writers never wait on each other's keys, and the first occurrence still wins.
+    writer its key's group picks, so all rows with one key go through one writer, in file order:
+    writers never wait on each other's keys, and the first occurrence still wins.
     The thread touches no database connection; its errors are handed to the writers.
     """
 
@@ -690,35 +744,40 @@ class _Parser:
     def _run(self, rows: Iterator[ImportRow]) -> None:
         writers = len(self.queues)
         batches = [_Batch() for _ in range(writers)]
-        pending: list[list[ImportRow]] = [[] for _ in range(writers)]
-
-        def add(partition: int) -> bool:
-            # Moves the partition's pending rows into its batch; hands the batch on when full.
-            chunk, batch = pending[partition], batches[partition]
-            pending[partition] = []
-            batch.count += len(chunk)
-            if self.as_copy_text:
-                batch.copy_text.append((len(chunk), _copy_csv(chunk)))
-            else:
-                batch.rows.extend(chunk)
-            if batch.count >= self._batch_size:
-                batches[partition] = _Batch()
-                return self._put(partition, batch)
-            return True
-
         chunk_rows = min(_CHUNK_ROWS, self._batch_size)
+
+        def move_pending(batch: _Batch) -> None:
+            if self.as_copy_text:
+                batch.copy_text.append(_copy_csv(batch.pending))
+            else:
+                batch.rows.extend(batch.pending)
+            batch.pending = []
+
+        def hand_on(partition: int) -> bool:
+            batch = batches[partition]
+            batches[partition] = _Batch()
+            if batch.pending:
+                move_pending(batch)
+            batch.keys = set()
+            return self._put(partition, batch)
+
         try:
             for row in rows:
-                partition = _PARTITION_OF_PREFIX[row[0][:2]] % writers if writers > 1 else 0
-                rows_pending = pending[partition]
-                rows_pending.append(row)
-                if len(rows_pending) >= min(chunk_rows, self._batch_size - batches[partition].count):
-                    if not add(partition):
-                        return
-            for partition in range(writers):
-                if pending[partition] and not add(partition):
+                key = row[0]
+                group = _GROUP_OF_DIGIT[key[0]]
+                partition = group % writers
+                batch = batches[partition]
+                batch.count += 1
+                if key not in batch.keys:  # a repeat within the batch is dropped: the first wins
+                    batch.keys.add(key)
+                    batch.groups.add(group)
+                    batch.pending.append(row)
+                    if len(batch.pending) >= chunk_rows:
+                        move_pending(batch)
+                if batch.count >= self._batch_size and not hand_on(partition):
                     return
-                if batches[partition].count and not self._put(partition, batches[partition]):
+            for partition in range(writers):
+                if batches[partition].count and not hand_on(partition):
                     return
                 self._put(partition, _END)
         except BaseException as exc:  # the writers raise it
@@ -780,15 +839,17 @@ class _Writer:
             ids: list[int] | None = [] if self.retroaction else None
             with transaction.atomic():
                 if self.parser.as_copy_text:
-                    read, added = _copy_write(bank_id=self.bank_id, chunks=batch.copy_text, ids_out=ids)
+                    added = _copy_write(
+                        bank_id=self.bank_id, chunks=batch.copy_text, groups=batch.groups, ids_out=ids
+                    )
                 else:
-                    read, added = import_rows_write_orm(bank_id=self.bank_id, rows=batch.rows, ids_out=ids)
+                    _, added = import_rows_write_orm(bank_id=self.bank_id, rows=batch.rows, ids_out=ids)
                 if ids:
                     from reviews.services import retroaction_enqueue  # reviews imports banks
 
                     retroaction_enqueue(content_ids=ids)
             with self.lock:
-                report.valid += read
+                report.valid += batch.count
                 report.imported += added
                 if self.on_batch is not None:
                     self.on_batch(report)

@@ -63,10 +63,6 @@ class BankContent(models.Model):
     metadata = models.JSONField(null=True, blank=True, help_text="Caller's JSON metadata.")
     labels = models.JSONField(default=list, blank=True)
     note = models.CharField(max_length=255, blank=True, default="")
-    import_key = models.UUIDField(
-        null=True, blank=True, editable=False,
-        help_text="Set by bulk imports (banks.importing); unique per bank, so re-runs add nothing.",
-    )
     created_at = models.DateTimeField(auto_now_add=True)
     # Not indexed alone: listings order within a bank, which content_bank_updated_id serves.
     updated_at = models.DateTimeField(auto_now=True)
@@ -80,10 +76,6 @@ class BankContent(models.Model):
         indexes = [models.Index(fields=["bank", "updated_at", "id"], name="content_bank_updated_id")]
         constraints = [
             models.CheckConstraint(condition=Q(disable_until_ts__gte=0), name="content_disable_ts_ge_0"),
-            models.UniqueConstraint(
-                fields=["bank", "import_key"], condition=Q(import_key__isnull=False),
-                name="content_import_key",
-            ),
         ]
 
     def __str__(self) -> str:
@@ -127,8 +119,17 @@ class BankChange(models.Model):
     deleted). Matchers read these to patch their in-memory index within seconds; they re-read
     the current state of what is named, so a row says *what* changed, not *how*, and applying
     it twice is harmless. Written in the same transaction as the change itself.
+
+    A row names the whole bank (content_id null), one content, or, from bulk imports, a range of
+    content ids (content_id to content_id_last): one row per batch instead of one per content,
+    which was a heap row and two index entries per imported signal. A range may hold ids of
+    other writers' contents (ids are drawn from one sequence); re-reading those is harmless, and
+    only contents that exist are re-read, as deletions always have rows of their own.
     """
 
     bank_id = models.BigIntegerField()
     content_id = models.BigIntegerField(null=True, blank=True, help_text="Null: the whole bank.")
+    content_id_last = models.BigIntegerField(
+        null=True, blank=True, help_text="Set: the change covers content ids content_id..content_id_last."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

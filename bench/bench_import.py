@@ -213,13 +213,15 @@ def main() -> None:
         elapsed2, report2 = run("re-run")
         assert report2.imported == 0 and report2.duplicates == args.n, report2
         print(f"=> re-run added 0 in {elapsed2:.1f}s; peak RSS {peak_rss_mib():.0f} MiB")
-        counts = (
-            BankContent.objects.count(),
-            ContentSignal.objects.count(),
-            BankChange.objects.exclude(content_id=None).count(),
-        )
+        from matching.runtime import changed_content_ids
+
+        changes = list(BankChange.objects.values_list("id", "bank_id", "content_id", "content_id_last"))
+        counts = (BankContent.objects.count(), ContentSignal.objects.count(), len(changed_content_ids(changes)))
         assert counts == (args.n, args.n, args.n), counts
-        print(f"database holds {counts[0]:,} contents, {counts[1]:,} signals, {counts[2]:,} content changes")
+        print(
+            f"database holds {counts[0]:,} contents, {counts[1]:,} signals; {len(changes):,} changes "
+            f"name {counts[2]:,} contents"
+        )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ reference, so requests never wait for a load and never see half an update.
 Freshness. Every bank write records a BankChange row in its own transaction. The loop polls
 them (every OMM_MATCHER_POLL_SECONDS) with a cursor: ids above the highest seen, plus "gaps",
 ids below it not yet visible (sequence ids are taken at insert time, so a later id can commit
-first). For each change it re-reads the current state of the named content or bank, so applying
-a change twice is harmless. A snapshot records the change id it was built to and its gaps; after
+first). For each change it re-reads the current state of the named content, contents (a bulk
+import's batch names a range of ids) or bank, so applying a change twice is harmless. A snapshot records the change id it was built to and its gaps; after
 loading one the loop replays every change after that before swapping it in.
 
 Snapshots. Builders announce new snapshots on Redis (when configured) and the loop polls the
@@ -312,6 +312,31 @@ def banks_read(bank_ids: Iterable[int] | None = None) -> dict[int, BankInfo | No
 # --- The change cursor ------------------------------------------------------------------------
 
 
+# A BankChange row: (id, bank id, content id or None for the whole bank, last content id of a range).
+Change = tuple[int, int, int | None, int | None]
+
+
+def changed_content_ids(changes: Iterable[Change]) -> set[int]:
+    """
+    The content ids that changes name: single contents, and the contents of the bank that exist
+    in each range (bulk imports write one row per batch). A range's missing ids need no re-read:
+    a deleted content has a change of its own.
+    """
+    ids: set[int] = set()
+    for _, bank_id, content_id, last in changes:
+        if content_id is None:
+            continue
+        if last is None:
+            ids.add(content_id)
+            continue
+        ids.update(
+            BankContent.objects.filter(bank_id=bank_id, id__gte=content_id, id__lte=last).values_list(
+                "id", flat=True
+            )
+        )
+    return ids
+
+
 class ChangeCursor:
     """Reads BankChange rows not seen yet: ids above `after`, and ids in still-open gaps."""
 
@@ -326,17 +351,19 @@ class ChangeCursor:
     def _gap_seconds() -> float:
         return float(setting("OMM_MATCHER_GAP_SECONDS"))
 
-    def fetch(self, limit: int = CHANGE_BATCH) -> list[tuple[int, int, int | None]]:
+    def fetch(self, limit: int = CHANGE_BATCH) -> list[Change]:
         now = time.time()
         self.gaps = [g for g in self.gaps if g[2] > now]
         where = Q(id__gt=self.after)
         for lo, hi, _ in self.gaps:
             where |= Q(id__gte=lo, id__lte=hi)
         rows = list(
-            BankChange.objects.filter(where).order_by("id").values_list("id", "bank_id", "content_id")[:limit]
+            BankChange.objects.filter(where)
+            .order_by("id")
+            .values_list("id", "bank_id", "content_id", "content_id_last")[:limit]
         )
         expires = now + self._gap_seconds()
-        for change_id, _, _ in rows:
+        for change_id, *_ in rows:
             if change_id > self.after:
                 if change_id > self.after + 1:
                     self.gaps.append([self.after + 1, change_id - 1, expires])
@@ -361,9 +388,9 @@ class ChangeCursor:
                 self.gaps[i : i + 1] = [p for p in pieces if p[0] <= p[1]]
                 return
 
-    def drain(self) -> list[tuple[int, int, int | None]]:
+    def drain(self) -> list[Change]:
         """Every change not seen yet (several round trips when there are many)."""
-        out: list[tuple[int, int, int | None]] = []
+        out: list[Change] = []
         while True:
             rows = self.fetch()
             out.extend(rows)
@@ -737,10 +764,10 @@ class MatcherRuntime:
     def _catch_up(self, state: TypeState, cursor: ChangeCursor) -> TypeState:
         """Apply every change after a snapshot's checkpoint to that type's fresh state."""
         changes = cursor.drain()
-        bank_ids = {bank_id for _, bank_id, content_id in changes if content_id is None}
+        bank_ids = {bank_id for _, bank_id, content_id, _ in changes if content_id is None}
         if bank_ids:
             self._set_banks(banks_read(bank_ids))
-        content_ids = {content_id for _, _, content_id in changes if content_id is not None}
+        content_ids = changed_content_ids(changes)
         if content_ids:
             state = type_state_apply(state, content_now_read(content_ids), content_ids)
         return state
@@ -750,10 +777,10 @@ class MatcherRuntime:
         changes = self.cursor.drain()
         if not changes:
             return
-        bank_ids = {bank_id for _, bank_id, content_id in changes if content_id is None}
-        content_ids = {content_id for _, _, content_id in changes if content_id is not None}
+        bank_ids = {bank_id for _, bank_id, content_id, _ in changes if content_id is None}
+        content_ids = changed_content_ids(changes)
         known = self._state.banks
-        bank_ids |= {bank_id for _, bank_id, _ in changes if bank_id not in known}
+        bank_ids |= {bank_id for _, bank_id, *_ in changes if bank_id not in known}
         found = banks_read(bank_ids) if bank_ids else {}
         now = content_now_read(content_ids) if content_ids else None
         types = dict(self._state.types)

@@ -4,7 +4,7 @@ import io
 import json
 import random
 import sys
-import uuid
+import threading
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -17,7 +17,6 @@ from banks.importing import (
     ImportRefused,
     ImportReport,
     SignalValidator,
-    import_key,
     import_rows_parse,
     import_rows_write_copy,
     import_rows_write_orm,
@@ -25,6 +24,7 @@ from banks.importing import (
 )
 from banks.models import Bank, BankChange, BankContent, ContentSignal
 from banks.services import bank_content_create, bank_create
+from matching.runtime import changed_content_ids
 from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput
 
@@ -51,6 +51,18 @@ def write(tmp_path, name: str, text: str | bytes):
     return str(path)
 
 
+def changed_contents(bank: Bank, after: int = 0) -> list[int]:
+    """Content ids of the bank that its change rows (above id `after`) name, as matchers read them."""
+    changes = BankChange.objects.filter(bank_id=bank.pk, id__gt=after).values_list(
+        "id", "bank_id", "content_id", "content_id_last"
+    )
+    return sorted(changed_content_ids(changes))
+
+
+def last_change_id() -> int:
+    return BankChange.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
 def signals_of(bank: Bank) -> dict[str, BankContent]:
     """{signal_value: content} of a bank (one signal per content, as imports write them)."""
     return {
@@ -72,7 +84,7 @@ def test_import_csv_writes_contents_signals_and_changes(tmp_path):
         f'pdq,{PDQ},post-1,"spam; scam, x","{{""k"": 1}}",first\n'
         f"video_md5, {MD5.upper()} ,post-2,,,\n",
     )
-    changes_before = BankChange.objects.count()
+    changes_before = last_change_id()
 
     # when
     out, err = run("IMPORTED", path)
@@ -92,13 +104,15 @@ def test_import_csv_writes_contents_signals_and_changes(tmp_path):
     assert first.disable_until_ts == BankContent.ENABLED
     assert (first.original_media_uri, first.content_uri) == ("", "")
     assert first.created_at is not None and first.updated_at == first.created_at
-    assert first.import_key == uuid.UUID(import_key("pdq", PDQ, "post-1"))
     second = contents[MD5]
     assert (second.labels, second.metadata, second.note) == ([], None, "")
     assert ContentSignal.objects.get(content=second).signal_type == "video_md5"
-    new_changes = BankChange.objects.order_by("id")[changes_before:]
-    assert sorted(c.content_id for c in new_changes) == sorted(c.pk for c in contents.values())
-    assert {c.bank_id for c in new_changes} == {bank.pk}
+    # one change row for the batch, naming the range of its content ids
+    new_changes = list(BankChange.objects.filter(id__gt=changes_before))
+    assert [(c.bank_id, c.content_id, c.content_id_last) for c in new_changes] == [
+        (bank.pk, min(c.pk for c in contents.values()), max(c.pk for c in contents.values()))
+    ]
+    assert changed_contents(bank, changes_before) == sorted(c.pk for c in contents.values())
 
 
 def test_import_tsv_with_a_column_named_after_the_signal_type(tmp_path):
@@ -388,15 +402,42 @@ def test_the_same_file_imports_into_two_banks(tmp_path):
     assert set(signals_of(one)) == set(signals_of(two)) == {PDQ}
 
 
-def test_content_added_through_the_api_is_not_deduplicated_against(tmp_path):
+def test_content_added_through_the_api_is_deduplicated_against(tmp_path):
+    # the same signal with the same content id is the same row, however it arrived
     bank = bank_create(name="MIXED")
-    bank_content_create(bank=bank, signals={"pdq": PDQ})
-    path = write(tmp_path, "signals.csv", f"pdq\n{PDQ}\n")
+    bank_content_create(bank=bank, signals={"pdq": PDQ}, platform_content_id="post-1")
+    path = write(tmp_path, "signals.csv", f"pdq,content_id\n{PDQ},post-1\n{PDQ},post-2\n")
 
     out, _ = run("MIXED", path)
 
-    assert "1 imported" in out
-    assert ContentSignal.objects.filter(content__bank=bank, signal_value=PDQ).count() == 2
+    assert "1 imported, 1 skipped as duplicates" in out
+    rows = ContentSignal.objects.filter(content__bank=bank, signal_value=PDQ).values_list(
+        "content__platform_content_id", flat=True
+    )
+    assert sorted(rows) == ["post-1", "post-2"]
+
+
+def test_only_the_same_signal_type_bank_and_content_id_is_a_duplicate():
+    rows = parsed(
+        "signal_type,signal_value,content_id\n"
+        f"pdq,{PDQ},a\n"  # held: a duplicate
+        f"pdq,{PDQ},\n"  # another content id
+        f"pdq,{PDQ2},b\n"  # held by another bank only
+        f"video_md5,{PDQ[:32]},a\n"  # another signal type
+    )
+    other = bank_create(name="OTHER")
+    import_rows_write_copy(bank_id=other.pk, rows=parsed(f"pdq,content_id\n{PDQ2},b\n"))
+    for write_rows in (import_rows_write_copy, import_rows_write_orm):
+        # given a bank holding PDQ with content id "a"
+        bank = bank_create(name=f"HOLDS_{write_rows.__name__.upper()}")
+        write_rows(bank_id=bank.pk, rows=parsed(f"pdq,content_id\n{PDQ},a\n"))
+
+        # when the rows are written twice
+        first, second = write_rows(bank_id=bank.pk, rows=rows), write_rows(bank_id=bank.pk, rows=rows)
+
+        # then only the held row is skipped, and the second time every row
+        assert (first, second) == ((4, 3), (4, 0)), write_rows
+        assert ContentSignal.objects.filter(content__bank=bank).count() == 4
 
 
 def test_an_interrupted_import_completes_on_rerun_without_duplicates(tmp_path, monkeypatch):
@@ -427,7 +468,7 @@ def test_an_interrupted_import_completes_on_rerun_without_duplicates(tmp_path, m
     # then the rest is added, once
     assert "7 row(s) read (csv), 3 imported, 4 skipped as duplicates" in out
     assert sorted(signals_of(bank)) == values
-    assert BankChange.objects.filter(bank_id=bank.pk).exclude(content_id=None).count() == 7
+    assert changed_contents(bank) == sorted(c.pk for c in signals_of(bank).values())
 
 
 # --- Both write paths --------------------------------------------------------------------------
@@ -461,7 +502,6 @@ def test_orm_fallback_writes_what_copy_writes():
         "metadata",
         "note",
         "disable_until_ts",
-        "import_key",
         "original_media_uri",
         "content_uri",
     )
@@ -475,18 +515,11 @@ def test_orm_fallback_writes_what_copy_writes():
     assert shape(by_copy) == shape(by_orm)
     assert len(shape(by_orm)) == 2
     for bank in (by_copy, by_orm):
-        ids = set(BankContent.objects.filter(bank=bank).values_list("pk", flat=True))
-        assert (
-            set(
-                BankChange.objects.filter(bank_id=bank.pk)
-                .exclude(content_id=None)
-                .values_list("content_id", flat=True)
-            )
-            == ids
-        )
+        ids = sorted(BankContent.objects.filter(bank=bank).values_list("pk", flat=True))
+        assert changed_contents(bank) == ids
 
 
-def test_orm_fallback_and_copy_agree_on_import_keys():
+def test_orm_fallback_and_copy_agree_on_duplicates():
     bank = bank_create(name="KEYS")
     rows = parsed(f"pdq,content_id\n{PDQ},a\n{PDQ2},b\n")
 
@@ -520,7 +553,50 @@ def test_parallel_writers_import_every_row_once():
     assert (report.rows_read, report.imported, report.duplicates) == (550, 500, 50)
     assert (again.imported, again.duplicates) == (0, 550)
     assert sorted(signals_of(bank)) == sorted(values)
-    assert BankChange.objects.filter(bank_id=bank.pk).exclude(content_id=None).count() == 500
+    assert changed_contents(bank) == sorted(c.pk for c in signals_of(bank).values())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_imports_of_the_same_rows_add_them_once():
+    # given one import's batch written but not committed, holding its key groups
+    bank = bank_create(name="RACE")
+    rows = parsed("pdq\n" + "".join(f"{i:064x}\n" for i in range(1, 40)))
+    written, release = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                results["first"] = import_rows_write_copy(bank_id=bank.pk, rows=rows)
+                written.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            written.wait(10)
+            with transaction.atomic():
+                results["second"] = import_rows_write_copy(bank_id=bank.pk, rows=rows)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+
+    # when a second import of the same rows starts meanwhile, it waits for the first to commit
+    assert written.wait(10)
+    threads[1].join(1.0)
+    waited = threads[1].is_alive()
+    release.set()
+    for thread in threads:
+        thread.join(20)
+
+    # then it finds every row held
+    assert waited
+    assert results == {"first": (39, 39), "second": (39, 0)}
+    assert len(signals_of(bank)) == 39
 
 
 @pytest.mark.django_db(transaction=True)
@@ -606,7 +682,7 @@ def test_copy_text_quotes_what_csv_would():
         ("k", "video_md5", MD5, "", "[]", None, "n"),
     ]
     expected = io.StringIO()
-    csv.writer(expected, lineterminator="\n").writerows(rows)
+    csv.writer(expected, lineterminator="\n").writerows(row[1:] for row in rows)  # keys are not sent
 
     assert importing._copy_csv(rows) == expected.getvalue()
 

@@ -4,7 +4,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 
 from banks.models import BankChange, BankContent, ContentSignal
 from banks.services import (
@@ -84,6 +84,42 @@ def test_added_content_matches_after_one_refresh(runtime, bank):
     runtime.refresh()
     assert ids(runtime, PDQ_Y) == [content.pk]
     assert len(runtime.state.types["pdq"].delta_entries) == 1
+
+
+def test_bulk_imported_content_matches_after_one_refresh(runtime, bank):
+    # given a loaded snapshot, then an import whose batch is one change row naming an id range
+    from banks.importing import ImportReport, import_rows_parse, import_rows_write_copy, import_rows_write_orm
+
+    services.index_build(signal_type="pdq")
+    runtime.refresh()
+    lines = ["pdq,content_id\n", f"{PDQ_X},a\n", f"{PDQ_FAR},b\n"]
+    rows = list(import_rows_parse(lines, fmt="csv", report=ImportReport(bank=bank.name)))
+    write = import_rows_write_copy if connection.vendor == "postgresql" else import_rows_write_orm
+    assert write(bank_id=bank.pk, rows=rows) == (2, 2)
+    assert BankChange.objects.filter(content_id_last__isnull=False).count() == 1
+
+    # when
+    runtime.refresh()
+
+    # then
+    imported = BankContent.objects.get(bank=bank, platform_content_id="a")
+    assert ids(runtime, PDQ_Y) == [imported.pk]
+    assert len(runtime.state.types["pdq"].delta_entries) == 2
+
+
+def test_a_change_range_names_the_existing_contents_of_its_bank(bank):
+    other = bank_create(name="OTHER_BANK")
+    first, second = add(bank, pdq=PDQ_A), add(bank, pdq=PDQ_X)
+    elsewhere = add(other, pdq=PDQ_FAR)
+    last = add(bank, pdq=PDQ_Y)
+    gone = last.pk
+    bank_content_delete(content=last)
+
+    named = runtime_module.changed_content_ids([(1, bank.pk, first.pk, gone), (2, bank.pk, None, None)])
+
+    # not the other bank's content in the range (it has a change of its own), nor the deleted one
+    assert elsewhere.pk in range(first.pk, gone)
+    assert named == {first.pk, second.pk}
 
 
 def test_disable_and_reenable_update_state_without_delta(runtime, bank):
