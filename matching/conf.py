@@ -39,6 +39,11 @@ DEFAULTS: dict[str, Any] = {
     # A matcher whose delta (content added or changed since its snapshot) grows past this asks for
     # a rebuild rather than wait for beat; deltas are meant to stay small.
     "OMM_MATCHER_DELTA_REBUILD": 50_000,
+    # Bulk imports' changes (one change row per batch, naming a range of content ids) go into the
+    # delta only while it stays under this many entries; past it they wait for the next snapshot,
+    # which the matcher asks for. A matcher re-reads every content a change names, so a 10M import
+    # applied content by content would cost each replica more memory and CPU than the import.
+    "OMM_MATCHER_DELTA_MAX": 200_000,
     # A change-log id that is missing (a transaction still open, or rolled back) is re-checked for
     # this long before it is given up on; later snapshots include anything committed after that.
     "OMM_MATCHER_GAP_SECONDS": 300,

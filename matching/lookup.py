@@ -286,6 +286,7 @@ def index_status(*, names: Sequence[str]) -> dict[str, dict]:
             "loaded_snapshot_id": loaded.snapshot_id if loaded else None,
             "loaded_size": loaded.size if loaded else 0,
             "delta_size": len(loaded.delta_entries) if loaded else 0,
+            "awaiting_snapshot": bool(loaded and loaded.awaiting_change_id),
             "snapshot_id": stored[0] if stored else None,
         }
     return out

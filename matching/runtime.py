@@ -106,6 +106,9 @@ class TypeState:
     snapshot_signal_count: int
     snapshot_built_to: int
     loaded_at: float = field(default_factory=time.time)
+    # The newest change left to a later snapshot (a bulk import's range past OMM_MATCHER_DELTA_MAX);
+    # 0: none. Cleared by loading a snapshot built past it.
+    awaiting_change_id: int = 0
 
     @classmethod
     def fresh(
@@ -335,6 +338,26 @@ def changed_content_ids(changes: Iterable[Change]) -> set[int]:
             )
         )
     return ids
+
+
+def changes_within(changes: list[Change], room: int) -> tuple[list[Change], int]:
+    """
+    (the changes to apply now, the newest change id left to a later snapshot: 0 if none). Range
+    changes are taken while their id spans fit in `room` delta entries; the rest are left. Bank
+    and single-content changes are always taken: they are few, and they include every deletion.
+    """
+    taken: list[Change] = []
+    left = 0
+    for change in changes:
+        change_id, _, first, last = change
+        if last is not None and first is not None:
+            span = last - first + 1
+            if span > room:
+                left = max(left, change_id)
+                continue
+            room -= span
+        taken.append(change)
+    return taken, left
 
 
 class ChangeCursor:
@@ -636,6 +659,9 @@ class MatcherRuntime:
             logger.error("matcher: refusing %s snapshot %s: %s", name, snapshot_id, exc)
             return False
         index, kind_name, table, _meta = loaded
+        # A build asked for before this snapshot may be what it is; if the catch-up below still
+        # leaves bulk changes to a later snapshot, ask again at once.
+        self.build_requested_at.pop(name, None)
         if kind.name != kind_name:
             self.bad_snapshots.add(snapshot_id)
             logger.error(
@@ -757,19 +783,22 @@ class MatcherRuntime:
             from matching.tasks import index_build_task
 
             index_build_task.delay(name)
-            logger.info("matcher: no %s snapshot yet; asked for a build", name)
+            logger.info("matcher: asked for a %s build", name)
         except Exception:
             logger.warning("matcher: could not enqueue a %s build; waiting for beat", name, exc_info=True)
 
     def _catch_up(self, state: TypeState, cursor: ChangeCursor) -> TypeState:
         """Apply every change after a snapshot's checkpoint to that type's fresh state."""
-        changes = cursor.drain()
+        changes, left = changes_within(cursor.drain(), int(setting("OMM_MATCHER_DELTA_MAX")))
         bank_ids = {bank_id for _, bank_id, content_id, _ in changes if content_id is None}
         if bank_ids:
             self._set_banks(banks_read(bank_ids))
         content_ids = changed_content_ids(changes)
         if content_ids:
             state = type_state_apply(state, content_now_read(content_ids), content_ids)
+        if left:
+            state = replace(state, awaiting_change_id=left)
+            self._request_build(state.signal_type)
         return state
 
     def _apply_changes(self) -> None:
@@ -777,6 +806,17 @@ class MatcherRuntime:
         changes = self.cursor.drain()
         if not changes:
             return
+        types = dict(self._state.types)
+        fullest = max((len(state.delta_entries) for state in types.values()), default=0)
+        changes, left = changes_within(changes, int(setting("OMM_MATCHER_DELTA_MAX")) - fullest)
+        if left:
+            # Left to the next snapshot of every type (a range may hold content of any type).
+            if not all(state.awaiting_change_id for state in types.values()):
+                logger.info("matcher: bulk changes up to %s left to the next snapshot (delta is full)", left)
+            for name, state in types.items():
+                types[name] = replace(state, awaiting_change_id=max(state.awaiting_change_id, left))
+                self._request_build(name)
+            self._state = replace(self._state, types=types)
         bank_ids = {bank_id for _, bank_id, content_id, _ in changes if content_id is None}
         content_ids = changed_content_ids(changes)
         known = self._state.banks

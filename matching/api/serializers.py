@@ -99,6 +99,9 @@ class IndexStatusSerializer(serializers.Serializer):
     loaded_snapshot_id = serializers.IntegerField(allow_null=True)
     loaded_size = serializers.IntegerField()
     delta_size = serializers.IntegerField()
+    awaiting_snapshot = serializers.BooleanField(
+        help_text="Bulk-imported content past the delta's limit waits for the next snapshot."
+    )
     snapshot_id = serializers.IntegerField(allow_null=True)
 
 

@@ -122,6 +122,76 @@ def test_a_change_range_names_the_existing_contents_of_its_bank(bank):
     assert named == {first.pk, second.pk}
 
 
+def import_rows(bank, *values):
+    """Write rows as one bulk-import batch (one change row naming their id range)."""
+    from banks.importing import ImportReport, import_rows_parse, import_rows_write_copy, import_rows_write_orm
+
+    lines = ["pdq\n", *(f"{v}\n" for v in values)]
+    rows = list(import_rows_parse(lines, fmt="csv", report=ImportReport(bank=bank.name)))
+    write = import_rows_write_copy if connection.vendor == "postgresql" else import_rows_write_orm
+    return write(bank_id=bank.pk, rows=rows)
+
+
+def test_bulk_changes_past_the_delta_limit_wait_for_the_next_snapshot(runtime, bank, settings):
+    # given a loaded snapshot and a delta limit of 2 entries
+    settings.OMM_MATCHER_DELTA_MAX = 2
+    services.index_build(signal_type="pdq")
+    runtime.refresh()
+
+    # when a batch of 3 is imported, and one content is added through the API
+    assert import_rows(bank, PDQ_X, PDQ_FAR, PDQ_A) == (3, 3)
+    single = add(bank, pdq=PDQ_Y)
+    with mock.patch("matching.tasks.index_build_task.delay") as delay:
+        runtime.refresh()
+
+    # then the batch waits for a snapshot, which the matcher asks for; the single change applies
+    state = runtime.state.types["pdq"]
+    assert state.awaiting_change_id and runtime.state.types["video_md5"].awaiting_change_id
+    assert ids(runtime, PDQ_X, threshold=0) == []
+    assert ids(runtime, PDQ_Y, threshold=0) == [single.pk]
+    assert sorted(call.args for call in delay.call_args_list) == [("pdq",), ("video_md5",)]
+
+    # when the next snapshot is built and loaded
+    services.index_build(signal_type="pdq")
+    runtime.refresh()
+
+    # then everything matches, from the snapshot
+    state = runtime.state.types["pdq"]
+    assert state.awaiting_change_id == 0 and not state.delta_entries
+    assert len(ids(runtime, PDQ_X, threshold=0)) == 1 and len(ids(runtime, PDQ_FAR, threshold=0)) == 1
+
+
+def test_a_snapshot_built_before_a_waiting_batch_leaves_it_waiting(runtime, bank, settings):
+    # given a batch left to the next snapshot
+    settings.OMM_MATCHER_DELTA_MAX = 2
+    services.index_build(signal_type="pdq")
+    runtime.refresh()
+    stale = services.index_build(signal_type="pdq", force=True)  # built before the batch
+    IndexSnapshot.objects.filter(pk=stale.pk).update(status="building")
+    import_rows(bank, PDQ_X, PDQ_FAR, PDQ_A)
+    with mock.patch("matching.tasks.index_build_task.delay"):
+        runtime.refresh()
+
+    # when that older-built snapshot is published and loaded
+    IndexSnapshot.objects.filter(pk=stale.pk).update(status="ready")
+    with mock.patch("matching.tasks.index_build_task.delay") as delay:
+        runtime.refresh()
+
+    # then the batch, replayed after it, still waits, and a build is asked for again
+    state = runtime.state.types["pdq"]
+    assert state.snapshot_id == stale.pk
+    assert state.awaiting_change_id
+    assert ids(runtime, PDQ_X, threshold=0) == []
+    assert ("pdq",) in [call.args for call in delay.call_args_list]
+
+
+def test_changes_within_takes_ranges_while_they_fit():
+    changes = [(1, 7, 10, 19), (2, 7, None, None), (3, 7, 5, None), (4, 7, 20, 24), (5, 7, 25, 30)]
+    assert runtime_module.changes_within(changes, 15) == (changes[:4], 5)
+    assert runtime_module.changes_within(changes, 5) == ([changes[1], changes[2], changes[3]], 5)
+    assert runtime_module.changes_within(changes, 100) == (changes, 0)
+
+
 def test_disable_and_reenable_update_state_without_delta(runtime, bank):
     content = add(bank, pdq=PDQ_A)
     services.index_build(signal_type="pdq")
