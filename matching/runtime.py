@@ -680,7 +680,11 @@ class MatcherRuntime:
             setting("OMM_MATCHER_GAP_SECONDS")
         )
         cursor = ChangeCursor(snapshot.change_id, snapshot.change_gaps, gaps_expire_at=gaps_expire)
-        state = self._catch_up(state, cursor)
+        # While an import is still outrunning the snapshots (some type waits for changes this
+        # one was built before), its ranges wait for the next one without being read: each
+        # catch-up would otherwise re-read up to OMM_MATCHER_DELTA_MAX contents per type.
+        awaiting = max((s.awaiting_change_id for s in self._state.types.values()), default=0)
+        state = self._catch_up(state, cursor, room=0 if awaiting > snapshot.change_id else None)
         self._state = replace(self._state, types={**self._state.types, name: state})
         self.snapshot_loads += 1
         metrics.index_sizes_set(self._state)
@@ -787,9 +791,14 @@ class MatcherRuntime:
         except Exception:
             logger.warning("matcher: could not enqueue a %s build; waiting for beat", name, exc_info=True)
 
-    def _catch_up(self, state: TypeState, cursor: ChangeCursor) -> TypeState:
-        """Apply every change after a snapshot's checkpoint to that type's fresh state."""
-        changes, left = changes_within(cursor.drain(), int(setting("OMM_MATCHER_DELTA_MAX")))
+    def _catch_up(self, state: TypeState, cursor: ChangeCursor, *, room: int | None = None) -> TypeState:
+        """
+        Apply every change after a snapshot's checkpoint to that type's fresh state; bulk-import
+        ranges only within `room` delta entries (None: OMM_MATCHER_DELTA_MAX).
+        """
+        if room is None:
+            room = int(setting("OMM_MATCHER_DELTA_MAX"))
+        changes, left = changes_within(cursor.drain(), room)
         bank_ids = {bank_id for _, bank_id, content_id, _ in changes if content_id is None}
         if bank_ids:
             self._set_banks(banks_read(bank_ids))
@@ -808,7 +817,10 @@ class MatcherRuntime:
             return
         types = dict(self._state.types)
         fullest = max((len(state.delta_entries) for state in types.values()), default=0)
-        changes, left = changes_within(changes, int(setting("OMM_MATCHER_DELTA_MAX")) - fullest)
+        room = int(setting("OMM_MATCHER_DELTA_MAX")) - fullest
+        if any(state.awaiting_change_id for state in types.values()):
+            room = 0  # an import is outrunning the snapshots: the next one brings its ranges
+        changes, left = changes_within(changes, room)
         if left:
             # Left to the next snapshot of every type (a range may hold content of any type).
             if not all(state.awaiting_change_id for state in types.values()):

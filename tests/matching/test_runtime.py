@@ -151,6 +151,15 @@ def test_bulk_changes_past_the_delta_limit_wait_for_the_next_snapshot(runtime, b
     assert ids(runtime, PDQ_Y, threshold=0) == [single.pk]
     assert sorted(call.args for call in delay.call_args_list) == [("pdq",), ("video_md5",)]
 
+    # when a batch small enough for the delta follows while the first waits
+    later = "ab" * 32
+    assert import_rows(bank, later) == (1, 1)
+    with mock.patch("matching.tasks.index_build_task.delay"):
+        runtime.refresh()
+
+    # then it waits too: the import is outrunning the snapshots, the next one brings it
+    assert ids(runtime, later, threshold=0) == []
+
     # when the next snapshot is built and loaded
     services.index_build(signal_type="pdq")
     runtime.refresh()
@@ -159,6 +168,7 @@ def test_bulk_changes_past_the_delta_limit_wait_for_the_next_snapshot(runtime, b
     state = runtime.state.types["pdq"]
     assert state.awaiting_change_id == 0 and not state.delta_entries
     assert len(ids(runtime, PDQ_X, threshold=0)) == 1 and len(ids(runtime, PDQ_FAR, threshold=0)) == 1
+    assert len(ids(runtime, later, threshold=0)) == 1
 
 
 def test_a_snapshot_built_before_a_waiting_batch_leaves_it_waiting(runtime, bank, settings):
