@@ -371,7 +371,8 @@ def bank_content_bulk_sync(
     """
     Bulk-write imported content (exchange fetches): create contents with their signals, replace
     the signals of existing contents (keeping their enabled state, note and labels), delete
-    contents; one BankChange per changed content. Signals must already be validated and
+    contents; one BankChange per updated or deleted content, and one naming the range of the
+    created ones. Signals must already be validated and
     normalised ({signal_type: value}). Retroaction runs for the created contents after commit.
     Returns the new content ids, in `create` order.
     """
@@ -421,8 +422,15 @@ def bank_content_bulk_sync(
         if deleted_ids:
             ContentSignal.objects.filter(content_id__in=deleted_ids).delete()
             BankContent.objects.filter(pk__in=deleted_ids).delete()
-    changed = [*created_ids, *update, *deleted_ids]
+    # Created contents are named by one range row, as bulk imports do (matchers re-read the bank's
+    # contents in it, and past their delta limit leave big ones to the next snapshot); updates
+    # and deletions keep a row each, so they always apply at once.
+    changed = [*update, *deleted_ids]
     bulk_insert_rows(model=BankChange, fields=["content_id"], rows=((cid,) for cid in changed),
                      constants={"bank_id": bank.pk, "created_at": now})
+    if created_ids:
+        BankChange.objects.create(
+            bank_id=bank.pk, content_id=min(created_ids), content_id_last=max(created_ids), created_at=now
+        )
     _retroaction_enqueue(created_ids)
     return created_ids
