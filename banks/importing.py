@@ -32,12 +32,11 @@ import json
 import queue
 import re
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import chain, islice
+from itertools import chain
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -444,15 +443,15 @@ def _bank_hold(bank_id: int) -> None:
         raise NotFound(f"bank {bank_id} was deleted during the import")
 
 
-def key_group(key: str) -> int:
-    """Which of KEY_GROUPS a row key falls in: its first hex digit."""
-    return _GROUP_OF_DIGIT[key[0]]
-
-
 KEY_GROUPS = 16
 _GROUP_OF_DIGIT = {f"{i:x}": i for i in range(KEY_GROUPS)}
 # pg_advisory_xact_lock(namespace, bank * KEY_GROUPS + group): "omm" + "I"mport in ASCII.
 _LOCK_NAMESPACE = 0x6F6D6D49
+
+
+def key_group(key: str) -> int:
+    """Which of KEY_GROUPS a row key falls in: its first hex digit."""
+    return _GROUP_OF_DIGIT[key[0]]
 
 
 def _groups_hold(bank_id: int, groups: Iterable[int]) -> None:

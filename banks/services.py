@@ -429,8 +429,6 @@ def bank_content_bulk_sync(
     bulk_insert_rows(model=BankChange, fields=["content_id"], rows=((cid,) for cid in changed),
                      constants={"bank_id": bank.pk, "created_at": now})
     if created_ids:
-        BankChange.objects.create(
-            bank_id=bank.pk, content_id=min(created_ids), content_id_last=max(created_ids), created_at=now
-        )
+        BankChange.objects.create(bank_id=bank.pk, content_id=min(created_ids), content_id_last=max(created_ids))
     _retroaction_enqueue(created_ids)
     return created_ids

@@ -100,11 +100,11 @@ def main() -> None:
 
     django.setup()
     import redis
+    from bench_lookup import api_key
     from django.core.management import call_command
     from django.db import connection
 
     from banks.importing import signals_import
-    from bench_lookup import api_key
     from matching import services
 
     redis.Redis.from_url(REDIS_URL).flushdb()  # no builds queued by an earlier run

@@ -13,8 +13,10 @@ Freshness. Every bank write records a BankChange row in its own transaction. The
 them (every OMM_MATCHER_POLL_SECONDS) with a cursor: ids above the highest seen, plus "gaps",
 ids below it not yet visible (sequence ids are taken at insert time, so a later id can commit
 first). For each change it re-reads the current state of the named content, contents (a bulk
-import's batch names a range of ids) or bank, so applying a change twice is harmless. A snapshot records the change id it was built to and its gaps; after
-loading one the loop replays every change after that before swapping it in.
+import's batch names a range of ids) or bank, so applying a change twice is harmless. A
+snapshot records the change id it was built to and its gaps; after loading one the loop replays
+every change after that before swapping it in. Bulk ranges past OMM_MATCHER_DELTA_MAX are left
+to the next snapshot (TypeState.awaiting_change_id).
 
 Snapshots. Builders announce new snapshots on Redis (when configured) and the loop polls the
 database for them too. A replica waits a random 0..OMM_MATCHER_RELOAD_JITTER_SECONDS before
