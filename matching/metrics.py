@@ -18,7 +18,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from matching.choices import SnapshotStatus
 from matching.models import IndexSnapshot
-from omm_project.lib.metrics import INDEX_LOADED_AGE_SECONDS, INDEX_SIZE, LOOKUP_SECONDS, MATCHES_TOTAL
+from omm_project.lib.metrics import (
+    INDEX_AWAITING_SNAPSHOT,
+    INDEX_LOADED_AGE_SECONDS,
+    INDEX_SIZE,
+    LOOKUP_SECONDS,
+    MATCHES_TOTAL,
+)
 
 if TYPE_CHECKING:
     from matching.lookup import Hit
@@ -61,9 +67,13 @@ def match_log_error_count() -> None:
 
 
 def index_sizes_set(state: MatcherState) -> None:
-    """After a swap: hashes each loaded type can match now (omm_matcher_index_size)."""
+    """
+    After a swap: hashes each loaded type can match now (omm_matcher_index_size), and whether bulk
+    changes wait for its next snapshot (omm_matcher_index_awaiting_snapshot).
+    """
     for name, type_state in state.types.items():
         INDEX_SIZE.labels(name).set(type_state.size)
+        INDEX_AWAITING_SNAPSHOT.labels(name).set(1 if type_state.awaiting_change_id else 0)
 
 
 def index_built_at_set(*, signal_type: str, built_at: float) -> None:

@@ -31,6 +31,12 @@ INDEX_SIZE = Gauge(
     ["signal_type"],
     multiprocess_mode="max",
 )
+INDEX_AWAITING_SNAPSHOT = Gauge(
+    "omm_matcher_index_awaiting_snapshot",
+    "1 while bulk-imported content past the delta's limit waits for this matcher's next snapshot.",
+    ["signal_type"],
+    multiprocess_mode="max",
+)
 INDEX_LOADED_AGE_SECONDS = Gauge(
     "omm_matcher_index_snapshot_built_at_seconds",
     "Unix time the snapshot this matcher serves was built, by signal type.",

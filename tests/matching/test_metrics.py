@@ -1,5 +1,7 @@
 """Matching's metrics on /metrics: lookups (DRF and the WSGI fast path), index gauges, snapshot providers."""
 
+from unittest import mock
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -124,6 +126,24 @@ def test_applied_changes_update_the_index_size(anon_client, runtime, loaded):
     add(bank, pdq=PDQ_Y)
     runtime.refresh()
     assert value(scrape(anon_client), "omm_matcher_index_size", signal_type="pdq") == 3
+
+
+def test_bulk_changes_waiting_for_a_snapshot_show_in_a_gauge(anon_client, runtime, loaded, settings):
+    from banks.importing import ImportReport, import_rows_parse, import_rows_write_copy
+
+    assert value(scrape(anon_client), "omm_matcher_index_awaiting_snapshot", signal_type="pdq") == 0
+    settings.OMM_MATCHER_DELTA_MAX = 1
+    bank = bank_create(name="BULK")
+    lines = ["pdq\n", f"{PDQ_FAR}\n", f"{PDQ_Y}\n"]
+    rows = list(import_rows_parse(lines, fmt="csv", report=ImportReport(bank="BULK")))
+    import_rows_write_copy(bank_id=bank.pk, rows=rows)
+    with mock.patch("matching.tasks.index_build_task.delay"):
+        runtime.refresh()
+    assert value(scrape(anon_client), "omm_matcher_index_awaiting_snapshot", signal_type="pdq") == 1
+    services.index_build(signal_type="pdq")
+    services.index_build(signal_type="video_md5")
+    runtime.refresh()
+    assert value(scrape(anon_client), "omm_matcher_index_awaiting_snapshot", signal_type="pdq") == 0
 
 
 def test_a_type_read_without_snapshot_sets_the_gauges_too(anon_client, runtime):
