@@ -1,13 +1,16 @@
 """
-Bits shared by several benchmarks (bench_import.py, e2e.py): random PDQ hashes generated chunk
-by chunk from a seed, so that a benchmark can write them to a CSV file and later regenerate the
-very same hashes (to check answers by brute force) without holding them all in memory.
+Bits shared by several benchmarks (bench_import.py, e2e.py, bench_live_import.py): random PDQ
+hashes generated chunk by chunk from a seed, so that a benchmark can write them to a CSV file and
+later regenerate the very same hashes (to check answers by brute force) without holding them all
+in memory; and a fresh bench database.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -28,3 +31,19 @@ def csv_write(path: Path, n: int, seed: int, chunk: int = CHUNK) -> None:
         for start, hashes in pdq_random_chunks(n, seed, chunk):
             blob = hashes.tobytes().hex()
             f.writelines(f"pdq,{blob[64 * i : 64 * i + 64]},post-{start + i}\n" for i in range(len(hashes)))
+
+
+def database_recreate(url: str) -> None:
+    """Drop and create the bench database (refuses a name without "bench")."""
+    import psycopg2
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if "bench" not in name:
+        sys.exit(f"refusing to drop database {name!r}: its name must contain 'bench'")
+    conn = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")))
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    conn.close()

@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import database_recreate  # noqa: E402
 from bench_lookup import REPO, free_port, proc_status_kb, start_gunicorn, stop, worker_pid  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/omm_live_import_bench"
@@ -45,25 +46,6 @@ REDIS_URL = "redis://127.0.0.1:6379/6"
 BANK = "LIVE_IMPORT"
 SAMPLE_SECONDS = 2.0
 GIVE_UP_SECONDS = 600.0
-
-
-def recreate_database(url: str) -> None:
-    from urllib.parse import urlsplit
-
-    import psycopg2
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        raise SystemExit(f"refusing to recreate {name!r}: the database name must contain 'bench'")
-    admin = psycopg2.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password, dbname="postgres"
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
 
 
 def hashes(n: int, seed: int) -> list[str]:
@@ -95,7 +77,7 @@ def main() -> None:
     if args.delta_max is not None:
         os.environ["OMM_MATCHER_DELTA_MAX"] = str(args.delta_max)
     sys.path.insert(0, str(REPO))
-    recreate_database(args.database_url)
+    database_recreate(args.database_url)
     import django
 
     django.setup()

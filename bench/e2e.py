@@ -49,11 +49,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import csv_write, pdq_random_chunks  # noqa: E402
+from _common import csv_write, database_recreate, pdq_random_chunks  # noqa: E402
 from bench_lookup import (  # noqa: E402
     api_key,
     cpu_seconds,
@@ -84,22 +84,6 @@ def log(message: str) -> None:
 
 
 # --- step 1: a fresh database ----------------------------------------------------------------------
-
-
-def database_recreate(url: str) -> None:
-    """Drop and create the bench database (refuses a name without "bench")."""
-    import psycopg2
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        sys.exit(f"refusing to drop database {name!r}: its name must contain 'bench'")
-    conn = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")))
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
 
 
 # --- step 6: memory of the whole box ---------------------------------------------------------------
