@@ -8,7 +8,10 @@ request has an overall deadline that covers the response headers.
 
 import json
 import select
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,7 +47,12 @@ class Listener:
     hands each to `serve(conn, listener)`; by default it answers 200 `{}` once.
     """
 
-    def __init__(self, host: str = "127.0.0.1", serve: Callable[[socket.socket, "Listener"], None] | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        serve: Callable[[socket.socket, "Listener"], None] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ):
         self.sock = socket.create_server((host, 0))
         self.sock.settimeout(0.05)
         self.host = host
@@ -52,6 +60,7 @@ class Listener:
         self.accepted = 0
         self.closed_by_client = threading.Event()
         self.serve = serve or _answer(OK_JSON)
+        self.tls = tls
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -71,13 +80,15 @@ class Listener:
             threading.Thread(target=self._serve_one, args=(conn,), daemon=True).start()
 
     def _serve_one(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(MAX_SERVER_SECONDS)
-            try:
+        conn.settimeout(MAX_SERVER_SECONDS)
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            with conn:
                 _read_request_head(conn)
                 self.serve(conn, self)
-            except OSError:
-                pass
+        except OSError:  # includes ssl.SSLError
+            conn.close()
 
     def close(self) -> None:
         self._stop.set()
@@ -329,9 +340,7 @@ def test_unsafe_override_url_is_refused_when_saved(curator_client, override, rea
 def test_public_override_url_and_no_override_are_accepted(curator_client):
     for override in ("https://staging.stopncii.example/v1", None):
         credentials = {"fetch_function_key": "fk", "subscription_key": "sk", "base_url_override": override}
-        response = curator_client.post(
-            "/c/exchanges/api/stop_ncii", {"credential_json": credentials}, format="json"
-        )
+        response = curator_client.post("/c/exchanges/api/stop_ncii", {"credential_json": credentials}, format="json")
         assert response.status_code == 200, response.json()
 
 
@@ -424,3 +433,26 @@ def test_library_requests_get_the_default_deadline(dripping, allow_loopback, set
     with pytest.raises(requests.Timeout):
         requests.get(dripping.url + "/x", timeout=60)
     assert dripping.closed_by_client.wait(MAX_SERVER_SECONDS)
+
+
+def test_deadline_covers_dripped_headers_over_tls(tmp_path, allow_loopback, settings):
+    # The TLS socket is a new object wrapped around the checked one: it keeps the deadline.
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = Listener(serve=_drip_headers, tls=context)
+    try:
+        settings.OMM_OUTBOUND_TIMEOUT_SECONDS = 1
+        with pytest.raises(requests.Timeout):
+            requests.get(f"https://127.0.0.1:{server.port}/x", verify=str(cert), timeout=60)
+        assert server.closed_by_client.wait(MAX_SERVER_SECONDS)
+    finally:
+        server.close()
