@@ -156,6 +156,8 @@ def url_validate(url: object) -> str:
     if not isinstance(url, str) or not url.strip():
         raise UnsafeUrl("url must be a non-empty string")
     url = url.strip()
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise UnsafeUrl("malformed URL (control character)")
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a non-numeric or out-of-range port
@@ -177,7 +179,7 @@ def url_validate(url: object) -> str:
         literal: IPAddress | None = ipaddress.ip_address(hostname)
     except ValueError:
         literal = None
-    if literal is None and not _hostname_encodable(hostname):
+    if literal is None and (any(ch.isspace() for ch in hostname) or not _hostname_encodable(hostname)):
         raise UnsafeUrl("malformed host name (each label 1 to 63 characters, 253 in all)")
     if not _hostname_allowed(hostname):
         raise UnsafeUrl(f"host '{hostname}' is not in the allowed hostnames")

@@ -364,6 +364,9 @@ def test_public_override_url_and_no_override_are_accepted(curator_client):
         ("http://" + ".".join(["a" * 60] * 5) + "/", "malformed host name"),
         ("http://a..example.com/", "malformed host name"),
         ("http://[::1/", "malformed URL"),
+        ("http://exa mple.com/", "malformed host name"),
+        ("http://exa\x00mple.com/", "control character"),
+        ("http://example.com/a\x7f.jpg", "control character"),
     ],
 )
 def test_url_validate_refuses_malformed_ports_and_hosts(url, reason):
@@ -394,10 +397,19 @@ def test_long_dns_label_refused_at_connect_time_too():
         requests.get("http://" + "a" * 64 + ".example.com/", timeout=5)
 
 
-def test_webhook_with_empty_port_is_refused(curator_client):
-    response = curator_client.post("/c/webhooks", {"name": "w", "url": "http://example.com:/hook"}, format="json")
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://example.com:/hook", "empty port"),
+        ("http://" + "a" * 64 + ".example.com/hook", "malformed host name"),
+        ("http://exa\x00mple.com/hook", "control character"),
+    ],
+)
+def test_webhook_with_malformed_url_is_a_json_400(curator_client, url, reason):
+    response = curator_client.post("/c/webhooks", {"name": "w", "url": url}, format="json")
     assert response.status_code == 400
-    assert "empty port" in response.json()["message"]
+    assert reason in response.json()["message"]
+    assert not WebhookEndpoint.objects.exists()
 
 
 # --- deadline (item 3): the overall limit covers the response headers ----------------------------
