@@ -297,6 +297,8 @@ class _GuardedConnectionMixin:
             sock._omm_deadline = at
 
     def _new_conn(self) -> socket.socket:
+        if self._omm_deadline is None:  # connected outside _make_request: still bounded
+            self._omm_deadline = _request_deadline()
         host = self._dns_host.strip("[]")  # type: ignore[attr-defined]
         infos = resolve_checked(host, self.port, connection=self)  # type: ignore[attr-defined]
         error: OSError | None = None
@@ -333,6 +335,11 @@ class _GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
             self.sock.__class__ = _DeadlineSSLSocket
             self.sock._omm_op_timeout = self.sock.gettimeout()
             self.sock._omm_deadline = self._omm_deadline
+
+
+if not callable(getattr(HTTPConnectionPool, "_make_request", None)):
+    # The per-request deadline hooks urllib3 2.x's _make_request; fail at import, not open.
+    raise ImportError("omm_project.lib.outbound needs urllib3 2.x (HTTPConnectionPool._make_request)")
 
 
 class _DeadlinePoolMixin:
