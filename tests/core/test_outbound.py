@@ -6,14 +6,17 @@ whatever the path, a stored value written before the save-time check, or a redir
 request has an overall deadline that covers the response headers.
 """
 
+import dataclasses
 import json
 import select
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -23,6 +26,8 @@ from threatexchange.exchanges.clients.fb_threatexchange.api import ThreatExchang
 from threatexchange.exchanges.clients.ncmec import hash_api
 from threatexchange.exchanges.clients.techagainstterrorism.api import TATHashListAPI
 from threatexchange.exchanges.clients.utils.common import TimeoutHTTPAdapter
+from threatexchange.exchanges.collab_config import CollaborationConfigBase
+from threatexchange.exchanges.fetch_state import FetchCheckpointBase
 
 from exchanges import crypto
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus
@@ -33,6 +38,7 @@ from omm_project.lib.outbound import UnsafeUrl, url_validate
 from reviews import services as review_services
 from reviews.choices import SendState
 from reviews.models import WebhookDelivery, WebhookEndpoint
+from tests.exchanges.fakes import SimpleTestExchange
 from tests.reviews.conftest import make_exchange_content
 
 pytestmark = pytest.mark.django_db
@@ -468,3 +474,44 @@ def test_deadline_covers_dripped_headers_over_tls(tmp_path, allow_loopback, sett
         assert server.closed_by_client.wait(MAX_SERVER_SECONDS)
     finally:
         server.close()
+
+
+@dataclasses.dataclass
+class _MirrorConfig(CollaborationConfigBase):
+    mirror_url: str = ""
+
+
+class MirrorExchange(SimpleTestExchange):
+    """An exchange type whose config holds a URL (none of pytx's has one today)."""
+
+    NAME = "mirror_test"
+    CHECKPOINT = FetchCheckpointBase
+
+    @staticmethod
+    def get_config_cls() -> type:
+        return _MirrorConfig
+
+
+@pytest.fixture
+def mirror_exchange_type(settings, monkeypatch):
+    module = types.ModuleType("omm_test_outbound")
+    module.MirrorExchange = MirrorExchange  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "omm_test_outbound", module)
+    settings.OMM_EXCHANGE_TYPES = [*settings.OMM_EXCHANGE_TYPES, "omm_test_outbound.MirrorExchange"]
+    pytx.exchange_types.cache_clear()
+    yield
+    pytx.exchange_types.cache_clear()
+
+
+def test_url_valued_config_field_is_checked_on_exchange_create(curator_client, mirror_exchange_type):
+    # Given an exchange type whose api_json takes a URL
+    body = {"bank": "MIRROR", "api": "mirror_test", "api_json": {"mirror_url": "http://169.254.169.254/latest"}}
+    # When an exchange is created with a metadata-service URL, then 400 naming the field, nothing created
+    response = curator_client.post("/c/exchanges", body, format="json")
+    assert response.status_code == 400
+    assert "field 'mirror_url' is not an allowed URL" in response.json()["message"]
+    assert "a link-local address" in response.json()["errors"]["mirror_url"][0]
+    assert not ExchangeConfig.objects.exists()
+    # and a public URL is accepted
+    body["api_json"]["mirror_url"] = "https://mirror.example.org/feed"
+    assert curator_client.post("/c/exchanges", body, format="json").status_code == 201
