@@ -292,7 +292,7 @@ class _GuardedConnectionMixin:
 
     def omm_deadline_set(self, at: float) -> None:
         self._omm_deadline = at
-        sock = getattr(self, "sock", None)
+        sock = self.sock  # type: ignore[attr-defined]  (http.client's: None until connected)
         if isinstance(sock, _DeadlineSocketMixin):
             sock._omm_deadline = at
 
@@ -308,7 +308,9 @@ class _GuardedConnectionMixin:
             try:
                 for option in self.socket_options or ():  # type: ignore[attr-defined]
                     sock.setsockopt(*option)
-                sock.settimeout(self.timeout)  # type: ignore[attr-defined]
+                timeout = self.timeout  # type: ignore[attr-defined]
+                # A float or None once _make_request resolved it; never urllib3's default sentinel.
+                sock.settimeout(timeout if isinstance(timeout, (int, float)) else None)
                 sock.connect(sockaddr)
                 return sock
             except TimeoutError as exc:
