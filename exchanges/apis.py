@@ -7,6 +7,7 @@ and describing their fields for forms. No models here.
 import dataclasses
 import enum
 import json
+import re
 import typing as t
 from collections.abc import Mapping
 
@@ -16,8 +17,9 @@ from threatexchange.exchanges.collab_config import CollaborationConfigBase
 from threatexchange.exchanges.fetch_state import FetchCheckpointBase, NoCheckpointing
 from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPI
 
-from omm_project.lib import pytx
+from omm_project.lib import outbound, pytx
 from omm_project.lib.errors import InvalidInput, NotFound
+from omm_project.lib.outbound import UnsafeUrl
 
 ApiCls = type[SignalExchangeAPI]
 
@@ -26,6 +28,11 @@ BASE_CONFIG_FIELDS = ("name", "api", "enabled")
 # Credential values are short strings; anything longer is a mistake (or an attack on logs).
 MAX_CREDENTIAL_VALUE_LENGTH = 8192
 _DACITE = dacite.Config(cast=[enum.Enum, set, tuple])
+# A config or credential field is a URL omm will connect to if its name or help says so
+# (StopNCII's base_url_override: "Override the API base URL"). Such values pass the outgoing
+# request policy when saved; every connection is checked again when it is made.
+_URL_NAME_PARTS = frozenset({"url", "uri", "endpoint", "host", "server", "domain"})
+_URL_HELP = re.compile(r"\b(url|uri)s?\b", re.IGNORECASE)
 
 
 def api_get(name: str) -> ApiCls:
@@ -146,6 +153,33 @@ def api_schema(api_cls: ApiCls) -> dict:
 # --- Collaboration config ------------------------------------------------------------------------
 
 
+def url_field_names(cls: type) -> list[str]:
+    """The fields of a config or credential dataclass that hold a URL omm would connect to."""
+    if not dataclasses.is_dataclass(cls):
+        return []
+    names = []
+    for f in dataclasses.fields(cls):
+        help_text = str((f.metadata or {}).get("help") or "")
+        if _URL_NAME_PARTS.intersection(f.name.lower().split("_")) or _URL_HELP.search(help_text):
+            names.append(f.name)
+    return names
+
+
+def url_fields_validate(value: t.Any, *, where: str) -> None:
+    """400 naming the field if a URL-valued field of `value` may not be connected to."""
+    for name in url_field_names(type(value)):
+        url = getattr(value, name)  # a dataclass field, listed by url_field_names
+        if url is None or url == "":  # pytx's clients fall back to the API's own address
+            continue
+        try:
+            outbound.url_validate(url)
+        except UnsafeUrl as exc:
+            raise InvalidInput(
+                f"{where} field '{name}' is not an allowed URL: {exc.reason}",
+                errors={name: [exc.reason]},
+            ) from None
+
+
 def config_parse(api_cls: ApiCls, *, name: str, enabled: bool, api_json: Mapping) -> CollaborationConfigBase:
     """The API's typed config from a client's api_json (name, api, enabled are omm's); 400 if bad."""
     data = {**api_json, "name": name, "api": api_cls.get_name(), "enabled": enabled}
@@ -154,6 +188,7 @@ def config_parse(api_cls: ApiCls, *, name: str, enabled: bool, api_json: Mapping
     except (dacite.DaciteError, ValueError, TypeError) as exc:
         raise InvalidInput(f"Failed to parse `api_json` - {exc}") from None
     config.api = api_cls.get_name()
+    url_fields_validate(config, where="`api_json`")
     return config
 
 
@@ -211,6 +246,7 @@ def credentials_parse(api_cls: ApiCls, raw: object) -> auth.CredentialHelper | N
         raise InvalidInput(
             f"`credential_json` is not valid for '{api_cls.get_name()}' (empty or malformed fields)"
         )
+    url_fields_validate(credentials, where="`credential_json`")
     return credentials
 
 

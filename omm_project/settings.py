@@ -167,6 +167,10 @@ OMM_URL_ALLOWED_HOSTNAMES = env.list("OMM_URL_ALLOWED_HOSTNAMES", default=[])
 # stays refused either way.
 OMM_URL_ALLOW_PRIVATE = env.bool("OMM_URL_ALLOW_PRIVATE", default=False)
 OMM_URL_ALLOWED_NETWORKS = env.list("OMM_URL_ALLOWED_NETWORKS", default=[])
+# The three OMM_URL_* address settings above are the one policy of every outgoing request
+# (content URLs, exchanges, write-back, webhooks: omm_project.lib.outbound). A request with no
+# limit of its own (exchange API calls) must end, headers and body included, within this.
+OMM_OUTBOUND_TIMEOUT_SECONDS = env.float("OMM_OUTBOUND_TIMEOUT_SECONDS", default=300.0)
 # Decompression-bomb guard; unset keeps Pillow's default (about 89 megapixels).
 OMM_MAX_IMAGE_PIXELS = int(env.str("OMM_MAX_IMAGE_PIXELS", default="") or 0) or None
 

@@ -13,6 +13,17 @@ def _no_shared_indexes(settings):
     settings.OMM_MATCHER_SHARED_DIR = ""
 
 
+@pytest.fixture
+def allow_loopback(settings):
+    """
+    Let outgoing requests reach local fake servers on 127.0.0.1 / ::1. Every outgoing request
+    (content URLs, exchanges, write-back, webhooks) refuses loopback by default, as a deployment
+    does; a test that talks to a local server asks for this explicitly.
+    """
+    settings.OMM_URL_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+    return settings
+
+
 @pytest.fixture(autouse=True)
 def _fresh_key_cache():
     clear_key_cache()

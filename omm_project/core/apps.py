@@ -9,6 +9,10 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         from omm_project.core import schema  # noqa: F401  (registers the OpenAPI extension)
         from omm_project.core.metrics import celery_queue_depth
+        from omm_project.lib import outbound
         from omm_project.lib.metrics import register_provider
 
         register_provider(celery_queue_depth)
+        # Every outgoing request of this process, python-threatexchange's sessions included,
+        # goes through the one address policy and deadline (docs/deployment.md).
+        outbound.install()

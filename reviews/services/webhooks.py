@@ -3,7 +3,8 @@ Webhook endpoints and deliveries. A delivery is POSTed at least once: a task cla
 compare-and-set, POSTs it signed (Standard Webhooks, reviews.signing), and records the outcome;
 failures back off exponentially and the delivery is dead (the dead letter) after
 OMM_WEBHOOK_MAX_ATTEMPTS attempts, until someone retries it. URLs pass the same SSRF rules as
-content URLs (hashing.url_fetch): checked when saved, and again at connect time on every attempt.
+content URLs and exchanges (omm_project.lib.outbound): checked when saved, and again at connect
+time on every attempt, with OMM_WEBHOOK_TIMEOUT_SECONDS as the deadline of the whole POST.
 """
 
 import json
@@ -16,8 +17,9 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
-from hashing.url_fetch import GuardedAdapter, UnsafeUrl, url_validate
+from omm_project.lib import outbound
 from omm_project.lib.errors import Conflict, InvalidInput
+from omm_project.lib.outbound import UnsafeUrl, url_validate
 from reviews import signing
 from reviews.choices import SendState
 from reviews.conf import setting
@@ -129,23 +131,12 @@ def webhook_body(payload: dict) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
-def _session() -> requests.Session:
-    session = requests.Session()
-    # No proxies or .netrc from the environment: the address check must see the real target.
-    session.trust_env = False
-    adapter = GuardedAdapter(max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
 def webhook_post(*, url: str, secret: str, message_id: str, body: bytes) -> int:
     """POST one signed message; returns the HTTP status. Redirects are not followed (a failure)."""
     url = url_validate(url)  # the SSRF settings may have changed since the endpoint was saved
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signing.sign(
@@ -153,7 +144,7 @@ def webhook_post(*, url: str, secret: str, message_id: str, body: bytes) -> int:
         ),
     }
     timeout = float(setting("OMM_WEBHOOK_TIMEOUT_SECONDS"))
-    with _session() as session:
+    with outbound.session(user_agent=USER_AGENT) as session, outbound.deadline(timeout):
         response = session.post(
             url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
         )

@@ -148,8 +148,8 @@ def _handler(fake: FakeNCMEC) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture
-def fake_ncmec(monkeypatch):
-    """A fake NCMEC server on 127.0.0.1; pytx's NCMEC client is pointed at it."""
+def fake_ncmec(monkeypatch, allow_loopback):
+    """A fake NCMEC server on 127.0.0.1; pytx's NCMEC client is pointed at it (loopback allowed)."""
     fake = FakeNCMEC()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
     fake.url = f"http://127.0.0.1:{server.server_port}"

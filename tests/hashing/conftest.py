@@ -135,9 +135,3 @@ def media_server() -> Iterator[MediaServer]:
     yield server
     server.httpd.shutdown()
     server.httpd.server_close()
-
-
-@pytest.fixture
-def allow_loopback(settings) -> None:
-    """Let URL fetching reach the local test server (refused by default, as any loopback address)."""
-    settings.OMM_URL_ALLOWED_NETWORKS = ["127.0.0.0/8"]

@@ -5,7 +5,6 @@ import socket
 
 import pytest
 
-from hashing import url_fetch as fetch_module
 from hashing.url_fetch import FetchFailed, UnsafeUrl, address_refusal, url_fetch, url_validate
 from omm_project.lib.errors import PayloadTooLarge
 
@@ -115,7 +114,7 @@ def test_connection_uses_the_checked_address(media_server, monkeypatch, settings
             return real_getaddrinfo("127.0.0.1", port, *args, **kwargs)
         return real_getaddrinfo(host, port, *args, **kwargs)
 
-    monkeypatch.setattr(fetch_module.socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     url = media_server.add_bytes("/a.jpg", b"hello", "image/jpeg").replace("127.0.0.1", "rebind.example")
     # when fetched, then the connection itself refuses the address
     with pytest.raises(UnsafeUrl, match="'rebind.example' resolves to 127.0.0.1, a loopback address"):

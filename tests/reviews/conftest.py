@@ -93,13 +93,6 @@ def local_server() -> Iterator[LocalServer]:
     server.server.server_close()
 
 
-@pytest.fixture
-def allow_loopback(settings):
-    """The SSRF rules refuse 127.0.0.1 unless private addresses are allowed, as a test deployment would."""
-    settings.OMM_URL_ALLOW_PRIVATE = True
-    return settings
-
-
 @pytest.fixture(autouse=True)
 def _fresh_rules_cache():
     services.rules_cache_clear()

@@ -246,10 +246,10 @@ def test_unreachable_receiver_is_a_failed_attempt(allow_loopback, local_server):
 
 
 def test_delivery_refused_when_ssrf_rules_change(local_server, allow_loopback, settings):
-    # Given an endpoint on 127.0.0.1 saved while private addresses were allowed
+    # Given an endpoint on 127.0.0.1 saved while loopback was allowed
     delivery = _delivery(local_server.url)
-    # When the operator stops allowing private addresses
-    settings.OMM_URL_ALLOW_PRIVATE = False
+    # When the operator stops allowing it
+    settings.OMM_URL_ALLOWED_NETWORKS = []
     outcome = services.webhook_delivery_send(delivery_id=delivery.pk)
     # Then nothing is sent and the attempt fails with the reason
     assert outcome.state == SendState.RETRYING
@@ -293,7 +293,8 @@ def test_webhook_urls_follow_the_ssrf_rules(url):
         services.webhook_endpoint_create(name="x", url=url)
 
 
-def test_link_local_is_refused_even_when_private_addresses_are_allowed(allow_loopback):
+def test_link_local_is_refused_even_when_private_addresses_are_allowed(settings):
+    settings.OMM_URL_ALLOW_PRIVATE = True
     with pytest.raises(InvalidInput):
         services.webhook_endpoint_create(name="meta", url="http://169.254.169.254/")
     endpoint, _ = services.webhook_endpoint_create(name="local", url="http://127.0.0.1:8080/hook")

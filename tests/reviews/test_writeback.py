@@ -29,7 +29,7 @@ TE_TOKEN = "123456789|abcdefghijklmnopqrstuvwxyz"
 
 
 @pytest.fixture
-def stopncii(local_server):
+def stopncii(local_server, allow_loopback):
     """A fake StopNCII API, with the exchange API's stored credentials pointing at it."""
     exchange_api_credentials_set(
         api_cls=apis.api_get("stop_ncii"),
@@ -126,7 +126,7 @@ def test_no_seen_report_when_switched_off(stopncii):
     assert not ExchangeReport.objects.exists()
 
 
-def test_threatexchange_reacts_on_each_descriptor(local_server, monkeypatch):
+def test_threatexchange_reacts_on_each_descriptor(local_server, allow_loopback, monkeypatch):
     # Given ThreatExchange content with two descriptors and a reaction-only opinion
     monkeypatch.setattr(ThreatExchangeAPI, "_TE_BASE_URL", local_server.url)
     local_server.response_body = json.dumps({"success": True}).encode()
@@ -155,7 +155,7 @@ def test_threatexchange_reacts_on_each_descriptor(local_server, monkeypatch):
     assert all("reactions=HELPFUL" in p for p in paths)
 
 
-def test_threatexchange_error_body_is_a_failure_with_token_scrubbed(local_server, monkeypatch):
+def test_threatexchange_error_body_is_a_failure_with_token_scrubbed(local_server, allow_loopback, monkeypatch):
     monkeypatch.setattr(ThreatExchangeAPI, "_TE_BASE_URL", local_server.url)
     local_server.response_body = json.dumps({"error": {"message": f"bad token {TE_TOKEN}"}}).encode()
     exchange_api_credentials_set(
