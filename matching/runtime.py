@@ -406,6 +406,12 @@ class ChangeCursor:
             self.gaps = merged
         return rows
 
+    def copy(self) -> ChangeCursor:
+        """An independent cursor at the same place: read ahead on it, keep it once applied."""
+        twin = ChangeCursor(self.after)
+        twin.gaps = [list(gap) for gap in self.gaps]
+        return twin
+
     def _fill(self, change_id: int) -> None:
         for i, (lo, hi, expires) in enumerate(self.gaps):
             if lo <= change_id <= hi:
@@ -574,8 +580,10 @@ class MatcherRuntime:
         with self._refresh_lock:
             try:
                 if self.cursor is None:
-                    self.cursor = self._new_cursor()
+                    # Both or neither: a cursor without the bank table would hide every bank.
+                    cursor = self._new_cursor()
                     self._set_banks(banks_read(), replace_all=True)
+                    self.cursor = cursor
                 self._load_snapshots(jitter=background if jitter is None else jitter)
                 self._apply_changes()
                 self.last_ok = time.monotonic()
@@ -813,9 +821,16 @@ class MatcherRuntime:
         return state
 
     def _apply_changes(self) -> None:
+        """
+        Apply the changes after the cursor. The cursor moves only once they are applied: it reads
+        ahead on a copy, so a database error anywhere in between leaves it where it was and the
+        next refresh reads the same changes again (applying a change twice is harmless).
+        """
         assert self.cursor is not None
-        changes = self.cursor.drain()
+        cursor = self.cursor.copy()
+        changes = cursor.drain()
         if not changes:
+            self.cursor = cursor  # gaps may have expired
             return
         types = dict(self._state.types)
         fullest = max((len(state.delta_entries) for state in types.values()), default=0)
@@ -829,15 +844,12 @@ class MatcherRuntime:
                 logger.info("matcher: bulk changes up to %s left to the next snapshot (delta is full)", left)
             for name, state in types.items():
                 types[name] = replace(state, awaiting_change_id=max(state.awaiting_change_id, left))
-                self._request_build(name)
-            self._state = replace(self._state, types=types)
         bank_ids = {bank_id for _, bank_id, content_id, _ in changes if content_id is None}
         content_ids = changed_content_ids(changes)
         known = self._state.banks
         bank_ids |= {bank_id for _, bank_id, *_ in changes if bank_id not in known}
         found = banks_read(bank_ids) if bank_ids else {}
         now = content_now_read(content_ids) if content_ids else None
-        types = dict(self._state.types)
         if now is not None:
             for name, state in types.items():
                 types[name] = type_state_apply(state, now, content_ids)
@@ -848,10 +860,11 @@ class MatcherRuntime:
             else:
                 banks[pk] = info
         self._state = MatcherState(types=types, banks=banks)  # one swap: banks and types agree
+        self.cursor = cursor  # only now: everything it read is applied
         metrics.index_sizes_set(self._state)
         limit = int(setting("OMM_MATCHER_DELTA_REBUILD"))
         for name, state in types.items():
-            if len(state.delta_entries) > limit:
+            if left or len(state.delta_entries) > limit:
                 self._request_build(name)
 
 
