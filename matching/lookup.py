@@ -24,12 +24,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import DatabaseError
 from threatexchange.signal_type.signal_base import SignalType
 
 from banks.models import BankContent
+from banks.selectors import CONTENT_PROVENANCE, content_collab, content_collab_metadata
 from matching import metrics
+from matching.conf import setting
+from matching.index.generic import comparison_for
 from matching.runtime import Match, MatcherState, TypeState, get_runtime
 from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput, NotReady
@@ -66,7 +68,8 @@ def signal_parse(signal_type: type[SignalType], value: str) -> str:
 
 
 def pdq_threshold() -> int:
-    return int(getattr(settings, "OMM_PDQ_MATCH_THRESHOLD", 31))
+    """The deployment's PDQ threshold (a bank's own replaces it for that bank)."""
+    return int(setting("OMM_PDQ_MATCH_THRESHOLD"))
 
 
 def type_state_get(name: str) -> tuple[MatcherState, TypeState]:
@@ -221,20 +224,22 @@ def group_by_bank(hits: list[Hit], details: dict[int, dict] | None = None) -> di
 def hit_details(hits: list[Hit]) -> dict[int, dict]:
     """
     Beyond HMA: what a caller would otherwise fetch per match with GET /c/bank/<b>/content/<id>:
-    bank name, the platform's content id and URI, metadata, note, labels and exchange provenance.
-    One query for all hits.
+    bank name, the platform's content id and URI, metadata, note, labels and exchange provenance
+    (metadata.collab and collab_metadata, as the content endpoint shows them). One query for all
+    hits.
     """
     if not hits:
         return {}
-    rows = BankContent.objects.filter(pk__in={h.content_id for h in hits}).select_related("bank")
+    rows = BankContent.objects.filter(pk__in={h.content_id for h in hits}).select_related(
+        "bank", *CONTENT_PROVENANCE
+    )
     by_id = {row.pk: row for row in rows}
     details: dict[int, dict] = {}
     for hit in hits:
         content = by_id.get(hit.content_id)
         entry: dict = {"bank_name": hit.bank_name, "distance_int": hit.distance}
         if content is not None:
-            provenance = getattr(content, "exchange_provenance", None)
-            collab = provenance() if callable(provenance) else None
+            collab = content_collab(content)
             entry.update(
                 {
                     "content_id": content.platform_content_id or None,
@@ -250,6 +255,8 @@ def hit_details(hits: list[Hit]) -> dict[int, dict]:
                     "disable_until_ts": content.disable_until_ts,
                 }
             )
+            if collab:
+                entry["collab_metadata"] = content_collab_metadata(content)
         details[hit.content_id] = entry
     return details
 
@@ -302,10 +309,8 @@ def compare(*, signal_type: type[SignalType], left: str, right: str) -> tuple[bo
     started = time.perf_counter()
     if issubclass(signal_type, PdqSignal):
         result = signal_type.compare_hash(left, right, pdq_dist_threshold=pdq_threshold())
-    elif hasattr(signal_type, "compare_hash"):
-        result = signal_type.compare_hash(left, right)
-    else:
-        result = signal_type.matches_str(left, right)
+    else:  # the comparison the index of a generic type uses
+        result = comparison_for(signal_type)(left, right)
     distance = getattr(result.distance, "distance", None)
     if not isinstance(distance, int) or isinstance(distance, bool):
         distance = 0 if result.match else 1

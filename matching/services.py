@@ -173,7 +173,7 @@ def _build(st, signal_type: str, token: str) -> IndexSnapshot:
                 newest_item_ts=checkpoint.newest_item_ts,
                 change_id=checkpoint.change_id,
                 change_gaps=checkpoint.change_gaps,
-                storage_key=getattr(writer, "key", ""),
+                storage_key=writer.key,
                 size_bytes=writer.size,
                 sha256=writer.sha256,
                 built_at=built_at,
