@@ -138,6 +138,20 @@ class TypeState:
             snapshot_built_to=built_to,
         )
 
+    @classmethod
+    def empty(cls, *, signal_type: str, kind: engine.Kind) -> TypeState:
+        """A type with no snapshot: whatever type_state_apply adds goes to the delta."""
+        ids = np.empty(0, dtype=np.int64)
+        table = engine.ContentTable(ids, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+        return cls.fresh(
+            signal_type=signal_type,
+            kind=kind,
+            base=kind.build_small([], ids),
+            table=table,
+            snapshot_id=None,
+            built_to=-1,
+        )
+
     @property
     def size(self) -> int:
         """Signals currently matchable (snapshot rows not hidden, plus the delta)."""
