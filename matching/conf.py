@@ -10,6 +10,8 @@ from typing import Any
 
 from django.conf import settings
 
+from omm_project.lib import wakeup
+
 DEFAULTS: dict[str, Any] = {
     # PDQ distance at or below which two hashes match (HMA and python-threatexchange use 31).
     "OMM_PDQ_MATCH_THRESHOLD": 31,
@@ -95,8 +97,8 @@ def shared_directory() -> str:
 
 
 def redis_url() -> str:
-    """Redis for snapshot announcements; empty when the deployment has none."""
-    return getattr(settings, "REDIS_URL", "") or ""
+    """Redis for wake-ups (snapshots, bank changes); empty when the deployment has none."""
+    return wakeup.redis_url()
 
 
 def autostart_mode() -> str:

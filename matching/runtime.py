@@ -9,8 +9,10 @@ delta index of content added or changed since the snapshot), plus the bank table
 `runtime.state` once and works on that object; the loop builds a new object and swaps the
 reference, so requests never wait for a load and never see half an update.
 
-Freshness. Every bank write records a BankChange row in its own transaction. The loop polls
-them (every OMM_MATCHER_POLL_SECONDS) with a cursor: ids above the highest seen, plus "gaps",
+Freshness. Every bank write records a BankChange row in its own transaction, and once it
+commits wakes the loop through Redis (banks.changes, when REDIS_URL is set); the loop also polls
+(every OMM_MATCHER_POLL_SECONDS), which is all it has without Redis. It reads changes with a
+cursor that moves only once they are applied: ids above the highest seen, plus "gaps",
 ids below it not yet visible (sequence ids are taken at insert time, so a later id can commit
 first). For each change it re-reads the current state of the named content, contents (a bulk
 import's batch names a range of ids) or bank, so applying a change twice is harmless. A
@@ -30,7 +32,6 @@ next refresh retries. Redis is only a wake-up call.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import random
@@ -478,6 +479,10 @@ class MatcherRuntime:
         self._pid: int | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self.listening = threading.Event()  # set while subscribed to the wake-up channels
+        self.idle = threading.Event()  # set while the loop waits for a wake-up or its poll
+        self.wakeups = 0  # wake-up messages received (snapshots, bank changes)
+        self.refreshes = 0  # rounds of the background loop
         self.cursor: ChangeCursor | None = None
         self.pending: dict[str, tuple[int, float]] = {}  # type -> (snapshot id, load not before)
         self.bad_snapshots: set[int] = set()
@@ -527,9 +532,10 @@ class MatcherRuntime:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._thread = None
+        for thread in (self._thread, self._listener):
+            if thread is not None:
+                thread.join(timeout)
+        self._thread = self._listener = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -538,36 +544,59 @@ class MatcherRuntime:
         try:
             while not self._stop.is_set():
                 close_old_connections()
-                self.refresh(background=True)
-                self._wake.wait(float(setting("OMM_MATCHER_POLL_SECONDS")))
+                # Cleared before the round, so a wake-up that arrives during it starts another.
                 self._wake.clear()
+                self.refresh(background=True)
+                self.refreshes += 1
+                self.idle.set()
+                self._wake.wait(float(setting("OMM_MATCHER_POLL_SECONDS")))
+                self.idle.clear()
         finally:
             connection.close()
 
     def _listen(self) -> None:
-        """Wake the loop when a builder announces a snapshot; reconnect after Redis errors."""
+        """
+        Wake the loop when a builder announces a snapshot or a bank write commits (see
+        banks.changes); reconnect after Redis errors. The poll goes on meanwhile.
+        """
         import redis
+        from django.conf import settings
 
-        channel = str(setting("OMM_MATCHING_CHANNEL"))
+        channels = {str(setting("OMM_MATCHING_CHANNEL")), str(settings.OMM_BANK_CHANGES_CHANNEL)}
         backoff = 1.0
         while not self._stop.is_set():
+            pubsub = None
             try:
                 client = redis.Redis.from_url(redis_url(), socket_connect_timeout=3, health_check_interval=30)
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(channel)
-                backoff = 1.0
+                pubsub = client.pubsub()
+                pubsub.subscribe(*channels)
+                confirmed: set[str] = set()
                 while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=5.0)
-                    if message and message.get("type") == "message":
-                        try:
-                            logger.info("snapshot announced: %s", json.loads(message["data"]))
-                        except (ValueError, TypeError):
-                            pass
+                    message = pubsub.get_message(timeout=1.0)  # how soon stop() is noticed
+                    if not message:
+                        continue
+                    if message["type"] == "subscribe":
+                        confirmed.add(message["channel"].decode())
+                        if confirmed >= channels:
+                            backoff = 1.0
+                            self.listening.set()
+                            # What was published before we listened is not lost: look now.
+                            self._wake.set()
+                    elif message["type"] == "message":
+                        self.wakeups += 1
                         self._wake.set()
+                        logger.debug("matcher: woken by %s", message["channel"])
             except Exception as exc:  # Redis down: polling still works, retry quietly
+                self.listening.clear()
                 logger.warning("matcher: Redis subscription failed (%s); retrying in %.0fs", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
 
     # -- readiness --
 

@@ -7,7 +7,6 @@ row turns "ready", after all its bytes are stored.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -20,9 +19,9 @@ from django.utils import timezone
 from banks.models import Bank, BankChange
 from matching import build, engine, selectors, storage
 from matching.choices import SnapshotStatus, SnapshotStorage
-from matching.conf import redis_url, setting
+from matching.conf import setting
 from matching.models import MAX_PDQ_THRESHOLD, BankMatchSettings, IndexBuildLock, IndexSnapshot
-from omm_project.lib import pytx
+from omm_project.lib import pytx, wakeup
 from omm_project.lib.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -215,26 +214,7 @@ def _build(st, signal_type: str, token: str) -> IndexSnapshot:
 
 def snapshot_publish(*, signal_type: str, snapshot_id: int) -> None:
     """Wake matchers through Redis (when configured); they also poll, so a failure only delays."""
-    url = redis_url()
-    if not url:
-        return
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            client.publish(
-                str(setting("OMM_MATCHING_CHANNEL")),
-                json.dumps({"signal_type": signal_type, "snapshot_id": snapshot_id}),
-            )
-        finally:
-            client.close()
-    except Exception:
-        logger.warning(
-            "could not publish snapshot %s on Redis; matchers will find it by polling",
-            snapshot_id,
-            exc_info=True,
-        )
+    wakeup.publish(str(setting("OMM_MATCHING_CHANNEL")), {"signal_type": signal_type, "snapshot_id": snapshot_id})
 
 
 def snapshots_prune(*, signal_type: str) -> int:
