@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     # Matchers: how often the database is polled for changes and new snapshots (Redis only wakes
     # them earlier). This bounds freshness.
     "OMM_MATCHER_POLL_SECONDS": 1.0,
+    # Matchers: the least time between the starts of two rounds when Redis wake-ups come faster
+    # (a burst of writes), so N matchers cost the database at most N/this rounds a second.
+    "OMM_MATCHER_MIN_ROUND_SECONDS": 0.02,
     # Matchers wait a random 0..N seconds before loading a newly published snapshot so replicas
     # do not all read it at the same moment.
     "OMM_MATCHER_RELOAD_JITTER_SECONDS": 2.0,

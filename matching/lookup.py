@@ -387,7 +387,7 @@ def compare(*, signal_type: type[SignalType], left: str, right: str) -> tuple[bo
         result = signal_type.compare_hash(left, right, pdq_dist_threshold=pdq_threshold())
     else:  # the comparison the index of a generic type uses
         result = comparison_for(signal_type)(left, right)
-    distance = getattr(result.distance, "distance", None)
+    distance = engine.single_distance(result.distance)
     if not isinstance(distance, int) or isinstance(distance, bool):
         distance = 0 if result.match else 1
     metrics.lookup_observe(

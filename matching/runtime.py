@@ -541,8 +541,13 @@ class MatcherRuntime:
         self._wake.set()
 
     def _run(self) -> None:
+        started = 0.0
         try:
             while not self._stop.is_set():
+                spacing = float(setting("OMM_MATCHER_MIN_ROUND_SECONDS")) - (time.monotonic() - started)
+                if spacing > 0:
+                    self._stop.wait(spacing)
+                started = time.monotonic()
                 close_old_connections()
                 # Cleared before the round, so a wake-up that arrives during it starts another.
                 self._wake.clear()
