@@ -45,6 +45,7 @@ from threatexchange.signal_type.pdq.signal import PdqSignal
 from threatexchange.signal_type.signal_base import SignalType
 
 from banks import selectors, services
+from banks.changes import bank_changes_announce
 from banks.models import Bank, BankChange, BankContent, ContentSignal
 from omm_project.lib import pytx
 from omm_project.lib.errors import Conflict, InvalidInput, NotFound
@@ -621,6 +622,8 @@ def _copy_write(
             {"bank_id": bank_id, "now": now, "enabled": BankContent.ENABLED},
         )
         added, *ids = cursor.fetchone()
+    if added:
+        bank_changes_announce()  # the INSERT ... SELECT above bypassed the ORM
     if ids_out is not None:
         ids_out.extend(ids[0] or ())
     return added

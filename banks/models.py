@@ -1,6 +1,8 @@
 from django.db import models
 from django.db.models import Q
 
+from banks.changes import BankChangeQuerySet
+
 BANK_NAME_REGEX = r"^[A-Z_][A-Z0-9_]*$"
 
 
@@ -129,6 +131,8 @@ class BankChange(models.Model):
 
     bank_id = models.BigIntegerField()
     content_id = models.BigIntegerField(null=True, blank=True, help_text="Null: the whole bank.")
+
+    objects = BankChangeQuerySet.as_manager()  # inserts wake matchers after commit (banks.changes)
     content_id_last = models.BigIntegerField(
         null=True, blank=True, help_text="Set: the change covers content ids content_id..content_id_last."
     )

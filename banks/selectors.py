@@ -1,5 +1,6 @@
 """Reads of banks and their content."""
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, QuerySet
 
 from banks.models import Bank, BankContent, ContentSignal
@@ -8,6 +9,28 @@ from omm_project.lib.errors import NotFound
 # Exchange provenance of content (exchanges.models.ExchangeItem, a reverse one-to-one), joined in
 # the same query so content pages keep a constant query count.
 CONTENT_PROVENANCE = ("exchange_item__exchange",)
+
+
+def _exchange_item(content: BankContent):
+    try:
+        return content.exchange_item  # joined with CONTENT_PROVENANCE by the callers' queries
+    except ObjectDoesNotExist:
+        return None
+
+
+def content_collab(content: BankContent) -> dict | None:
+    """
+    Exchange provenance of content, {EXCHANGE: [fetch key]}; None when it was added by hand. The
+    one reading of it: the content endpoints and lookup details both show this.
+    """
+    item = _exchange_item(content)
+    return {item.exchange.name: [item.fetch_key]} if item is not None else None
+
+
+def content_collab_metadata(content: BankContent) -> dict | None:
+    """The exchange's own metadata of imported content, {EXCHANGE: {fetch key: metadata}}."""
+    item = _exchange_item(content)
+    return {item.exchange.name: {item.fetch_key: item.value}} if item is not None else None
 
 
 def bank_list() -> QuerySet[Bank]:

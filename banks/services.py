@@ -11,6 +11,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from banks.changes import bank_changes_announce
 from banks.models import BANK_NAME_REGEX, Bank, BankChange, BankContent, ContentSignal
 from omm_project.lib import pytx
 from omm_project.lib.errors import Conflict, InvalidInput
@@ -426,8 +427,9 @@ def bank_content_bulk_sync(
     # contents in it, and past their delta limit leave big ones to the next snapshot); updates
     # and deletions keep a row each, so they always apply at once.
     changed = [*update, *deleted_ids]
-    bulk_insert_rows(model=BankChange, fields=["content_id"], rows=((cid,) for cid in changed),
-                     constants={"bank_id": bank.pk, "created_at": now})
+    if bulk_insert_rows(model=BankChange, fields=["content_id"], rows=((cid,) for cid in changed),
+                        constants={"bank_id": bank.pk, "created_at": now}):
+        bank_changes_announce()  # COPY bypassed the ORM
     if created_ids:
         BankChange.objects.create(bank_id=bank.pk, content_id=min(created_ids), content_id_last=max(created_ids))
     _retroaction_enqueue(created_ids)

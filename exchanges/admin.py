@@ -1,11 +1,20 @@
 """Operators' UI for exchanges. Credentials show only whether they are set, never a value."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Q
 
 from exchanges import services
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus, ExchangeItem
 from exchanges.services import item_key_hash
+
+
+def _fetch_status(exchange: ExchangeConfig) -> ExchangeFetchStatus | None:
+    """The exchange's fetch status row (joined by list_select_related), None before its first fetch."""
+    try:
+        return exchange.fetch_status
+    except ObjectDoesNotExist:
+        return None
 
 
 class ExchangeFetchStatusInline(admin.StackedInline):
@@ -66,12 +75,12 @@ class ExchangeConfigAdmin(admin.ModelAdmin):
 
     @admin.display(boolean=True)
     def up_to_date(self, exchange: ExchangeConfig) -> bool | None:
-        status = getattr(exchange, "fetch_status", None)
+        status = _fetch_status(exchange)
         return status.up_to_date if status else None
 
     @admin.display(boolean=True)
     def last_fetch_succeeded(self, exchange: ExchangeConfig) -> bool | None:
-        status = getattr(exchange, "fetch_status", None)
+        status = _fetch_status(exchange)
         return status.last_fetch_succeeded if status else None
 
     # Writes go through services (validation, enqueueing, the bank).

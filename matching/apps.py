@@ -8,12 +8,15 @@ class MatchingConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from matching import conf, metrics, runtime
+        from matching import conf, lookup, metrics, runtime
         from omm_project.core import readiness
         from omm_project.lib.metrics import register_provider
         from omm_project.lib.processes import is_web_server_process
+        from reviews.services import retroaction_matcher_register
 
         readiness.register(runtime.matcher_readiness)
+        # Retroaction (reviews, an app below this one) answers "does this match" through lookup.
+        retroaction_matcher_register(lookup.ContentsMatcher)
         register_provider(metrics.snapshot_metrics)
         # Start loading indexes as soon as a web server process is up, not at the first probe.
         # Never in management commands, Celery workers or tests: they serve no lookups.

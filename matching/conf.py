@@ -10,6 +10,8 @@ from typing import Any
 
 from django.conf import settings
 
+from omm_project.lib import wakeup
+
 DEFAULTS: dict[str, Any] = {
     # PDQ distance at or below which two hashes match (HMA and python-threatexchange use 31).
     "OMM_PDQ_MATCH_THRESHOLD": 31,
@@ -30,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     # Matchers: how often the database is polled for changes and new snapshots (Redis only wakes
     # them earlier). This bounds freshness.
     "OMM_MATCHER_POLL_SECONDS": 1.0,
+    # Matchers: the least time between the starts of two rounds when Redis wake-ups come faster
+    # (a burst of writes), so N matchers cost the database at most N/this rounds a second.
+    "OMM_MATCHER_MIN_ROUND_SECONDS": 0.02,
     # Matchers wait a random 0..N seconds before loading a newly published snapshot so replicas
     # do not all read it at the same moment.
     "OMM_MATCHER_RELOAD_JITTER_SECONDS": 2.0,
@@ -95,8 +100,8 @@ def shared_directory() -> str:
 
 
 def redis_url() -> str:
-    """Redis for snapshot announcements; empty when the deployment has none."""
-    return getattr(settings, "REDIS_URL", "") or ""
+    """Redis for wake-ups (snapshots, bank changes); empty when the deployment has none."""
+    return wakeup.redis_url()
 
 
 def autostart_mode() -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
+from threatexchange.signal_type.index import SignalSimilarityInfoWithSingleDistance
 from threatexchange.signal_type.signal_base import SignalType
 
 from matching.index import index_kind_for, snapshot_format
@@ -44,6 +45,11 @@ class Hits:
         if self.distances is not None:
             return str(int(self.distances[i]))
         return "-"
+
+
+def single_distance(info: object) -> object:
+    """The distance of a pytx comparison that has a single one (PDQ: an int), else None."""
+    return info.distance if isinstance(info, SignalSimilarityInfoWithSingleDistance) else None
 
 
 EMPTY_HITS = Hits(np.empty(0, np.int64), np.empty(0, np.int32))
@@ -213,7 +219,7 @@ class GenericKind(Kind):
         if not matches:
             return EMPTY_HITS
         ids = np.fromiter((m.id for m in matches), dtype=np.int64, count=len(matches))
-        ints = [getattr(m.distance, "distance", None) for m in matches]
+        ints = [single_distance(m.distance) for m in matches]
         distances = np.asarray(ints, dtype=np.int64) if all(isinstance(d, int) for d in ints) else None
         return Hits(ids, distances, [m.distance.pretty_str() for m in matches])
 

@@ -24,13 +24,23 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import DatabaseError
 from threatexchange.signal_type.signal_base import SignalType
 
 from banks.models import BankContent
-from matching import metrics
-from matching.runtime import Match, MatcherState, TypeState, get_runtime
+from banks.selectors import CONTENT_PROVENANCE, content_collab, content_collab_metadata
+from matching import engine, metrics
+from matching.conf import setting
+from matching.index.generic import comparison_for
+from matching.runtime import (
+    Match,
+    MatcherState,
+    TypeState,
+    banks_read,
+    content_now_read,
+    get_runtime,
+    type_state_apply,
+)
 from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput, NotReady
 from reviews import services as reviews
@@ -66,7 +76,8 @@ def signal_parse(signal_type: type[SignalType], value: str) -> str:
 
 
 def pdq_threshold() -> int:
-    return int(getattr(settings, "OMM_PDQ_MATCH_THRESHOLD", 31))
+    """The deployment's PDQ threshold (a bank's own replaces it for that bank)."""
+    return int(setting("OMM_PDQ_MATCH_THRESHOLD"))
 
 
 def type_state_get(name: str) -> tuple[MatcherState, TypeState]:
@@ -83,9 +94,14 @@ def type_state_get(name: str) -> tuple[MatcherState, TypeState]:
 def _matches(signal_type: type[SignalType], value: str) -> tuple[MatcherState, list[Match]]:
     """The index hits of a validated signal value."""
     state, type_state = type_state_get(signal_type.get_name())
+    return state, _matches_in(state, type_state, value)
+
+
+def _matches_in(state: MatcherState, type_state: TypeState, value: str) -> list[Match]:
+    """The hits of a validated value in one state, each held to its bank's PDQ threshold."""
     default = pdq_threshold()
     if type_state.kind.name != "pdq":
-        return state, type_state.matches(value, default)
+        return type_state.matches(value, default)
     # Search as wide as the widest bank threshold, then hold each hit to its own bank's.
     matches = type_state.matches(value, max(default, state.max_bank_pdq_threshold))
     if state.max_bank_pdq_threshold >= 0:
@@ -96,7 +112,7 @@ def _matches(signal_type: type[SignalType], value: str) -> tuple[MatcherState, l
             if (b := banks.get(m.bank_id)) is not None
             and m.distance <= (b.pdq_threshold if b.pdq_threshold is not None else default)
         ]
-    return state, matches
+    return matches
 
 
 def _existing(state: MatcherState, matches: list[Match], banks: Sequence[str] | None) -> list[Hit]:
@@ -155,12 +171,75 @@ def _lookup(
     seed: str | None,
     bypass_coinflip: bool,
 ) -> list[Hit]:
-    state, matches = _matches(signal_type, value)
+    state, type_state = type_state_get(signal_type.get_name())
+    return _lookup_in(state, type_state, value, banks, seed, bypass_coinflip)
+
+
+def _lookup_in(
+    state: MatcherState,
+    type_state: TypeState,
+    value: str,
+    banks: Sequence[str] | None,
+    seed: str | None,
+    bypass_coinflip: bool,
+) -> list[Hit]:
+    """HMA's lookup of a validated value in one state: the one answer to "does this match"."""
+    matches = _matches_in(state, type_state, value)
     now = int(time.time())
     enabled = [m for m in matches if content_enabled(m.disable_until, now)]
     draw = coinflip_draw(seed=seed, bypass=bypass_coinflip)
     kept = [m for m in enabled if (b := state.banks.get(m.bank_id)) is not None and b.ratio >= draw]
     return _existing(state, kept, banks)
+
+
+class ContentsMatcher:
+    """
+    Retroaction's matcher: what a live /m/lookup would answer now, among a few bank contents
+    only. Its state is built from the database as a matcher applies new content (into a delta
+    with the same index kind), with the current bank table, and every lookup goes through
+    _lookup_in: per-bank PDQ thresholds, enabled state, the bank coinflip (drawn per lookup,
+    unseeded, as a live lookup without a seed), deleted banks. Registered with the reviews app,
+    which replays remembered submissions through it.
+    """
+
+    def __init__(self, content_ids: Sequence[int]) -> None:
+        ids = sorted({int(cid) for cid in content_ids})
+        now = content_now_read(ids)
+        banks = banks_read({bank_id for bank_id, _ in now.rows.values()})
+        present = {name for signals in now.signals.values() for name in signals}
+        types = {}
+        for name, signal_type in pytx.signal_types().items():
+            if name in present:
+                empty = TypeState.empty(signal_type=name, kind=engine.kind_for(signal_type))
+                types[name] = type_state_apply(empty, now, ids)
+        self.state = MatcherState(
+            types=types, banks={pk: info for pk, info in banks.items() if info is not None}
+        )
+
+    @property
+    def signal_types(self) -> list[str]:
+        """The enabled signal types the contents have signals of."""
+        return list(self.state.types)
+
+    def exact_values(self, signal_type: str) -> set[str] | None:
+        """For a type matched by equality, the only values that can match; None for the others."""
+        type_state = self.state.types.get(signal_type)
+        if type_state is None:
+            return set()
+        if type_state.kind.name != "exact":
+            return None
+        return {entry.value for entry in type_state.delta_entries.values()}
+
+    def hits(self, signal_type: str, value: str) -> list[Hit]:
+        """What /m/lookup of this signal would return among the contents (none for a bad value)."""
+        type_state = self.state.types.get(signal_type)
+        if type_state is None:
+            return []
+        try:
+            parsed = signal_parse(pytx.signal_types()[signal_type], value)
+        except InvalidInput:
+            return []
+        return _lookup_in(self.state, type_state, parsed, None, None, False)
 
 
 def lookup_recorded(
@@ -221,20 +300,22 @@ def group_by_bank(hits: list[Hit], details: dict[int, dict] | None = None) -> di
 def hit_details(hits: list[Hit]) -> dict[int, dict]:
     """
     Beyond HMA: what a caller would otherwise fetch per match with GET /c/bank/<b>/content/<id>:
-    bank name, the platform's content id and URI, metadata, note, labels and exchange provenance.
-    One query for all hits.
+    bank name, the platform's content id and URI, metadata, note, labels and exchange provenance
+    (metadata.collab and collab_metadata, as the content endpoint shows them). One query for all
+    hits.
     """
     if not hits:
         return {}
-    rows = BankContent.objects.filter(pk__in={h.content_id for h in hits}).select_related("bank")
+    rows = BankContent.objects.filter(pk__in={h.content_id for h in hits}).select_related(
+        "bank", *CONTENT_PROVENANCE
+    )
     by_id = {row.pk: row for row in rows}
     details: dict[int, dict] = {}
     for hit in hits:
         content = by_id.get(hit.content_id)
         entry: dict = {"bank_name": hit.bank_name, "distance_int": hit.distance}
         if content is not None:
-            provenance = getattr(content, "exchange_provenance", None)
-            collab = provenance() if callable(provenance) else None
+            collab = content_collab(content)
             entry.update(
                 {
                     "content_id": content.platform_content_id or None,
@@ -250,6 +331,8 @@ def hit_details(hits: list[Hit]) -> dict[int, dict]:
                     "disable_until_ts": content.disable_until_ts,
                 }
             )
+            if collab:
+                entry["collab_metadata"] = content_collab_metadata(content)
         details[hit.content_id] = entry
     return details
 
@@ -302,11 +385,9 @@ def compare(*, signal_type: type[SignalType], left: str, right: str) -> tuple[bo
     started = time.perf_counter()
     if issubclass(signal_type, PdqSignal):
         result = signal_type.compare_hash(left, right, pdq_dist_threshold=pdq_threshold())
-    elif hasattr(signal_type, "compare_hash"):
-        result = signal_type.compare_hash(left, right)
-    else:
-        result = signal_type.matches_str(left, right)
-    distance = getattr(result.distance, "distance", None)
+    else:  # the comparison the index of a generic type uses
+        result = comparison_for(signal_type)(left, right)
+    distance = engine.single_distance(result.distance)
     if not isinstance(distance, int) or isinstance(distance, bool):
         distance = 0 if result.match else 1
     metrics.lookup_observe(

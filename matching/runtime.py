@@ -9,8 +9,10 @@ delta index of content added or changed since the snapshot), plus the bank table
 `runtime.state` once and works on that object; the loop builds a new object and swaps the
 reference, so requests never wait for a load and never see half an update.
 
-Freshness. Every bank write records a BankChange row in its own transaction. The loop polls
-them (every OMM_MATCHER_POLL_SECONDS) with a cursor: ids above the highest seen, plus "gaps",
+Freshness. Every bank write records a BankChange row in its own transaction, and once it
+commits wakes the loop through Redis (banks.changes, when REDIS_URL is set); the loop also polls
+(every OMM_MATCHER_POLL_SECONDS), which is all it has without Redis. It reads changes with a
+cursor that moves only once they are applied: ids above the highest seen, plus "gaps",
 ids below it not yet visible (sequence ids are taken at insert time, so a later id can commit
 first). For each change it re-reads the current state of the named content, contents (a bulk
 import's batch names a range of ids) or bank, so applying a change twice is harmless. A
@@ -30,7 +32,6 @@ next refresh retries. Redis is only a wake-up call.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import random
@@ -136,6 +137,20 @@ class TypeState:
             snapshot_id=snapshot_id,
             snapshot_signal_count=len(table),
             snapshot_built_to=built_to,
+        )
+
+    @classmethod
+    def empty(cls, *, signal_type: str, kind: engine.Kind) -> TypeState:
+        """A type with no snapshot: whatever type_state_apply adds goes to the delta."""
+        ids = np.empty(0, dtype=np.int64)
+        table = engine.ContentTable(ids, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+        return cls.fresh(
+            signal_type=signal_type,
+            kind=kind,
+            base=kind.build_small([], ids),
+            table=table,
+            snapshot_id=None,
+            built_to=-1,
         )
 
     @property
@@ -406,6 +421,12 @@ class ChangeCursor:
             self.gaps = merged
         return rows
 
+    def copy(self) -> ChangeCursor:
+        """An independent cursor at the same place: read ahead on it, keep it once applied."""
+        twin = ChangeCursor(self.after)
+        twin.gaps = [list(gap) for gap in self.gaps]
+        return twin
+
     def _fill(self, change_id: int) -> None:
         for i, (lo, hi, expires) in enumerate(self.gaps):
             if lo <= change_id <= hi:
@@ -458,6 +479,10 @@ class MatcherRuntime:
         self._pid: int | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self.listening = threading.Event()  # set while subscribed to the wake-up channels
+        self.idle = threading.Event()  # set while the loop waits for a wake-up or its poll
+        self.wakeups = 0  # wake-up messages received (snapshots, bank changes)
+        self.refreshes = 0  # rounds of the background loop
         self.cursor: ChangeCursor | None = None
         self.pending: dict[str, tuple[int, float]] = {}  # type -> (snapshot id, load not before)
         self.bad_snapshots: set[int] = set()
@@ -507,47 +532,76 @@ class MatcherRuntime:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._thread = None
+        for thread in (self._thread, self._listener):
+            if thread is not None:
+                thread.join(timeout)
+        self._thread = self._listener = None
 
     def wake(self) -> None:
         self._wake.set()
 
     def _run(self) -> None:
+        started = 0.0
         try:
             while not self._stop.is_set():
+                spacing = float(setting("OMM_MATCHER_MIN_ROUND_SECONDS")) - (time.monotonic() - started)
+                if spacing > 0:
+                    self._stop.wait(spacing)
+                started = time.monotonic()
                 close_old_connections()
-                self.refresh(background=True)
-                self._wake.wait(float(setting("OMM_MATCHER_POLL_SECONDS")))
+                # Cleared before the round, so a wake-up that arrives during it starts another.
                 self._wake.clear()
+                self.refresh(background=True)
+                self.refreshes += 1
+                self.idle.set()
+                self._wake.wait(float(setting("OMM_MATCHER_POLL_SECONDS")))
+                self.idle.clear()
         finally:
             connection.close()
 
     def _listen(self) -> None:
-        """Wake the loop when a builder announces a snapshot; reconnect after Redis errors."""
+        """
+        Wake the loop when a builder announces a snapshot or a bank write commits (see
+        banks.changes); reconnect after Redis errors. The poll goes on meanwhile.
+        """
         import redis
+        from django.conf import settings
 
-        channel = str(setting("OMM_MATCHING_CHANNEL"))
+        channels = {str(setting("OMM_MATCHING_CHANNEL")), str(settings.OMM_BANK_CHANGES_CHANNEL)}
         backoff = 1.0
         while not self._stop.is_set():
+            pubsub = None
             try:
                 client = redis.Redis.from_url(redis_url(), socket_connect_timeout=3, health_check_interval=30)
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(channel)
-                backoff = 1.0
+                pubsub = client.pubsub()
+                pubsub.subscribe(*channels)
+                confirmed: set[str] = set()
                 while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=5.0)
-                    if message and message.get("type") == "message":
-                        try:
-                            logger.info("snapshot announced: %s", json.loads(message["data"]))
-                        except (ValueError, TypeError):
-                            pass
+                    message = pubsub.get_message(timeout=1.0)  # how soon stop() is noticed
+                    if not message:
+                        continue
+                    if message["type"] == "subscribe":
+                        confirmed.add(message["channel"].decode())
+                        if confirmed >= channels:
+                            backoff = 1.0
+                            self.listening.set()
+                            # What was published before we listened is not lost: look now.
+                            self._wake.set()
+                    elif message["type"] == "message":
+                        self.wakeups += 1
                         self._wake.set()
+                        logger.debug("matcher: woken by %s", message["channel"])
             except Exception as exc:  # Redis down: polling still works, retry quietly
+                self.listening.clear()
                 logger.warning("matcher: Redis subscription failed (%s); retrying in %.0fs", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
 
     # -- readiness --
 
@@ -574,8 +628,10 @@ class MatcherRuntime:
         with self._refresh_lock:
             try:
                 if self.cursor is None:
-                    self.cursor = self._new_cursor()
+                    # Both or neither: a cursor without the bank table would hide every bank.
+                    cursor = self._new_cursor()
                     self._set_banks(banks_read(), replace_all=True)
+                    self.cursor = cursor
                 self._load_snapshots(jitter=background if jitter is None else jitter)
                 self._apply_changes()
                 self.last_ok = time.monotonic()
@@ -813,9 +869,16 @@ class MatcherRuntime:
         return state
 
     def _apply_changes(self) -> None:
+        """
+        Apply the changes after the cursor. The cursor moves only once they are applied: it reads
+        ahead on a copy, so a database error anywhere in between leaves it where it was and the
+        next refresh reads the same changes again (applying a change twice is harmless).
+        """
         assert self.cursor is not None
-        changes = self.cursor.drain()
+        cursor = self.cursor.copy()
+        changes = cursor.drain()
         if not changes:
+            self.cursor = cursor  # gaps may have expired
             return
         types = dict(self._state.types)
         fullest = max((len(state.delta_entries) for state in types.values()), default=0)
@@ -829,15 +892,12 @@ class MatcherRuntime:
                 logger.info("matcher: bulk changes up to %s left to the next snapshot (delta is full)", left)
             for name, state in types.items():
                 types[name] = replace(state, awaiting_change_id=max(state.awaiting_change_id, left))
-                self._request_build(name)
-            self._state = replace(self._state, types=types)
         bank_ids = {bank_id for _, bank_id, content_id, _ in changes if content_id is None}
         content_ids = changed_content_ids(changes)
         known = self._state.banks
         bank_ids |= {bank_id for _, bank_id, *_ in changes if bank_id not in known}
         found = banks_read(bank_ids) if bank_ids else {}
         now = content_now_read(content_ids) if content_ids else None
-        types = dict(self._state.types)
         if now is not None:
             for name, state in types.items():
                 types[name] = type_state_apply(state, now, content_ids)
@@ -848,10 +908,11 @@ class MatcherRuntime:
             else:
                 banks[pk] = info
         self._state = MatcherState(types=types, banks=banks)  # one swap: banks and types agree
+        self.cursor = cursor  # only now: everything it read is applied
         metrics.index_sizes_set(self._state)
         limit = int(setting("OMM_MATCHER_DELTA_REBUILD"))
         for name, state in types.items():
-            if len(state.delta_entries) > limit:
+            if left or len(state.delta_entries) > limit:
                 self._request_build(name)
 
 

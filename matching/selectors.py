@@ -128,8 +128,6 @@ def index_status_all() -> dict[str, dict]:
 
 def bank_match_settings_get(*, bank_id: int) -> dict:
     """A bank's matching settings and the PDQ threshold in effect for it."""
-    from django.conf import settings
-
     own = BankMatchSettings.objects.filter(bank_id=bank_id).values_list("pdq_threshold", flat=True).first()
-    default = int(getattr(settings, "OMM_PDQ_MATCH_THRESHOLD", 31))
+    default = int(setting("OMM_PDQ_MATCH_THRESHOLD"))
     return {"pdq_threshold": own, "effective_pdq_threshold": own if own is not None else default}

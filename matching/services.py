@@ -7,7 +7,6 @@ row turns "ready", after all its bytes are stored.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -20,9 +19,9 @@ from django.utils import timezone
 from banks.models import Bank, BankChange
 from matching import build, engine, selectors, storage
 from matching.choices import SnapshotStatus, SnapshotStorage
-from matching.conf import redis_url, setting
+from matching.conf import setting
 from matching.models import MAX_PDQ_THRESHOLD, BankMatchSettings, IndexBuildLock, IndexSnapshot
-from omm_project.lib import pytx
+from omm_project.lib import pytx, wakeup
 from omm_project.lib.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -66,6 +65,44 @@ def index_lock_release(*, signal_type: str, token: str) -> None:
     )
 
 
+def snapshots_interrupted_fail(*, signal_type: str, token: str) -> int:
+    """
+    Mark failed the snapshots of a type still "building" whose build is gone; how many. Call it
+    holding the type's build lock (`token`): only a lock holder creates snapshot rows and one
+    holds it at a time, so while we hold it any other building row is from a build that stopped
+    renewing its lease (a killed worker, a lost machine) and will never finish. One that is only
+    slow finds its row failed and its lock lost when it next renews, and does not publish.
+    """
+    interrupted = IndexSnapshot.objects.filter(signal_type=signal_type, status=SnapshotStatus.BUILDING)
+    count = interrupted.update(
+        status=SnapshotStatus.FAILED,
+        error=f"interrupted: its build stopped renewing the {signal_type} build lock before it finished "
+        f"(killed worker?); found by {token}",
+    )
+    if count:
+        logger.warning("index of %s: %d interrupted build(s) marked failed", signal_type, count)
+    return count
+
+
+def index_builds_recover() -> int:
+    """
+    Beat: mark failed every interrupted build of every enabled type whose lock is free (busy
+    types are left to their running build, which does the same when it starts). How many.
+    """
+    count = 0
+    for signal_type in pytx.signal_types():
+        if not IndexSnapshot.objects.filter(signal_type=signal_type, status=SnapshotStatus.BUILDING).exists():
+            continue  # the common case: take no lock (a build starting now would be skipped)
+        token = index_lock_acquire(signal_type=signal_type)
+        if token is None:
+            continue
+        try:
+            count += snapshots_interrupted_fail(signal_type=signal_type, token=token)
+        finally:
+            index_lock_release(signal_type=signal_type, token=token)
+    return count
+
+
 # --- Build --------------------------------------------------------------------------------------
 
 
@@ -80,6 +117,7 @@ def index_build(*, signal_type: str, force: bool = False) -> IndexSnapshot | Non
         logger.info("index build of %s skipped: another build holds the lock", signal_type)
         return None
     try:
+        snapshots_interrupted_fail(signal_type=signal_type, token=token)
         latest = selectors.snapshot_latest(signal_type=signal_type)
         if not force and latest is not None:
             if latest.checkpoint == selectors.checkpoint_take(signal_type=signal_type).key:
@@ -134,7 +172,7 @@ def _build(st, signal_type: str, token: str) -> IndexSnapshot:
                 newest_item_ts=checkpoint.newest_item_ts,
                 change_id=checkpoint.change_id,
                 change_gaps=checkpoint.change_gaps,
-                storage_key=getattr(writer, "key", ""),
+                storage_key=writer.key,
                 size_bytes=writer.size,
                 sha256=writer.sha256,
                 built_at=built_at,
@@ -176,33 +214,14 @@ def _build(st, signal_type: str, token: str) -> IndexSnapshot:
 
 def snapshot_publish(*, signal_type: str, snapshot_id: int) -> None:
     """Wake matchers through Redis (when configured); they also poll, so a failure only delays."""
-    url = redis_url()
-    if not url:
-        return
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            client.publish(
-                str(setting("OMM_MATCHING_CHANNEL")),
-                json.dumps({"signal_type": signal_type, "snapshot_id": snapshot_id}),
-            )
-        finally:
-            client.close()
-    except Exception:
-        logger.warning(
-            "could not publish snapshot %s on Redis; matchers will find it by polling",
-            snapshot_id,
-            exc_info=True,
-        )
+    wakeup.publish(str(setting("OMM_MATCHING_CHANNEL")), {"signal_type": signal_type, "snapshot_id": snapshot_id})
 
 
 def snapshots_prune(*, signal_type: str) -> int:
     """
     Keep the newest OMM_SNAPSHOTS_KEPT ready snapshots of a type (a matcher may still be loading
-    the previous one); delete older ones and failed ones older than the newest ready. Builds whose
-    lock lapsed (a killed worker) are marked failed. Returns how many snapshots were deleted.
+    the previous one); delete older ones and failed ones older than the newest ready (interrupted
+    builds are marked failed by snapshots_interrupted_fail). Returns how many were deleted.
     """
     kept = max(1, int(setting("OMM_SNAPSHOTS_KEPT")))
     ready = list(
@@ -210,11 +229,6 @@ def snapshots_prune(*, signal_type: str) -> int:
         .order_by("-id")
         .values_list("id", flat=True)
     )
-    lock = IndexBuildLock.objects.filter(signal_type=signal_type).first()
-    if lock is None or lock.expires_at < timezone.now():
-        IndexSnapshot.objects.filter(signal_type=signal_type, status=SnapshotStatus.BUILDING).update(
-            status=SnapshotStatus.FAILED, error="interrupted: the build's lock lapsed before it finished"
-        )
     doomed = IndexSnapshot.objects.filter(signal_type=signal_type, id__in=ready[kept:])
     if ready:
         doomed = doomed | IndexSnapshot.objects.filter(

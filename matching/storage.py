@@ -40,6 +40,7 @@ class SnapshotWriter:
         self.sha = hashlib.sha256()
         self.size = 0
         self.on_progress = on_progress
+        self.key = ""  # where a storage writer put the blob; database chunks need none
 
     def write(self, data: bytes | memoryview) -> int:
         self.sha.update(data)

@@ -11,7 +11,11 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="matching.index_build_all", ignore_result=True)
 def index_build_all_task() -> list[str]:
-    """Enqueue a build for every signal type whose index is out of date (cheap when none is)."""
+    """
+    Enqueue a build for every signal type whose index is out of date (cheap when none is), after
+    marking failed the builds a killed worker left "building".
+    """
+    services.index_builds_recover()
     due = services.index_build_due_types()
     for signal_type in due:
         index_build_task.delay(signal_type)

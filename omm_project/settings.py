@@ -201,6 +201,9 @@ OMM_ACTION_RULES_CACHE_SECONDS = env.float("OMM_ACTION_RULES_CACHE_SECONDS", def
 # --- Redis and Celery --------------------------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Redis pub/sub channel on which committed bank writes wake the matchers (banks.changes); they
+# also poll the database every OMM_MATCHER_POLL_SECONDS, so a lost message only delays.
+OMM_BANK_CHANGES_CHANNEL = env.str("OMM_BANK_CHANGES_CHANNEL", default="omm:banks:changes")
 
 # Without Redis the embedded default uses kombu's filesystem transport: a local broker that needs
 # no server, good for one machine.

@@ -59,8 +59,8 @@ def _stopncii(
     client = api.api
     # pytx's for_collab gives the client a function key for FetchHashes only, and StopNCII
     # credentials hold a single function key: use it for SubmitFeedback too.
-    keys = getattr(client, "_function_keys", None)
-    if isinstance(keys, dict) and StopNCIIEndpoint.SubmitFeedback not in keys:
+    keys = client._function_keys  # pytx keeps them here (no public setter); loud if that changes
+    if StopNCIIEndpoint.SubmitFeedback not in keys:
         keys[StopNCIIEndpoint.SubmitFeedback] = keys.get(StopNCIIEndpoint.FetchHashes)
     client.submit_feedback(stop_type, signal, feedback, set(tags))
     return f"StopNCII feedback {feedback.value}"

@@ -1,9 +1,9 @@
 """Shapes of the bank curation API. HMA's response keys are kept; extra keys are additive."""
 
-from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
 
 from banks.models import Bank, BankContent
+from banks.selectors import content_collab, content_collab_metadata
 from omm_project.lib.fields import CsvField
 
 
@@ -83,25 +83,6 @@ class BankContentSerializer(serializers.ModelSerializer):
         if content.note:
             data["note"] = content.note
         return data
-
-
-def _exchange_item(content: BankContent):
-    try:
-        return content.exchange_item  # joined by banks.selectors (CONTENT_PROVENANCE)
-    except ObjectDoesNotExist:
-        return None
-
-
-def content_collab(content: BankContent) -> dict | None:
-    """Exchange provenance of content, {EXCHANGE: [fetch keys]}; None when it was added by hand."""
-    item = _exchange_item(content)
-    return {item.exchange.name: [item.fetch_key]} if item is not None else None
-
-
-def content_collab_metadata(content: BankContent) -> dict | None:
-    """The exchange's own metadata of imported content, {EXCHANGE: {fetch key: metadata}}."""
-    item = _exchange_item(content)
-    return {item.exchange.name: {item.fetch_key: item.value}} if item is not None else None
 
 
 class ContentCreatedSerializer(serializers.Serializer):

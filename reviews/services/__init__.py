@@ -6,7 +6,8 @@ Writes and workflows of the reviews app. Public integration points for other app
 - submission_remember(signal_type=, signal_value=, platform_content_id=, content_uri=) -> int | None:
   call for every lookup (no-op unless OMM_RETROACTION_WINDOW_HOURS > 0); pass the id on.
 - retroaction_enqueue(content_ids=[...]): call after new content is committed to a bank.
-- retroaction_run(content_ids=[...]) -> int: the replay itself (the task's body).
+- retroaction_run(content_ids=[...]) -> int: the replay itself (the task's body), through the
+  matcher that the matching app registers with retroaction_matcher_register in its ready().
 
 The modules below hold the rest; everything is re-exported here.
 """
@@ -21,6 +22,7 @@ from reviews.services.match_log import (
 from reviews.services.retroaction import (
     retroaction_enabled,
     retroaction_enqueue,
+    retroaction_matcher_register,
     retroaction_run,
     submission_remember,
     submissions_prune,
@@ -59,6 +61,7 @@ __all__ = [
     "messages_enqueue_due",
     "retroaction_enabled",
     "retroaction_enqueue",
+    "retroaction_matcher_register",
     "retroaction_run",
     "review_record",
     "rules_cache_clear",

@@ -2,9 +2,11 @@
 Retroaction: replay recent live traffic against content that just entered a bank.
 
 When OMM_RETROACTION_WINDOW_HOURS > 0, every lookup's signal is remembered (the hash, never the
-media) for that long. New bank content is then compared with the remembered submissions using
-the signal type's own comparison (PDQ: Hamming distance <= OMM_PDQ_MATCH_THRESHOLD), and each
-match is logged and fires action rules like a live one (source "retroaction"). The pair
+media) for that long. New bank content is then matched against the remembered submissions by the
+matching app's own lookup (registered with retroaction_matcher_register): a submission matches
+when a live /m/lookup of it now would return the content (its bank's PDQ threshold, enabled
+state and coinflip ratio included). Each match is logged and fires action rules like a live one
+(source "retroaction"). The pair
 (submission, content) is unique in the match log, so replaying twice, or replaying what the live
 lookup already logged, logs nothing new.
 """
@@ -12,22 +14,18 @@ lookup already logged, logs nothing new.
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Collection, Sequence
+from datetime import timedelta
+from typing import Protocol
 
-import numpy as np
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from threatexchange.signal_type.signal_base import SignalType, TrivialSignalTypeIndex
 
-from banks.models import BankContent
-from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput
 from reviews.choices import MatchSource
 from reviews.conf import setting
 from reviews.models import MatchLog, Submission
-from reviews.services.match_log import PLATFORM_CONTENT_ID_MAX_LENGTH, MatchHit, match_log_record
+from reviews.services.match_log import PLATFORM_CONTENT_ID_MAX_LENGTH, HitLike, match_log_record
 
 logger = logging.getLogger(__name__)
 
@@ -74,121 +72,56 @@ def retroaction_enqueue(*, content_ids: Sequence[int]) -> None:
         transaction.on_commit(functools.partial(retroaction_task.apply_async, args=[chunk], countdown=delay))
 
 
-def _is_exact(signal_type: type[SignalType]) -> bool:
-    try:
-        index_cls = signal_type.get_index_cls()
-    except NotImplementedError:
-        return False
-    return isinstance(index_cls, type) and issubclass(index_cls, TrivialSignalTypeIndex)
+class ContentsMatcher(Protocol):
+    """What a live lookup would answer now, among some bank contents (see retroaction_run)."""
+
+    @property
+    def signal_types(self) -> list[str]: ...
+
+    def exact_values(self, signal_type: str) -> Collection[str] | None:
+        """For a type matched by equality, the only values that can match (None: any may)."""
+        ...
+
+    def hits(self, signal_type: str, value: str) -> Sequence[HitLike]: ...
 
 
-def _pdq_words(values: Sequence[str]) -> np.ndarray:
-    """PDQ hashes as an (n, 4) array of 64-bit words, for XOR and popcount four words a hash."""
-    return np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint64).reshape(len(values), 4)
+_contents_matcher: Callable[[Sequence[int]], ContentsMatcher] | None = None
 
 
-def _matches_pdq(
-    targets: list[tuple[str, BankContent]], submissions: Iterator[tuple[int, str]], batch: int
-) -> Iterator[tuple[int, BankContent, int | None]]:
-    threshold = int(getattr(settings, "OMM_PDQ_MATCH_THRESHOLD", 31))
-    target_words = _pdq_words([value for value, _ in targets])
-
-    def flush(ids: list[int], values: list[str]) -> Iterator[tuple[int, BankContent, int | None]]:
-        words = _pdq_words(values)
-        for j, (_, content) in enumerate(targets):
-            distances = np.bitwise_count(np.bitwise_xor(words, target_words[j])).sum(axis=1)
-            for k in np.nonzero(distances <= threshold)[0]:
-                yield ids[k], content, int(distances[k])
-
-    ids: list[int] = []
-    values: list[str] = []
-    for sid, value in submissions:
-        if len(value) != 64:  # remembered values were validated by the lookup; be safe anyway
-            continue
-        try:
-            bytes.fromhex(value)
-        except ValueError:
-            continue
-        ids.append(sid)
-        values.append(value)
-        if len(ids) >= batch:
-            yield from flush(ids, values)
-            ids, values = [], []
-    if ids:
-        yield from flush(ids, values)
-
-
-def _distance(result: object) -> int | None:
-    value = getattr(getattr(result, "distance", None), "distance", None)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _matches_generic(
-    signal_type: type[SignalType],
-    targets: list[tuple[str, BankContent]],
-    submissions: Iterator[tuple[int, str]],
-) -> Iterator[tuple[int, BankContent, int | None]]:
-    compare = getattr(signal_type, "compare_hash", None)
-    for sid, value in submissions:
-        for target, content in targets:
-            try:
-                result = compare(value, target) if compare else signal_type.matches_str(target, value)  # type: ignore[attr-defined]
-            except Exception:  # one malformed value must not stop the replay
-                continue
-            if result.match:
-                yield sid, content, _distance(result)
-
-
-def _matches(
-    signal_type: type[SignalType], targets: list[tuple[str, BankContent]], since: datetime
-) -> Iterator[tuple[int, BankContent, int | None]]:
-    """(submission id, content, distance) for every remembered submission that matches a target."""
-    name = signal_type.get_name()
-    submissions = Submission.objects.filter(signal_type=name, created_at__gte=since)
-    batch = int(setting("OMM_RETROACTION_BATCH"))
-    if _is_exact(signal_type):
-        by_value: dict[str, list[BankContent]] = defaultdict(list)
-        for value, content in targets:
-            by_value[value].append(content)
-        rows = submissions.filter(signal_value__in=list(by_value)).values_list("pk", "signal_value")
-        for sid, value in rows.iterator(chunk_size=batch):
-            for content in by_value[value]:
-                yield sid, content, None
-        return
-    rows = submissions.values_list("pk", "signal_value").iterator(chunk_size=batch)
-    if name == "pdq":
-        yield from _matches_pdq(targets, rows, batch)
-    else:
-        yield from _matches_generic(signal_type, targets, rows)
+def retroaction_matcher_register(factory: Callable[[Sequence[int]], ContentsMatcher]) -> None:
+    """
+    The matching app registers its ContentsMatcher here (in ready()): the reviews app sits below
+    it, and retroaction must answer exactly as a live lookup does, so it never compares by itself.
+    """
+    global _contents_matcher
+    _contents_matcher = factory
 
 
 def retroaction_run(*, content_ids: list[int]) -> int:
     """
-    Match the submissions remembered within the window against these bank contents (those
-    enabled, in banks that take part in matching), and log and fire each new match like a live
-    one. Returns how many matches were logged. Safe to run twice.
+    Replay the submissions remembered within the window against these bank contents through the
+    matching app's lookup (a submission matches a content when a live lookup of it would return
+    that content now), and log and fire each new match like a live one. Returns how many matches
+    were logged. Safe to run twice.
     """
     if not retroaction_enabled() or not content_ids:
         return 0
-    now = timezone.now()
-    since = now - timedelta(hours=float(setting("OMM_RETROACTION_WINDOW_HOURS")))
-    now_ts = int(now.timestamp())
-    by_type: dict[str, list[tuple[str, BankContent]]] = defaultdict(list)
-    contents = (
-        BankContent.objects.filter(pk__in=content_ids).select_related("bank").prefetch_related("signals")
-    )
-    for content in contents:
-        if not content.is_enabled(now_ts) or content.bank.matching_enabled_ratio <= 0:
-            continue
-        for signal in content.signals.all():
-            by_type[signal.signal_type].append((signal.signal_value, content))
-    found: dict[int, dict[int, MatchHit]] = defaultdict(dict)
-    for type_name, targets in by_type.items():
-        signal_type = pytx.signal_types().get(type_name)
-        if signal_type is None:
-            continue
-        for sid, content, distance in _matches(signal_type, targets, since):
-            found[sid][content.pk] = MatchHit(content.pk, content.bank_id, content.bank.name, distance)
+    if _contents_matcher is None:
+        raise RuntimeError("retroaction needs the matching app's ContentsMatcher (INSTALLED_APPS)")
+    since = timezone.now() - timedelta(hours=float(setting("OMM_RETROACTION_WINDOW_HOURS")))
+    batch = int(setting("OMM_RETROACTION_BATCH"))
+    matcher = _contents_matcher(content_ids)
+    found: dict[int, dict[int, HitLike]] = defaultdict(dict)
+    for type_name in matcher.signal_types:
+        rows = Submission.objects.filter(signal_type=type_name, created_at__gte=since)
+        values = matcher.exact_values(type_name)
+        if values is not None:  # matched by equality: let the database pick the candidates
+            if not values:
+                continue
+            rows = rows.filter(signal_value__in=list(values))
+        for sid, value in rows.values_list("pk", "signal_value").iterator(chunk_size=batch):
+            for hit in matcher.hits(type_name, value):
+                found[sid][hit.content_id] = hit
     if not found:
         return 0
     logged = set(

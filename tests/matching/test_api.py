@@ -96,6 +96,34 @@ def test_raw_lookup_with_details(matcher_client, runtime, bank):
     }
 
 
+@pytest.mark.parametrize("path", ["/m/lookup", "/m/raw_lookup"])
+def test_details_show_the_exchange_provenance_the_content_endpoint_shows(
+    runtime, curator_client, matcher_client, path
+):
+    # given content fetched from an exchange (the sample exchange's PDQ examples)
+    from threatexchange.signal_type.pdq.signal import PdqSignal
+
+    from exchanges import services as exchanges
+
+    exchange = exchanges.exchange_create(name="SEED_SAMPLE", api="sample", fetch_now=False)
+    exchanges.exchange_fetch(exchange_id=exchange.pk)
+    runtime.refresh()
+    signal = PdqSignal.get_examples()[0]
+    # when it is looked up with details
+    response = matcher_client.get(
+        path, {"signal": signal, "signal_type": "pdq", "include_details": "true", "bypass_coinflip": "true"}
+    )
+    # then each match shows the same provenance as GET /c/bank/<bank>/content/<id>
+    body = response.json()
+    matches = body["matches"] if path == "/m/raw_lookup" else body["SEED_SAMPLE"]
+    assert matches
+    for match in matches:
+        content = curator_client.get(f"/c/bank/SEED_SAMPLE/content/{match['bank_content_id']}").json()
+        assert content["metadata"]["collab"]["SEED_SAMPLE"]
+        assert match["metadata"]["collab"] == content["metadata"]["collab"]
+        assert match["collab_metadata"] == content["collab_metadata"]
+
+
 @pytest.mark.parametrize(
     "params, message",
     [

@@ -117,11 +117,75 @@ def test_interrupted_build_keeps_previous_snapshot_and_marks_failure(bank):
     assert services.index_build(signal_type="pdq").status == SnapshotStatus.READY
 
 
-def test_build_killed_midway_is_marked_failed_when_its_lock_lapses(bank):
+def _killed_build(signal_type: str = "pdq") -> IndexSnapshot:
+    """What a worker killed mid-build leaves: a building row with bytes, and a lock whose lease lapsed."""
+    token = services.index_lock_acquire(signal_type=signal_type, lease_seconds=60)
+    assert token
+    snapshot = IndexSnapshot.objects.create(signal_type=signal_type)
+    IndexSnapshotChunk.objects.create(snapshot=snapshot, seq=0, data=b"half a snapshot")
+    IndexBuildLock.objects.filter(signal_type=signal_type).update(
+        expires_at=timezone.now() - timezone.timedelta(seconds=1)
+    )
+    return snapshot
+
+
+def test_killed_build_is_marked_failed_by_the_next_build_which_completes(bank):
+    # given a served snapshot, then a build killed midway
     add(bank, pdq=PDQ_A)
-    IndexSnapshot.objects.create(signal_type="pdq")  # a worker died while building it
-    services.snapshots_prune(signal_type="pdq")
-    assert IndexSnapshot.objects.get().status == SnapshotStatus.FAILED
+    services.index_build(signal_type="pdq")
+    add(bank, pdq=PDQ_X)
+    killed = _killed_build()
+    # when the next build runs
+    snapshot = services.index_build(signal_type="pdq")
+    # then it completes, and the killed one is no longer building (failed, then pruned with its bytes)
+    assert snapshot.status == SnapshotStatus.READY
+    assert not IndexSnapshot.objects.filter(status=SnapshotStatus.BUILDING).exists()
+    assert not IndexSnapshot.objects.filter(pk=killed.pk).exists()
+    assert not IndexSnapshotChunk.objects.filter(snapshot_id=killed.pk).exists()
+
+
+def test_killed_build_is_marked_failed_with_a_reason_when_the_next_build_has_nothing_to_do(bank):
+    add(bank, pdq=PDQ_A)
+    services.index_build(signal_type="pdq")
+    killed = _killed_build()
+    assert services.index_build(signal_type="pdq") is None  # up to date
+    killed.refresh_from_db()
+    assert killed.status == SnapshotStatus.FAILED
+    assert killed.error.startswith("interrupted:")
+
+
+def test_beat_marks_killed_builds_failed_and_leaves_running_ones(bank):
+    # given a killed pdq build and a running video_md5 build (its lease is live)
+    killed = _killed_build("pdq")
+    token = services.index_lock_acquire(signal_type="video_md5")
+    running = IndexSnapshot.objects.create(signal_type="video_md5")
+    # when beat runs
+    with mock.patch.object(tasks.index_build_task, "delay"):
+        tasks.index_build_all_task()
+    # then
+    killed.refresh_from_db()
+    running.refresh_from_db()
+    assert (killed.status, running.status) == (SnapshotStatus.FAILED, SnapshotStatus.BUILDING)
+    assert IndexBuildLock.objects.get(signal_type="video_md5").owner == token
+
+
+def test_a_slow_build_whose_row_was_marked_failed_does_not_publish(bank):
+    add(bank, pdq=PDQ_A)
+    real_write = engine.snapshot_write
+
+    def write_after_takeover(*args, **kwargs):
+        # the lease lapses mid-write and another build takes over the type
+        IndexBuildLock.objects.filter(signal_type="pdq").update(
+            expires_at=timezone.now() - timezone.timedelta(seconds=1)
+        )
+        other = services.index_lock_acquire(signal_type="pdq")
+        services.snapshots_interrupted_fail(signal_type="pdq", token=other)
+        return real_write(*args, **kwargs)
+
+    with mock.patch.object(engine, "snapshot_write", side_effect=write_after_takeover):
+        with pytest.raises(services.LockLost):
+            services.index_build(signal_type="pdq")
+    assert not IndexSnapshot.objects.filter(status=SnapshotStatus.READY).exists()
 
 
 def test_prune_keeps_two_newest_ready_snapshots(bank, settings):

@@ -331,6 +331,38 @@ def test_database_outage_keeps_serving_last_state(runtime, bank):
     assert runtime.refresh() is True
 
 
+@pytest.mark.parametrize(
+    "failing",
+    ["matching.runtime.changed_content_ids", "matching.runtime.content_now_read", "matching.runtime.banks_read"],
+)
+def test_changes_read_during_a_failed_refresh_are_applied_by_the_next(runtime, bank, failing):
+    # given a loaded matcher, then an added hash, a disabled content and a bank ratio change
+    services.index_build(signal_type="pdq")
+    disabled = add(bank, pdq=PDQ_A)
+    runtime.refresh()
+    added = add(bank, pdq=PDQ_X)
+    bank_content_update(content=disabled, disable_until_ts=0)
+    bank_update(bank=bank, matching_enabled_ratio=0.25)
+    # when the database fails after the changes were read, before they are applied
+    with mock.patch(failing, side_effect=OperationalError("server closed the connection")):
+        assert runtime.refresh() is False
+    assert ids(runtime, PDQ_Y) == []
+    # then the next refresh applies the same changes
+    assert runtime.refresh() is True
+    assert ids(runtime, PDQ_Y) == [added.pk]
+    state = runtime.state.types["pdq"]
+    assert [m.disable_until for m in state.matches(PDQ_A, 0)] == [0]
+    assert runtime.state.banks[bank.pk].ratio == 0.25
+
+
+def test_a_failed_first_refresh_leaves_no_cursor_without_banks(runtime, bank):
+    add(bank, pdq=PDQ_A)
+    with mock.patch("matching.runtime.banks_read", side_effect=OperationalError("down")):
+        assert runtime.refresh() is False
+    assert runtime.refresh() is True
+    assert runtime.state.banks[bank.pk].name == "BANK_A"
+
+
 def test_stale_readiness_when_configured(runtime, bank, settings):
     runtime.refresh()
     settings.OMM_MATCHER_MAX_STALE_SECONDS = 10
