@@ -4,6 +4,7 @@ every variable with its default. Development defaults are explicit; secrets have
 default, so a misconfigured production process fails at start rather than running insecurely.
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -50,6 +51,10 @@ MIDDLEWARE = [
     "omm_project.lib.request_log.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The access policy of every routed view (API key and scope; omm_project/core/auth.py).
+    "omm_project.core.auth.AccessMiddleware",
+    # Request body caps (after the access check: strangers learn nothing of the limits).
+    "omm_project.lib.uploads.BodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -103,7 +108,9 @@ STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticf
 WHITENOISE_USE_FINDERS = True
 
 # Uploads are hashed in memory or in a temp file and never kept (see hashing.services).
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("OMM_MAX_JSON_BODY_BYTES", default=10 * 1024 * 1024)
+# Every request body other than a media upload is refused (413) above this many bytes
+# (omm_project/lib/uploads.py BodyLimitMiddleware); media uploads have OMM_MAX_UPLOAD_BYTES.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("OMM_MAX_JSON_BODY_BYTES", default=2 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- omm --------------------------------------------------------------------------------------
@@ -116,6 +123,14 @@ if _unknown_roles:
 
 # Evaluation switch: serve /c, /h and /m without an API key. Never turn it on in production.
 OMM_OPEN_ACCESS = env.bool("OMM_OPEN_ACCESS", default=False)
+# /metrics needs a key with the `metrics` scope, except from these networks (CIDRs, matched
+# against the peer address; behind a proxy that is the proxy's). Empty: a key always.
+OMM_METRICS_ALLOWED_NETWORKS = env.list("OMM_METRICS_ALLOWED_NETWORKS", default=[])
+for _network in OMM_METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise environ.ImproperlyConfigured(f"OMM_METRICS_ALLOWED_NETWORKS: not a network: {_network!r}") from None
 # Keys checked without the database, for database-less hashers: "name:scope+scope:sha256hex,..."
 # (`manage.py create_api_key NAME --static` prints one).
 OMM_STATIC_API_KEYS = env.list("OMM_STATIC_API_KEYS", default=[])
