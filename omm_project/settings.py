@@ -29,6 +29,30 @@ else:
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS. Off by default (the embedded evaluation serves plain HTTP on loopback); docs/deployment.md
+# "Production settings" turns each on, and `manage.py check --deploy` then has nothing to say.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+# Load balancers probe health over plain HTTP: no redirect for them.
+SECURE_REDIRECT_EXEMPT = env.list("DJANGO_SECURE_REDIRECT_EXEMPT", default=[r"^status(/live)?$"])
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=False)
+# "HEADER,value" (e.g. HTTP_X_FORWARDED_PROTO,https): a request is HTTPS when the proxy says so.
+# Only behind a proxy that sets this header on every request (and drops a client's own).
+_proxy_ssl_header = env.list("DJANGO_SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise environ.ImproperlyConfigured("DJANGO_SECURE_PROXY_SSL_HEADER is HEADER,value (HTTP_X_FORWARDED_PROTO,https)")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) or None
+
+# Django's cache: today only the admin login throttle's counters. The default is per process; a
+# shared cache (OMM_CACHE_URL=redis://127.0.0.1:6379/2) makes the limit hold across processes.
+CACHES = {"default": env.cache_url("OMM_CACHE_URL", default="locmemcache://")}
+# Admin login: this many failures for one username from one address within the window refuse it.
+OMM_ADMIN_LOGIN_MAX_FAILURES = env.int("OMM_ADMIN_LOGIN_MAX_FAILURES", default=5)
+OMM_ADMIN_LOGIN_WINDOW_SECONDS = env.int("OMM_ADMIN_LOGIN_WINDOW_SECONDS", default=900)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -80,9 +80,16 @@ def test_bad_host_header_is_json_400_through_the_wsgi_entry(settings):
         captured.update(status=int(status.split()[0]), headers=dict(headers))
 
     environ = {
-        "REQUEST_METHOD": "GET", "PATH_INFO": "/m/raw_lookup", "QUERY_STRING": "signal_type=pdq&signal=" + "f" * 64,
-        "SERVER_NAME": "evil.example", "SERVER_PORT": "80", "HTTP_HOST": "evil.example", "SCRIPT_NAME": "",
-        "wsgi.input": io.BytesIO(b""), "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO(),
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/m/raw_lookup",
+        "QUERY_STRING": "signal_type=pdq&signal=" + "f" * 64,
+        "SERVER_NAME": "evil.example",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "evil.example",
+        "SCRIPT_NAME": "",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
         "SERVER_PROTOCOL": "HTTP/1.1",
     }
     body = b"".join(wsgi.application(environ, start_response))

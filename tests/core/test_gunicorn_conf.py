@@ -42,9 +42,20 @@ def gunicorn_server(tmp_path):
     }
     env.pop("FORWARDED_ALLOW_IPS", None)
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "matching.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", "1"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "matching.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         for _ in range(300):  # up to about 60 s for the first start (imports, kernels)
