@@ -39,11 +39,12 @@ _cache: dict[str, tuple[float, "KeyPrincipal | None"]] = {}
 OPEN = "open"
 # What each route needs, by path_info: (path, exact match or prefix, scope or OPEN). First match
 # wins. A route no rule covers is refused (see access_check).
+# (Plain strings, not the enum members: this runs on every lookup, and enum hashing is slow.)
 ACCESS_RULES: tuple[tuple[str, bool, str], ...] = (
-    ("/c/", False, Scope.CURATE),
-    ("/h/", False, Scope.HASH),
-    ("/m/", False, Scope.MATCH),
-    ("/metrics", True, Scope.METRICS),
+    ("/c/", False, Scope.CURATE.value),
+    ("/h/", False, Scope.HASH.value),
+    ("/m/", False, Scope.MATCH.value),
+    ("/metrics", True, Scope.METRICS.value),
     ("/status", True, OPEN),
     ("/status/live", True, OPEN),
     ("/openapi/", True, OPEN),
@@ -51,7 +52,8 @@ ACCESS_RULES: tuple[tuple[str, bool, str], ...] = (
     ("/admin/", False, OPEN),
 )
 # Scopes that OMM_OPEN_ACCESS (evaluation) waives: the API roles, not the metrics.
-ROLE_SCOPES = frozenset({Scope.CURATE, Scope.HASH, Scope.MATCH})
+ROLE_SCOPES = frozenset({Scope.CURATE.value, Scope.HASH.value, Scope.MATCH.value})
+_METRICS = Scope.METRICS.value
 
 
 class KeyStoreUnavailable(exceptions.APIException):
@@ -192,7 +194,7 @@ def access_decide(*, path_info: str, principal: KeyPrincipal | None, remote_addr
         return
     if need in ROLE_SCOPES and settings.OMM_OPEN_ACCESS:
         return
-    if need == Scope.METRICS and _address_in(remote_addr, settings.OMM_METRICS_ALLOWED_NETWORKS):
+    if need == _METRICS and _address_in(remote_addr, settings.OMM_METRICS_ALLOWED_NETWORKS):
         return
     if principal is None:
         raise exceptions.NotAuthenticated("An API key is required (Authorization: Bearer <key>).")
