@@ -105,6 +105,28 @@ def _error(exc: Exception) -> tuple[int, dict, list[tuple[str, str]]]:
     return access_error(exc)
 
 
+def _is_secure(environ: dict) -> bool:
+    """HttpRequest.is_secure(): the proxy's header when configured and present, else the scheme."""
+    if settings.SECURE_PROXY_SSL_HEADER:
+        header, secure_value = settings.SECURE_PROXY_SSL_HEADER
+        value = environ.get(header)
+        if value is not None:
+            return value.split(",", 1)[0].strip() == secure_value
+    return environ.get("wsgi.url_scheme") == "https"
+
+
+def _hsts_headers(secure: bool) -> list[tuple[str, str]]:
+    """Strict-Transport-Security as SecurityMiddleware adds it (HTTPS requests only)."""
+    if not (secure and settings.SECURE_HSTS_SECONDS):
+        return []
+    value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+    if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+        value += "; includeSubDomains"
+    if settings.SECURE_HSTS_PRELOAD:
+        value += "; preload"
+    return [("Strict-Transport-Security", value)]
+
+
 def application(environ: dict, start_response):
     """The matcher's WSGI app: the raw lookup fast path, Django for everything else."""
     if (
@@ -113,6 +135,9 @@ def application(environ: dict, start_response):
         or "matcher" not in settings.OMM_ROLES
         or not _host_ok(environ)
     ):
+        return django_application(environ, start_response)
+    secure = _is_secure(environ)
+    if settings.SECURE_SSL_REDIRECT and not secure:  # Django answers the redirect to HTTPS
         return django_application(environ, start_response)
     query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
     if "include_details" in query:  # needs the database and the ORM: Django's path
@@ -138,6 +163,7 @@ def application(environ: dict, start_response):
             _STATUS_TEXT.get(status, str(status)),
             [
                 *_BASE_HEADERS,
+                *_hsts_headers(secure),
                 *extra_headers,
                 ("Content-Length", str(len(payload))),
                 ("X-Request-ID", request_id),
