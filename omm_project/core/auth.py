@@ -150,8 +150,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return AUTHENTICATE_HEADER
 
 
-
-
 def access_rule(path_info: str) -> str | None:
     """The scope (or OPEN) a route needs, from its path_info; None when no rule covers it."""
     for path, exact, need in ACCESS_RULES:
