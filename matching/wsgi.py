@@ -4,11 +4,11 @@ WSGI entry point for matcher processes: `gunicorn matching.wsgi:application`.
 GET /m/raw_lookup is the hottest endpoint a deployment has (every piece of uploaded content is
 looked up). Through Django's full stack (ten middlewares, URL resolution, DRF's request, content
 negotiation and response rendering) it costs about three times the index search itself, so this
-entry answers it directly: the same API-key authentication and scope check (core.auth's own
-classes), the same lookup code (matching.lookup), the same JSON shapes and error bodies, the same
-access log line and X-Request-ID, and the security headers Django would add. Requests it does not
-fully handle (any other path or method, `include_details`, an unexpected Host) go to Django
-unchanged. tests/matching/test_wsgi.py checks both paths answer alike.
+entry answers it directly: the same access policy (core.auth.access_check, on PATH_INFO), the
+same lookup code (matching.lookup), the same JSON shapes and error bodies, the same access log
+line and X-Request-ID, and the security headers Django would add. Requests it does not fully
+handle (any other path or method, `include_details`, an unexpected Host) go to Django unchanged.
+tests/matching/test_wsgi.py checks both paths answer alike.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import logging
 import os
 import time
 import uuid
-from types import SimpleNamespace
 from urllib.parse import parse_qsl
 
 from django.core.wsgi import get_wsgi_application
@@ -33,7 +32,7 @@ from django.http.request import split_domain_port, validate_host  # noqa: E402
 from rest_framework import exceptions  # noqa: E402
 
 from matching import lookup  # noqa: E402
-from omm_project.core.auth import ApiKeyAuthentication, HasRoleScope  # noqa: E402
+from omm_project.core.auth import access_check, access_error  # noqa: E402
 from omm_project.lib.api import parse_bool, parse_csv  # noqa: E402
 from omm_project.lib.errors import InvalidInput, OmmError  # noqa: E402
 from omm_project.lib.request_log import request_id_var  # noqa: E402
@@ -59,11 +58,6 @@ _STATUS_TEXT = {
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
-_authentication = ApiKeyAuthentication()
-
-
-class _View:
-    required_scope = None  # the scope comes from the path (/m/ -> match)
 
 
 _hosts_seen: dict[str, bool] = {}
@@ -108,15 +102,29 @@ def _error(exc: Exception) -> tuple[int, dict, list[tuple[str, str]]]:
             body["errors"] = exc.errors
         return exc.status_code, body, []
     assert isinstance(exc, exceptions.APIException)
-    headers = []
-    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
-        headers.append(("WWW-Authenticate", _authentication.authenticate_header(None)))
-    codes = exc.get_codes()
-    return (
-        exc.status_code,
-        {"message": str(exc.detail), "code": codes if isinstance(codes, str) else "error"},
-        headers,
-    )
+    return access_error(exc)
+
+
+def _is_secure(environ: dict) -> bool:
+    """HttpRequest.is_secure(): the proxy's header when configured and present, else the scheme."""
+    if settings.SECURE_PROXY_SSL_HEADER:
+        header, secure_value = settings.SECURE_PROXY_SSL_HEADER
+        value = environ.get(header)
+        if value is not None:
+            return value.split(",", 1)[0].strip() == secure_value
+    return environ.get("wsgi.url_scheme") == "https"
+
+
+def _hsts_headers(secure: bool) -> list[tuple[str, str]]:
+    """Strict-Transport-Security as SecurityMiddleware adds it (HTTPS requests only)."""
+    if not (secure and settings.SECURE_HSTS_SECONDS):
+        return []
+    value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+    if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+        value += "; includeSubDomains"
+    if settings.SECURE_HSTS_PRELOAD:
+        value += "; preload"
+    return [("Strict-Transport-Security", value)]
 
 
 def application(environ: dict, start_response):
@@ -128,6 +136,9 @@ def application(environ: dict, start_response):
         or not _host_ok(environ)
     ):
         return django_application(environ, start_response)
+    secure = _is_secure(environ)
+    if settings.SECURE_SSL_REDIRECT and not secure:  # Django answers the redirect to HTTPS
+        return django_application(environ, start_response)
     query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
     if "include_details" in query:  # needs the database and the ORM: Django's path
         return django_application(environ, start_response)
@@ -138,14 +149,9 @@ def application(environ: dict, start_response):
     started = time.perf_counter()
     extra_headers: list[tuple[str, str]] = []
     try:
-        request = SimpleNamespace(META=environ, path=FAST_PATH, auth=None, user=None)
         try:
-            authenticated = _authentication.authenticate(request)
-            if authenticated is not None:
-                request.user, request.auth = authenticated
-            permission = HasRoleScope()  # it keeps its message on the instance: one per request
-            if not permission.has_permission(request, _View):
-                raise exceptions.PermissionDenied(permission.message)
+            # The one access policy, on the route (PATH_INFO), as AccessMiddleware applies it.
+            access_check(path_info=environ["PATH_INFO"], meta=environ)
             status, body = 200, _raw_lookup(query)
         except (OmmError, exceptions.APIException) as exc:
             status, body, extra_headers = _error(exc)
@@ -157,6 +163,7 @@ def application(environ: dict, start_response):
             _STATUS_TEXT.get(status, str(status)),
             [
                 *_BASE_HEADERS,
+                *_hsts_headers(secure),
                 *extra_headers,
                 ("Content-Length", str(len(payload))),
                 ("X-Request-ID", request_id),

@@ -4,6 +4,7 @@ every variable with its default. Development defaults are explicit; secrets have
 default, so a misconfigured production process fails at start rather than running insecurely.
 """
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -28,6 +29,30 @@ else:
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS. Off by default (the embedded evaluation serves plain HTTP on loopback); docs/deployment.md
+# "Production settings" turns each on, and `manage.py check --deploy` then has nothing to say.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+# Load balancers probe health over plain HTTP: no redirect for them.
+SECURE_REDIRECT_EXEMPT = env.list("DJANGO_SECURE_REDIRECT_EXEMPT", default=[r"^status(/live)?$"])
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=False)
+# "HEADER,value" (e.g. HTTP_X_FORWARDED_PROTO,https): a request is HTTPS when the proxy says so.
+# Only behind a proxy that sets this header on every request (and drops a client's own).
+_proxy_ssl_header = env.list("DJANGO_SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise environ.ImproperlyConfigured("DJANGO_SECURE_PROXY_SSL_HEADER is HEADER,value (HTTP_X_FORWARDED_PROTO,https)")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) or None
+
+# Django's cache: today only the admin login throttle's counters. The default is per process; a
+# shared cache (OMM_CACHE_URL=redis://127.0.0.1:6379/2) makes the limit hold across processes.
+CACHES = {"default": env.cache_url("OMM_CACHE_URL", default="locmemcache://")}
+# Admin login: this many failures for one username from one address within the window refuse it.
+OMM_ADMIN_LOGIN_MAX_FAILURES = env.int("OMM_ADMIN_LOGIN_MAX_FAILURES", default=5)
+OMM_ADMIN_LOGIN_WINDOW_SECONDS = env.int("OMM_ADMIN_LOGIN_WINDOW_SECONDS", default=900)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -50,6 +75,10 @@ MIDDLEWARE = [
     "omm_project.lib.request_log.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The access policy of every routed view (API key and scope; omm_project/core/auth.py).
+    "omm_project.core.auth.AccessMiddleware",
+    # Request body caps (after the access check: strangers learn nothing of the limits).
+    "omm_project.lib.uploads.BodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -103,7 +132,9 @@ STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticf
 WHITENOISE_USE_FINDERS = True
 
 # Uploads are hashed in memory or in a temp file and never kept (see hashing.services).
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("OMM_MAX_JSON_BODY_BYTES", default=10 * 1024 * 1024)
+# Every request body other than a media upload is refused (413) above this many bytes
+# (omm_project/lib/uploads.py BodyLimitMiddleware); media uploads have OMM_MAX_UPLOAD_BYTES.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("OMM_MAX_JSON_BODY_BYTES", default=2 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- omm --------------------------------------------------------------------------------------
@@ -116,6 +147,14 @@ if _unknown_roles:
 
 # Evaluation switch: serve /c, /h and /m without an API key. Never turn it on in production.
 OMM_OPEN_ACCESS = env.bool("OMM_OPEN_ACCESS", default=False)
+# /metrics needs a key with the `metrics` scope, except from these networks (CIDRs, matched
+# against the peer address; behind a proxy that is the proxy's). Empty: a key always.
+OMM_METRICS_ALLOWED_NETWORKS = env.list("OMM_METRICS_ALLOWED_NETWORKS", default=[])
+for _network in OMM_METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise environ.ImproperlyConfigured(f"OMM_METRICS_ALLOWED_NETWORKS: not a network: {_network!r}") from None
 # Keys checked without the database, for database-less hashers: "name:scope+scope:sha256hex,..."
 # (`manage.py create_api_key NAME --static` prints one).
 OMM_STATIC_API_KEYS = env.list("OMM_STATIC_API_KEYS", default=[])

@@ -5,6 +5,7 @@ URLs by role. OMM_ROLES decides which prefixes this process serves, so hashers (
 
 from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -38,8 +39,23 @@ if "matcher" in settings.OMM_ROLES:
     urlpatterns += [path("m/", include("matching.api.urls"))]
 
 
+# Every error is JSON in the one shape, {"message", "code"}, including those Django answers before
+# any view runs (a bad Host header, an oversized form body) and unknown URLs (HMA served HTML).
+
+
+def json_400(request, exception=None):
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse({"message": "Request body too large", "code": "too_large"}, status=413)
+    if isinstance(exception, DisallowedHost):
+        return JsonResponse({"message": "Invalid Host header", "code": "invalid_host"}, status=400)
+    return JsonResponse({"message": "Bad request", "code": "invalid"}, status=400)
+
+
+def json_403(request, exception=None):
+    return JsonResponse({"message": "Permission denied", "code": "permission_denied"}, status=403)
+
+
 def json_404(request, exception=None):
-    """API clients get JSON errors even for unknown URLs (HMA served HTML)."""
     return JsonResponse({"message": f"Not found: {request.path}", "code": "not_found"}, status=404)
 
 
@@ -47,5 +63,7 @@ def json_500(request):
     return JsonResponse({"message": "Internal server error", "code": "server_error"}, status=500)
 
 
+handler400 = json_400
+handler403 = json_403
 handler404 = json_404
 handler500 = json_500

@@ -162,6 +162,8 @@ class BankContentListView(GenericAPIView):
     POST: hash media, by URL (?url=) or upload, and add it to the bank (HMA's answer: 200).
     """
 
+    accepts_media = True  # multipart bodies up to OMM_MAX_UPLOAD_BYTES (lib.uploads)
+
     serializer_class = BankContentSerializer
 
     @extend_schema(parameters=INCLUDE_PARAMS, operation_id="c_bank_content_list")

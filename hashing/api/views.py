@@ -26,6 +26,8 @@ UPLOAD_SCHEMA = {
 class HashView(APIView):
     """GET ?url=: fetch and hash media. POST: hash one uploaded file (field name = content type)."""
 
+    accepts_media = True  # multipart bodies up to OMM_MAX_UPLOAD_BYTES (lib.uploads)
+
     @extend_schema(
         parameters=[HashUrlQuerySerializer], responses=HashResultSerializer, operation_id="h_hash_url"
     )

@@ -152,6 +152,8 @@ class RawLookupView(MatchingView):
 class LookupView(MatchingView):
     """GET: matches of a signal (or of media at a URL) by bank. POST: of an uploaded file."""
 
+    accepts_media = True  # multipart bodies up to OMM_MAX_UPLOAD_BYTES (lib.uploads)
+
     @extend_schema(parameters=[LookupQuerySerializer], responses=BankMatches, operation_id="m_lookup_get")
     def get(self, request: Request) -> Response:
         params = _valid(LookupQuerySerializer, request.query_params)

@@ -7,7 +7,10 @@ class CoreConfig(AppConfig):
     verbose_name = "Access and operations"
 
     def ready(self) -> None:
-        from omm_project.core import schema  # noqa: F401  (registers the OpenAPI extension)
+        from django.contrib import admin
+
+        from omm_project.core import checks, schema  # noqa: F401  (register a check, an OpenAPI extension)
+        from omm_project.core.login_throttle import ThrottledAdminAuthenticationForm
         from omm_project.core.metrics import celery_queue_depth
         from omm_project.lib import outbound
         from omm_project.lib.metrics import register_provider
@@ -16,3 +19,4 @@ class CoreConfig(AppConfig):
         # Every outgoing request of this process, python-threatexchange's sessions included,
         # goes through the one address policy and deadline (docs/deployment.md).
         outbound.install()
+        admin.site.login_form = ThrottledAdminAuthenticationForm

@@ -2,8 +2,9 @@ from django.db import models
 
 
 class Scope(models.TextChoices):
-    """What an API key may do; one scope per role's URL prefix."""
+    """What an API key may do: one scope per role's URL prefix, and one to scrape /metrics."""
 
     HASH = "hash", "Hash content (/h)"
     MATCH = "match", "Match signals (/m)"
     CURATE = "curate", "Curate banks and exchanges (/c)"
+    METRICS = "metrics", "Scrape Prometheus metrics (/metrics)"

@@ -1,4 +1,4 @@
-"""Health endpoints. They stay open (no API key) so load balancers can probe them."""
+"""Health endpoints, open (no API key) so load balancers can probe them; and /metrics."""
 
 from django.http import HttpRequest, HttpResponse
 
@@ -20,5 +20,8 @@ def status_live(request: HttpRequest) -> HttpResponse:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition. Open like /status: expose it only to the internal network."""
+    """
+    Prometheus exposition. It names banks and exchanges and counts matches per bank, so it needs a
+    key with the `metrics` scope or a peer in OMM_METRICS_ALLOWED_NETWORKS (core.auth).
+    """
     return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -3,11 +3,17 @@ Multipart media uploads as HMA takes them: exactly one file part whose field nam
 type ("photo", "video"). Django keeps small uploads in memory and spools big ones to a temporary
 file that is deleted when the request ends; nothing is stored. A size cap is enforced while the
 body streams in, so an oversized upload is refused with a 413 before it is all read.
+
+Every other body is capped too: BodyLimitMiddleware refuses, before the view reads anything, a
+body longer than DATA_UPLOAD_MAX_MEMORY_SIZE, unless the view takes media (`accepts_media = True`)
+and the body is multipart, which may be as long as a media upload (OMM_MAX_UPLOAD_BYTES). DRF
+reads bodies as a stream, past Django's own DATA_UPLOAD_MAX_MEMORY_SIZE check, hence this one.
 """
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
+from django.http import HttpRequest, JsonResponse
 from rest_framework.request import Request
 
 from omm_project.lib.errors import InvalidInput, PayloadTooLarge
@@ -60,3 +66,34 @@ def single_upload(
     if len(uploads) > 1:
         raise InvalidInput("Only one file allowed per request")
     return uploads[0]
+
+
+def body_limit(*, view_class: type | None, content_type: str) -> int:
+    """The longest body a request to this view may send (bytes)."""
+    if getattr(view_class, "accepts_media", False) and content_type.startswith("multipart/form-data"):
+        return max_upload_bytes() + MULTIPART_OVERHEAD_BYTES
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+class BodyLimitMiddleware:
+    """Refuse a body over its view's limit with a 413, before anything reads it."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0  # Django then reads no body at all
+        limit = body_limit(
+            view_class=getattr(view_func, "cls", None) or getattr(view_func, "view_class", None),
+            content_type=request.META.get("CONTENT_TYPE", ""),
+        )
+        if length > limit:
+            exc = PayloadTooLarge(f"Request body too large: the limit is {limit} bytes")
+            return JsonResponse({"message": exc.message, "code": exc.code}, status=exc.status_code)
+        return None

@@ -9,7 +9,7 @@ from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 
 from omm_project.core.models import ApiKey
-from omm_project.core.services import api_key_digest
+from omm_project.core.services import api_key_create, api_key_digest
 
 
 def test_status_live_is_open(anon_client):
@@ -59,12 +59,29 @@ def test_create_api_key_command_rejects_unknown_scope():
     assert not ApiKey.objects.exists()
 
 
-def test_metrics_are_open_and_in_prometheus_format(anon_client, settings):
-    response = anon_client.get("/metrics")
+@pytest.mark.django_db
+def test_metrics_need_the_metrics_scope_and_are_in_prometheus_format(anon_client, full_client):
+    # given a Prometheus key (scope `metrics`, sent as Prometheus sends it: a bearer token)
+    _, key = api_key_create(name="prometheus", scopes=["metrics"])
+    # then no key is 401, a key of every other scope is 403, the metrics key scrapes
+    assert anon_client.get("/metrics").status_code == 401
+    assert full_client.get("/metrics").status_code == 403
+    response = anon_client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert response.status_code == 200
     text = response.content.decode()
     assert "# TYPE omm_lookup_seconds histogram" in text
     assert "omm_celery_queue_depth" in text
+
+
+@pytest.mark.django_db
+def test_metrics_open_to_allowed_networks_only(anon_client, settings):
+    # given a scraper network; the test client's peer is 127.0.0.1
+    settings.OMM_METRICS_ALLOWED_NETWORKS = ["10.0.0.0/8", "127.0.0.0/8"]
+    assert anon_client.get("/metrics").status_code == 200
+    # a peer outside it needs a key; a forwarded-for header does not count
+    settings.OMM_METRICS_ALLOWED_NETWORKS = ["10.0.0.0/8"]
+    assert anon_client.get("/metrics", HTTP_X_FORWARDED_FOR="10.1.2.3").status_code == 401
+    assert anon_client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
 
 
 def test_request_id_is_echoed_or_made(anon_client):

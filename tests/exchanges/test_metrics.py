@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exchanges import services
 from exchanges.metrics import fetch_status_metrics
 from exchanges.models import ExchangeConfig, ExchangeFetchStatus
+from omm_project.core.services import api_key_create
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +16,8 @@ PDQ_A = "a" * 64
 
 
 def scrape(client) -> dict[tuple[str, frozenset], float]:
-    response = client.get("/metrics")
+    _, key = api_key_create(name="prometheus", scopes=["metrics"])  # /metrics needs the scope
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert response.status_code == 200
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value

@@ -27,7 +27,8 @@ def _fresh_rules_cache():
 
 def scrape(client) -> dict[tuple[str, frozenset], float]:
     """/metrics as {(sample name, labels): value}."""
-    response = client.get("/metrics")
+    _, key = api_key_create(name="prometheus", scopes=["metrics"])  # /metrics needs the scope
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert response.status_code == 200
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value

@@ -13,7 +13,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--scopes",
             default=",".join(Scope.values),
-            help=f"Comma-separated subset of {','.join(Scope.values)} (default: all).",
+            help=(
+                f"Comma-separated subset of {','.join(Scope.values)} (default: all): "
+                + "; ".join(f"{value}: {label}" for value, label in Scope.choices)
+                + ". A Prometheus scraper needs only `metrics`."
+            ),
         )
         parser.add_argument(
             "--static",
