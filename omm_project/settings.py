@@ -167,8 +167,14 @@ OMM_URL_ALLOWED_HOSTNAMES = env.list("OMM_URL_ALLOWED_HOSTNAMES", default=[])
 # stays refused either way.
 OMM_URL_ALLOW_PRIVATE = env.bool("OMM_URL_ALLOW_PRIVATE", default=False)
 OMM_URL_ALLOWED_NETWORKS = env.list("OMM_URL_ALLOWED_NETWORKS", default=[])
-# Decompression-bomb guard; unset keeps Pillow's default (about 89 megapixels).
-OMM_MAX_IMAGE_PIXELS = int(env.str("OMM_MAX_IMAGE_PIXELS", default="") or 0) or None
+# Photos with more pixels are refused (400) from their header, before decoding. Hashing costs up
+# to about 16 bytes per pixel (bench/bench_hash_memory.py): 50 MP is about 0.8 GiB per request.
+# (Empty, as older .env files have it, means the default.)
+OMM_MAX_IMAGE_PIXELS = int(env.str("OMM_MAX_IMAGE_PIXELS", default="") or 50_000_000)
+# Photos decoded and hashed at once per process (threads share it); others wait for a slot up to
+# OMM_HASH_QUEUE_SECONDS, then get 503. Worst case per process: this x the cap above x 16 bytes.
+OMM_HASH_CONCURRENCY = env.int("OMM_HASH_CONCURRENCY", default=2)
+OMM_HASH_QUEUE_SECONDS = env.float("OMM_HASH_QUEUE_SECONDS", default=10.0)
 
 # --- Exchanges ---
 OMM_FETCH_BATCH_SIZE = env.int("OMM_FETCH_BATCH_SIZE", default=5000)
