@@ -4,6 +4,7 @@ every variable with its default. Development defaults are explicit; secrets have
 default, so a misconfigured production process fails at start rather than running insecurely.
 """
 
+import sys
 from pathlib import Path
 
 import environ
@@ -275,7 +276,15 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
 }
 
-# Logs: one JSON object per line with the request id (OMM_LOG_FORMAT=text for humans).
+# Logs: one JSON object per line with the request id, for servers and log collectors; "text" for
+# people. auto (the default): text when standard error is a terminal (manage.py commands run by
+# hand, runserver), JSON otherwise (gunicorn, Celery and commands under a supervisor, Docker
+# without -t, a pipe or a file). Set json or text to force one.
+OMM_LOG_FORMAT = env.str("OMM_LOG_FORMAT", default="auto").strip().lower()
+if OMM_LOG_FORMAT not in ("auto", "json", "text"):
+    raise environ.ImproperlyConfigured(f"OMM_LOG_FORMAT must be auto, json or text, not {OMM_LOG_FORMAT!r}")
+if OMM_LOG_FORMAT == "auto":
+    OMM_LOG_FORMAT = "text" if sys.stderr is not None and sys.stderr.isatty() else "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -288,7 +297,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "filters": ["request_id"],
-            "formatter": env.str("OMM_LOG_FORMAT", default="json"),
+            "formatter": OMM_LOG_FORMAT,
         }
     },
     "root": {"handlers": ["console"], "level": env.str("OMM_LOG_LEVEL", default="INFO")},
