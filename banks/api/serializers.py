@@ -4,6 +4,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from rest_framework import serializers
 
 from banks.models import Bank, BankContent
+from omm_project.lib.fetch_keys import fetch_key_display
 from omm_project.lib.fields import CsvField
 
 
@@ -95,13 +96,13 @@ def _exchange_item(content: BankContent):
 def content_collab(content: BankContent) -> dict | None:
     """Exchange provenance of content, {EXCHANGE: [fetch keys]}; None when it was added by hand."""
     item = _exchange_item(content)
-    return {item.exchange.name: [item.fetch_key]} if item is not None else None
+    return {item.exchange.name: [fetch_key_display(item.fetch_key)]} if item is not None else None
 
 
 def content_collab_metadata(content: BankContent) -> dict | None:
     """The exchange's own metadata of imported content, {EXCHANGE: {fetch key: metadata}}."""
     item = _exchange_item(content)
-    return {item.exchange.name: {item.fetch_key: item.value}} if item is not None else None
+    return {item.exchange.name: {fetch_key_display(item.fetch_key): item.value}} if item is not None else None
 
 
 class ContentCreatedSerializer(serializers.Serializer):
