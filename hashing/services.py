@@ -238,7 +238,11 @@ def media_hash(*, content_type: str, media: IO[bytes], types: Sequence[str] | No
             signals[name] = core.md5_stream(media)
         else:
             try:
-                signals[name] = _hash_with_pytx(signal_type, media, data)
+                # Third-party hashers decode media their own way: they take a slot too.
+                with decode_slot():
+                    signals[name] = _hash_with_pytx(signal_type, media, data)
+            except HashingBusy:
+                raise
             except Exception as exc:  # third-party hashers raise anything on bad input
                 logger.warning("hashing %s as %s failed", content_type, name, exc_info=True)
                 raise InvalidInput(f"Unable to hash the {content_type} as {name}: {exc}") from None

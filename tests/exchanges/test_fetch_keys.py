@@ -63,7 +63,8 @@ def test_fetched_keys_are_formatted_everywhere(curator_client):
     exchange = services.exchange_create(name="KEYS_SAMPLE", api="sample", fetch_now=False)
     services.exchange_fetch(exchange_id=exchange.pk)
     keys = set(ExchangeItem.objects.filter(exchange=exchange).values_list("fetch_key", flat=True))
-    expected = {f"pdq:{s}" for s in PdqSignal.get_examples()} | {f"video_md5:{s}" for s in VideoMD5Signal.get_examples()}
+    expected = {f"pdq:{s}" for s in PdqSignal.get_examples()}
+    expected |= {f"video_md5:{s}" for s in VideoMD5Signal.get_examples()}
     assert keys == expected
     item = ExchangeItem.objects.get(exchange=exchange, fetch_key=f"video_md5:{MD5}")
     body = curator_client.get(f"/c/bank/KEYS_SAMPLE/content/{item.content_id}").json()

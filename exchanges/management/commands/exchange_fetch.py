@@ -1,7 +1,5 @@
 """Fetch one exchange now, in this process, with a progress bar."""
 
-import sys
-
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
@@ -27,7 +25,7 @@ class Command(OmmCommand):
             desc=f"{exchange.name} ({exchange.api})",
             unit=" records",
             disable=True if no_progress else None,
-            file=plain(self.stderr) if self.stderr is not None else sys.stderr,
+            file=plain(self.stderr),
         ) as bar:
             outcome = services.exchange_fetch(
                 exchange_id=exchange.pk,
