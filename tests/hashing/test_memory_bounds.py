@@ -1,5 +1,6 @@
 """Hashing memory is bounded: a default pixel cap checked before decoding, and decode slots per process."""
 
+import hashlib
 import io
 import struct
 import threading
@@ -8,8 +9,12 @@ import zlib
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageFile
+from threatexchange.content_type.photo import PhotoContent
+from threatexchange.signal_type.pdq.signal import PdqSignal
+from threatexchange.signal_type.signal_base import BytesHasher, SimpleSignalType, TrivialSignalTypeIndex
 
 from hashing import core, services
+from omm_project.lib import pytx
 
 pytestmark = pytest.mark.django_db
 
@@ -165,3 +170,37 @@ def test_lookup_by_upload_uses_the_same_slots(matcher_client, settings):
         )
     assert response.status_code == 503
     assert response.json()["code"] == "busy"
+
+
+class PhotoSha256Signal(SimpleSignalType, BytesHasher):
+    """A stand-in for a third-party photo hasher (OMM_SIGNAL_TYPES), which decodes media its own way."""
+
+    @classmethod
+    def get_name(cls) -> str:
+        return "photo_sha256_test"
+
+    @classmethod
+    def get_content_types(cls):
+        return [PhotoContent]
+
+    @classmethod
+    def get_index_cls(cls):
+        return TrivialSignalTypeIndex
+
+    @classmethod
+    def hash_from_bytes(cls, bytes_: bytes) -> str:
+        return hashlib.sha256(bytes_).hexdigest()
+
+
+def test_third_party_hashers_take_a_decode_slot_too(settings, monkeypatch):
+    # Given a configured third-party photo hasher, one slot taken and no wait, when a photo is
+    # hashed with it, then it is refused as busy; with the slot free it hashes.
+    monkeypatch.setattr(pytx, "signal_types", lambda: {"pdq": PdqSignal, "photo_sha256_test": PhotoSha256Signal})
+    settings.OMM_HASH_CONCURRENCY = 1
+    settings.OMM_HASH_QUEUE_SECONDS = 0
+    data = photo_png()
+    with services.decode_slot():
+        with pytest.raises(services.HashingBusy):
+            services.media_hash(content_type="photo", media=io.BytesIO(data), types=["photo_sha256_test"])
+    hashes = services.media_hash(content_type="photo", media=io.BytesIO(data), types=["photo_sha256_test"])
+    assert hashes.signals == {"photo_sha256_test": hashlib.sha256(data).hexdigest()}
