@@ -1,7 +1,10 @@
 """Operators' UI for banks: search by hash or content id, filters, bulk enable/disable."""
 
+import datetime
+
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.utils import timezone
 
 from banks import services
 from banks.models import Bank, BankContent, ContentSignal
@@ -49,6 +52,22 @@ class ContentSignalInline(admin.TabularInline):
         return False  # signals are added through the API, which validates them
 
 
+def matching_state(disable_until_ts: int, *, now: datetime.datetime | None = None) -> str:
+    """"enabled", "disabled" (for good), or "disabled until <UTC time>" ("enabled since" once past)."""
+    if disable_until_ts == BankContent.ENABLED:
+        return "enabled"
+    if disable_until_ts == BankContent.DISABLED_FOREVER:
+        return "disabled"
+    try:
+        until = datetime.datetime.fromtimestamp(disable_until_ts, tz=datetime.UTC)
+    except (OverflowError, OSError, ValueError):  # past year 9999: disabled for all practical purposes
+        return f"disabled until unix time {disable_until_ts}"
+    when = until.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if until <= (now or timezone.now()):
+        return f"enabled (was disabled until {when})"
+    return f"disabled until {when}"
+
+
 class EnabledFilter(admin.SimpleListFilter):
     title = "matching"
     parameter_name = "enabled"
@@ -68,17 +87,30 @@ class EnabledFilter(admin.SimpleListFilter):
 
 @admin.register(BankContent)
 class BankContentAdmin(admin.ModelAdmin):
-    list_display = ("id", "bank", "disable_until_ts", "platform_content_id", "note", "updated_at")
+    list_display = ("id", "bank", "matching", "platform_content_id", "note", "updated_at")
     list_filter = (EnabledFilter, "bank")
     list_select_related = ("bank",)
     search_fields = ("=id", "platform_content_id", "=signals__signal_value", "note")
-    readonly_fields = ("created_at", "updated_at", "bank")
+    readonly_fields = ("matching", "created_at", "updated_at", "bank")
     inlines = [ContentSignalInline]
     actions = ["enable", "disable"]
     show_full_result_count = False  # COUNT(*) on millions of rows per page view is slow
 
     def has_add_permission(self, request) -> bool:
         return False  # content is added through the API (hashing, validation)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "disable_until_ts" in form.base_fields:
+            form.base_fields["disable_until_ts"].help_text = (
+                "HMA's value: 1 = enabled, 0 = disabled for good, a unix time = disabled until then."
+            )
+        return form
+
+    @admin.display(ordering="disable_until_ts", description="matching")
+    def matching(self, content: BankContent) -> str:
+        """disable_until_ts in words: the raw 0/1/unix-time encoding is HMA's, not a reader's."""
+        return matching_state(content.disable_until_ts)
 
     def save_model(self, request, obj: BankContent, form, change: bool) -> None:
         services.bank_content_update(content=obj, disable_until_ts=obj.disable_until_ts, note=obj.note,

@@ -5,6 +5,7 @@ from django.db.models import Count, QuerySet
 
 from banks.models import Bank, BankContent, ContentSignal
 from omm_project.lib.errors import NotFound
+from omm_project.lib.fetch_keys import fetch_key_display
 
 # Exchange provenance of content (exchanges.models.ExchangeItem, a reverse one-to-one), joined in
 # the same query so content pages keep a constant query count.
@@ -24,13 +25,13 @@ def content_collab(content: BankContent) -> dict | None:
     one reading of it: the content endpoints and lookup details both show this.
     """
     item = _exchange_item(content)
-    return {item.exchange.name: [item.fetch_key]} if item is not None else None
+    return {item.exchange.name: [fetch_key_display(item.fetch_key)]} if item is not None else None
 
 
 def content_collab_metadata(content: BankContent) -> dict | None:
     """The exchange's own metadata of imported content, {EXCHANGE: {fetch key: metadata}}."""
     item = _exchange_item(content)
-    return {item.exchange.name: {item.fetch_key: item.value}} if item is not None else None
+    return {item.exchange.name: {fetch_key_display(item.fetch_key): item.value}} if item is not None else None
 
 
 def bank_list() -> QuerySet[Bank]:

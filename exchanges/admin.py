@@ -7,6 +7,7 @@ from django.db.models import Q
 from exchanges import services
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus, ExchangeItem
 from exchanges.services import item_key_hash
+from omm_project.lib.fetch_keys import fetch_key_display, fetch_key_search_identities
 
 
 def _fetch_status(exchange: ExchangeConfig) -> ExchangeFetchStatus | None:
@@ -124,19 +125,23 @@ class ExchangeCredentialAdmin(admin.ModelAdmin):
 
 @admin.register(ExchangeItem)
 class ExchangeItemAdmin(admin.ModelAdmin):
-    list_display = ("id", "exchange", "fetch_key", "content", "updated_at")
+    list_display = ("id", "exchange", "key", "content", "updated_at")
     list_filter = ("exchange",)
     list_select_related = ("exchange",)
     search_fields = ("fetch_key",)  # exact key, through its indexed hash (get_search_results)
-    fields = ("exchange", "fetch_key", "value", "content", "seen_generation", "created_at", "updated_at")
+    fields = ("exchange", "key", "value", "content", "seen_generation", "created_at", "updated_at")
     readonly_fields = fields
     show_full_result_count = False
+
+    @admin.display(description="fetch key", ordering="fetch_key")
+    def key(self, item: ExchangeItem) -> str:
+        return fetch_key_display(item.fetch_key)  # rows stored before keys were formatted, too
 
     def get_search_results(self, request, queryset, search_term: str):
         term = search_term.strip()
         if not term:
             return queryset, False
-        query = Q(key_hash=item_key_hash(term))
+        query = Q(key_hash__in=[item_key_hash(identity) for identity in fetch_key_search_identities(term)])
         if term.isdigit():
             query |= Q(content_id=int(term))
         return queryset.filter(query), False

@@ -102,8 +102,11 @@ class ExchangeItem(models.Model):
     exchange = models.ForeignKey(
         ExchangeConfig, on_delete=models.CASCADE, related_name="items", db_index=False
     )
-    fetch_key = models.TextField(help_text="The API's record key as a string, as HMA shows it.")
-    # 128-bit hash of fetch_key: the unique index is on this, a third the size of one on the text.
+    fetch_key = models.TextField(
+        help_text="The API's record key as text, e.g. pdq:f8f8... (older rows may hold the Python tuple text)."
+    )
+    # 128-bit hash of the key's identity (str(key), see omm_project.lib.fetch_keys; the same text as
+    # fetch_key for string keys): the unique index is on this, a third the size of one on the text.
     key_hash = models.UUIDField(editable=False)
     value = models.JSONField(null=True, blank=True, help_text="The API's record value as JSON.")
     # A digest of (value, signals) so unchanged records are skipped without comparing JSON.

@@ -51,6 +51,7 @@ from exchanges import apis, crypto
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus, ExchangeItem
 from omm_project.lib import pytx
 from omm_project.lib.errors import Conflict, InvalidInput, OmmError
+from omm_project.lib.fetch_keys import fetch_key_format, fetch_key_identity
 
 logger = logging.getLogger(__name__)
 
@@ -782,16 +783,17 @@ class _Fetch:
         """
         prepared = []
         for key, value in pending.items():
-            fetch_key = str(key)
+            fetch_key = fetch_key_format(key)
+            key_hash = item_key_hash(fetch_key_identity(key))
             signals = {} if value is None else self._signals(key, value)
             if not signals:
-                prepared.append((item_key_hash(fetch_key), fetch_key, signals, "", ""))
+                prepared.append((key_hash, fetch_key, signals, "", ""))
                 continue
             value_json = _value_json(value)
             digest = hashlib.blake2b(
                 f"{value_json}\x00{sorted(signals.items())}".encode(), digest_size=16
             ).hexdigest()
-            prepared.append((item_key_hash(fetch_key), fetch_key, signals, value_json, digest))
+            prepared.append((key_hash, fetch_key, signals, value_json, digest))
         return prepared
 
     def _existing(self, key_hashes: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int | None, str]]:
@@ -947,9 +949,9 @@ class _Fetch:
                 )
 
 
-def item_key_hash(fetch_key: str) -> uuid.UUID:
-    """The indexed hash of an item's fetch key."""
-    return uuid.UUID(bytes=hashlib.blake2b(fetch_key.encode(), digest_size=16).digest())
+def item_key_hash(identity: str) -> uuid.UUID:
+    """The indexed hash of an item's key, made from its identity (fetch_keys.fetch_key_identity)."""
+    return uuid.UUID(bytes=hashlib.blake2b(identity.encode(), digest_size=16).digest())
 
 
 _NOTHING_TO_DO = object()

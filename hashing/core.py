@@ -18,11 +18,13 @@ Hex conversion uses numpy.packbits. JPEG draft (DCT-domain downscaled) decoding 
 but changes the pixels and so the hash: not used.
 """
 
+import contextlib
 import functools
 import hashlib
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO
 
@@ -142,7 +144,10 @@ def _known_formats(formats: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _open(stream: IO[bytes], max_pixels: int | None, formats: Sequence[str] | None) -> Image.Image:
-    """Image.open + pixel cap + load, with every decoding failure turned into UndecodableImage."""
+    """
+    Image.open + pixel cap, with every failure turned into UndecodableImage. Only the header is
+    read: the pixels are decoded by _load, so an image over the cap costs next to nothing.
+    """
     if formats is not None:
         formats = _known_formats(tuple(formats))
     try:
@@ -165,20 +170,24 @@ def _open(stream: IO[bytes], max_pixels: int | None, formats: Sequence[str] | No
             raise ImageTooLarge(
                 f"image is {width}x{height} = {width * height} pixels, above the limit of {limit}"
             )
-        try:
-            image.load()
-        except Image.DecompressionBombError as exc:  # some formats check again while loading
-            raise ImageTooLarge(f"image is too large to hash: {exc}") from exc
-        except MemoryError:
-            raise
-        except Exception as exc:
-            raise UndecodableImage(
-                f"{image.format or 'image'} data is truncated or corrupt ({type(exc).__name__}: {exc})"
-            ) from exc
         return image
     except BaseException:
         image.close()
         raise
+
+
+def _load(image: Image.Image) -> None:
+    """Decode the pixels of an image _open accepted; failures become UndecodableImage."""
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:  # some formats check again while loading
+        raise ImageTooLarge(f"image is too large to hash: {exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise UndecodableImage(
+            f"{image.format or 'image'} data is truncated or corrupt ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def _pixels(image: Image.Image) -> tuple[str, np.ndarray | pixel_view.PixelView]:
@@ -226,18 +235,26 @@ def hash_photo_image(image: Image.Image) -> PhotoHash:
 
 
 def hash_photo_stream(
-    stream: IO[bytes], *, max_pixels: int | None = None, formats: Sequence[str] | None = PHOTO_FORMATS
+    stream: IO[bytes],
+    *,
+    max_pixels: int | None = None,
+    formats: Sequence[str] | None = PHOTO_FORMATS,
+    decode_slot: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
 ) -> PhotoHash:
     """
     PDQ hash and quality of the image in a seekable binary stream (read from its current position).
 
-    max_pixels: refuse images with more pixels (ImageTooLarge); None means Pillow's
-    Image.MAX_IMAGE_PIXELS (89,478,485 unless changed). Pillow itself also refuses anything over
-    twice its limit. formats: the Pillow formats accepted, None for all.
+    max_pixels: refuse images with more pixels (ImageTooLarge), checked on the header before any
+    pixel is decoded; None means Pillow's Image.MAX_IMAGE_PIXELS (89,478,485 unless changed).
+    Pillow itself also refuses anything over twice its limit. formats: the Pillow formats
+    accepted, None for all. decode_slot: a context manager entered around decoding and hashing
+    (after the header checks), which callers use to bound how many images are in memory at once.
     Raises UndecodableImage (a ValueError) for anything that isn't a decodable image.
     """
     with _open(stream, max_pixels, formats) as image:
-        return hash_photo_image(image)
+        with decode_slot():
+            _load(image)
+            return hash_photo_image(image)
 
 
 def hash_photo_bytes(

@@ -6,10 +6,12 @@ video MD5 is streamed; any other configured signal type hashes with its own pyth
 class. Media is hashed from the upload's in-memory or temporary file, never stored.
 """
 
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -26,13 +28,24 @@ from banks.models import Bank, BankContent
 from hashing import core
 from hashing.url_fetch import url_fetch, url_validate
 from omm_project.lib import pytx
-from omm_project.lib.errors import InvalidInput
+from omm_project.lib.errors import InvalidInput, OmmError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_QUALITY_FLOOR = 50
+# See settings.py and docs/hashing.md ("Memory"): about 16 bytes per pixel at worst while hashing.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+DEFAULT_HASH_CONCURRENCY = 2
+DEFAULT_HASH_QUEUE_SECONDS = 10.0
 # HMA infers the content type of fetched media from the response's Content-Type.
 MEDIA_TYPE_PREFIXES = {"image/": "photo", "video/": "video"}
+
+
+class HashingBusy(OmmError):
+    """Every decode slot of this process stayed taken for the whole bounded wait (503)."""
+
+    status_code = 503
+    code = "busy"
 
 
 class LowQualityMedia(InvalidInput):
@@ -73,6 +86,45 @@ class MediaHashes:
 def quality_floor() -> int:
     """The PDQ quality below which a photo is reported as low quality and refused by banks."""
     return int(getattr(settings, "OMM_PDQ_QUALITY_FLOOR", DEFAULT_QUALITY_FLOOR))
+
+
+def max_image_pixels() -> int | None:
+    """The largest photo (in pixels) this process decodes (OMM_MAX_IMAGE_PIXELS; None: Pillow's)."""
+    return getattr(settings, "OMM_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)
+
+
+# One semaphore per process: threads of a web worker share it; each process has its own. It is
+# rebuilt only when the configured size changes (tests), which never happens in a running server.
+_slots_lock = threading.Lock()
+_slots: tuple[int, threading.BoundedSemaphore] | None = None
+
+
+def _decode_semaphore() -> threading.BoundedSemaphore:
+    global _slots
+    size = max(1, int(getattr(settings, "OMM_HASH_CONCURRENCY", DEFAULT_HASH_CONCURRENCY)))
+    with _slots_lock:
+        if _slots is None or _slots[0] != size:
+            _slots = (size, threading.BoundedSemaphore(size))
+        return _slots[1]
+
+
+@contextlib.contextmanager
+def decode_slot() -> Iterator[None]:
+    """
+    Hold one of the process's OMM_HASH_CONCURRENCY decode slots while a photo is decoded and
+    hashed, so at most that many full-size images are in memory at once. Waits up to
+    OMM_HASH_QUEUE_SECONDS for a slot, then refuses with 503 (the client may retry).
+    """
+    semaphore = _decode_semaphore()
+    wait = float(getattr(settings, "OMM_HASH_QUEUE_SECONDS", DEFAULT_HASH_QUEUE_SECONDS))
+    if not semaphore.acquire(timeout=max(0.0, wait)):
+        raise HashingBusy(
+            f"Hashing is busy: every decode slot of this process stayed taken for {wait:g}s; retry later"
+        )
+    try:
+        yield
+    finally:
+        semaphore.release()
 
 
 def content_type_get(name: str) -> type[ContentType]:
@@ -142,7 +194,7 @@ def _pdq(content_type: str, media: IO[bytes]) -> core.PhotoHash:
     # Django's UploadedFile wraps the real file object; Pillow reads the inner one faster.
     stream = media.file if isinstance(media, File) else media
     try:
-        return core.hash_photo_stream(stream, max_pixels=getattr(settings, "OMM_MAX_IMAGE_PIXELS", None))
+        return core.hash_photo_stream(stream, max_pixels=max_image_pixels(), decode_slot=decode_slot)
     except core.ImageTooLarge as exc:
         raise InvalidInput(f"Unable to hash the {content_type}: {exc}") from None
     except core.UndecodableImage as exc:
@@ -186,7 +238,11 @@ def media_hash(*, content_type: str, media: IO[bytes], types: Sequence[str] | No
             signals[name] = core.md5_stream(media)
         else:
             try:
-                signals[name] = _hash_with_pytx(signal_type, media, data)
+                # Third-party hashers decode media their own way: they take a slot too.
+                with decode_slot():
+                    signals[name] = _hash_with_pytx(signal_type, media, data)
+            except HashingBusy:
+                raise
             except Exception as exc:  # third-party hashers raise anything on bad input
                 logger.warning("hashing %s as %s failed", content_type, name, exc_info=True)
                 raise InvalidInput(f"Unable to hash the {content_type} as {name}: {exc}") from None

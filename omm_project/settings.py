@@ -5,6 +5,7 @@ default, so a misconfigured production process fails at start rather than runnin
 """
 
 import ipaddress
+import sys
 from pathlib import Path
 
 import environ
@@ -210,8 +211,14 @@ OMM_URL_ALLOWED_NETWORKS = env.list("OMM_URL_ALLOWED_NETWORKS", default=[])
 # (content URLs, exchanges, write-back, webhooks: omm_project.lib.outbound). A request with no
 # limit of its own (exchange API calls) must end, headers and body included, within this.
 OMM_OUTBOUND_TIMEOUT_SECONDS = env.float("OMM_OUTBOUND_TIMEOUT_SECONDS", default=300.0)
-# Decompression-bomb guard; unset keeps Pillow's default (about 89 megapixels).
-OMM_MAX_IMAGE_PIXELS = int(env.str("OMM_MAX_IMAGE_PIXELS", default="") or 0) or None
+# Photos with more pixels are refused (400) from their header, before decoding. Hashing costs up
+# to about 16 bytes per pixel (bench/bench_hash_memory.py): 50 MP is about 0.8 GiB per request.
+# (Empty, as older .env files have it, means the default.)
+OMM_MAX_IMAGE_PIXELS = int(env.str("OMM_MAX_IMAGE_PIXELS", default="") or 50_000_000)
+# Photos decoded and hashed at once per process (threads share it); others wait for a slot up to
+# OMM_HASH_QUEUE_SECONDS, then get 503. Worst case per process: this x the cap above x 16 bytes.
+OMM_HASH_CONCURRENCY = env.int("OMM_HASH_CONCURRENCY", default=2)
+OMM_HASH_QUEUE_SECONDS = env.float("OMM_HASH_QUEUE_SECONDS", default=10.0)
 
 # --- Exchanges ---
 OMM_FETCH_BATCH_SIZE = env.int("OMM_FETCH_BATCH_SIZE", default=5000)
@@ -315,7 +322,15 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
 }
 
-# Logs: one JSON object per line with the request id (OMM_LOG_FORMAT=text for humans).
+# Logs: one JSON object per line with the request id, for servers and log collectors; "text" for
+# people. auto (the default): text when standard error is a terminal (manage.py commands run by
+# hand, runserver), JSON otherwise (gunicorn, Celery and commands under a supervisor, Docker
+# without -t, a pipe or a file). Set json or text to force one.
+OMM_LOG_FORMAT = env.str("OMM_LOG_FORMAT", default="auto").strip().lower()
+if OMM_LOG_FORMAT not in ("auto", "json", "text"):
+    raise environ.ImproperlyConfigured(f"OMM_LOG_FORMAT must be auto, json or text, not {OMM_LOG_FORMAT!r}")
+if OMM_LOG_FORMAT == "auto":
+    OMM_LOG_FORMAT = "text" if sys.stderr is not None and sys.stderr.isatty() else "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -328,7 +343,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "filters": ["request_id"],
-            "formatter": env.str("OMM_LOG_FORMAT", default="json"),
+            "formatter": OMM_LOG_FORMAT,
         }
     },
     "root": {"handlers": ["console"], "level": env.str("OMM_LOG_LEVEL", default="INFO")},

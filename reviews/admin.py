@@ -11,12 +11,18 @@ from reviews.services.rules import LABEL_FIELDS
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Logs are written by the system only."""
+    """
+    Logs and the audit trail are written by the system only: no add, change or delete here (so no
+    "Delete selected" action either). Old match log rows go by retention (OMM_MATCH_LOG_RETENTION_DAYS).
+    """
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 

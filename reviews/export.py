@@ -1,6 +1,10 @@
 """
 The match log as CSV or JSON lines, streamed row by row (API and `manage.py export_matches`).
 
+A JSON line is exactly what GET /c/matches/<id> answers for the row (same keys, nulls, times and
+rule objects; a test compares them). CSV writes the same values as text: null is an empty cell,
+booleans are true/false (as in JSON), rules are their names joined by ";".
+
 CSV cells that a spreadsheet would run as a formula (=, +, -, @, tab, CR) get a leading
 apostrophe: platform content ids and URIs come from callers, and a review team opens the file.
 """
@@ -9,6 +13,8 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
+
+from rest_framework import serializers
 
 from reviews.models import MatchLog
 
@@ -50,6 +56,8 @@ _COLUMNS = [
 ]
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK_ROWS = 2000
+# The API's own representation of times (DRF's: ISO 8601 in the current time zone, "Z" for UTC).
+_DATETIME = serializers.DateTimeField()
 
 
 def _record(row: tuple) -> dict:
@@ -72,22 +80,33 @@ def _record(row: tuple) -> dict:
     ) = row
     return {
         "id": pk,
-        "created_at": created_at.isoformat(),
+        "created_at": _DATETIME.to_representation(created_at),
         "source": source,
         "signal_type": signal_type,
         "signal_value": signal_value,
-        "platform_content_id": platform_content_id,
-        "content_uri": content_uri,
+        "platform_content_id": platform_content_id or None,
+        "content_uri": content_uri or None,
         "bank": bank_name,
         "bank_id": bank_id,
         "content_id": content_id,
         "distance": distance,
-        "rules": [r.get("name") for r in rules or []],
+        "rules": [{"id": rule.get("id"), "name": rule.get("name")} for rule in rules or []],
         "reviewed": reviewed_at is not None,
         "verdict": verdict or None,
-        "reviewed_at": reviewed_at.isoformat() if reviewed_at else None,
+        "reviewed_at": _DATETIME.to_representation(reviewed_at) if reviewed_at else None,
         "review_id": review_id,
     }
+
+
+def _csv_text(value: object) -> str | int:
+    """A record's value as a CSV cell: null empty, booleans as in JSON, rules by name."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ";".join(rule["name"] for rule in value if rule.get("name"))
+    return value  # type: ignore[return-value]
 
 
 def _cell(value: object) -> object:
@@ -118,7 +137,5 @@ def export_lines(queryset: Iterable[MatchLog] | object, fmt: str) -> Iterator[st
     yield flush()
     for row in rows:
         record = _record(row)
-        record["rules"] = ";".join(name for name in record["rules"] if name)
-        record["verdict"] = record["verdict"] or ""
-        writer.writerow([_cell("" if record[f] is None else record[f]) for f in FIELDS])
+        writer.writerow([_cell(_csv_text(record[f])) for f in FIELDS])
         yield flush()

@@ -50,6 +50,7 @@ class MatchLog(models.Model):
 
     class Meta:
         verbose_name = "match"
+        verbose_name_plural = "matches"
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="matchlog_created"),
             models.Index(fields=["bank_name", "-created_at"], name="matchlog_bank_name"),

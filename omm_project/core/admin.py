@@ -1,7 +1,14 @@
 from django.contrib import admin, messages
+from django.urls import reverse_lazy
 
 from omm_project.core.models import ApiKey
 from omm_project.core.services import api_key_revoke
+
+# omm has no site at "/" (every unknown path is a JSON 404): "View site" opens the API docs.
+# reverse_lazy resolves per request, so a deployment prefix (SCRIPT_NAME) is kept.
+admin.site.site_url = reverse_lazy("openapi-ui")
+admin.site.site_header = "omm administration"
+admin.site.site_title = "omm admin"
 
 
 @admin.register(ApiKey)

@@ -68,10 +68,11 @@ def test_sample_exchange_end_to_end_through_the_celery_task(curator_client):
     assert named == set(BankContent.objects.filter(bank_id=exchange.bank_id).values_list("pk", flat=True))
     assert len(named) == 18
     # and content shows its provenance as HMA does, plus the exchange's metadata
-    item = ExchangeItem.objects.get(exchange=exchange, fetch_key=f"('video_md5', '{MD5_A}')")
+    # (keys as "<signal type>:<signal>", not HMA's Python tuple text; docs/compat.md)
+    item = ExchangeItem.objects.get(exchange=exchange, fetch_key=f"video_md5:{MD5_A}")
     body = curator_client.get(f"/c/bank/SEED_SAMPLE/content/{item.content_id}").json()
-    assert body["metadata"]["collab"] == {"SEED_SAMPLE": [f"('video_md5', '{MD5_A}')"]}
-    assert body["collab_metadata"] == {"SEED_SAMPLE": {f"('video_md5', '{MD5_A}')": {}}}
+    assert body["metadata"]["collab"] == {"SEED_SAMPLE": [f"video_md5:{MD5_A}"]}
+    assert body["collab_metadata"] == {"SEED_SAMPLE": {f"video_md5:{MD5_A}": {}}}
 
 
 def test_sample_content_is_matchable(full_client, monkeypatch):
@@ -93,7 +94,7 @@ def test_sample_content_is_matchable(full_client, monkeypatch):
     assert response.status_code == 200
     bridge = set(
         ExchangeItem.objects.filter(
-            exchange=exchange, fetch_key__in=[f"('pdq', '{s}')" for s in PdqSignal.get_examples()[:12]]
+            exchange=exchange, fetch_key__in=[f"pdq:{s}" for s in PdqSignal.get_examples()[:12]]
         ).values_list("content_id", flat=True)
     )
     assert len(bridge) == 12
@@ -154,8 +155,8 @@ def test_disabled_and_hand_deleted_content_keep_their_state_across_refetches(tmp
     settings.OMM_EXCHANGE_SNAPSHOT_INTERVAL_SECONDS = 0
     exchange = make_file_exchange(tmp_path, [f"pdq {PDQ_A}", f"pdq {PDQ_B}"])
     services.exchange_fetch(exchange_id=exchange.pk)
-    item_a = ExchangeItem.objects.get(fetch_key=f"('pdq', '{PDQ_A}')")
-    item_b = ExchangeItem.objects.get(fetch_key=f"('pdq', '{PDQ_B}')")
+    item_a = ExchangeItem.objects.get(fetch_key=f"pdq:{PDQ_A}")
+    item_b = ExchangeItem.objects.get(fetch_key=f"pdq:{PDQ_B}")
     bank_content_update(content=item_a.content, disable_until_ts=0)
     bank_content_delete(content=item_b.content)
     services.exchange_fetch(exchange_id=exchange.pk)

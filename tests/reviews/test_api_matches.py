@@ -151,7 +151,8 @@ def test_export_csv_streams_filtered_rows_oldest_first(curator_client, matches):
     assert "attachment" in response["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(_streamed(response))))
     assert [int(r["id"]) for r in rows] == [matches["old"], matches["a"]]
-    assert rows[0]["reviewed"] == "True" and rows[0]["verdict"] == "true_positive"
+    assert rows[0]["reviewed"] == "true" and rows[0]["verdict"] == "true_positive"
+    assert rows[1]["reviewed"] == "false" and rows[1]["verdict"] == "" and rows[1]["content_uri"] == ""
     # A caller's value that a spreadsheet would run as a formula is neutralised.
     assert rows[0]["platform_content_id"] == '\'=HYPERLINK("x")'
 
@@ -200,3 +201,40 @@ def test_export_command_jsonl_to_stdout_with_since(matches):
 def test_export_command_bad_since_is_an_error(matches):
     with pytest.raises(CommandError):
         call_command("export_matches", "--since", "last tuesday")
+
+
+def test_export_jsonl_is_the_api_representation(curator_client, matches):
+    # Given matches with and without a review, a content_uri, a platform id and rules, when
+    # exported as JSON lines, then each line is exactly what GET /c/matches/<id> answers (nulls,
+    # booleans, times and rule objects included): the export and the API never disagree.
+    MatchLog.objects.filter(pk=matches["a"]).update(rules=[{"id": 7, "name": "notify"}])
+    lines = [json.loads(line) for line in _streamed(curator_client.get("/c/matches/export?format=jsonl")).splitlines()]
+    assert len(lines) == 3
+    for line in lines:
+        assert line == curator_client.get(f"/c/matches/{line['id']}").json()
+    by_id = {line["id"]: line for line in lines}
+    assert by_id[matches["a"]]["content_uri"] is None and by_id[matches["a"]]["platform_content_id"] is None
+    assert by_id[matches["a"]]["rules"] == [{"id": 7, "name": "notify"}]
+
+
+def test_export_csv_is_the_api_representation_as_text(curator_client, matches):
+    # Given the same rows, when exported as CSV, then each cell is the API's value as text: null
+    # is an empty cell, booleans are true/false, times as the API writes them, rules by name.
+    MatchLog.objects.filter(pk=matches["a"]).update(rules=[{"id": 7, "name": "notify"}, {"id": 8, "name": "log"}])
+    rows = list(csv.DictReader(io.StringIO(_streamed(curator_client.get("/c/matches/export?format=csv")))))
+    assert len(rows) == 3
+    for row in rows:
+        api = curator_client.get(f"/c/matches/{row['id']}").json()
+        for field, value in api.items():
+            if field == "rules":
+                expected = ";".join(rule["name"] for rule in value)
+            elif value is None:
+                expected = ""
+            elif isinstance(value, bool):
+                expected = "true" if value else "false"
+            elif isinstance(value, str) and value.startswith("="):
+                expected = "'" + value  # formula-neutralised (see the CSV test above)
+            else:
+                expected = str(value)
+            assert row[field] == expected, (field, row[field], value)
+    assert {row["rules"] for row in rows} == {"", "notify;log"}

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from tqdm import tqdm
 
 from banks.importing import (
@@ -17,6 +17,7 @@ from banks.importing import (
     ImportReport,
     signals_import,
 )
+from omm_project.lib.commands import OmmCommand, positive_int
 from omm_project.lib.errors import OmmError
 
 # Progress is counted in characters every this many lines: a tqdm update per line would cost
@@ -36,7 +37,7 @@ def _counted(lines: Iterable[str], bar: tqdm) -> Iterator[str]:
     bar.update(pending)
 
 
-class Command(BaseCommand):
+class Command(OmmCommand):
     help = (
         "Import signals into a bank from CSV, TSV or JSON lines (FILE, or - for standard input). "
         "Bad lines are reported and skipped (--strict: refuse the whole import); rows already in "
@@ -57,13 +58,13 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--batch-size",
-            type=int,
+            type=positive_int,
             default=DEFAULT_BATCH_SIZE,
             help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}).",
         )
         parser.add_argument(
             "--workers",
-            type=int,
+            type=positive_int,
             default=None,
             help=f"Database connections writing in parallel on PostgreSQL (default {DEFAULT_WORKERS}; "
             "--strict always uses one).",

@@ -1,12 +1,12 @@
 """manage.py export_matches: the match log as CSV or JSON lines, for a review team."""
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from omm_project.lib.errors import InvalidInput
+from omm_project.lib.commands import OmmCommand
 from reviews import export, selectors
 
 
-class Command(BaseCommand):
+class Command(OmmCommand):
     help = "Export the match log (oldest first) as CSV or JSON lines, filtered like GET /c/matches."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -22,10 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         params = {k: options[k] for k in ("since", "until", "bank", "reviewed", "verdict") if options.get(k)}
-        try:
-            filters = selectors.match_filters_parse(params)
-        except InvalidInput as exc:
-            raise CommandError(exc.message) from None
+        filters = selectors.match_filters_parse(params)
         queryset = selectors.match_log_list(filters=filters, newest_first=False)
         lines = export.export_lines(queryset, options["format"])
         if not options.get("output"):
@@ -39,4 +36,4 @@ class Command(BaseCommand):
                 written += 1
         if options["format"] == "csv":
             written -= 1  # the header
-        self.stderr.write(f"wrote {written} match(es) to {options['output']}")
+        self.stdout.write(f"wrote {written} match(es) to {options['output']}")

@@ -1,11 +1,13 @@
-from django.core.management.base import BaseCommand, CommandError
+"""Create an API key and print it once."""
+
+from django.core.management.base import CommandError
 
 from omm_project.core.choices import Scope
 from omm_project.core.services import api_key_create, api_key_digest, api_key_generate
-from omm_project.lib.errors import OmmError
+from omm_project.lib.commands import OmmCommand
 
 
-class Command(BaseCommand):
+class Command(OmmCommand):
     help = "Create an API key and print it (it is shown only once)."
 
     def add_arguments(self, parser) -> None:
@@ -32,10 +34,11 @@ class Command(BaseCommand):
                 raise CommandError(f"scopes must be a subset of {Scope.values}; name without ':' or ','")
             raw_key = api_key_generate()
             self.stdout.write(raw_key)
-            self.stderr.write(f"OMM_STATIC_API_KEYS entry: {name}:{'+'.join(scope_list)}:{api_key_digest(raw_key)}")
+            # On stderr so stdout holds the key alone (scripts); plain, as it is not an error.
+            self.stderr.write(
+                f"OMM_STATIC_API_KEYS entry: {name}:{'+'.join(scope_list)}:{api_key_digest(raw_key)}",
+                style_func=lambda text: text,
+            )
             return
-        try:
-            _, raw_key = api_key_create(name=name, scopes=scope_list)
-        except OmmError as exc:
-            raise CommandError(exc.message) from None
+        _, raw_key = api_key_create(name=name, scopes=scope_list)
         self.stdout.write(raw_key)

@@ -1,19 +1,21 @@
+"""First-run set-up for a local evaluation."""
+
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
 
 from omm_project.core.models import ApiKey
 from omm_project.core.services import api_key_create
+from omm_project.lib.commands import OmmCommand, tcp_port
 
 
-class Command(BaseCommand):
+class Command(OmmCommand):
     help = "First-run set-up for a local evaluation: an all-scopes API key, and where to go."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--port", default="8000")
+        parser.add_argument("--port", type=tcp_port, default=8000, help="Where omm serves (shown in the hints).")
 
-    def handle(self, *args, port: str, **options) -> None:
+    def handle(self, *args, port: int, **options) -> None:
         key_file = Path(settings.OMM_DATA_DIR) / "first-api-key.txt"
         if not ApiKey.objects.exists():
             _, raw_key = api_key_create(name="first key", scopes=["hash", "match", "curate"])
