@@ -413,3 +413,35 @@ def test_get_with_nul_in_names(full_client, world):
 
 def test_path_quoting_keeps_ordinary_names(full_client, world):
     assert full_client.get("/c/bank/" + quote("BANK")).status_code == 200
+
+
+# Every bounded column a request can write, one character over its bound: a 400, never a 500.
+OVER_LENGTH = [
+    ("post", "/c/banks", {"name": "A" * 256}),
+    ("put", "/c/bank/BANK", {"name": "A" * 256}),
+    ("post", "/c/exchanges", {"bank": "A" * 256, "api": "sample"}),
+    ("post", "/c/bank/BANK/signal", {"pdq": PDQ, "note": "n" * 256}),
+    ("post", "/c/bank/BANK/signal", {"pdq": PDQ, "metadata": {"content_id": "c" * 513}}),
+    ("put", "/c/bank/BANK/content/{content_id}", {"note": "n" * 256}),
+    ("post", "/c/webhooks", {"name": "w" * 101, "url": "https://example.com/x"}),
+    ("post", "/c/webhooks", {"name": "w", "url": "https://example.com/" + "x" * 2000}),
+    ("patch", "/c/webhooks/{hook}", {"name": "w" * 101}),
+    ("post", "/c/action_rules", {"name": "r" * 101, "webhook_id": "{hook}", "all_banks": True}),
+    ("patch", "/c/action_rules/{rule}", {"name": "r" * 101}),
+    ("post", "/c/reviews", {"content_ids": ["{content_id}"], "verdict": "true_positive", "note": "n" * 256}),
+]
+
+
+@pytest.mark.parametrize("method, path, body", OVER_LENGTH)
+def test_every_bounded_column_is_bounded_in_input(full_client, world, method, path, body):
+    before = _state()
+    response = getattr(full_client, method)(path.format(**world), _fill(body, world), format="json")
+    assert response.status_code == 400, response.content[:300]
+    assert _is_json_error(response)
+    assert _state() == before
+
+
+@pytest.mark.parametrize("name", ["content_id", "content_uri"])
+def test_lookup_content_reference_is_bounded(matcher_client, name):
+    response = matcher_client.get("/m/lookup", {"signal": PDQ, "signal_type": "pdq", name: "c" * 513})
+    assert response.status_code == 400 and name in response.json()["message"]
