@@ -162,13 +162,16 @@ def json_loads(text: str | bytes, *, field: str | None = None) -> object:
 # --- Write bodies -------------------------------------------------------------------------------
 
 
-def body_keys_check(data: Mapping, allowed: Collection[str], *, files: Collection[str] = ()) -> None:
+def body_keys_check(
+    data: Mapping, allowed: Collection[str], *, files: Collection[str] = (), where: str = ""
+) -> None:
     """
     A 400 naming every key of a write body that the endpoint does not take (they used to be
     ignored silently, so a misspelt field answered 200 and changed nothing). `files` are the
-    upload part names, which the upload code checks itself.
+    upload part names, which the upload code checks itself; `where` prefixes the names of a
+    nested object's keys (`api_json.`).
     """
-    unknown = sorted(str(k) for k in data.keys() if k not in allowed and k not in files)
+    unknown = sorted(where + str(k) for k in data.keys() if k not in allowed and k not in files)
     if unknown:
         accepted = ", ".join(sorted(allowed)) or "none"
         raise InvalidInput(

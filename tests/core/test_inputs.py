@@ -445,3 +445,14 @@ def test_every_bounded_column_is_bounded_in_input(full_client, world, method, pa
 def test_lookup_content_reference_is_bounded(matcher_client, name):
     response = matcher_client.get("/m/lookup", {"signal": PDQ, "signal_type": "pdq", name: "c" * 513})
     assert response.status_code == 400 and name in response.json()["message"]
+
+
+def test_exchange_api_json_unknown_key_is_400(curator_client):
+    body = {"bank": "EX3", "api": "fb_threatexchange", "api_json": {"privacy_group": 1, "privacy_grup": 2}}
+    response = curator_client.post("/c/exchanges", body, format="json")
+    assert response.status_code == 400
+    assert "api_json.privacy_grup" in response.json()["message"]
+    assert not Bank.objects.filter(name="EX3").exists()
+    # HMA's own keys (name and api are overwritten, enabled honoured) stay accepted.
+    body = {"bank": "EX3", "api": "sample", "api_json": {"name": "x", "api": "y", "enabled": False}}
+    assert curator_client.post("/c/exchanges", body, format="json").status_code == 201
