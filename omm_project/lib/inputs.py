@@ -25,6 +25,8 @@ FALSE_STRINGS = frozenset({"false", "0", "no", "off", "f", "n"})
 # Deeper JSON is refused. Metadata that needs more is not metadata; Python's own recursion
 # (json, the renderer, psycopg2's adapter) stays far from its limit.
 JSON_MAX_DEPTH = 64
+# JSON integers must fit PostgreSQL's bigint (and a float, without OverflowError).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _invalid(field: str | None, message: str) -> InvalidInput:
@@ -145,13 +147,23 @@ def _finite_float(text: str) -> float:
     return number
 
 
+def _int64(text: str) -> int:
+    number = int(text)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ValueError(f"integer {text[:40]}... does not fit 64 bits")
+    return number
+
+
 def json_loads(text: str | bytes, *, field: str | None = None) -> object:
     """
-    Strict JSON: no NaN/Infinity, no number that overflows to infinity (1e999), no nesting past
-    JSON_MAX_DEPTH, only storable strings (json_check). A 400 otherwise.
+    Strict JSON: no NaN/Infinity, no number that overflows to infinity (1e999), no integer past
+    64 bits (no column takes it, and float() of it overflows), no nesting past JSON_MAX_DEPTH,
+    only storable strings (json_check). A 400 otherwise.
     """
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int64
+        )
     except RecursionError:
         raise _invalid(field, f"JSON nested deeper than {JSON_MAX_DEPTH} levels") from None
     except ValueError as exc:  # includes JSONDecodeError, UnicodeDecodeError, int digit limits

@@ -302,6 +302,8 @@ BAD_JSON_TEXTS = {
     "Infinity": _json_a("Infinity"),
     "nested 50000 deep": _json_a("[" * 50000 + "]" * 50000),
     "nested past the limit": _json_a("[" * JSON_MAX_DEPTH + "]" * JSON_MAX_DEPTH),
+    "integer past 64 bits": _json_a("1" + "0" * 400),
+    "integer past the digit limit": _json_a("1" * 5000),
     "content_id over 512": json.dumps({"pdq": PDQ, "metadata": {"content_id": "c" * 513}}),
 }
 
@@ -323,6 +325,17 @@ def test_storable_json_at_the_limits_is_accepted(curator_client, world):
     assert response.status_code == 200, response.content[:300]
     content = BankContent.objects.get(pk=response.json()["id"])
     assert len(content.platform_content_id) == 512
+
+
+def test_huge_integer_ratio_is_400(curator_client):
+    body = '{"name": "BIG", "enabled_ratio": 1' + "0" * 400 + "}"
+    response = curator_client.post("/c/banks", body, content_type="application/json")
+    assert response.status_code == 400 and _is_json_error(response)
+    assert not Bank.objects.filter(name="BIG").exists()
+
+
+def test_64_bit_integers_are_accepted():
+    assert json_loads(f"[{2**63 - 1}, {-(2**63)}]") == [2**63 - 1, -(2**63)]
 
 
 def test_json_loads_names_the_place():
