@@ -10,7 +10,13 @@ from urllib.parse import quote
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from drf_spectacular.generators import SchemaGenerator
+from rest_framework import serializers
 
+import banks.api.serializers as bank_serializers
+import exchanges.api.serializers as exchange_serializers
+import hashing.api.serializers as hash_serializers
+import matching.api.serializers as match_serializers
+import reviews.api.serializers as review_serializers
 from banks.models import Bank, BankContent
 from banks.services import bank_content_create, bank_create
 from exchanges.services import exchange_create
@@ -469,3 +475,27 @@ def test_exchange_api_json_unknown_key_is_400(curator_client):
     # HMA's own keys (name and api are overwritten, enabled honoured) stay accepted.
     body = {"bank": "EX3", "api": "sample", "api_json": {"name": "x", "api": "y", "enabled": False}}
     assert curator_client.post("/c/exchanges", body, format="json").status_code == 201
+
+
+def _input_serializer_classes():
+    modules = [bank_serializers, exchange_serializers, hash_serializers, match_serializers,
+               review_serializers]
+    for module in modules:
+        for name, value in vars(module).items():
+            if (isinstance(value, type) and issubclass(value, serializers.Serializer)
+                    and name.endswith(("QuerySerializer", "InputSerializer", "CreateSerializer",
+                                       "UpdateSerializer", "SetSerializer"))):
+                yield value
+
+
+def test_input_serializers_parse_booleans_with_the_one_parser():
+    # DRF's BooleanField has its own spellings (and truthiness of 1/0): inputs use lib.fields'.
+    classes = list(_input_serializer_classes())
+    assert len(classes) >= 10
+    offenders = [
+        f"{cls.__name__}.{name}"
+        for cls in classes
+        for name, field in cls().fields.items()
+        if isinstance(field, serializers.BooleanField) and not field.read_only
+    ]
+    assert not offenders
