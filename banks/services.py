@@ -264,6 +264,9 @@ def content_metadata_parse(metadata: object) -> dict:
         if value is not None:
             if not isinstance(value, str):
                 raise InvalidInput(f"Invalid metadata: {key} must be a string")
+            max_length = BankContent._meta.get_field(field).max_length
+            if max_length is not None and len(value) > max_length:
+                raise InvalidInput(f"Invalid metadata: {key} must be at most {max_length} characters")
             parsed[field] = value
     if metadata.get("json") is not None:
         if not isinstance(metadata["json"], dict):

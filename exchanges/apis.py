@@ -19,6 +19,7 @@ from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPI
 
 from omm_project.lib import outbound, pytx
 from omm_project.lib.errors import InvalidInput, NotFound
+from omm_project.lib.inputs import body_keys_check
 from omm_project.lib.outbound import UnsafeUrl
 
 ApiCls = type[SignalExchangeAPI]
@@ -182,9 +183,11 @@ def url_fields_validate(value: t.Any, *, where: str) -> None:
 
 def config_parse(api_cls: ApiCls, *, name: str, enabled: bool, api_json: Mapping) -> CollaborationConfigBase:
     """The API's typed config from a client's api_json (name, api, enabled are omm's); 400 if bad."""
+    config_cls = api_cls.get_config_cls()
+    body_keys_check(api_json, [f.name for f in dataclasses.fields(config_cls)], where="api_json.")
     data = {**api_json, "name": name, "api": api_cls.get_name(), "enabled": enabled}
     try:
-        config = dacite.from_dict(api_cls.get_config_cls(), data, config=_DACITE)
+        config = dacite.from_dict(config_cls, data, config=_DACITE)
     except (dacite.DaciteError, ValueError, TypeError) as exc:
         raise InvalidInput(f"Failed to parse `api_json` - {exc}") from None
     config.api = api_cls.get_name()

@@ -52,6 +52,7 @@ from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchSt
 from omm_project.lib import pytx
 from omm_project.lib.errors import Conflict, InvalidInput, OmmError
 from omm_project.lib.fetch_keys import fetch_key_format, fetch_key_identity
+from omm_project.lib.inputs import bool_parse
 
 logger = logging.getLogger(__name__)
 
@@ -98,12 +99,6 @@ def exchange_name_validate(name: object) -> str:
         ) from None
 
 
-def _bool_validate(value: object, *, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInput(f"Field `{field}` must be a boolean")
-    return value
-
-
 def _config_check(api_cls: apis.ApiCls, config: Any) -> None:
     """Rules of omm on top of the API's own: local files only under OMM_EXCHANGE_FILE_ROOTS if set."""
     roots = _setting("OMM_EXCHANGE_FILE_ROOTS", None)
@@ -128,7 +123,7 @@ def exchange_create(
     if not isinstance(api, str) or api not in pytx.exchange_types():
         raise InvalidInput(f"No such exchange type '{api}'")
     api_cls = pytx.exchange_types()[api]
-    enabled = _bool_validate(api_json.get("enabled", True), field="api_json.enabled")
+    enabled = bool_parse(api_json.get("enabled", True), field="api_json.enabled")
     config = apis.config_parse(api_cls, name=name, enabled=enabled, api_json=api_json)
     _config_check(api_cls, config)
     if ExchangeConfig.objects.filter(name=name).exists():
@@ -167,7 +162,7 @@ def exchange_update(
         "report_true_positive_enabled": report_true_positive_enabled,
         "report_false_positive_enabled": report_false_positive_enabled,
     }
-    validated = {k: _bool_validate(v, field=k) for k, v in changes.items() if v is not None}
+    validated = {k: bool_parse(v, field=k) for k, v in changes.items() if v is not None}
     turned_on = validated.get("fetching_enabled") is True and not exchange.fetching_enabled
     for field, value in validated.items():
         setattr(exchange, field, value)

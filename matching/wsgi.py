@@ -33,8 +33,10 @@ from rest_framework import exceptions  # noqa: E402
 
 from matching import lookup  # noqa: E402
 from omm_project.core.auth import access_check, access_error  # noqa: E402
-from omm_project.lib.api import parse_bool, parse_csv  # noqa: E402
+from omm_project.lib.api import parse_csv  # noqa: E402
 from omm_project.lib.errors import InvalidInput, OmmError  # noqa: E402
+from omm_project.lib.inputs import query_bool  # noqa: E402
+from omm_project.lib.middleware import query_problem  # noqa: E402
 from omm_project.lib.request_log import request_id_var  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ def _raw_lookup(query: dict[str, str]) -> dict:
     for name in ("signal", "signal_type"):
         if query.get(name) is None:
             raise InvalidInput(f"{name}: This field is required.", errors={name: ["This field is required."]})
-    include_distance = parse_bool(query.get("include_distance"), name="include_distance", default=False)
+    include_distance = query_bool(query.get("include_distance"), field="include_distance", default=False)
     hits = lookup.raw_lookup(
         signal_type=lookup.signal_type_resolve(query["signal_type"]),
         signal=query["signal"],
@@ -139,8 +141,10 @@ def application(environ: dict, start_response):
     secure = _is_secure(environ)
     if settings.SECURE_SSL_REDIRECT and not secure:  # Django answers the redirect to HTTPS
         return django_application(environ, start_response)
-    query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-    if "include_details" in query:  # needs the database and the ORM: Django's path
+    pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    query = dict(pairs)
+    # include_details needs the database and the ORM; unstorable text (a NUL) gets Django's 400.
+    if "include_details" in query or query_problem(pairs):
         return django_application(environ, start_response)
 
     incoming = environ.get("HTTP_X_REQUEST_ID", "")

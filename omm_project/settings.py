@@ -86,6 +86,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so its 400s get the headers above: NUL (or other unstorable text) in path or query.
+    "omm_project.lib.middleware.InputTextMiddleware",
 ]
 
 ROOT_URLCONF = "omm_project.urls"
@@ -305,9 +307,10 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.MultiPartParser",
-        "rest_framework.parsers.FormParser",
+        # DRF's parsers plus omm_project.lib.inputs' rules (storable text, finite numbers, depth).
+        "omm_project.lib.parsers.JSONParser",
+        "omm_project.lib.parsers.MultiPartParser",
+        "omm_project.lib.parsers.FormParser",
     ],
     "UNAUTHENTICATED_USER": None,
 }

@@ -8,8 +8,8 @@ from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 
 from banks.models import Bank
-from omm_project.lib.api import parse_bool
 from omm_project.lib.errors import InvalidInput, NotFound
+from omm_project.lib.inputs import query_bool
 from reviews.choices import MatchSource, SendState, Verdict
 from reviews.models import ActionRule, MatchLog, Review, WebhookDelivery, WebhookEndpoint
 
@@ -74,7 +74,7 @@ def match_filters_parse(params: Mapping[str, str]) -> MatchFilters:
         bank=get("bank"),
         since=since,
         until=until,
-        reviewed=None if reviewed is None else parse_bool(reviewed, name="reviewed", default=False),
+        reviewed=None if reviewed is None else query_bool(reviewed, field="reviewed", default=False),
         verdict=verdict,
         source=source,
         signal_type=get("signal_type"),

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from banks.models import Bank, BankContent
 from banks.selectors import content_collab, content_collab_metadata
-from omm_project.lib.fields import CsvField
+from omm_project.lib.fields import BodyBoolField, CsvField
 
 
 class BankSerializer(serializers.ModelSerializer):
@@ -32,7 +32,7 @@ class BankCreateSerializer(serializers.Serializer):
 
     name = serializers.JSONField()
     enabled_ratio = serializers.JSONField(required=False, allow_null=True)
-    enabled = serializers.BooleanField(required=False, allow_null=True)
+    enabled = BodyBoolField(required=False, allow_null=True)
     labels = serializers.JSONField(required=False)
 
 
@@ -41,7 +41,7 @@ class BankUpdateSerializer(serializers.Serializer):
 
     name = serializers.JSONField(required=False)
     enabled_ratio = serializers.JSONField(required=False, allow_null=True)
-    enabled = serializers.BooleanField(required=False, allow_null=True)
+    enabled = BodyBoolField(required=False, allow_null=True)
     labels = serializers.JSONField(required=False)
 
 

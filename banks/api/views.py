@@ -1,7 +1,5 @@
 """Bank curation API under /c, compatible with HMA 2.0 (differences: docs/compat.md)."""
 
-import json
-
 from django.http import QueryDict
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -22,27 +20,28 @@ from banks.api.serializers import (
     ContentCreatedSerializer,
 )
 from hashing import services as hashing_services
-from omm_project.lib.api import parse_bool
+from omm_project.lib.api import body_object
 from omm_project.lib.errors import InvalidInput
-from omm_project.lib.uploads import single_upload, upload_cap_install
+from omm_project.lib.inputs import json_loads, query_bool
+from omm_project.lib.uploads import single_upload, upload_cap_install, upload_fields
 
 MessageSerializer = inline_serializer("Message", {"message": serializers.CharField()})
 
 
-def json_object(request: Request) -> dict:
-    """The request body as a JSON object, or a 400 (HMA gave 500 for arrays)."""
-    if not isinstance(request.data, dict):
-        raise InvalidInput("Request body must be a JSON object")
-    return request.data
-
-
-def resolve_ratio(data: dict) -> float | None:
+def resolve_ratio(data: dict) -> object:
     """enabled_ratio wins; else enabled (true 1.0 / false 0.0); else None (unchanged/default)."""
     if data.get("enabled_ratio") is not None:
         return data["enabled_ratio"]
     if data.get("enabled") is not None:
         return 1.0 if data["enabled"] else 0.0
     return None
+
+
+def _valid(serializer_class: type[serializers.Serializer], data: dict) -> dict:
+    """The body's validated values (booleans parsed by lib.inputs.bool_parse), only the keys given."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 class BankListView(APIView):
@@ -54,8 +53,7 @@ class BankListView(APIView):
 
     @extend_schema(request=BankCreateSerializer, responses={201: BankSerializer})
     def post(self, request: Request) -> Response:
-        data = json_object(request)
-        BankCreateSerializer(data=data).is_valid(raise_exception=True)
+        data = _valid(BankCreateSerializer, body_object(request, BankCreateSerializer))
         ratio = resolve_ratio(data)
         bank = services.bank_create(
             name=data["name"],
@@ -74,8 +72,7 @@ class BankDetailView(APIView):
 
     @extend_schema(request=BankUpdateSerializer, responses=BankSerializer)
     def put(self, request: Request, bank_name: str) -> Response:
-        data = json_object(request)
-        BankUpdateSerializer(data=data).is_valid(raise_exception=True)
+        data = _valid(BankUpdateSerializer, body_object(request, BankUpdateSerializer))
         bank = services.bank_update(
             bank=selectors.bank_get(name=bank_name),
             name=data.get("name"),
@@ -108,13 +105,16 @@ INCLUDE_PARAMS = [
 
 def content_context(request: Request) -> dict:
     return {
-        "include_signals": parse_bool(
-            request.query_params.get("include_signals"), name="include_signals", default=False
+        "include_signals": query_bool(
+            request.query_params.get("include_signals"), field="include_signals", default=False
         ),
-        "include_metadata": parse_bool(
-            request.query_params.get("include_metadata"), name="include_metadata", default=True
+        "include_metadata": query_bool(
+            request.query_params.get("include_metadata"), field="include_metadata", default=True
         ),
     }
+
+
+CONTENT_ADD_FIELDS = ("metadata", "note")
 
 
 def content_add_fields(request: Request) -> tuple[object, object]:
@@ -122,18 +122,18 @@ def content_add_fields(request: Request) -> tuple[object, object]:
     metadata and note for adding media: from a JSON body as objects, or from form fields, where
     HMA sends metadata as a JSON string.
     """
-    data = request.data
+    data = body_object(request, upload_fields(*CONTENT_ADD_FIELDS))
     if isinstance(data, QueryDict):
         raw = data.get("metadata")
         metadata = None
         if raw not in (None, ""):
             try:
-                metadata = json.loads(raw)
-            except ValueError:
-                raise InvalidInput("metadata form field must be valid JSON") from None
+                metadata = json_loads(raw, field="metadata")
+            except InvalidInput as exc:
+                if "JSON parse error" in exc.message:
+                    raise InvalidInput("metadata form field must be valid JSON") from None
+                raise
         return metadata, data.get("note")
-    if not isinstance(data, dict):
-        raise InvalidInput("Request body must be a JSON object")
     return data.get("metadata"), data.get("note")
 
 
@@ -213,7 +213,7 @@ class BankContentDetailView(APIView):
 
     @extend_schema(request=BankContentUpdateSerializer, responses=BankContentSerializer)
     def put(self, request: Request, bank_name: str, content_id: int) -> Response:
-        data = json_object(request)
+        data = body_object(request, BankContentUpdateSerializer)
         content = selectors.bank_content_get(bank=selectors.bank_get(name=bank_name), content_id=content_id)
         changes = {k: data[k] for k in ("disable_until_ts", "note", "labels") if k in data}
         content = services.bank_content_update(content=content, **changes)
@@ -242,7 +242,8 @@ class BankSignalView(APIView):
         responses=ContentCreatedSerializer,
     )
     def post(self, request: Request, bank_name: str) -> Response:
-        data = json_object(request)
+        # Keys are signal types besides these three; an unknown one is a 400 naming it (HMA's words).
+        data = body_object(request, fields=None)
         bank = selectors.bank_get(name=bank_name)
         signals = {k: v for k, v in data.items() if k not in RESERVED_SIGNAL_KEYS}
         content = services.bank_content_create(

@@ -19,17 +19,13 @@ from exchanges.api.serializers import (
     MessageSerializer,
     ReadinessSerializer,
 )
-from omm_project.lib.api import parse_bool
-from omm_project.lib.errors import InvalidInput
+from omm_project.lib.api import body_object
+from omm_project.lib.inputs import query_bool
 
 NAMES = {"type": "array", "items": {"type": "string"}}
 
 
-def json_object(request: Request) -> dict:
-    """The request body as a JSON object, or a 400."""
-    if not isinstance(request.data, dict):
-        raise InvalidInput("this endpoint expects a json object payload")
-    return request.data
+JSON_OBJECT = "this endpoint expects a json object payload"
 
 
 class ExchangeApiListView(APIView):
@@ -55,7 +51,7 @@ class ExchangeApiCredentialView(APIView):
     )
     def post(self, request: Request, api_name: str) -> Response:
         api_cls = apis.api_get(api_name)
-        data = json_object(request)
+        data = body_object(request, CredentialSetSerializer, message=JSON_OBJECT)
         if data.get("credential_json") is not None:
             services.exchange_api_credentials_set(api_cls=api_cls, credential_json=data["credential_json"])
         return Response(selectors.exchange_api_credential_state(api_cls=api_cls))
@@ -78,7 +74,7 @@ class ExchangeListView(APIView):
 
     @extend_schema(request=ExchangeCreateSerializer, responses={201: MessageSerializer})
     def post(self, request: Request) -> Response:
-        data = json_object(request)
+        data = body_object(request, ExchangeCreateSerializer, message=JSON_OBJECT)
         services.exchange_create(name=data.get("bank"), api=data.get("api"), api_json=data.get("api_json"))
         return Response({"message": "Created successfully"}, status=status.HTTP_201_CREATED)
 
@@ -101,7 +97,7 @@ class ExchangeDetailView(APIView):
 
     @extend_schema(request=ExchangeUpdateSerializer, responses=ExchangeConfigSerializer)
     def put(self, request: Request, exchange_name: str) -> Response:
-        data = json_object(request)
+        data = body_object(request, ExchangeUpdateSerializer, message=JSON_OBJECT)
         exchange = selectors.exchange_get(name=exchange_name)
         fetching = data.get("fetching_enabled", data.get("enabled"))
         exchange = services.exchange_update(
@@ -124,7 +120,7 @@ class ExchangeDetailView(APIView):
         responses=MessageSerializer,
     )
     def delete(self, request: Request, exchange_name: str) -> Response:
-        keep_bank = parse_bool(request.query_params.get("keep_bank"), name="keep_bank", default=False)
+        keep_bank = query_bool(request.query_params.get("keep_bank"), field="keep_bank", default=False)
         services.exchange_delete(exchange=selectors.exchange_get(name=exchange_name), keep_bank=keep_bank)
         return Response({"message": "Exchange deleted"})
 
@@ -142,5 +138,6 @@ class ExchangeFetchView(APIView):
 
     @extend_schema(request=None, responses={202: MessageSerializer})
     def post(self, request: Request, exchange_name: str) -> Response:
+        body_object(request, message=JSON_OBJECT)  # takes no fields: refuse any given
         services.exchange_fetch_enqueue(exchange=selectors.exchange_get(name=exchange_name))
         return Response({"message": "Fetch enqueued"}, status=status.HTTP_202_ACCEPTED)

@@ -12,7 +12,8 @@ from hashing.api.serializers import (
     HashUrlQuerySerializer,
     hash_result_data,
 )
-from omm_project.lib.uploads import single_upload, upload_cap_install
+from omm_project.lib.api import body_object
+from omm_project.lib.uploads import single_upload, upload_cap_install, upload_fields
 
 UPLOAD_SCHEMA = {
     "multipart/form-data": {
@@ -48,6 +49,7 @@ class HashView(APIView):
     )
     def post(self, request: Request) -> Response:
         upload_cap_install(request)
+        body_object(request, upload_fields())  # the upload is the body: no other fields
         query = HashUploadQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         content_type, upload = single_upload(request)

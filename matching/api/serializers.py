@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from omm_project.lib.api import parse_csv
+from omm_project.lib.fields import QueryBoolField
 
 
 class CsvField(serializers.CharField):
@@ -18,8 +19,8 @@ class SignalQuerySerializer(serializers.Serializer):
     signal = serializers.CharField(trim_whitespace=False, allow_blank=True)
     signal_type = serializers.CharField()
     banks = CsvField(required=False, allow_blank=True)
-    include_distance = serializers.BooleanField(required=False, default=False)
-    include_details = serializers.BooleanField(
+    include_distance = QueryBoolField(required=False, default=False)
+    include_details = QueryBoolField(
         required=False,
         default=False,
         help_text="Beyond HMA: bank name, metadata, note, provenance per match.",
@@ -57,8 +58,8 @@ class LookupFilterSerializer(serializers.Serializer):
     types = CsvField(required=False, allow_blank=True)
     banks = CsvField(required=False, allow_blank=True)
     seed = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)
-    bypass_coinflip = serializers.BooleanField(required=False, default=False)
-    include_details = serializers.BooleanField(required=False, default=False)
+    bypass_coinflip = QueryBoolField(required=False, default=False)
+    include_details = QueryBoolField(required=False, default=False)
     content_id = _content_id_field()
     content_uri = _content_uri_field()
 

@@ -4,7 +4,6 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,8 +21,10 @@ from matching.api.serializers import (
     SignalTypeQuerySerializer,
 )
 from omm_project.lib import pytx
-from omm_project.lib.api import parse_bool, parse_csv
+from omm_project.lib.api import body_object, parse_csv
 from omm_project.lib.errors import InvalidInput, OmmError
+from omm_project.lib.inputs import query_bool
+from omm_project.lib.parsers import JSONParser
 
 BankMatches = inline_serializer(
     "BankMatches",
@@ -60,7 +61,7 @@ def _required(params, name: str) -> str:
 
 
 def _bool(params, name: str) -> bool:
-    return parse_bool(params.get(name), name=name, default=False)
+    return query_bool(params.get(name), field=name, default=False)
 
 
 class HashingUnavailable(OmmError):
@@ -192,10 +193,11 @@ class LookupView(MatchingView):
         operation_id="m_lookup_upload",
     )
     def post(self, request: Request) -> Response:
-        from omm_project.lib.uploads import single_upload, upload_cap_install
+        from omm_project.lib.uploads import single_upload, upload_cap_install, upload_fields
 
         hashing = _hashing()
         upload_cap_install(request)
+        body_object(request, upload_fields())  # the upload is the body: no other fields
         params = _valid(LookupUploadQuerySerializer, request.query_params)
         content_type, upload = single_upload(request)
         hashes = hashing.media_hash(
@@ -207,7 +209,7 @@ class LookupView(MatchingView):
 class CompareView(MatchingView):
     """POST {"<signal_type>": [hash1, hash2], ...}: whether each pair matches, and the distance."""
 
-    parser_classes = [JSONParser]
+    parser_classes = [JSONParser]  # lib.parsers': storable strings, finite numbers, bounded depth
 
     @extend_schema(
         request=inline_serializer(
@@ -216,9 +218,8 @@ class CompareView(MatchingView):
         responses=inline_serializer("CompareResult", {"pdq": serializers.ListField()}),
     )
     def post(self, request: Request) -> Response:
-        data = request.data
-        if not isinstance(data, dict):
-            raise InvalidInput("Request input was not a dict")
+        # Keys are signal types: an unknown one is a 400 naming it (HMA's words).
+        data = body_object(request, fields=None, message="Request input was not a dict")
         out = {}
         for name, pair in data.items():
             signal_type = lookup.signal_type_resolve(name)
@@ -284,9 +285,8 @@ class BankMatchSettingsView(APIView):
 
     @extend_schema(request=BankMatchSettingsSerializer, responses=BankMatchSettingsSerializer)
     def put(self, request: Request, bank_name: str) -> Response:
-        if not isinstance(request.data, dict):
-            raise InvalidInput("Request body must be a JSON object")
+        data = body_object(request, ["pdq_threshold"])
         bank = bank_selectors.bank_get(name=bank_name)
-        if "pdq_threshold" in request.data:
-            services.bank_match_settings_update(bank=bank, pdq_threshold=request.data["pdq_threshold"])
+        if "pdq_threshold" in data:
+            services.bank_match_settings_update(bank=bank, pdq_threshold=data["pdq_threshold"])
         return Response({"bank": bank.name, **selectors.bank_match_settings_get(bank_id=bank.pk)})

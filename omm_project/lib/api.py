@@ -1,15 +1,17 @@
 """Shared DRF pieces: the single error shape, pagination, and small request helpers."""
 
 import logging
+from collections.abc import Collection
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from omm_project.lib.errors import OmmError
+from omm_project.lib.errors import InvalidInput, OmmError
+from omm_project.lib.inputs import body_keys_check
 
 logger = logging.getLogger(__name__)
 
@@ -60,26 +62,32 @@ class Pagination(PageNumberPagination):
     max_page_size = 1000
 
 
-TRUE_STRINGS = {"true", "1", "yes", "on", "t", "y"}
-FALSE_STRINGS = {"false", "0", "no", "off", "f", "n", ""}
-
-
-def parse_bool(value: str | None, *, name: str, default: bool) -> bool:
-    """Parse a boolean query parameter as HMA's pydantic models do; a bad value is a 400."""
-    if value is None:
-        return default
-    lowered = value.strip().lower()
-    if lowered in TRUE_STRINGS:
-        return True
-    if lowered in FALSE_STRINGS:
-        return False
-    from omm_project.lib.errors import InvalidInput
-
-    raise InvalidInput(f"{name} must be a boolean (true/false), got {value!r}")
-
-
 def parse_csv(value: str | None) -> list[str]:
     """Split a comma-separated parameter, trimming and dropping empties (HMA's `types`, `banks`)."""
     if not value:
         return []
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def body_object(
+    request,
+    fields: Collection[str] | type[serializers.Serializer] | None = (),
+    *,
+    message: str = "Request body must be a JSON object",
+) -> dict:
+    """
+    The body of a write request as an object whose keys are all in `fields` (names, or an input
+    serializer's declared fields), else a 400: `message` for a non-object, the unknown keys
+    named otherwise. Every write view calls this first, even those that take no body, so a
+    misspelt field is never silently ignored (tests/core/test_inputs.py walks every write route).
+    Upload part names (request.FILES) are left to the upload code. `fields=None` is for bodies
+    keyed by signal type, whose view answers an unknown key with HMA's 400 naming it.
+    """
+    data = request.data
+    if not isinstance(data, dict):
+        raise InvalidInput(message)
+    if isinstance(fields, type):
+        fields = list(fields._declared_fields)
+    if fields is not None:
+        body_keys_check(data, fields, files=request.FILES.keys())
+    return data

@@ -4,7 +4,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from omm_project.lib.api import parse_bool, parse_csv
+from omm_project.lib.api import parse_csv
+from omm_project.lib.inputs import bool_parse
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -24,10 +25,18 @@ class CsvField(serializers.Field):
 
 @extend_schema_field(OpenApiTypes.BOOL)
 class QueryBoolField(serializers.Field):
-    """A boolean query parameter with the project's spelling rules (lib.api.parse_bool)."""
+    """A boolean query parameter or form field: lib.inputs.bool_parse with its text spellings."""
+
+    text = True
 
     def to_internal_value(self, data: object) -> bool:
-        return parse_bool(str(data), name=self.field_name, default=False)
+        return bool_parse(data, field=self.field_name, text=self.text)
 
     def to_representation(self, value: bool) -> bool:
         return value
+
+
+class BodyBoolField(QueryBoolField):
+    """A boolean in a JSON body: true or false only (lib.inputs.bool_parse)."""
+
+    text = False

@@ -16,6 +16,7 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest, JsonResponse
 from rest_framework.request import Request
 
+from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput, PayloadTooLarge
 
 DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
@@ -54,6 +55,12 @@ class CappedUploadHandler(FileUploadHandler):
 def upload_cap_install(request: Request) -> None:
     """Put the size cap in front of Django's upload handlers; call before reading request.data."""
     request._request.upload_handlers.insert(0, CappedUploadHandler(request._request, max_bytes=max_upload_bytes()))
+
+
+def upload_fields(*extra: str) -> list[str]:
+    """The body fields of an upload endpoint: the content type names (a text part named like one
+    is answered "missing file upload", as HMA does) and the endpoint's own `extra` fields."""
+    return [*pytx.content_types(), *extra]
 
 
 def single_upload(

@@ -3,6 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from omm_project.lib.fields import QueryBoolField
 from reviews.choices import MatchSource, ReportKind, SendState, Verdict
 from reviews.export import FIELDS as EXPORT_FIELDS
 from reviews.models import ActionRule, ExchangeReport, MatchLog, Review, WebhookDelivery, WebhookEndpoint
@@ -51,7 +52,7 @@ class MatchQuerySerializer(serializers.Serializer):
     bank = serializers.CharField(required=False, help_text="Bank name (at match time, or current).")
     since = serializers.CharField(required=False, help_text="ISO 8601 date/time or unix seconds (inclusive).")
     until = serializers.CharField(required=False, help_text="ISO 8601 date/time or unix seconds (exclusive).")
-    reviewed = serializers.BooleanField(
+    reviewed = QueryBoolField(
         required=False, help_text="Only reviewed (true) or unreviewed (false)."
     )
     verdict = serializers.ChoiceField(choices=Verdict.choices, required=False)

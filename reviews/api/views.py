@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from omm_project.lib.api import body_object
 from omm_project.lib.errors import InvalidInput
 from reviews import export, selectors, services
 from reviews.api.serializers import (
@@ -32,13 +33,6 @@ from reviews.api.serializers import (
     WebhookSerializer,
 )
 from reviews.models import ActionRule, MatchLog, Review, WebhookEndpoint
-
-
-def json_object(request: Request) -> dict:
-    """The request body as a JSON object, or a 400."""
-    if not isinstance(request.data, dict):
-        raise InvalidInput("Request body must be a JSON object")
-    return request.data
 
 
 def reviewer_name(request: Request) -> str:
@@ -118,7 +112,7 @@ class ReviewListView(GenericAPIView):
 
     @extend_schema(request=ReviewCreateSerializer, responses={201: ReviewCreatedSerializer})
     def post(self, request: Request) -> Response:
-        data = json_object(request)
+        data = body_object(request, ReviewCreateSerializer)
         ReviewCreateSerializer(data=data).is_valid(raise_exception=True)
         reviews = services.review_record(
             content_ids=data.get("content_ids"),
@@ -163,7 +157,7 @@ class ActionRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(request=ActionRuleInputSerializer, responses={201: ActionRuleSerializer})
     def create(self, request: Request) -> Response:
-        data = json_object(request)
+        data = body_object(request, ActionRuleInputSerializer)
         ActionRuleInputSerializer(data=data).is_valid(raise_exception=True)
         if "name" not in data or "webhook_id" not in data:
             raise InvalidInput("name and webhook_id are required")
@@ -175,7 +169,7 @@ class ActionRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(request=ActionRuleInputSerializer, responses=ActionRuleSerializer)
     def update(self, request: Request, pk: str, partial: bool = False) -> Response:
-        data = json_object(request)
+        data = body_object(request, ActionRuleInputSerializer)
         ActionRuleInputSerializer(data=data).is_valid(raise_exception=True)
         rule = services.action_rule_update(rule=self.get_object(), **_changes(data, RULE_FIELDS))
         return Response(ActionRuleSerializer(selectors.action_rule_get(rule_id=rule.pk)).data)
@@ -205,7 +199,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(request=WebhookInputSerializer, responses={201: WebhookCreatedSerializer})
     def create(self, request: Request) -> Response:
-        data = json_object(request)
+        data = body_object(request, WebhookInputSerializer)
         WebhookInputSerializer(data=data).is_valid(raise_exception=True)
         if "name" not in data or "url" not in data:
             raise InvalidInput("name and url are required")
@@ -217,7 +211,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(request=WebhookInputSerializer, responses=WebhookSerializer)
     def update(self, request: Request, pk: str, partial: bool = False) -> Response:
-        data = json_object(request)
+        data = body_object(request, WebhookInputSerializer)
         WebhookInputSerializer(data=data).is_valid(raise_exception=True)
         if "secret" in data:
             raise InvalidInput("secret cannot be changed; POST /c/webhooks/<id>/rotate_secret")
@@ -238,6 +232,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @extend_schema(request=None, responses=WebhookSecretSerializer)
     @action(detail=True, methods=["post"], url_path="rotate_secret")
     def rotate_secret(self, request: Request, pk: str) -> Response:
+        body_object(request)  # takes no fields: refuse any given
         secret = services.webhook_endpoint_rotate_secret(endpoint=self.get_object())
         return Response(WebhookSecretSerializer({"secret": secret}).data)
 
@@ -260,6 +255,7 @@ class WebhookDeliveryRetryView(APIView):
         responses={200: WebhookDeliverySerializer, 409: OpenApiResponse(description="Not dead or skipped.")},
     )
     def post(self, request: Request, webhook_id: int, delivery_id: int) -> Response:
+        body_object(request)  # takes no fields: refuse any given
         endpoint = selectors.webhook_endpoint_get(endpoint_id=webhook_id)
         delivery = selectors.webhook_delivery_get(endpoint=endpoint, delivery_id=delivery_id)
         return Response(WebhookDeliverySerializer(services.webhook_delivery_retry(delivery=delivery)).data)

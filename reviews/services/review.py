@@ -14,6 +14,7 @@ from banks.selectors import bank_get
 from banks.services import bank_content_create, bank_contents_set_enabled, note_validate
 from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput, NotFound
+from omm_project.lib.inputs import bool_parse
 from reviews import exchange_adapter, writeback
 from reviews.choices import ReportKind, SendState, Verdict
 from reviews.conf import setting
@@ -26,7 +27,7 @@ from reviews.services._outgoing import (
     reports_enqueue,
 )
 from reviews.services.retroaction import retroaction_enqueue
-from reviews.services.rules import bool_validate, label_list_validate
+from reviews.services.rules import label_list_validate
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def review_record(
     labels = label_list_validate(labels, field="labels")
     note = note_validate(note)
     if disable_on_false_positive is not None:
-        disable_on_false_positive = bool_validate(
+        disable_on_false_positive = bool_parse(
             disable_on_false_positive, field="disable_on_false_positive"
         )
     target = None

@@ -12,6 +12,7 @@ from django.db import transaction
 
 from banks.models import Bank
 from omm_project.lib.errors import Conflict, InvalidInput
+from omm_project.lib.inputs import bool_parse
 from reviews import exchange_adapter
 from reviews.conf import setting
 from reviews.models import ActionRule, WebhookEndpoint
@@ -45,13 +46,6 @@ def text_validate(value: object, *, field: str) -> str:
         return ""
     if not isinstance(value, str):
         raise InvalidInput(f"{field} must be a string")
-    return value
-
-
-def bool_validate(value: object, *, field: str) -> bool:
-    """A JSON boolean, or a 400."""
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{field} must be true or false")
     return value
 
 
@@ -108,9 +102,9 @@ def action_rule_create(
     rule = ActionRule(
         name=name,
         webhook=webhook_resolve(webhook_id),
-        enabled=bool_validate(enabled, field="enabled"),
+        enabled=bool_parse(enabled, field="enabled"),
         description=text_validate(description, field="description"),
-        all_banks=bool_validate(all_banks, field="all_banks"),
+        all_banks=bool_parse(all_banks, field="all_banks"),
         must_have_bank_labels=label_list_validate(must_have_bank_labels, field="must_have_bank_labels"),
         must_not_have_bank_labels=label_list_validate(
             must_not_have_bank_labels, field="must_not_have_bank_labels"
@@ -155,11 +149,11 @@ def action_rule_update(
     if webhook_id is not _UNSET:
         rule.webhook = webhook_resolve(webhook_id)
     if enabled is not _UNSET:
-        rule.enabled = bool_validate(enabled, field="enabled")
+        rule.enabled = bool_parse(enabled, field="enabled")
     if description is not _UNSET:
         rule.description = text_validate(description, field="description")
     if all_banks is not _UNSET:
-        rule.all_banks = bool_validate(all_banks, field="all_banks")
+        rule.all_banks = bool_parse(all_banks, field="all_banks")
     for field, value in labels.items():
         setattr(rule, field, label_list_validate(value, field=field))
     bank_rows = banks_resolve(banks) if banks is not _UNSET else list(rule.banks.all())

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from omm_project.lib import outbound
 from omm_project.lib.errors import Conflict, InvalidInput
+from omm_project.lib.inputs import bool_parse
 from omm_project.lib.outbound import UnsafeUrl, url_validate
 from reviews import signing
 from reviews.choices import SendState
@@ -31,7 +32,7 @@ from reviews.services._outgoing import (
     message_fail,
     message_finish,
 )
-from reviews.services.rules import bool_validate, name_validate, rules_cache_clear, text_validate
+from reviews.services.rules import name_validate, rules_cache_clear, text_validate
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def webhook_endpoint_create(
     endpoint = WebhookEndpoint(
         name=name,
         url=webhook_url_validate(url),
-        enabled=bool_validate(enabled, field="enabled"),
+        enabled=bool_parse(enabled, field="enabled"),
         description=text_validate(description, field="description"),
         secret=signing.secret_generate() if secret is None else webhook_secret_validate(secret),
     )
@@ -93,7 +94,7 @@ def webhook_endpoint_update(
     if url is not _UNSET:
         endpoint.url = webhook_url_validate(url)
     if enabled is not _UNSET:
-        endpoint.enabled = bool_validate(enabled, field="enabled")
+        endpoint.enabled = bool_parse(enabled, field="enabled")
     if description is not _UNSET:
         endpoint.description = text_validate(description, field="description")
     endpoint.save()

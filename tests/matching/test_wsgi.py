@@ -90,6 +90,9 @@ CASES = [
     ("signal_type=nope&signal=" + PDQ_A, "match"),
     ("signal_type=pdq&signal=zz", "match"),
     ("signal_type=pdq&signal=" + PDQ_A + "&include_distance=maybe", "match"),
+    ("signal_type=pdq&signal=" + PDQ_A + "&include_distance=", "match"),
+    ("signal_type=pdq&signal=%00", "match"),
+    ("signal_type=pdq&signal=" + PDQ_A + "&banks=%00", "match"),
     ("signal_type=pdq&signal=" + PDQ_A, None),
     ("signal_type=pdq&signal=" + PDQ_A, "curate"),
     ("signal_type=pdq&signal=" + PDQ_A, "bad-key"),
@@ -109,6 +112,19 @@ def test_fast_path_answers_like_django(wsgi, runtime, bank, keys, query, key_nam
     assert fast[1] == slow[1]
     assert {h: fast[2].get(h) for h in COMPARED_HEADERS} == {h: slow[2].get(h) for h in COMPARED_HEADERS}
     assert fast[2]["X-Request-ID"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["signal_type=pdq&signal=%00", "signal_type=pdq&signal=" + PDQ_A + "&banks=BANK_A%00", "%00=1"],
+)
+def test_fast_path_nul_in_the_query_is_a_json_400(wsgi, runtime, bank, keys, query):
+    add(bank, pdq=PDQ_X)
+    services.index_build(signal_type="pdq")
+    runtime.refresh()
+    status, body, headers = _call(wsgi.application, _environ(query, keys["match"]))
+    assert status == 400 and body["code"] == "invalid" and "NUL" in body["message"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_fast_path_not_ready_is_503_like_django(wsgi, runtime, keys):
