@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 
 from matching import services
+from omm_project.lib.tasks import enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -14,7 +15,7 @@ def index_build_all_task() -> list[str]:
     """Enqueue a build for every signal type whose index is out of date (cheap when none is)."""
     due = services.index_build_due_types()
     for signal_type in due:
-        index_build_task.delay(signal_type)
+        enqueue(index_build_task, signal_type)
     if due:
         logger.info("index builds enqueued: %s", ", ".join(due))
     return due

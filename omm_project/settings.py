@@ -209,6 +209,21 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+# A request sends its tasks after commit (omm_project/lib/tasks.py). With the broker down, such a
+# send must fail fast, be logged and be left for beat to send again, not hold the request: kombu
+# would otherwise retry each publish and wait for a connection. A send gives up after the connect
+# timeout times (1 + retries); after a failure, sends are skipped (logged) for
+# OMM_ENQUEUE_PAUSE_SECONDS so a lookup that fires many rules does not wait once per rule.
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": env.int("OMM_TASK_PUBLISH_RETRIES", default=1),
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT}
+OMM_ENQUEUE_PAUSE_SECONDS = env.float("OMM_ENQUEUE_PAUSE_SECONDS", default=5.0)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None

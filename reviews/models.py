@@ -88,6 +88,20 @@ class Submission(models.Model):
         return f"submission {self.pk} ({self.signal_type})"
 
 
+class RetroactionBatch(models.Model):
+    """
+    New bank contents waiting for retroaction: written with the contents, deleted when replayed.
+    Beat sends the task again for a batch whose message was lost (the broker was down).
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    run_after = models.DateTimeField(db_index=True)
+    content_ids = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return f"retroaction batch {self.pk} ({len(self.content_ids)} contents)"
+
+
 class Review(models.Model):
     """A reviewer's verdict on one bank content, and what followed from it."""
 

@@ -19,8 +19,10 @@ from reviews.services.match_log import (
     match_log_record,
 )
 from reviews.services.retroaction import (
+    retroaction_batch_run,
     retroaction_enabled,
     retroaction_enqueue,
+    retroaction_enqueue_due,
     retroaction_run,
     submission_remember,
     submissions_prune,
@@ -57,8 +59,10 @@ __all__ = [
     "match_log_prune",
     "match_log_record",
     "messages_enqueue_due",
+    "retroaction_batch_run",
     "retroaction_enabled",
     "retroaction_enqueue",
+    "retroaction_enqueue_due",
     "retroaction_run",
     "review_record",
     "rules_cache_clear",
