@@ -194,9 +194,9 @@ class WebhookEndpoint(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     url = models.URLField(max_length=2000)
-    # "whsec_" + base64 of 32 random bytes. Needed in clear to sign; shown once at creation and
-    # never returned by the API or shown in the admin afterwards.
-    secret = models.CharField(max_length=200, editable=False)
+    # The "whsec_" secret, sealed (omm_project.lib.sealing; reviews.services.webhook_endpoint_secret
+    # opens it to sign). Shown once at creation or rotation, never returned or shown afterwards.
+    secret_sealed = models.CharField(max_length=400, editable=False)
     enabled = models.BooleanField(default=True)
     description = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -42,6 +42,7 @@ from reviews.services.webhooks import (
     webhook_endpoint_create,
     webhook_endpoint_delete,
     webhook_endpoint_rotate_secret,
+    webhook_endpoint_secret,
     webhook_endpoint_update,
     webhook_post,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "webhook_endpoint_create",
     "webhook_endpoint_delete",
     "webhook_endpoint_rotate_secret",
+    "webhook_endpoint_secret",
     "webhook_endpoint_update",
     "webhook_post",
 ]
