@@ -8,12 +8,14 @@ from pathlib import Path
 
 import environ
 
+from omm_project.lib.dotenv import dotenv_load
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 # A local .env (written by scripts/serve.sh on first run) is read if present; real environment
-# variables win over it.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# variables win over it (the one rule, shared with scripts/serve.sh: omm_project/lib/dotenv.py).
+dotenv_load(BASE_DIR / ".env")
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
