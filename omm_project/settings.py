@@ -82,9 +82,16 @@ TEMPLATES = [
 DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{OMM_DATA_DIR / 'omm.sqlite3'}"
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
+    # Several processes (web, worker, beat, an import) write to the file. SQLite takes one writer
+    # at a time, so: WAL (readers never wait for the writer), a busy timeout (a writer waits for
+    # the lock instead of failing), and IMMEDIATE transactions: a transaction takes the write lock
+    # when it begins, so it waits (busy timeout) rather than failing at once with "database is
+    # locked" when it reads first and another process commits before it writes (a deferred
+    # transaction cannot upgrade a stale read snapshot). Writers keep their transactions short
+    # (imports commit per batch) so that the wait stays well under the timeout.
     DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].setdefault("timeout", 30)
+    DATABASES["default"]["OPTIONS"].setdefault("timeout", env.float("OMM_SQLITE_TIMEOUT_SECONDS", default=30.0))
+    DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
     DATABASES["default"]["OPTIONS"].setdefault(
         "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
     )

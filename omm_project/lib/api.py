@@ -9,7 +9,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from omm_project.lib.errors import OmmError
+from omm_project.lib.errors import OmmError, database_busy
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ def exception_handler(exc, context):
         body = {"message": _first_message(exc.detail), "code": code}
         response.data = body
         return response
+    busy = database_busy(exc)
+    if busy is not None:
+        logger.warning("%s", busy.message)
+        return error_response(busy.status_code, busy.message, busy.code)
     return None  # let Django log it and return 500
 
 

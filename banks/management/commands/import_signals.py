@@ -7,17 +7,19 @@ from collections.abc import Iterable, Iterator
 from typing import TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import OperationalError
 from tqdm import tqdm
 
 from banks.importing import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_WORKERS,
     FORMATS,
+    SQLITE_BATCH_SIZE,
     ImportRefused,
     ImportReport,
     signals_import,
 )
-from omm_project.lib.errors import OmmError
+from omm_project.lib.errors import OmmError, database_busy
 
 # Progress is counted in characters every this many lines: a tqdm update per line would cost
 # more than parsing the line.
@@ -58,8 +60,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=int,
-            default=DEFAULT_BATCH_SIZE,
-            help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}).",
+            default=None,
+            help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}; {SQLITE_BATCH_SIZE} on SQLite).",
         )
         parser.add_argument(
             "--workers",
@@ -95,7 +97,7 @@ class Command(BaseCommand):
         source: str,
         format: str | None,
         strict: bool,
-        batch_size: int,
+        batch_size: int | None,
         workers: int | None,
         create_bank: bool,
         no_progress: bool,
@@ -140,6 +142,16 @@ class Command(BaseCommand):
         except OmmError as exc:
             bar.close()
             raise CommandError(exc.message) from None
+        except OperationalError as exc:
+            bar.close()
+            busy = database_busy(exc)
+            if busy is None:
+                raise
+            done = last[0].imported if last else 0
+            raise CommandError(
+                f"{busy.message} {done} signal(s) were imported in committed batches; re-run the same "
+                "command to import the rest (nothing is added twice)."
+            ) from None
         except KeyboardInterrupt:
             bar.close()
             done = last[0].imported if last else 0
