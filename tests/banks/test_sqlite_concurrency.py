@@ -109,3 +109,34 @@ def test_import_against_a_lock_held_too_long_fails_with_a_clear_message(sqlite_d
     assert code == 1
     assert "stayed locked by other writers for over 1.0 s" in err and "re-run the same command" in err
     assert "Traceback" not in err
+
+
+HOLD_A_BUILD_READ = """
+import sys, time
+from banks.services import bank_content_create, bank_create
+from matching import build
+bank_content_create(bank=bank_create(name="READ"), signals={"pdq": "f" * 64})
+with build.consistent_read():
+    from banks.models import ContentSignal
+    count = ContentSignal.objects.count()
+    print("reading", count, flush=True)
+    time.sleep(4)
+    assert ContentSignal.objects.count() == count  # one snapshot for the whole read
+print("read done", flush=True)
+"""
+
+
+def test_an_index_build_read_does_not_hold_writers_off(sqlite_dir):
+    # Given an index build in the middle of its (long) consistent read
+    env = _env(sqlite_dir, OMM_SQLITE_TIMEOUT_SECONDS="1")
+    reader = _manage("shell", "-c", HOLD_A_BUILD_READ, env=env)
+    lines: list[str] = []
+    while len(lines) < 10 and not (lines and lines[-1].startswith(("reading", "read done"))):
+        lines.append(reader.stdout.readline())  # the shell's banner first
+    assert lines[-1].startswith("reading"), (lines, reader.stderr.read()[-2000:])
+    # When another process writes, waiting at most 1 s for the lock
+    writer = _wait(_manage("shell", "-c", LIVE_WRITER.replace(str(LIVE_WRITES), "5"), env=env))
+    # Then the write goes through at once, and the read still saw one snapshot
+    assert writer[0] == 0, writer[2][-2000:]
+    code, out, err = _wait(reader)
+    assert code == 0 and "read done" in out, err[-2000:]
