@@ -9,7 +9,9 @@ The recovery half uses the test Redis as the real broker and reads the messages 
 
 import base64
 import json
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -191,3 +193,19 @@ def test_a_failed_send_is_logged_and_pauses_further_sends(broker, settings, capl
     messages = [r.getMessage() for r in caplog.records if r.name == "omm_project.lib.tasks"]
     assert "could not enqueue reviews.retroaction" in messages[0] and "Connection refused" in messages[0]
     assert "left reviews.retroaction([2], 2) for beat" in messages[1]
+
+
+def test_every_task_send_goes_through_the_one_helper():
+    # A direct .delay()/apply_async()/delay_on_commit() in app code could raise into a request
+    # when the broker is down; omm_project/lib/tasks.py is the only place that sends.
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"\.(delay|apply_async|delay_on_commit|apply_async_on_commit|send_task)\b")
+    offenders = []
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root).as_posix()
+        if relative.startswith((".venv/", "tests/", "bench/")) or relative == "omm_project/lib/tasks.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                offenders.append(f"{relative}:{number}: {line.strip()}")
+    assert offenders == []
