@@ -27,7 +27,7 @@ from omm_project.celery import app as celery_app
 from omm_project.lib import tasks as lib_tasks
 from reviews import services as review_services
 from reviews.models import ExchangeReport, MatchLog, RetroactionBatch, Submission, WebhookDelivery
-from tests.reviews.conftest import MD5, PDQ, make_bank, make_content, make_rule, make_webhook
+from tests.reviews.conftest import MD5, PDQ, make_bank, make_content, make_exchange_content, make_rule, make_webhook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -142,8 +142,15 @@ def test_curation_answers_and_commits_with_the_broker_down(broker, curator_clien
 def test_beat_sends_every_kind_of_lost_work_again(broker, rule_on_bank, runtime, matcher_client, curator_client):
     # Given work created while the broker was down: a delivery, a retroaction batch, a new
     # exchange never fetched, content not yet in any index snapshot, an exchange report
+    reported = make_exchange_content(api="sample", name="TP_ON", report_true_positive_enabled=True)
+    RetroactionBatch.objects.all().delete()  # as if its own retroaction had run
     runtime.refresh()
     broker.down()
+    response = curator_client.post(
+        "/c/reviews", {"content_ids": [reported.pk], "verdict": "true_positive"}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    (report,) = ExchangeReport.objects.all()
     assert matcher_client.get("/m/lookup", {"signal": PDQ, "signal_type": "pdq"}).status_code == 200
     assert curator_client.post("/c/exchanges", {"bank": "EXCH", "api": "sample"}, format="json").status_code == 201
     response = curator_client.post("/c/bank/SEL/signal", {"video_md5": MD5}, format="json")
@@ -161,9 +168,10 @@ def test_beat_sends_every_kind_of_lost_work_again(broker, rule_on_bank, runtime,
     index_build_all_task()
     # Then each lost task is on the broker again
     sent = broker.sent()
-    assert counts == {"deliveries": 1, "reports": ExchangeReport.objects.count()}
+    assert counts == {"deliveries": 1, "reports": 1}
     assert retro == 2
     assert ("reviews.deliver_webhook", [delivery.pk]) in sent
+    assert ("reviews.report_review", [report.pk]) in sent
     batches = RetroactionBatch.objects.order_by("pk")
     for batch in batches:
         assert ("reviews.retroaction", [batch.content_ids, batch.pk]) in sent
