@@ -53,6 +53,9 @@ from omm_project.lib.errors import Conflict, InvalidInput, NotFound
 FORMATS = ("csv", "tsv", "jsonl")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 DEFAULT_BATCH_SIZE = 100_000
+# SQLite takes one writer at a time: shorter transactions let a running server's writes (and an
+# index build's) in between batches instead of waiting seconds for the lock.
+SQLITE_BATCH_SIZE = 10_000
 # Writers in parallel on PostgreSQL: the database's per-row work (index and foreign-key upkeep)
 # is the bottleneck, and one connection uses one core.
 DEFAULT_WORKERS = 2
@@ -875,7 +878,7 @@ def signals_import(
     path: str | None = None,
     strict: bool = False,
     create_bank: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     workers: int | None = None,
     use_copy: bool | None = None,
     on_batch: Callable[[ImportReport], None] | None = None,
@@ -889,6 +892,8 @@ def signals_import(
     always 1 with `strict`, on SQLite, or inside a transaction, whose data other connections
     cannot see).
     """
+    if batch_size is None:
+        batch_size = SQLITE_BATCH_SIZE if connection.vendor == "sqlite" else DEFAULT_BATCH_SIZE
     if batch_size < 1:
         raise InvalidInput("batch size must be at least 1")
     lines = iter(lines)

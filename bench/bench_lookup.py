@@ -365,6 +365,12 @@ def main() -> None:
         help="The matcher's WSGI entry (default); omm_project.wsgi for Django's full stack on every request.",
     )
     parser.add_argument("--threads", type=int, default=4, help="4 gave the best throughput and p99 here.")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gunicorn workers (several: compare web shapes; implies --no-pin, as in production).",
+    )
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument(
         "--pin",
@@ -376,6 +382,8 @@ def main() -> None:
     parser.add_argument("--skip-build", action="store_true", help="Serve the newest snapshot as it is.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object instead of lines.")
     args = parser.parse_args()
+    if args.workers > 1:
+        args.pin = False
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk")
 
@@ -407,10 +415,12 @@ def main() -> None:
         threads=args.threads,
         log_path=workdir / "gunicorn.log",
         cpu=str(os.cpu_count() - 1) if args.pin else None,
+        workers=args.workers,
     )
     try:
         ready_seconds = wait_ready(port)
-        pid = worker_pid(server)
+        pids = worker_pids(server, args.workers)
+        pid = pids[0]
         rss_loaded = proc_status_kb(pid, "VmRSS")
         script = workdir / "raw_lookup.lua"
         wrk_script(paths, key, script)
@@ -426,14 +436,14 @@ def main() -> None:
         ]
         warm_up = [*wrk_pin, *base[:2], "-c2", "-d3s", *base[3:]]
         subprocess.run(warm_up, check=True, capture_output=True)
-        cpu_before = cpu_seconds(pid)
+        cpu_before = sum(cpu_seconds(p) for p in pids)
         result = subprocess.run(
             [*wrk_pin, *base[:3], f"-d{args.duration}s", *base[3:]],
             check=True,
             capture_output=True,
             text=True,
         )
-        cpu_used = cpu_seconds(pid) - cpu_before
+        cpu_used = sum(cpu_seconds(p) for p in pids) - cpu_before
         figures = parse_wrk(result.stdout)
         requests_done = figures["rps"] * args.duration
         rss = proc_status_kb(pid, "VmRSS")
@@ -466,7 +476,7 @@ def main() -> None:
         "non_2xx": figures["non_2xx"],
         "socket_errors": figures["socket_errors"],
         "connections": args.connections,
-        "worker": f"gunicorn {args.wsgi}, 1 worker, {args.worker_class}, threads={args.threads}"
+        "worker": f"gunicorn {args.wsgi}, {args.workers} worker(s), {args.worker_class}, threads={args.threads}"
         + (", pinned to one CPU" if args.pin else ""),
         "cpus": os.cpu_count(),
     }

@@ -12,7 +12,7 @@ omm end to end at scale, through the real code paths, in one command:
    import_signals` runs) -> signals/s;
 3. the PDQ index built through the real Celery task (matching.index_build, run in this process)
    -> build seconds, snapshot size;
-4. gunicorn matching.wsgi:application with 2 gthread workers of 4 threads, OMM_ROLES=matcher, on
+4. gunicorn matching.wsgi:application with 2 gthread workers of 8 threads, OMM_ROLES=matcher, on
    127.0.0.1, sharing one copy of the index in a shared-memory file of the run's own (removed at
    the end) -> seconds until both workers loaded the snapshot and /status is 200, the shared
    file's size, and each worker's VmRSS / VmHWM / Pss from /proc;
@@ -74,7 +74,7 @@ E2E_REDIS_URL = "redis://127.0.0.1:6379/7"
 BANK = "BENCH_E2E"
 SEED = 1
 WORKERS = 2
-THREADS = 4
+THREADS = 8  # the recommended web shape, docs/deployment.md
 LOADED = re.compile(r"matcher: loaded pdq snapshot (\d+) \((\d+) signals\) in ([\d.]+)s")
 MB = 1024 * 1024
 

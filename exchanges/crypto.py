@@ -1,64 +1,20 @@
 """
-Sealing of exchange credentials at rest, with the standard library only.
-
-A key is derived from SECRET_KEY per purpose (HMAC-SHA256 as the KDF). Encryption is HMAC-SHA256
-in counter mode as the keystream (a PRF in CTR mode), authenticated encrypt-then-MAC with a
-separate HMAC-SHA256 key; a random 128-bit nonce per seal. A database dump alone therefore
-reveals no credential, and a tampered row fails to open instead of yielding garbage.
-Rotating SECRET_KEY makes stored credentials unreadable: set them again (docs/exchanges.md).
+Sealing of exchange credentials at rest: omm_project.lib.sealing with the exchanges' own key
+context (the one every stored credential was sealed with).
 """
 
-import base64
-import hashlib
-import hmac
-import secrets
+from omm_project.lib import sealing
 
-from django.conf import settings
+CONTEXT = "exchanges.credentials"
 
-_VERSION = b"\x01"
-_NONCE_BYTES = 16
-_TAG_BYTES = 32
-
-
-class CredentialsUnreadable(Exception):
-    """Sealed credentials could not be opened (SECRET_KEY changed, or the row was altered)."""
-
-
-def _key(purpose: str) -> bytes:
-    return hmac.new(
-        settings.SECRET_KEY.encode(), f"omm.exchanges.credentials.{purpose}".encode(), hashlib.sha256
-    ).digest()
-
-
-def _keystream(key: bytes, nonce: bytes, length: int) -> bytes:
-    blocks = []
-    for counter in range((length + 31) // 32):
-        blocks.append(hmac.new(key, nonce + counter.to_bytes(8, "big"), hashlib.sha256).digest())
-    return b"".join(blocks)[:length]
+CredentialsUnreadable = sealing.Unreadable
 
 
 def seal(plaintext: str) -> str:
-    """Encrypt and authenticate `plaintext`; returns an ASCII token safe to store."""
-    data = plaintext.encode()
-    nonce = secrets.token_bytes(_NONCE_BYTES)
-    stream = _keystream(_key("enc"), nonce, len(data))
-    ciphertext = bytes(a ^ b for a, b in zip(data, stream, strict=True))
-    body = _VERSION + nonce + ciphertext
-    tag = hmac.new(_key("mac"), body, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(body + tag).decode()
+    """Encrypt and authenticate exchange credentials; returns an ASCII token safe to store."""
+    return sealing.seal(plaintext, context=CONTEXT)
 
 
 def unseal(token: str) -> str:
-    """The plaintext of a sealed token, or CredentialsUnreadable."""
-    try:
-        raw = base64.urlsafe_b64decode(token.encode())
-    except (ValueError, TypeError):
-        raise CredentialsUnreadable("stored credentials are not a sealed token") from None
-    if len(raw) < 1 + _NONCE_BYTES + _TAG_BYTES or raw[:1] != _VERSION:
-        raise CredentialsUnreadable("stored credentials have an unknown format")
-    body, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
-    if not hmac.compare_digest(tag, hmac.new(_key("mac"), body, hashlib.sha256).digest()):
-        raise CredentialsUnreadable("stored credentials cannot be opened (was SECRET_KEY changed?)")
-    nonce, ciphertext = body[1 : 1 + _NONCE_BYTES], body[1 + _NONCE_BYTES :]
-    stream = _keystream(_key("enc"), nonce, len(ciphertext))
-    return bytes(a ^ b for a, b in zip(ciphertext, stream, strict=True)).decode()
+    """The plaintext of sealed exchange credentials, or CredentialsUnreadable."""
+    return sealing.unseal(token, context=CONTEXT, what="stored credentials")

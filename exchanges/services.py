@@ -53,6 +53,7 @@ from omm_project.lib import pytx
 from omm_project.lib.errors import Conflict, InvalidInput, OmmError
 from omm_project.lib.fetch_keys import fetch_key_format, fetch_key_identity
 from omm_project.lib.inputs import bool_parse
+from omm_project.lib.tasks import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -197,9 +198,9 @@ def _enqueue_fetch(exchange_id: int, *, force: bool = False) -> None:
     from exchanges.tasks import exchange_fetch_task  # tasks import this module
 
     if force:
-        exchange_fetch_task.delay_on_commit(exchange_id, force=True)
+        enqueue_on_commit(exchange_fetch_task, exchange_id, force=True)
     else:
-        exchange_fetch_task.delay_on_commit(exchange_id)
+        enqueue_on_commit(exchange_fetch_task, exchange_id)
 
 
 # --- Credentials ---------------------------------------------------------------------------------

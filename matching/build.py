@@ -33,6 +33,19 @@ def consistent_read() -> Iterator[None]:
     transaction (tests) the view is the caller's.
     """
     in_outer = connection.in_atomic_block
+    if connection.vendor == "sqlite" and not in_outer:
+        # A DEFERRED read transaction: in WAL it reads one snapshot without taking the write lock.
+        # Django's atomic() would begin IMMEDIATE (settings.py) and hold every other writer (an
+        # import, the API) off for the whole read of the type's signals.
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("COMMIT")  # read-only: nothing to undo
+        return
     with transaction.atomic():
         if connection.vendor == "postgresql" and not in_outer:
             with connection.cursor() as cursor:

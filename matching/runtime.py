@@ -51,6 +51,7 @@ from matching import build, engine, metrics, selectors, shared_index, storage
 from matching.conf import autostart_mode, redis_url, setting, shared_directory
 from matching.models import IndexSnapshot
 from omm_project.lib import pytx
+from omm_project.lib.tasks import enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -841,13 +842,10 @@ class MatcherRuntime:
         if last is not None and time.monotonic() - last < 60:
             return
         self.build_requested_at[name] = time.monotonic()
-        try:
-            from matching.tasks import index_build_task
+        from matching.tasks import index_build_task
 
-            index_build_task.delay(name)
+        if enqueue(index_build_task, name):
             logger.info("matcher: asked for a %s build", name)
-        except Exception:
-            logger.warning("matcher: could not enqueue a %s build; waiting for beat", name, exc_info=True)
 
     def _catch_up(self, state: TypeState, cursor: ChangeCursor, *, room: int | None = None) -> TypeState:
         """

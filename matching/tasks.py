@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 
 from matching import services
+from omm_project.lib.tasks import enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ def index_build_all_task() -> list[str]:
     services.index_builds_recover()
     due = services.index_build_due_types()
     for signal_type in due:
-        index_build_task.delay(signal_type)
+        enqueue(index_build_task, signal_type)
     if due:
         logger.info("index builds enqueued: %s", ", ".join(due))
     return due

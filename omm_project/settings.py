@@ -10,12 +10,14 @@ from pathlib import Path
 
 import environ
 
+from omm_project.lib.dotenv import dotenv_load
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 # A local .env (written by scripts/serve.sh on first run) is read if present; real environment
-# variables win over it.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# variables win over it (the one rule, shared with scripts/serve.sh: omm_project/lib/dotenv.py).
+dotenv_load(BASE_DIR / ".env")
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
@@ -112,9 +114,16 @@ TEMPLATES = [
 DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{OMM_DATA_DIR / 'omm.sqlite3'}"
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
+    # Several processes (web, worker, beat, an import) write to the file. SQLite takes one writer
+    # at a time, so: WAL (readers never wait for the writer), a busy timeout (a writer waits for
+    # the lock instead of failing), and IMMEDIATE transactions: a transaction takes the write lock
+    # when it begins, so it waits (busy timeout) rather than failing at once with "database is
+    # locked" when it reads first and another process commits before it writes (a deferred
+    # transaction cannot upgrade a stale read snapshot). Writers keep their transactions short
+    # (imports commit per batch) so that the wait stays well under the timeout.
     DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].setdefault("timeout", 30)
+    DATABASES["default"]["OPTIONS"].setdefault("timeout", env.float("OMM_SQLITE_TIMEOUT_SECONDS", default=30.0))
+    DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
     DATABASES["default"]["OPTIONS"].setdefault(
         "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
     )
@@ -264,6 +273,21 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+# A request sends its tasks after commit (omm_project/lib/tasks.py). With the broker down, such a
+# send must fail fast, be logged and be left for beat to send again, not hold the request: kombu
+# would otherwise retry each publish and wait for a connection. A send gives up after the connect
+# timeout times (1 + retries); after a failure, sends are skipped (logged) for
+# OMM_ENQUEUE_PAUSE_SECONDS so a lookup that fires many rules does not wait once per rule.
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": env.int("OMM_TASK_PUBLISH_RETRIES", default=1),
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT}
+OMM_ENQUEUE_PAUSE_SECONDS = env.float("OMM_ENQUEUE_PAUSE_SECONDS", default=5.0)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None

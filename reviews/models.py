@@ -89,6 +89,20 @@ class Submission(models.Model):
         return f"submission {self.pk} ({self.signal_type})"
 
 
+class RetroactionBatch(models.Model):
+    """
+    New bank contents waiting for retroaction: written with the contents, deleted when replayed.
+    Beat sends the task again for a batch whose message was lost (the broker was down).
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    run_after = models.DateTimeField(db_index=True)
+    content_ids = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return f"retroaction batch {self.pk} ({len(self.content_ids)} contents)"
+
+
 class Review(models.Model):
     """A reviewer's verdict on one bank content, and what followed from it."""
 
@@ -181,9 +195,9 @@ class WebhookEndpoint(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     url = models.URLField(max_length=2000)
-    # "whsec_" + base64 of 32 random bytes. Needed in clear to sign; shown once at creation and
-    # never returned by the API or shown in the admin afterwards.
-    secret = models.CharField(max_length=200, editable=False)
+    # The "whsec_" secret, sealed (omm_project.lib.sealing; reviews.services.webhook_endpoint_secret
+    # opens it to sign). Shown once at creation or rotation, never returned or shown afterwards.
+    secret_sealed = models.CharField(max_length=400, editable=False)
     enabled = models.BooleanField(default=True)
     description = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

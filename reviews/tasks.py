@@ -48,9 +48,9 @@ def report_review_task(self, report_id: int) -> None:
 @shared_task(
     name="reviews.retroaction", ignore_result=True, acks_late=True, soft_time_limit=900, time_limit=960
 )
-def retroaction_task(content_ids: list[int]) -> None:
-    """Replay remembered submissions against these new bank contents."""
-    count = services.retroaction_run(content_ids=content_ids)
+def retroaction_task(content_ids: list[int], batch_id: int | None = None) -> None:
+    """Replay remembered submissions against these new bank contents (then forget their batch)."""
+    count = services.retroaction_batch_run(content_ids=content_ids, batch_id=batch_id)
     logger.info("retroaction for %d content(s): %d match(es)", len(content_ids), count)
 
 
@@ -64,7 +64,8 @@ def prune_match_log_task() -> None:
 
 @shared_task(name="reviews.enqueue_due", ignore_result=True)
 def enqueue_due_task() -> None:
-    """Beat: re-enqueue deliveries and reports whose task message was lost (at least once)."""
+    """Beat: re-enqueue deliveries, reports and retroaction whose task message was lost (at least once)."""
     counts = services.messages_enqueue_due()
+    counts["retroaction_batches"] = services.retroaction_enqueue_due()
     if any(counts.values()):
         logger.info("re-enqueued %s", counts)

@@ -9,6 +9,6 @@ case "${1:-web}" in
     exec gunicorn matching.wsgi:application --bind "0.0.0.0:${PORT:-8000}" \
       --workers "${OMM_WEB_WORKERS:-2}" --threads "${OMM_WEB_THREADS:-8}" ;;
   worker) exec celery -A omm_project worker --loglevel "${OMM_LOG_LEVEL:-INFO}" ;;
-  beat) exec celery -A omm_project beat --loglevel "${OMM_LOG_LEVEL:-INFO}" --schedule /app/var/celerybeat-schedule ;;
+  beat) exec celery -A omm_project beat --loglevel "${OMM_LOG_LEVEL:-INFO}" ;;
   *) exec "$@" ;;
 esac

@@ -1,4 +1,5 @@
 # Shared shell helpers for scripts/serve.sh and scripts/test.sh. Source it; don't run it.
+_OMM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # ensure_venv REQUIREMENTS_FILE: create .venv with Python 3.11 if absent and install the file
 # when it changed since the last install (a stamp keeps re-runs fast).
@@ -75,4 +76,33 @@ ensure_redis() {
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/omm.log
   _wait_port 6379 Redis
+}
+
+# ensure_dotenv: a .env with a fresh DJANGO_SECRET_KEY on first run, readable by its owner only
+# (the key signs sessions and seals exchange credentials and webhook secrets); an existing .env
+# (older serve.sh versions wrote it world-readable) is made 0600 too.
+ensure_dotenv() {
+  if [ ! -f .env ]; then
+    local secret
+    secret="$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+    (umask 077 && printf 'DJANGO_SECRET_KEY=%s\n' "$secret" > .env)
+    echo "omm: wrote .env with a new DJANGO_SECRET_KEY"
+  fi
+  chmod 600 .env
+}
+
+# load_dotenv: export the .env values that the environment does not set. The environment wins,
+# the same rule and parser as Django's settings (omm_project/lib/dotenv.py), so this script's own
+# steps, the Procfile's commands and Django all agree (e.g. on PORT).
+load_dotenv() {
+  [ -f .env ] || return 0
+  local exports
+  exports="$(PYTHONPATH="$_OMM_ROOT${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/python -m omm_project.lib.dotenv .env)"
+  eval "$exports"
+}
+
+# procfile_start [PROCFILE]: run the Procfile with honcho in the foreground. honcho is told to read
+# no .env of its own (--env /dev/null): it would let .env win over the environment.
+procfile_start() {
+  exec .venv/bin/honcho --no-prefix --env /dev/null -f "${1:-Procfile}" start
 }

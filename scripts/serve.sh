@@ -6,18 +6,16 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_venv requirements/base.txt
-mkdir -p var
 
-# First run: a .env with a fresh secret key (never committed; see .env.example for every setting).
-if [ ! -f .env ]; then
-  secret="$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')"
-  printf 'DJANGO_SECRET_KEY=%s\n' "$secret" > .env
-  echo "omm: wrote .env with a new DJANGO_SECRET_KEY"
-fi
+# First run: a .env (mode 0600) with a fresh secret key (never committed; see .env.example for
+# every setting). Then its values, where the environment does not set them: the environment wins.
+ensure_dotenv
+load_dotenv
+mkdir -p "${OMM_DATA_DIR:-var}"
 
 export PORT="${PORT:-8000}"
 export PATH="$PWD/.venv/bin:$PATH"  # the Procfile's gunicorn and celery
 .venv/bin/python manage.py migrate --noinput >/dev/null
 .venv/bin/python manage.py collectstatic --noinput >/dev/null  # admin and Swagger assets
 .venv/bin/python manage.py omm_bootstrap --port "$PORT"
-exec .venv/bin/honcho --no-prefix -f Procfile start
+procfile_start Procfile

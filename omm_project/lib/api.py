@@ -10,7 +10,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from omm_project.lib.errors import InvalidInput, OmmError
+from omm_project.lib.errors import InvalidInput, OmmError, database_busy
 from omm_project.lib.inputs import body_keys_check
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,10 @@ def exception_handler(exc, context):
         body = {"message": _first_message(exc.detail), "code": code}
         response.data = body
         return response
+    busy = database_busy(exc)
+    if busy is not None:
+        logger.warning("%s", busy.message)
+        return error_response(busy.status_code, busy.message, busy.code)
     return None  # let Django log it and return 500
 
 

@@ -46,3 +46,24 @@ class NotReady(OmmError):
 
     status_code = 503
     code = "not_ready"
+
+
+class DatabaseBusy(OmmError):
+    """SQLite stayed locked by other writers past its busy timeout (503: try again)."""
+
+    status_code = 503
+    code = "database_busy"
+
+
+def database_busy(exc: BaseException) -> DatabaseBusy | None:
+    """The clear error for SQLite's "database is locked" (after the busy timeout), else None."""
+    from django.conf import settings
+    from django.db import OperationalError
+
+    if not isinstance(exc, OperationalError) or "database is locked" not in str(exc):
+        return None
+    timeout = settings.DATABASES["default"].get("OPTIONS", {}).get("timeout", "?")
+    return DatabaseBusy(
+        f"The SQLite database stayed locked by other writers for over {timeout} s "
+        "(OMM_SQLITE_TIMEOUT_SECONDS). Try again; for many concurrent writers use PostgreSQL."
+    )

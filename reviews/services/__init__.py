@@ -20,8 +20,10 @@ from reviews.services.match_log import (
     match_log_record,
 )
 from reviews.services.retroaction import (
+    retroaction_batch_run,
     retroaction_enabled,
     retroaction_enqueue,
+    retroaction_enqueue_due,
     retroaction_matcher_register,
     retroaction_run,
     submission_remember,
@@ -42,6 +44,7 @@ from reviews.services.webhooks import (
     webhook_endpoint_create,
     webhook_endpoint_delete,
     webhook_endpoint_rotate_secret,
+    webhook_endpoint_secret,
     webhook_endpoint_update,
     webhook_post,
 )
@@ -59,9 +62,11 @@ __all__ = [
     "match_log_prune",
     "match_log_record",
     "messages_enqueue_due",
+    "retroaction_batch_run",
     "retroaction_enabled",
     "retroaction_enqueue",
     "retroaction_matcher_register",
+    "retroaction_enqueue_due",
     "retroaction_run",
     "review_record",
     "rules_cache_clear",
@@ -74,6 +79,7 @@ __all__ = [
     "webhook_endpoint_create",
     "webhook_endpoint_delete",
     "webhook_endpoint_rotate_secret",
+    "webhook_endpoint_secret",
     "webhook_endpoint_update",
     "webhook_post",
 ]

@@ -3,15 +3,14 @@ Sending with retries, shared by webhook deliveries and exchange reports: claim a
 compare-and-set, record the outcome the same way, back off exponentially, enqueue after commit.
 """
 
-import functools
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from omm_project.lib.tasks import enqueue_on_commit
 from reviews.choices import SendState
 from reviews.conf import SEND_LEASE_SECONDS, setting
 from reviews.models import ExchangeReport, OutgoingMessage, WebhookDelivery
@@ -103,7 +102,7 @@ def deliveries_enqueue(delivery_ids: list[int]) -> None:
     from reviews.tasks import deliver_webhook_task  # tasks import services
 
     for delivery_id in delivery_ids:
-        transaction.on_commit(functools.partial(deliver_webhook_task.delay, delivery_id))
+        enqueue_on_commit(deliver_webhook_task, delivery_id)
 
 
 def reports_enqueue(report_ids: list[int]) -> None:
@@ -111,7 +110,7 @@ def reports_enqueue(report_ids: list[int]) -> None:
     from reviews.tasks import report_review_task
 
     for report_id in report_ids:
-        transaction.on_commit(functools.partial(report_review_task.delay, report_id))
+        enqueue_on_commit(report_review_task, report_id)
 
 
 def messages_enqueue_due(*, stale_after: timedelta = timedelta(minutes=2)) -> dict[str, int]:

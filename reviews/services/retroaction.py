@@ -11,7 +11,6 @@ state and coinflip ratio included). Each match is logged and fires action rules 
 lookup already logged, logs nothing new.
 """
 
-import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
@@ -22,9 +21,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from omm_project.lib.errors import InvalidInput
+from omm_project.lib.tasks import enqueue, enqueue_on_commit
 from reviews.choices import MatchSource
 from reviews.conf import setting
-from reviews.models import MatchLog, Submission
+from reviews.models import MatchLog, RetroactionBatch, Submission
 from reviews.services.match_log import PLATFORM_CONTENT_ID_MAX_LENGTH, HitLike, match_log_record
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ def retroaction_enqueue(*, content_ids: Sequence[int]) -> None:
     """
     Replay recent submissions against these (new) bank contents, in a task started after the
     current transaction commits and OMM_RETROACTION_DELAY_SECONDS later. No-op when off.
+    The batches are rows written in the caller's transaction, so a task lost with the broker is
+    sent again by retroaction_enqueue_due (beat).
     """
     if not retroaction_enabled() or not content_ids:
         return
@@ -67,9 +69,42 @@ def retroaction_enqueue(*, content_ids: Sequence[int]) -> None:
 
     ids = sorted({int(cid) for cid in content_ids})
     delay = float(setting("OMM_RETROACTION_DELAY_SECONDS"))
-    for start in range(0, len(ids), ENQUEUE_CHUNK):
-        chunk = ids[start : start + ENQUEUE_CHUNK]
-        transaction.on_commit(functools.partial(retroaction_task.apply_async, args=[chunk], countdown=delay))
+    run_after = timezone.now() + timedelta(seconds=delay)
+    batches = RetroactionBatch.objects.bulk_create(
+        RetroactionBatch(run_after=run_after, content_ids=ids[start : start + ENQUEUE_CHUNK])
+        for start in range(0, len(ids), ENQUEUE_CHUNK)
+    )
+    for batch in batches:
+        enqueue_on_commit(retroaction_task, batch.content_ids, batch.pk, countdown=delay)
+
+
+def retroaction_enqueue_due(*, stale_after: timedelta = timedelta(minutes=2), limit: int = 5000) -> int:
+    """
+    Send the task again for retroaction batches still waiting a while after they were due (their
+    message was lost). Harmless when it was not: replaying twice logs nothing new.
+    """
+    from reviews.tasks import retroaction_task
+
+    batches = RetroactionBatch.objects.filter(run_after__lt=timezone.now() - stale_after).order_by("pk")
+    count = 0
+    for pk, content_ids in batches.values_list("pk", "content_ids")[:limit]:
+        if not enqueue(retroaction_task, content_ids, pk):
+            break  # the broker is still down; beat tries again
+        count += 1
+    return count
+
+
+def retroaction_batch_run(*, content_ids: list[int], batch_id: int | None = None) -> int:
+    """
+    The task's body: replay these contents, then forget their batch. A batch already gone was
+    replayed by an earlier run of a duplicate message; it is skipped.
+    """
+    if batch_id is not None and not RetroactionBatch.objects.filter(pk=batch_id).exists():
+        return 0
+    count = retroaction_run(content_ids=content_ids)
+    if batch_id is not None:
+        RetroactionBatch.objects.filter(pk=batch_id).delete()
+    return count
 
 
 class ContentsMatcher(Protocol):
@@ -156,9 +191,13 @@ def retroaction_run(*, content_ids: list[int]) -> int:
 
 
 def submissions_prune(*, batch_size: int = 5000) -> int:
-    """Forget submissions older than the retroaction window (all of them when retroaction is off)."""
+    """
+    Forget submissions older than the retroaction window (all of them when retroaction is off),
+    and retroaction batches that waited longer than it (nothing is left to replay them against).
+    """
     hours = float(setting("OMM_RETROACTION_WINDOW_HOURS"))
     cutoff = timezone.now() - timedelta(hours=max(hours, 0))
+    RetroactionBatch.objects.filter(run_after__lt=cutoff).delete()
     deleted = 0
     while True:
         ids = list(

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
-from omm_project.lib import outbound
+from omm_project.lib import outbound, sealing
 from omm_project.lib.errors import Conflict, InvalidInput
 from omm_project.lib.inputs import bool_parse
 from omm_project.lib.outbound import UnsafeUrl, url_validate
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 URL_MAX_LENGTH = 2000
 USER_AGENT = "omm-webhooks/1"
 _UNSET = object()
+SECRET_CONTEXT = "reviews.webhook_secret"  # the sealing key context of webhook secrets
 
 
 def webhook_url_validate(url: object) -> str:
@@ -68,12 +69,13 @@ def webhook_endpoint_create(
         url=webhook_url_validate(url),
         enabled=bool_parse(enabled, field="enabled"),
         description=text_validate(description, field="description"),
-        secret=signing.secret_generate() if secret is None else webhook_secret_validate(secret),
     )
+    secret = signing.secret_generate() if secret is None else webhook_secret_validate(secret)
+    endpoint.secret_sealed = _secret_seal(secret)
     if WebhookEndpoint.objects.filter(name=name).exists():
         raise Conflict(f"Webhook '{name}' already exists")
     endpoint.save()
-    return endpoint, endpoint.secret
+    return endpoint, secret
 
 
 @transaction.atomic
@@ -105,9 +107,19 @@ def webhook_endpoint_update(
 @transaction.atomic
 def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> str:
     """Give an endpoint a new secret (returned, shown once); pending retries are signed with it."""
-    endpoint.secret = signing.secret_generate()
-    endpoint.save(update_fields=["secret", "updated_at"])
-    return endpoint.secret
+    secret = signing.secret_generate()
+    endpoint.secret_sealed = _secret_seal(secret)
+    endpoint.save(update_fields=["secret_sealed", "updated_at"])
+    return secret
+
+
+def _secret_seal(secret: str) -> str:
+    return sealing.seal(secret, context=SECRET_CONTEXT)
+
+
+def webhook_endpoint_secret(*, endpoint: WebhookEndpoint) -> str:
+    """The endpoint's secret in clear (to sign), or sealing.Unreadable after a SECRET_KEY change."""
+    return sealing.unseal(endpoint.secret_sealed, context=SECRET_CONTEXT, what="the webhook secret")
 
 
 @transaction.atomic
@@ -156,6 +168,8 @@ def webhook_post(*, url: str, secret: str, message_id: str, body: bytes) -> int:
 def _describe(exc: Exception) -> str:
     if isinstance(exc, UnsafeUrl):
         return exc.message
+    if isinstance(exc, sealing.Unreadable):
+        return f"{exc}; rotate the endpoint's secret"
     if isinstance(exc, requests.Timeout):
         return "timed out"
     if isinstance(exc, requests.ConnectionError):
@@ -180,7 +194,7 @@ def webhook_delivery_send(*, delivery_id: int) -> SendOutcome:
     try:
         status = webhook_post(
             url=endpoint.url,
-            secret=endpoint.secret,
+            secret=webhook_endpoint_secret(endpoint=endpoint),
             message_id=delivery.message_id,
             body=webhook_body(delivery.payload),
         )

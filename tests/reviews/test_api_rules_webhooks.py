@@ -23,7 +23,7 @@ def test_webhook_create_shows_secret_once(curator_client):
     body = response.json()
     assert body["secret"].startswith("whsec_")
     assert body["name"] == "soc" and body["url"] == HOOK and body["enabled"] is True
-    assert WebhookEndpoint.objects.get().secret == body["secret"]
+    assert services.webhook_endpoint_secret(endpoint=WebhookEndpoint.objects.get()) == body["secret"]
     detail = curator_client.get(f"/c/webhooks/{body['id']}").json()
     assert "secret" not in detail
     assert all("secret" not in w for w in curator_client.get("/c/webhooks").json()["results"])
@@ -83,7 +83,7 @@ def test_webhook_update_keeps_secret_and_checks_url(curator_client):
         == 400
     )
     webhook.refresh_from_db()
-    assert webhook.secret == secret and webhook.url == HOOK + "/v2"
+    assert services.webhook_endpoint_secret(endpoint=webhook) == secret and webhook.url == HOOK + "/v2"
 
 
 def test_webhook_rotate_secret(curator_client):
@@ -93,7 +93,7 @@ def test_webhook_rotate_secret(curator_client):
     new = response.json()["secret"]
     assert new.startswith("whsec_") and new != secret
     webhook.refresh_from_db()
-    assert webhook.secret == new
+    assert services.webhook_endpoint_secret(endpoint=webhook) == new
 
 
 def test_webhook_delete_refused_while_rules_use_it(curator_client):
@@ -314,4 +314,7 @@ def test_rule_and_webhook_endpoints_need_curate_scope(anon_client, matcher_clien
     assert getattr(anon_client, method)(path, body, format="json").status_code == 401
     response = getattr(matcher_client, method)(path, body, format="json")
     assert response.status_code == 403
-    assert WebhookEndpoint.objects.get().secret == secret and ActionRule.objects.count() == 1
+    assert (
+        services.webhook_endpoint_secret(endpoint=WebhookEndpoint.objects.get()) == secret
+        and ActionRule.objects.count() == 1
+    )

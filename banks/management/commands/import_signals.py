@@ -7,18 +7,20 @@ from collections.abc import Iterable, Iterator
 from typing import TextIO
 
 from django.core.management.base import CommandError, CommandParser
+from django.db import OperationalError
 from tqdm import tqdm
 
 from banks.importing import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_WORKERS,
     FORMATS,
+    SQLITE_BATCH_SIZE,
     ImportRefused,
     ImportReport,
     signals_import,
 )
 from omm_project.lib.commands import OmmCommand, positive_int
-from omm_project.lib.errors import OmmError
+from omm_project.lib.errors import OmmError, database_busy
 
 # Progress is counted in characters every this many lines: a tqdm update per line would cost
 # more than parsing the line.
@@ -59,8 +61,8 @@ class Command(OmmCommand):
         parser.add_argument(
             "--batch-size",
             type=positive_int,
-            default=DEFAULT_BATCH_SIZE,
-            help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}).",
+            default=None,
+            help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}; {SQLITE_BATCH_SIZE} on SQLite).",
         )
         parser.add_argument(
             "--workers",
@@ -96,7 +98,7 @@ class Command(OmmCommand):
         source: str,
         format: str | None,
         strict: bool,
-        batch_size: int,
+        batch_size: int | None,
         workers: int | None,
         create_bank: bool,
         no_progress: bool,
@@ -141,6 +143,16 @@ class Command(OmmCommand):
         except OmmError as exc:
             bar.close()
             raise CommandError(exc.message) from None
+        except OperationalError as exc:
+            bar.close()
+            busy = database_busy(exc)
+            if busy is None:
+                raise
+            done = last[0].imported if last else 0
+            raise CommandError(
+                f"{busy.message} {done} signal(s) were imported in committed batches; re-run the same "
+                "command to import the rest (nothing is added twice)."
+            ) from None
         except KeyboardInterrupt:
             bar.close()
             done = last[0].imported if last else 0
