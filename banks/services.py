@@ -7,12 +7,13 @@ import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Model
 from django.utils import timezone
 
 from banks.models import BANK_NAME_REGEX, Bank, BankChange, BankContent, ContentSignal
 from omm_project.lib import pytx
+from omm_project.lib.db import unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput
 
 NOTE_MAX_LENGTH = 255
@@ -86,11 +87,8 @@ def bank_create(*, name: str, matching_enabled_ratio: float = 1.0, labels: list[
     labels = labels_validate(labels or [])
     if Bank.objects.filter(name=name).exists():
         raise Conflict(f"Bank '{name}' already exists")
-    try:
-        with transaction.atomic():
-            bank = Bank.objects.create(name=name, matching_enabled_ratio=ratio, labels=labels)
-    except IntegrityError:  # lost a race with a concurrent create
-        raise Conflict(f"Bank '{name}' already exists") from None
+    with unique_or_conflict(f"Bank '{name}' already exists"):  # lost a race with a concurrent create
+        bank = Bank.objects.create(name=name, matching_enabled_ratio=ratio, labels=labels)
     _record_change(bank_id=bank.pk)
     return bank
 
@@ -113,11 +111,8 @@ def bank_update(
         bank.matching_enabled_ratio = bank_ratio_validate(matching_enabled_ratio)
     if labels is not None:
         bank.labels = labels_validate(labels)
-    try:
-        with transaction.atomic():
-            bank.save()
-    except IntegrityError:
-        raise Conflict(f"Bank name '{bank.name}' already exists") from None
+    with unique_or_conflict(f"Bank name '{bank.name}' already exists"):
+        bank.save()
     _record_change(bank_id=bank.pk)
     return bank
 

@@ -50,6 +50,7 @@ from banks.services import (
 from exchanges import apis, crypto
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus, ExchangeItem
 from omm_project.lib import pytx
+from omm_project.lib.db import unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput, OmmError
 
 logger = logging.getLogger(__name__)
@@ -133,17 +134,14 @@ def exchange_create(
     if ExchangeConfig.objects.filter(name=name).exists():
         raise Conflict(f"Exchange '{name}' already exists")
     bank = bank_create(name=name)  # 409 if a bank has the name: exchanges and banks share names
-    try:
-        with transaction.atomic():
-            exchange = ExchangeConfig.objects.create(
-                name=name,
-                api=api,
-                typed_config=apis.config_fields_json(config),
-                fetching_enabled=enabled,
-                bank=bank,
-            )
-    except IntegrityError:  # lost a race with a concurrent create
-        raise Conflict(f"Exchange '{name}' already exists") from None
+    with unique_or_conflict(f"Exchange '{name}' already exists"):  # lost a race with a concurrent create
+        exchange = ExchangeConfig.objects.create(
+            name=name,
+            api=api,
+            typed_config=apis.config_fields_json(config),
+            fetching_enabled=enabled,
+            bank=bank,
+        )
     ExchangeFetchStatus.objects.create(exchange=exchange)
     if enabled and fetch_now:
         _enqueue_fetch(exchange.pk)

@@ -17,6 +17,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from hashing.url_fetch import GuardedAdapter, UnsafeUrl, url_validate
+from omm_project.lib.db import unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput
 from reviews import signing
 from reviews.choices import SendState
@@ -69,7 +70,8 @@ def webhook_endpoint_create(
     )
     if WebhookEndpoint.objects.filter(name=name).exists():
         raise Conflict(f"Webhook '{name}' already exists")
-    endpoint.save()
+    with unique_or_conflict(f"Webhook '{name}' already exists"):  # a concurrent create won
+        endpoint.save()
     return endpoint, endpoint.secret
 
 
@@ -94,7 +96,8 @@ def webhook_endpoint_update(
         endpoint.enabled = bool_validate(enabled, field="enabled")
     if description is not _UNSET:
         endpoint.description = text_validate(description, field="description")
-    endpoint.save()
+    with unique_or_conflict(f"Webhook '{endpoint.name}' already exists"):  # a concurrent rename won
+        endpoint.save()
     transaction.on_commit(rules_cache_clear)  # rules of a disabled endpoint stop firing
     return endpoint
 
