@@ -90,7 +90,13 @@ def review_record(
         if not isinstance(add_to_bank, str) or not add_to_bank:
             raise InvalidInput("add_to_bank must be a bank name")
         target = bank_get(name=add_to_bank)
-    contents = BankContent.objects.select_related("bank").prefetch_related("signals").in_bulk(ids)
+    # Content of a bank being deleted is gone for reviews too, as for every other endpoint.
+    contents = (
+        BankContent.objects.filter(bank__deleting_since__isnull=True)
+        .select_related("bank")
+        .prefetch_related("signals")
+        .in_bulk(ids)
+    )
     missing = [cid for cid in ids if cid not in contents]
     if missing:
         raise NotFound(f"content not found: {missing}")

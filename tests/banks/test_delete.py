@@ -142,3 +142,22 @@ def test_purge_keeps_the_match_log(db):
     bank_purge(bank_id=bank.pk)
     match = MatchLog.objects.get(pk=match_id)
     assert match.content_id is None and match.bank_id is None and match.bank_name == "LOGGED"
+
+
+def test_content_of_a_bank_being_deleted_cannot_be_reviewed(curator_client):
+    bank = _bank_with("REVIEWED", 1)
+    content = BankContent.objects.get(bank=bank)
+    services.bank_delete(bank=bank)
+    response = curator_client.post(
+        "/c/reviews", {"content_ids": [content.pk], "verdict": "true_positive"}, format="json"
+    )
+    assert response.status_code == 404
+
+
+def test_admin_lists_banks_being_deleted_with_their_state(admin_client):
+    bank = _bank_with("ADMINNED", 1)
+    bank_create(name="ACTIVE")
+    services.bank_delete(bank=bank)
+    page = admin_client.get("/admin/banks/bank/").content.decode()
+    assert "ADMINNED" in page and "deleting since" in page and "active" in page
+    assert admin_client.get(f"/admin/banks/bank/{bank.pk}/delete/").status_code == 200
