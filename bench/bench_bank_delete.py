@@ -17,6 +17,7 @@ wall-clock figures.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from pathlib import Path
 from _common import csv_write, database_recreate  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
+print = functools.partial(print, flush=True)  # noqa: A001 (progress shows while it runs)
 sys.path.insert(0, str(ROOT))
 
 
@@ -97,7 +99,7 @@ def main() -> None:
         with open(small) as f:
             signals_import(bank_name="OTHER", lines=f, fmt="csv", create_bank=True)
     bank = Bank.objects.get(name="BIG")
-    client = APIClient()
+    client = APIClient(HTTP_HOST="127.0.0.1")
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_create(name='bench', scopes=['curate'])[1]}")
 
     # The purge task would be enqueued on commit: keep it out of the broker, this run calls it.

@@ -95,3 +95,18 @@ def test_concurrent_identical_reviews_add_one_copy_to_the_bank(curator_key):
     copies = list(BankContent.objects.filter(bank__name="CONFIRMED").values_list("pk", flat=True))
     assert len(copies) == 1
     assert set(Review.objects.values_list("added_content_id", flat=True)) == {copies[0]}
+
+
+def test_concurrent_deletes_of_one_bank_mark_it_once(curator_key, monkeypatch):
+    from banks.models import BankChange
+    from banks.tasks import bank_purge_task
+
+    bank = bank_create(name="GONE")
+    bank_content_create(bank=bank, signals={"pdq": PDQ})
+    enqueued = []
+    monkeypatch.setattr(bank_purge_task, "delay", lambda *args: enqueued.append(args))
+    responses = run_together(lambda i: _client(curator_key).delete("/c/bank/GONE"))
+    # Each answers 200 (it saw the bank) or 404 (it came after); one marked it and enqueued its purge
+    assert {r.status_code for r in responses} <= {200, 404} and 200 in {r.status_code for r in responses}
+    assert enqueued == [(bank.pk,)]
+    assert BankChange.objects.filter(bank_id=bank.pk, content_id=None).count() == 2  # created, deleted
