@@ -11,6 +11,7 @@ from datetime import datetime
 
 from django.db import OperationalError, connection, models, transaction
 from django.db.models import Model
+from django.db.models.deletion import get_candidate_relations_to_delete
 from django.utils import timezone
 
 from banks.models import BANK_NAME_REGEX, Bank, BankChange, BankContent, ContentSignal
@@ -295,11 +296,32 @@ def _bank_purge_finish(bank_id: int, batch_size: int, outcome: PurgeOutcome) -> 
 
 
 def bank_contents_purge_window(*, bank_id: int, start: int, stop: int) -> int:
-    """Delete the bank's contents with ids in [start, stop) and their signals; how many went."""
-    # The ORM's delete: signals go in one statement, references from reviews and the match log
-    # are set to null (db_constraint=False there), at most stop - start rows held in memory.
-    deleted = BankContent.objects.filter(bank_id=bank_id, pk__gte=start, pk__lt=stop).delete()[1]
-    return deleted.get(BankContent._meta.label, 0)
+    """
+    Delete the bank's contents with ids in [start, stop), and what refers to them as their
+    on_delete says (signals deleted; match log, reviews and exchange items set to null); how many
+    contents went. One statement per relation, each a range scan: no row is loaded into Python.
+    """
+    relations = list(get_candidate_relations_to_delete(BankContent._meta))
+    if any(rel.on_delete not in (models.CASCADE, models.SET_NULL, models.DO_NOTHING) for rel in relations):
+        # An on_delete this does not do by hand: the ORM's collector (loads the window's rows).
+        deleted = BankContent.objects.filter(bank_id=bank_id, pk__gte=start, pk__lt=stop).delete()[1]
+        return deleted.get(BankContent._meta.label, 0)
+    for rel in relations:
+        field = rel.field
+        referring = rel.related_model._base_manager.filter(
+            **{f"{field.name}__bank_id": bank_id, f"{field.attname}__gte": start, f"{field.attname}__lt": stop}
+        )
+        if rel.on_delete is models.CASCADE:
+            referring.delete()  # signals: one DELETE (nothing refers to them)
+        elif rel.on_delete is models.SET_NULL:
+            referring.update(**{field.name: None})
+    meta, quote = BankContent._meta, connection.ops.quote_name
+    table, bank, pk = quote(meta.db_table), quote(meta.get_field("bank").column), quote(meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE {bank} = %s AND {pk} >= %s AND {pk} < %s", [bank_id, start, stop]
+        )
+        return cursor.rowcount
 
 
 def banks_purge_enqueue_pending() -> list[int]:

@@ -131,17 +131,20 @@ def test_purge_never_touches_a_live_bank():
     assert BankContent.objects.filter(bank=bank).count() == 2 and Bank.objects.filter(pk=bank.pk).exists()
 
 
-def test_purge_keeps_the_match_log(db):
+def test_purge_keeps_the_match_log_and_reviews(db):
     from reviews import services as review_services
 
     bank = _bank_with("LOGGED", 1)
     content = BankContent.objects.get(bank=bank)
     hit = review_services.MatchHit(content_id=content.pk, bank_id=bank.pk, bank_name="LOGGED", distance=0)
     (match_id,) = review_services.match_log_record(signal_type="pdq", signal_value=PDQ, hits=[hit])
+    (review,) = review_services.review_record(content_ids=[content.pk], verdict="true_positive")
     services.bank_delete(bank=bank)
     bank_purge(bank_id=bank.pk)
     match = MatchLog.objects.get(pk=match_id)
     assert match.content_id is None and match.bank_id is None and match.bank_name == "LOGGED"
+    review.refresh_from_db()
+    assert review.content_id is None and review.bank_id is None and review.reviewed_content_id == content.pk
 
 
 def test_content_of_a_bank_being_deleted_cannot_be_reviewed(curator_client):
