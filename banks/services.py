@@ -231,6 +231,7 @@ def bank_purge(
     for hooks in _hooks:
         while hooks.purge_batch is not None:
             with transaction.atomic():
+                _commit_without_waiting_for_disk()
                 if not hooks.purge_batch(bank_id, batch_size):
                     break
             if out_of_time():
@@ -240,6 +241,7 @@ def bank_purge(
         start = bounds["first"]
         while start <= bounds["last"]:
             with transaction.atomic():
+                _commit_without_waiting_for_disk()
                 outcome.contents_deleted += bank_contents_purge_window(
                     bank_id=bank_id, start=start, stop=start + batch_size
                 )
@@ -265,6 +267,14 @@ def bank_purge(
 
 _DEADLOCK = "40P01"
 PURGE_FINISH_ATTEMPTS = 3
+
+
+def _commit_without_waiting_for_disk() -> None:
+    # PostgreSQL: don't wait for the WAL flush at this transaction's commit (a third of a window's
+    # time). If the server crashes right after, the window's deletion is lost and simply redone.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _bank_purge_finish(bank_id: int, batch_size: int, outcome: PurgeOutcome) -> None:
