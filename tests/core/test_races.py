@@ -4,6 +4,7 @@ barrier, each with its own database connection, against the real API.
 """
 
 import pytest
+from django.apps import apps
 from rest_framework.test import APIClient
 
 from banks.models import Bank, BankContent
@@ -64,10 +65,27 @@ def test_concurrent_creates_of_one_name_give_one_201_and_409s(curator_key, kind)
     assert model.objects.filter(**{name_field: body.get("name") or body.get("bank")}).count() == 1
 
 
+def test_every_model_with_a_unique_name_has_its_create_race_tested():
+    # The class, not the instance: a new model with a unique name must join CREATES.
+    ours = ("banks", "exchanges", "reviews", "matching", "hashing", "core")
+    unique_named = {
+        model
+        for model in apps.get_models()
+        if model._meta.app_label in ours and any(f.name == "name" and f.unique for f in model._meta.fields)
+    }
+    assert unique_named == {model for _, _, model in CREATES.values()}
+
+
+def _rule(i: int) -> int:
+    webhook = WebhookEndpoint.objects.first() or _webhook()
+    return review_services.action_rule_create(name=f"r{i}", webhook_id=webhook.pk, all_banks=True).pk
+
+
 RENAMES = {
     "bank": ("/c/bank/{}", lambda i: bank_create(name=f"B{i}").name, {"name": "SAME"}),
     "webhook": ("/c/webhooks/{}", lambda i: review_services.webhook_endpoint_create(name=f"w{i}", url=HOOK)[0].pk,
                 {"name": "same"}),
+    "action_rule": ("/c/action_rules/{}", _rule, {"name": "same"}),
 }
 
 
