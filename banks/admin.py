@@ -12,12 +12,28 @@ from banks.models import Bank, BankContent, ContentSignal
 
 @admin.register(Bank)
 class BankAdmin(admin.ModelAdmin):
-    list_display = ("name", "matching_enabled_ratio", "labels", "content_count", "updated_at")
+    list_display = ("name", "state", "matching_enabled_ratio", "labels", "content_count", "updated_at")
     search_fields = ("name",)
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "deleting_since")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_content_count=Count("contents"))
+        # Banks being deleted in the background too, so their progress shows (content count).
+        return Bank.all_objects.annotate(_content_count=Count("contents"))
+
+    @admin.display(ordering="deleting_since", description="state")
+    def state(self, bank: Bank) -> str:
+        if bank.deleting_since is None:
+            return "active"
+        return f"deleting since {bank.deleting_since:%Y-%m-%d %H:%M:%S} UTC"
+
+    def has_change_permission(self, request, obj: Bank | None = None) -> bool:
+        return obj is None or obj.deleting_since is None
+
+    def get_deleted_objects(self, objs, request):
+        # The default page lists every row the cascade would delete (millions of contents, all
+        # loaded); the deletion runs in the background instead, so say that.
+        names = [f"{bank} and all its content (deleted in the background)" for bank in objs]
+        return names, {}, set(), []
 
     @admin.display(ordering="_content_count", description="content")
     def content_count(self, bank: Bank) -> int:

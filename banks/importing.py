@@ -433,11 +433,13 @@ def import_rows_parse(lines: Iterable[str], *, fmt: str, report: ImportReport) -
 
 def _bank_hold(bank_id: int) -> None:
     # FOR KEY SHARE: the bank cannot be deleted under the batch (which would otherwise end in a
-    # foreign-key error at commit), yet other writers of the bank are not blocked.
+    # foreign-key error at commit), yet other writers of the bank are not blocked. A bank marked
+    # for deletion counts as gone: the import stops.
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT 1 FROM {connection.ops.quote_name(Bank._meta.db_table)} WHERE id = %s FOR KEY SHARE",
+                f"SELECT 1 FROM {connection.ops.quote_name(Bank._meta.db_table)} "
+                "WHERE id = %s AND deleting_since IS NULL FOR KEY SHARE",
                 [bank_id],
             )
             found = cursor.fetchone() is not None

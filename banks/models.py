@@ -21,10 +21,23 @@ class HashIndexOnPostgres(models.Index):
         return super().create_sql(model, schema_editor, using=using, **kwargs)
 
 
+class LiveBankManager(models.Manager):
+    """Banks that are not being deleted: the only ones the API, matching and rules see."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(deleting_since__isnull=True)
+
+
 class Bank(models.Model):
     """A named list of known content (a "hash list"), matched as a unit."""
 
     name = models.CharField(max_length=255, unique=True)
+    # Set by bank_delete: the bank is gone for every reader at once (Bank.objects hides it) while
+    # a background task deletes its content in batches and finally the row (banks.services.bank_purge).
+    # Its name stays taken until then.
+    deleting_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Set while the bank is deleted in the background."
+    )
     matching_enabled_ratio = models.FloatField(
         default=1.0, help_text="Share of lookups this bank takes part in (0 = off, 1 = always)."
     )
@@ -32,8 +45,14 @@ class Bank(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Fail closed: every query through Bank.objects (selectors, matchers, rules, imports) skips
+    # banks being deleted; the deletion itself, the admin and related-object access use all_objects.
+    objects = LiveBankManager()
+    all_objects = models.Manager()
+
     class Meta:
         ordering = ["name"]
+        base_manager_name = "all_objects"
         constraints = [
             models.CheckConstraint(condition=Q(name__regex=BANK_NAME_REGEX), name="bank_name_format"),
             models.CheckConstraint(

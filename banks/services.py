@@ -2,19 +2,26 @@
 
 import io
 import json
+import logging
 import re
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import OperationalError, connection, models, transaction
 from django.db.models import Model
+from django.db.models.deletion import get_candidate_relations_to_delete
 from django.utils import timezone
 
 from banks.changes import bank_changes_announce
 from banks.models import BANK_NAME_REGEX, Bank, BankChange, BankContent, ContentSignal
 from omm_project.lib import pytx
+from omm_project.lib.db import unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput
+from omm_project.lib.tasks import enqueue_on_commit
+
+logger = logging.getLogger(__name__)
 
 NOTE_MAX_LENGTH = 255
 # HMA refuses disable_until_ts more than five years ahead; a typo (ms for s) would otherwise
@@ -85,13 +92,9 @@ def bank_create(*, name: str, matching_enabled_ratio: float = 1.0, labels: list[
     name = bank_name_validate(name)
     ratio = bank_ratio_validate(matching_enabled_ratio)
     labels = labels_validate(labels or [])
-    if Bank.objects.filter(name=name).exists():
-        raise Conflict(f"Bank '{name}' already exists")
-    try:
-        with transaction.atomic():
-            bank = Bank.objects.create(name=name, matching_enabled_ratio=ratio, labels=labels)
-    except IntegrityError:  # lost a race with a concurrent create
-        raise Conflict(f"Bank '{name}' already exists") from None
+    _name_free_check(name, message=f"Bank '{name}' already exists")
+    with unique_or_conflict(f"Bank '{name}' already exists"):  # lost a race with a concurrent create
+        bank = Bank.objects.create(name=name, matching_enabled_ratio=ratio, labels=labels)
     _record_change(bank_id=bank.pk)
     return bank
 
@@ -107,28 +110,238 @@ def bank_update(
     """Rename a bank and/or change its ratio or labels; content keeps its ids."""
     if name is not None and name != bank.name:
         name = bank_name_validate(name)
-        if Bank.objects.filter(name=name).exclude(pk=bank.pk).exists():
-            raise Conflict(f"Bank name '{name}' already exists")
+        _name_free_check(name, message=f"Bank name '{name}' already exists", exclude_pk=bank.pk)
+        for hooks in _hooks:
+            refusal = hooks.rename_refusal(bank) if hooks.rename_refusal else None
+            if refusal:
+                raise Conflict(refusal)
         bank.name = name
     if matching_enabled_ratio is not None:
         bank.matching_enabled_ratio = bank_ratio_validate(matching_enabled_ratio)
     if labels is not None:
         bank.labels = labels_validate(labels)
-    try:
-        with transaction.atomic():
-            bank.save()
-    except IntegrityError:
-        raise Conflict(f"Bank name '{bank.name}' already exists") from None
+    with unique_or_conflict(f"Bank name '{bank.name}' already exists"):
+        bank.save()
     _record_change(bank_id=bank.pk)
     return bank
 
 
 @transaction.atomic
 def bank_delete(*, bank: Bank) -> None:
-    """Delete a bank with its content and signals; matchers drop them within seconds."""
-    bank_id = bank.pk
-    bank.delete()
-    _record_change(bank_id=bank_id)
+    """
+    Delete a bank: at once it is gone from the API, listings, matching (matchers drop it within
+    seconds) and rules, and its exchange stops fetching; its rows are deleted in the background
+    (bank_purge, enqueued after commit; beat re-enqueues unfinished deletions). Deleting a bank
+    already being deleted does nothing.
+    """
+    # Compare-and-set: two deletes of one bank mark it (and enqueue its purge) once. Updating a
+    # non-key column does not wait for writers inserting content into the bank (their FOR KEY
+    # SHARE lock); they stop at their next batch (imports, exchange fetches check the mark).
+    marked = Bank.all_objects.filter(pk=bank.pk, deleting_since__isnull=True).update(
+        deleting_since=timezone.now()
+    )
+    if not marked:
+        return
+    _record_change(bank_id=bank.pk)
+    _purge_enqueue(bank.pk)
+
+
+def _purge_enqueue(bank_id: int) -> None:
+    from banks.tasks import bank_purge_task  # tasks import this module
+
+    enqueue_on_commit(bank_purge_task, bank_id)  # lost with the broker: beat's banks.purge_pending
+
+
+def _name_free_check(name: str, *, message: str, exclude_pk: int | None = None) -> None:
+    """409 if a bank has the name, with a clearer message if that bank is being deleted."""
+    taken = Bank.all_objects.filter(name=name).exclude(pk=exclude_pk).values_list("deleting_since", flat=True)
+    for deleting_since in taken:
+        if deleting_since is not None:
+            raise Conflict(f"Bank '{name}' is being deleted; its name is free once the deletion finishes")
+        raise Conflict(message)
+
+
+# --- Hooks of higher apps ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BankHooks:
+    """
+    What a higher app (exchanges) that ties rows to banks lets banks ask, registered in its
+    AppConfig.ready(), since banks cannot import it:
+    - rename_refusal(bank): a reason to refuse renaming the bank (409), or None;
+    - purge_batch(bank_id, batch_size): delete at most batch_size of the app's rows tied to a bank
+      being deleted, in the caller's transaction; the number deleted (0 when none are left);
+    - purge_finish(bank_id): in the purge's last transaction, before it locks the bank row, stop
+      the app's writers of the bank and delete the rest of its rows (few by then).
+    """
+
+    rename_refusal: Callable[[Bank], str | None] | None = None
+    purge_batch: Callable[[int, int], int] | None = None
+    purge_finish: Callable[[int], None] | None = None
+
+
+_hooks: list[BankHooks] = []
+
+
+def bank_hooks_register(hooks: BankHooks) -> None:
+    """Register a higher app's hooks (once per process: a repeat is ignored)."""
+    if hooks not in _hooks:
+        _hooks.append(hooks)
+
+
+# --- Background deletion -------------------------------------------------------------------------
+
+# Contents (with their signals) per purge transaction: by id window, so memory stays bounded
+# whatever the bank's size, and each transaction stays short.
+PURGE_BATCH_SIZE = 5000
+# One task run stops after this long and enqueues its continuation (the task's time limit is
+# longer); a crashed run is re-enqueued by beat and resumes where the rows stop.
+PURGE_TIME_LIMIT_SECONDS = 240.0
+
+
+@dataclass
+class PurgeOutcome:
+    """What one bank_purge call did."""
+
+    bank_id: int
+    done: bool
+    contents_deleted: int = 0
+
+
+def bank_purge(
+    *,
+    bank_id: int,
+    batch_size: int = PURGE_BATCH_SIZE,
+    time_limit: float | None = PURGE_TIME_LIMIT_SECONDS,
+) -> PurgeOutcome:
+    """
+    Delete a bank marked by bank_delete: its higher apps' rows (exchange items), then its contents
+    with their signals in id windows of `batch_size`, each window one transaction, then the bank
+    row with what is left. Idempotent and resumable: each run starts from the rows that remain.
+    Stops after `time_limit` seconds (done=False: run it again). Never touches a live bank.
+    """
+    outcome = PurgeOutcome(bank_id, done=False)
+    if not Bank.all_objects.filter(pk=bank_id, deleting_since__isnull=False).exists():
+        outcome.done = True  # gone already (a second run), or not being deleted
+        return outcome
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() > deadline
+
+    for hooks in _hooks:
+        while hooks.purge_batch is not None:
+            with transaction.atomic():
+                _commit_without_waiting_for_disk()
+                if not hooks.purge_batch(bank_id, batch_size):
+                    break
+            if out_of_time():
+                return outcome
+    bounds = BankContent.objects.filter(bank_id=bank_id).aggregate(first=models.Min("pk"), last=models.Max("pk"))
+    if bounds["first"] is not None:
+        start = bounds["first"]
+        while start <= bounds["last"]:
+            with transaction.atomic():
+                _commit_without_waiting_for_disk()
+                outcome.contents_deleted += bank_contents_purge_window(
+                    bank_id=bank_id, start=start, stop=start + batch_size
+                )
+            start += batch_size
+            if out_of_time():
+                return outcome
+    for attempt in range(1, PURGE_FINISH_ATTEMPTS + 1):
+        try:
+            _bank_purge_finish(bank_id, batch_size, outcome)
+            break
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "pgcode", None) != _DEADLOCK:
+                raise
+            # A writer that was inside a batch when the bank was marked locked rows in another
+            # order than we did (see _bank_purge_finish); PostgreSQL broke the tie by rolling us
+            # back. The writer now goes on, commits, and stops at its next batch: try again.
+            logger.info("bank %s purge: deadlock with a writer (attempt %d): %s", bank_id, attempt, exc)
+    else:
+        return outcome  # the task runs again
+    outcome.done = True
+    return outcome
+
+
+_DEADLOCK = "40P01"
+PURGE_FINISH_ATTEMPTS = 3
+
+
+def _commit_without_waiting_for_disk() -> None:
+    # PostgreSQL: don't wait for the WAL flush at this transaction's commit (a third of a window's
+    # time). If the server crashes right after, the window's deletion is lost and simply redone.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def _bank_purge_finish(bank_id: int, batch_size: int, outcome: PurgeOutcome) -> None:
+    with transaction.atomic():
+        # Higher apps first stop their writers: an exchange fetch holds its status row, then the
+        # bank row (its content inserts), so its row goes first, as a fetch takes them.
+        for hooks in _hooks:
+            if hooks.purge_finish is not None:
+                hooks.purge_finish(bank_id)
+        # Writers that were inside a batch when the bank was marked (an import, a review adding
+        # content) may have committed content since: FOR UPDATE waits for them (their inserts
+        # hold FOR KEY SHARE on the bank row) and makes new ones wait, then fail once the bank
+        # is gone, which they report as the bank deleted. What they left goes here, with the row.
+        if Bank.all_objects.select_for_update().filter(pk=bank_id).first() is None:
+            return
+        for hooks in _hooks:
+            while hooks.purge_batch is not None and hooks.purge_batch(bank_id, batch_size):
+                pass
+        while True:
+            first = BankContent.objects.filter(bank_id=bank_id).aggregate(first=models.Min("pk"))["first"]
+            if first is None:
+                break
+            outcome.contents_deleted += bank_contents_purge_window(
+                bank_id=bank_id, start=first, stop=first + batch_size
+            )
+        # Cascades to the exchange, its fetch status, match settings and rule links: few rows.
+        Bank.all_objects.filter(pk=bank_id).delete()
+        _record_change(bank_id=bank_id)
+
+
+def bank_contents_purge_window(*, bank_id: int, start: int, stop: int) -> int:
+    """
+    Delete the bank's contents with ids in [start, stop), and what refers to them as their
+    on_delete says (signals deleted; match log, reviews and exchange items set to null); how many
+    contents went. One statement per relation, each a range scan: no row is loaded into Python.
+    """
+    relations = list(get_candidate_relations_to_delete(BankContent._meta))
+    if any(rel.on_delete not in (models.CASCADE, models.SET_NULL, models.DO_NOTHING) for rel in relations):
+        # An on_delete this does not do by hand: the ORM's collector (loads the window's rows).
+        deleted = BankContent.objects.filter(bank_id=bank_id, pk__gte=start, pk__lt=stop).delete()[1]
+        return deleted.get(BankContent._meta.label, 0)
+    for rel in relations:
+        field = rel.field
+        referring = rel.related_model._base_manager.filter(
+            **{f"{field.name}__bank_id": bank_id, f"{field.attname}__gte": start, f"{field.attname}__lt": stop}
+        )
+        if rel.on_delete is models.CASCADE:
+            referring.delete()  # signals: one DELETE (nothing refers to them)
+        elif rel.on_delete is models.SET_NULL:
+            referring.update(**{field.name: None})
+    meta, quote = BankContent._meta, connection.ops.quote_name
+    table, bank, pk = quote(meta.db_table), quote(meta.get_field("bank").column), quote(meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE {bank} = %s AND {pk} >= %s AND {pk} < %s", [bank_id, start, stop]
+        )
+        return cursor.rowcount
+
+
+def banks_purge_enqueue_pending() -> list[int]:
+    """Beat: enqueue the deletion of every bank still marked (a lost message, a crashed worker)."""
+    ids = list(Bank.all_objects.filter(deleting_since__isnull=False).order_by("pk").values_list("pk", flat=True))
+    for bank_id in ids:
+        _purge_enqueue(bank_id)
+    return ids
 
 
 def signals_validate(signals: Mapping[str, object]) -> dict[str, str]:

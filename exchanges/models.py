@@ -12,6 +12,13 @@ from django.db.models import Q
 from banks.models import BANK_NAME_REGEX, Bank, BankContent
 
 
+class LiveExchangeManager(models.Manager):
+    """Exchanges whose bank is not being deleted (the bank's deletion takes its exchange along)."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(bank__deleting_since__isnull=True)
+
+
 class ExchangeConfig(models.Model):
     """A configured exchange: which API to fetch from, its typed config, and its bank."""
 
@@ -31,8 +38,14 @@ class ExchangeConfig(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Fail closed, as Bank.objects: listings, fetches and reports skip an exchange whose bank is
+    # being deleted; cascades and related-object access use all_objects.
+    objects = LiveExchangeManager()
+    all_objects = models.Manager()
+
     class Meta:
         ordering = ["name"]
+        base_manager_name = "all_objects"
         constraints = [
             models.CheckConstraint(condition=Q(name__regex=BANK_NAME_REGEX), name="exchange_name_format"),
         ]

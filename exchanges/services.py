@@ -39,7 +39,7 @@ from threatexchange.exchanges.fetch_state import FetchedSignalMetadata
 from threatexchange.exchanges.impl.file_api import LocalFileSignalExchangeAPI
 from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPIWithSimpleUpdates
 
-from banks.models import BANK_NAME_REGEX, BankContent, ContentSignal
+from banks.models import BANK_NAME_REGEX, Bank, BankContent, ContentSignal
 from banks.services import (
     bank_content_bulk_sync,
     bank_create,
@@ -50,6 +50,7 @@ from banks.services import (
 from exchanges import apis, crypto
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus, ExchangeItem
 from omm_project.lib import pytx
+from omm_project.lib.db import unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput, OmmError
 from omm_project.lib.fetch_keys import fetch_key_format, fetch_key_identity
 from omm_project.lib.inputs import bool_parse
@@ -130,17 +131,14 @@ def exchange_create(
     if ExchangeConfig.objects.filter(name=name).exists():
         raise Conflict(f"Exchange '{name}' already exists")
     bank = bank_create(name=name)  # 409 if a bank has the name: exchanges and banks share names
-    try:
-        with transaction.atomic():
-            exchange = ExchangeConfig.objects.create(
-                name=name,
-                api=api,
-                typed_config=apis.config_fields_json(config),
-                fetching_enabled=enabled,
-                bank=bank,
-            )
-    except IntegrityError:  # lost a race with a concurrent create
-        raise Conflict(f"Exchange '{name}' already exists") from None
+    with unique_or_conflict(f"Exchange '{name}' already exists"):  # lost a race with a concurrent create
+        exchange = ExchangeConfig.objects.create(
+            name=name,
+            api=api,
+            typed_config=apis.config_fields_json(config),
+            fetching_enabled=enabled,
+            bank=bank,
+        )
     ExchangeFetchStatus.objects.create(exchange=exchange)
     if enabled and fetch_now:
         _enqueue_fetch(exchange.pk)
@@ -178,13 +176,51 @@ def exchange_update(
 
 @transaction.atomic
 def exchange_delete(*, exchange: ExchangeConfig, keep_bank: bool = False) -> None:
-    """Delete an exchange with its bank and content, or keep the bank (its content stays, unlinked)."""
-    # Items first, in one statement: the bank's cascade would otherwise null them row by row.
-    ExchangeItem.objects.filter(exchange=exchange).delete()
+    """
+    Delete an exchange with its bank and content (in the background, as bank_delete: the exchange
+    is gone at once), or keep the bank (its content stays, unlinked).
+    """
     if keep_bank:
+        # Items first, in one statement: the exchange's cascade would otherwise load them.
+        ExchangeItem.objects.filter(exchange=exchange).delete()
         exchange.delete()
     else:
-        bank_delete(bank=exchange.bank)  # cascades to the exchange and its fetch status
+        bank_delete(bank=exchange.bank)  # its purge deletes the items, the exchange and its status
+
+
+# --- Hooks for banks (registered in ExchangesConfig.ready) --------------------------------------
+
+
+def bank_rename_refusal(bank: Bank) -> str | None:
+    """Why an exchange's bank cannot be renamed: the exchange and its bank share one name."""
+    name = ExchangeConfig.all_objects.filter(bank=bank).values_list("name", flat=True).first()
+    if name is None:
+        return None
+    return (
+        f"Bank '{bank.name}' belongs to exchange '{name}' and shares its name; it cannot be renamed "
+        "(create a new exchange with the new name instead)"
+    )
+
+
+def bank_purge_batch(bank_id: int, batch_size: int) -> int:
+    """Delete up to batch_size fetched items of the exchange of a bank being deleted (bank_purge)."""
+    ids = list(
+        ExchangeItem.objects.filter(exchange__bank_id=bank_id).values_list("pk", flat=True)[:batch_size]
+    )
+    if ids:
+        ExchangeItem.objects.filter(pk__in=ids).delete()
+    return len(ids)
+
+
+def bank_purge_finish(bank_id: int) -> None:
+    """
+    The last step of deleting an exchange's bank: its fetch status row first (a running fetch
+    holds it during each batch: this waits for the batch to commit, and the fetch's next batch
+    finds the row gone and stops), then the items that batch wrote, then the exchange.
+    """
+    ExchangeFetchStatus.objects.filter(exchange__bank_id=bank_id).delete()
+    ExchangeItem.objects.filter(exchange__bank_id=bank_id).delete()
+    ExchangeConfig.all_objects.filter(bank_id=bank_id).delete()
 
 
 def exchange_fetch_enqueue(*, exchange: ExchangeConfig) -> None:
@@ -310,9 +346,17 @@ def exchange_fetch(
         with _logs_redacted(fetch):
             up_to_date = fetch.run(time_limit=time_limit)
     except _LockLost:
-        logger.warning("exchange %s: fetch lost its lock (lease expired or exchange deleted)", exchange.name)
+        if not _exchange_live(exchange_id):
+            logger.info("exchange %s: deleted during the fetch; stopped", exchange.name)
+            return FetchOutcome(exchange_id, "gone", records=fetch.records)
+        logger.warning("exchange %s: fetch lost its lock (lease expired)", exchange.name)
         return FetchOutcome(exchange_id, "locked", records=fetch.records)
     except Exception as exc:
+        if not _exchange_live(exchange_id):
+            # The bank was deleted under a batch (its purge removed what the batch wrote, or
+            # the batch failed on the missing bank): nothing to record, nothing went wrong.
+            logger.info("exchange %s: deleted during the fetch; stopped (%s)", exchange.name, type(exc).__name__)
+            return FetchOutcome(exchange_id, "gone", records=fetch.records)
         message = _scrub(f"{type(exc).__name__}: {exc}", fetch.secrets)
         failures = status.consecutive_failures + 1
         done = timezone.now()
@@ -357,6 +401,11 @@ def exchange_fetch(
     if not up_to_date and continue_later:
         _enqueue_fetch(exchange_id)
     return FetchOutcome(exchange_id, "done" if up_to_date else "partial", up_to_date, fetch.records)
+
+
+def _exchange_live(exchange_id: int) -> bool:
+    """Whether the exchange exists and its bank is not being deleted."""
+    return ExchangeConfig.objects.filter(pk=exchange_id).exists()
 
 
 class _RedactFilter(logging.Filter):
@@ -604,11 +653,14 @@ class _Fetch:
     # -- writes
 
     def _status_update(self, **fields: Any) -> None:
-        """Update our status row and renew the lease, if we still own the lock."""
+        """
+        Update our status row and renew the lease, if we still own the lock and the bank is not
+        being deleted (then the fetch stops: bank_delete does not wait for it, bank_purge does).
+        """
         fields["lock_expires_at"] = timezone.now() + LOCK_LEASE
-        if not ExchangeFetchStatus.objects.filter(pk=self.exchange.pk, lock_token=self.token).update(
-            **fields
-        ):
+        if not ExchangeFetchStatus.objects.filter(
+            pk=self.exchange.pk, lock_token=self.token, exchange__bank__deleting_since__isnull=True
+        ).update(**fields):
             raise _LockLost()
 
     def _commit(self, prepared: list[tuple], *, checkpoint: Any) -> None:

@@ -317,6 +317,10 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Re-enqueue webhook deliveries and exchange reports whose message was lost (at least once
     # delivery); their compare-and-set claims make duplicates harmless.
     "reviews-enqueue-due": {"task": "reviews.enqueue_due", "schedule": 60.0},
+    # Re-enqueue background deletions of banks whose message was lost or whose worker died; a
+    # run resumes from the rows left and a duplicate finds nothing to do. A deleted bank is
+    # invisible at once, so a few minutes only delay when its space and name come back.
+    "banks-purge-pending": {"task": "banks.purge_pending", "schedule": 300.0},
 }
 
 # --- Django REST framework ------------------------------------------------------------------------

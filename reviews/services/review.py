@@ -13,6 +13,7 @@ from banks.models import Bank, BankContent
 from banks.selectors import bank_get
 from banks.services import bank_content_create, bank_contents_set_enabled, note_validate
 from omm_project.lib import pytx
+from omm_project.lib.db import advisory_xact_lock
 from omm_project.lib.errors import InvalidInput, NotFound
 from omm_project.lib.inputs import bool_parse
 from reviews import exchange_adapter, writeback
@@ -90,7 +91,13 @@ def review_record(
         if not isinstance(add_to_bank, str) or not add_to_bank:
             raise InvalidInput("add_to_bank must be a bank name")
         target = bank_get(name=add_to_bank)
-    contents = BankContent.objects.select_related("bank").prefetch_related("signals").in_bulk(ids)
+    # Content of a bank being deleted is gone for reviews too, as for every other endpoint.
+    contents = (
+        BankContent.objects.filter(bank__deleting_since__isnull=True)
+        .select_related("bank")
+        .prefetch_related("signals")
+        .in_bulk(ids)
+    )
     missing = [cid for cid in ids if cid not in contents]
     if missing:
         raise NotFound(f"content not found: {missing}")
@@ -123,9 +130,18 @@ def review_record(
             bank_contents_set_enabled(content_ids=ids, enabled=False)
         if target is not None:
             added: list[int] = []
+            signals_of = {
+                cid: {s.signal_type: s.signal_value for s in contents[cid].signals.all()} for cid in ids
+            }
+            # Concurrent reviews adding the same signals to the target bank: each checks for the
+            # content, finds none and adds it (4 copies from 5 parallel reviews). A lock per
+            # (bank, signals) until commit makes the check and the add one step; locks are
+            # taken in one order so that two reviews of several contents cannot deadlock.
+            for key in sorted({tuple(sorted(signals.items())) for signals in signals_of.values() if signals}):
+                advisory_xact_lock("review_add_to_bank", target.pk, key)
             for review in reviews:
                 content = contents[review.reviewed_content_id]
-                signals = {s.signal_type: s.signal_value for s in content.signals.all()}
+                signals = signals_of[content.pk]
                 existing = _same_content_in(target, signals) if signals else None
                 if existing is None:
                     existing = bank_content_create(

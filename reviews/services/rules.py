@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from banks.models import Bank
+from omm_project.lib.db import unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput
 from omm_project.lib.inputs import bool_parse
 from reviews import exchange_adapter
@@ -119,7 +120,8 @@ def action_rule_create(
     bank_rows = banks_resolve(banks)
     if not rule.all_banks and not bank_rows:
         raise InvalidInput("A rule must name banks or set all_banks")
-    rule.save()
+    with unique_or_conflict(f"Action rule '{name}' already exists"):  # a concurrent create won
+        rule.save()
     rule.banks.set(bank_rows)
     transaction.on_commit(rules_cache_clear)
     return rule
@@ -159,7 +161,8 @@ def action_rule_update(
     bank_rows = banks_resolve(banks) if banks is not _UNSET else list(rule.banks.all())
     if not rule.all_banks and not bank_rows:
         raise InvalidInput("A rule must name banks or set all_banks")
-    rule.save()
+    with unique_or_conflict(f"Action rule '{rule.name}' already exists"):  # a concurrent rename won
+        rule.save()
     if banks is not _UNSET:
         rule.banks.set(bank_rows)
     transaction.on_commit(rules_cache_clear)

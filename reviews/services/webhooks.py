@@ -18,6 +18,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from omm_project.lib import outbound, sealing
+from omm_project.lib.db import unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput
 from omm_project.lib.inputs import bool_parse
 from omm_project.lib.outbound import UnsafeUrl, url_validate
@@ -74,7 +75,8 @@ def webhook_endpoint_create(
     endpoint.secret_sealed = _secret_seal(secret)
     if WebhookEndpoint.objects.filter(name=name).exists():
         raise Conflict(f"Webhook '{name}' already exists")
-    endpoint.save()
+    with unique_or_conflict(f"Webhook '{name}' already exists"):  # a concurrent create won
+        endpoint.save()
     return endpoint, secret
 
 
@@ -99,7 +101,8 @@ def webhook_endpoint_update(
         endpoint.enabled = bool_parse(enabled, field="enabled")
     if description is not _UNSET:
         endpoint.description = text_validate(description, field="description")
-    endpoint.save()
+    with unique_or_conflict(f"Webhook '{endpoint.name}' already exists"):  # a concurrent rename won
+        endpoint.save()
     transaction.on_commit(rules_cache_clear)  # rules of a disabled endpoint stop firing
     return endpoint
 

@@ -3,7 +3,7 @@
 import pytest
 
 from banks.models import Bank, BankChange, BankContent, ContentSignal
-from banks.services import bank_content_create, bank_create
+from banks.services import bank_content_create, bank_create, bank_purge
 
 pytestmark = pytest.mark.django_db
 
@@ -121,6 +121,7 @@ def test_bank_delete_cascades_and_records_change(curator_client):
     response = curator_client.delete("/c/bank/GONE")
     assert response.status_code == 200
     assert response.json() == {"message": "Done"}
+    bank_purge(bank_id=bank.pk)  # the background deletion (tests/banks/test_delete.py)
     assert BankContent.objects.count() == 0 and ContentSignal.objects.count() == 0
     assert BankChange.objects.filter(bank_id=bank.pk, content_id=None).exists()
 

@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from banks.models import Bank, BankContent
-from banks.services import bank_create, bank_delete
+from banks.services import bank_create, bank_delete, bank_purge
 from exchanges import crypto, services
 from exchanges.apis import api_get
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus, ExchangeItem
@@ -335,7 +335,9 @@ def test_exchange_delete_removes_bank_and_content(curator_client):
     assert response.status_code == 200
     assert response.json() == {"message": "Exchange deleted"}
     assert not ExchangeConfig.objects.exists() and not Bank.objects.exists()
+    assert bank_purge(bank_id=exchange.bank_id).done  # the background deletion
     assert not BankContent.objects.exists() and not ExchangeItem.objects.exists()
+    assert not ExchangeConfig.all_objects.exists() and not Bank.all_objects.exists()
     assert not ExchangeFetchStatus.objects.exists()
 
 
@@ -359,7 +361,9 @@ def test_exchange_delete_bad_flag_is_400(curator_client):
 def test_deleting_the_bank_deletes_its_exchange(db):
     exchange = services.exchange_create(name="EX", api="sample", fetch_now=False)
     bank_delete(bank=exchange.bank)
-    assert not ExchangeConfig.objects.exists()
+    assert not ExchangeConfig.objects.exists()  # at once
+    assert bank_purge(bank_id=exchange.bank_id).done
+    assert not ExchangeConfig.all_objects.exists()
 
 
 def test_exchange_fetch_endpoint_enqueues(curator_client, django_capture_on_commit_callbacks, monkeypatch):
@@ -469,3 +473,16 @@ def test_exchange_list_query_count_is_constant(curator_client, django_assert_num
     curator_client.get("/c/banks")
     with django_assert_num_queries(1):
         assert len(curator_client.get("/c/exchanges").json()) == 5
+
+
+def test_renaming_an_exchange_bank_is_409_and_changes_nothing(curator_client):
+    # Given an exchange and its bank, which share a name
+    services.exchange_create(name="EX", api="sample", fetch_now=False)
+    # When the bank is renamed
+    response = curator_client.put("/c/bank/EX", {"name": "OTHER"}, format="json")
+    # Then it is refused (the exchange would lose its bank's name) and both keep the name
+    assert response.status_code == 409
+    assert response.json()["code"] == "conflict" and "exchange 'EX'" in response.json()["message"]
+    assert Bank.objects.get().name == "EX" and ExchangeConfig.objects.get().name == "EX"
+    # while its other settings can still change
+    assert curator_client.put("/c/bank/EX", {"name": "EX", "enabled_ratio": 0.5}, format="json").status_code == 200

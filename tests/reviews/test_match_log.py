@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from banks.services import bank_content_delete, bank_delete
+from banks.services import bank_content_delete, bank_delete, bank_purge
 from omm_project.lib.errors import InvalidInput
 from reviews import services
 from reviews.choices import MatchSource, SendState
@@ -195,6 +195,7 @@ def test_log_survives_deletion_of_content_and_bank():
     match = MatchLog.objects.get(pk=match_id)
     assert match.content_id is None and match.matched_content_id == content_id
     bank_delete(bank=bank)
+    bank_purge(bank_id=bank_id)
     match.refresh_from_db()
     assert match.bank_id is None and match.bank_name == "TEMP" and match.matched_bank_id == bank_id
 

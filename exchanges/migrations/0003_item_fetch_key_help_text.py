@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('exchanges', '0001_initial'),
+        ('exchanges', '0002_exchange_live_manager'),
     ]
 
     operations = [

@@ -1,0 +1,59 @@
+"""Database helpers shared by the apps' services: unique names under concurrency, advisory locks."""
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import IntegrityError, connection, transaction
+
+from omm_project.lib.errors import Conflict
+
+# SQLSTATE of a unique violation (PostgreSQL); SQLite says "UNIQUE constraint failed".
+_UNIQUE_VIOLATION = "23505"
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    """Whether an IntegrityError is a unique-constraint violation (not a foreign key, check or null)."""
+    cause = exc.__cause__
+    pgcode = getattr(cause, "pgcode", None)  # psycopg2's errors carry it; sqlite3's have no such field
+    if pgcode is not None:
+        return pgcode == _UNIQUE_VIOLATION
+    return "UNIQUE constraint failed" in str(exc)
+
+
+@contextmanager
+def unique_or_conflict(message: str) -> Iterator[None]:
+    """
+    Run the enclosed write in a savepoint; a unique violation inside it becomes a 409 Conflict
+    with `message`. A create that first checks the name (for a clear answer) still races with a
+    concurrent create of the same name between the check and the insert: the database's unique
+    constraint decides, and this turns its verdict into the API's answer instead of a 500. Other
+    integrity errors propagate unchanged. The savepoint keeps the caller's transaction usable.
+    """
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        if is_unique_violation(exc):
+            raise Conflict(message) from None
+        raise
+
+
+# Namespace (first key) of omm's two-key advisory locks: "omm" + "L"ock in ASCII. (Imports use
+# their own namespace, banks.importing._LOCK_NAMESPACE.)
+_LOCK_NAMESPACE = 0x6F6D6D4C
+
+
+def advisory_xact_lock(*key: object) -> None:
+    """
+    Hold a PostgreSQL advisory lock on `key` (any values, hashed) until the current transaction
+    ends; callers on the same key wait for each other. For check-then-insert work that no unique
+    constraint can express. No-op elsewhere (SQLite has one writer at a time anyway). Must run
+    inside a transaction.
+    """
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=4).digest()
+    value = int.from_bytes(digest, "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, value])
