@@ -27,7 +27,9 @@ class BankAdmin(admin.ModelAdmin):
         return f"deleting since {bank.deleting_since:%Y-%m-%d %H:%M:%S} UTC"
 
     def has_change_permission(self, request, obj: Bank | None = None) -> bool:
-        return obj is None or obj.deleting_since is None
+        # Django's permission first: this only takes a bank being deleted out of editing.
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or obj.deleting_since is None)
 
     def get_deleted_objects(self, objs, request):
         # The default page lists every row the cascade would delete (millions of contents, all

@@ -108,7 +108,7 @@ def _state() -> tuple:
     return (
         list(Bank.objects.order_by("pk").values_list("name", "matching_enabled_ratio", "labels")),
         list(BankContent.objects.order_by("pk").values_list("pk", "disable_until_ts", "note", "labels")),
-        list(WebhookEndpoint.objects.order_by("pk").values_list("name", "enabled", "secret")),
+        list(WebhookEndpoint.objects.order_by("pk").values_list("name", "enabled", "secret_sealed")),
         list(ActionRule.objects.order_by("pk").values_list("name", "enabled", "all_banks")),
         Review.objects.count(),
     )
