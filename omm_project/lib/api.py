@@ -9,7 +9,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from omm_project.lib.errors import OmmError
+from omm_project.lib.errors import InvalidInput, OmmError
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,21 @@ class Pagination(PageNumberPagination):
 
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def get_page_size(self, request) -> int:
+        """The page_size asked for (capped); anything but a positive integer is a 400, not ignored."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+            raise InvalidInput(f"page_size must be a positive integer, got {raw!r}")
+        return min(int(raw), self.max_page_size)
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+        return parameters
 
 
 TRUE_STRINGS = {"true", "1", "yes", "on", "t", "y"}
