@@ -21,12 +21,12 @@ from banks.api.serializers import (
     ContentAddQuerySerializer,
     ContentCreatedSerializer,
 )
+from banks.models import BankContent
 from hashing import services as hashing_services
+from omm_project.core.schema import MessageSerializer
 from omm_project.lib.api import parse_bool
 from omm_project.lib.errors import InvalidInput
 from omm_project.lib.uploads import single_upload, upload_cap_install
-
-MessageSerializer = inline_serializer("Message", {"message": serializers.CharField()})
 
 
 def json_object(request: Request) -> dict:
@@ -84,7 +84,7 @@ class BankDetailView(APIView):
         )
         return Response(BankSerializer(bank).data)
 
-    @extend_schema(responses=MessageSerializer)
+    @extend_schema(responses={200: MessageSerializer})  # HMA answers 200 {"message": "Done"}, not 204
     def delete(self, request: Request, bank_name: str) -> Response:
         services.bank_delete(bank=selectors.bank_get(name=bank_name))
         return Response({"message": "Done"})
@@ -162,9 +162,12 @@ class BankContentListView(GenericAPIView):
     POST: hash media, by URL (?url=) or upload, and add it to the bank (HMA's answer: 200).
     """
 
+    queryset = BankContent.objects.none()  # for the schema; rows come from the selector
     serializer_class = BankContentSerializer
 
-    @extend_schema(parameters=INCLUDE_PARAMS, operation_id="c_bank_content_list")
+    @extend_schema(
+        parameters=INCLUDE_PARAMS, responses=BankContentSerializer(many=True), operation_id="c_bank_content_list"
+    )
     def get(self, request: Request, bank_name: str) -> Response:
         bank = selectors.bank_get(name=bank_name)
         page = self.paginate_queryset(selectors.bank_content_list(bank=bank))
@@ -217,7 +220,7 @@ class BankContentDetailView(APIView):
         content = services.bank_content_update(content=content, **changes)
         return Response(BankContentSerializer(content, context={"include_signals": True}).data)
 
-    @extend_schema(responses=inline_serializer("Deleted", {"deleted": serializers.IntegerField()}))
+    @extend_schema(responses={200: inline_serializer("Deleted", {"deleted": serializers.IntegerField()})})
     def delete(self, request: Request, bank_name: str, content_id: int) -> Response:
         content = selectors.bank_content_get(bank=selectors.bank_get(name=bank_name), content_id=content_id)
         services.bank_content_delete(content=content)

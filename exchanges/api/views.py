@@ -16,9 +16,9 @@ from exchanges.api.serializers import (
     ExchangeCreateSerializer,
     ExchangeStatusSerializer,
     ExchangeUpdateSerializer,
-    MessageSerializer,
     ReadinessSerializer,
 )
+from omm_project.core.schema import MessageSerializer
 from omm_project.lib.api import parse_bool
 from omm_project.lib.errors import InvalidInput
 
@@ -121,7 +121,7 @@ class ExchangeDetailView(APIView):
                 description="Keep the exchange's bank and its content (default false).",
             )
         ],
-        responses=MessageSerializer,
+        responses={200: MessageSerializer},
     )
     def delete(self, request: Request, exchange_name: str) -> Response:
         keep_bank = parse_bool(request.query_params.get("keep_bank"), name="keep_bank", default=False)

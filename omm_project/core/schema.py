@@ -33,6 +33,12 @@ class ErrorSerializer(serializers.Serializer):
     )
 
 
+class MessageSerializer(serializers.Serializer):
+    """{"message": ...}: HMA's answer to several writes."""
+
+    message = serializers.CharField()
+
+
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
