@@ -22,7 +22,7 @@ from omm_project.core.services import api_key_create
 
 SEED = 20261203
 # Fuzzing examples per operation; the examples and coverage phases add their own fixed cases.
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 20
 
 CONFIG = SchemathesisConfig.from_dict(
     {
