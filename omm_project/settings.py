@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's assets, served from our own static files (no CDN)
     "omm_project.core",
     "banks",
     "exchanges",
@@ -328,7 +329,7 @@ CELERY_BEAT_SCHEDULE: dict = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["omm_project.core.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["omm_project.core.auth.HasRoleScope"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "omm_project.core.schema.OmmAutoSchema",
     "EXCEPTION_HANDLER": "omm_project.lib.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "omm_project.lib.api.Pagination",
     "PAGE_SIZE": 100,
@@ -351,6 +352,19 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # Swagger UI from drf-spectacular-sidecar's static files: works offline, and the admin's
+    # origin runs no script from a third party.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # JSON endpoints also parse form bodies (DRF's parsers), but JSON is what they are for; upload
+    # endpoints document their multipart bodies themselves.
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    # /status, /status/live and /metrics are plain Django views; the hook documents them.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "omm_project.core.schema.postprocess_plain_paths",
+    ],
 }
 
 # Logs: one JSON object per line with the request id, for servers and log collectors; "text" for

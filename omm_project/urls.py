@@ -8,17 +8,19 @@ from django.contrib import admin
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import JsonResponse
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from omm_project.core import api as core_api
+from omm_project.core import schema_view
 from omm_project.core import views as core_views
 
 urlpatterns = [
     path("status", core_views.status_ready, name="status"),
     path("status/live", core_views.status_live, name="status-live"),
     path("metrics", core_views.metrics_view, name="metrics"),
-    path("openapi/openapi.json", SpectacularAPIView.as_view(), name="openapi-schema"),
-    path("openapi/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-ui"),
+    path("openapi/openapi.json", schema_view.OpenApiSchemaView.as_view(), name="openapi-schema"),
+    # The split view serves its start-up script as a file (?script), so the page has no inline script.
+    path("openapi/", SpectacularSwaggerSplitView.as_view(url_name="openapi-schema"), name="openapi-ui"),
 ]
 
 if "curator" in settings.OMM_ROLES:

@@ -20,6 +20,8 @@ mkdir -p "$OMM_DATA_DIR"
 # Dockerfile: RUN DJANGO_DEBUG=true python manage.py collectstatic --noinput
 DJANGO_DEBUG=true python manage.py collectstatic --noinput >/dev/null
 test -f "$DJANGO_STATIC_ROOT/admin/css/base.css"
+# Swagger UI is served from our own static files (drf-spectacular-sidecar), not a CDN.
+test -f "$DJANGO_STATIC_ROOT/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
 # Dockerfile: python -c "from hashing import core; core.warm_up()" (fills NUMBA_CACHE_DIR)
 python -c "from hashing import core; core.warm_up()"
 test -n "$(find "$NUMBA_CACHE_DIR" -name '*.nbi' -print -quit)"
@@ -31,7 +33,20 @@ OMM_MIGRATE=true PORT="$port" OMM_WEB_WORKERS=1 DJANGO_ALLOWED_HOSTS=127.0.0.1 \
 server_pid=$!
 for _ in $(seq 1 120); do
   if python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen(sys.argv[1], timeout=2).status != 200)" "http://127.0.0.1:$port/status/live" 2>/dev/null; then
-    echo "image check: collectstatic, kernel warm-up, migrate, gunicorn and /status/live OK"
+    # The API reference works offline: the schema is JSON, the page's assets come from this server.
+    python - "http://127.0.0.1:$port" <<'PY'
+import json, re, sys, urllib.request
+base = sys.argv[1]
+get = lambda path: urllib.request.urlopen(base + path, timeout=10).read()
+json.loads(get("/openapi/openapi.json"))
+page = get("/openapi/").decode()
+assert not re.search(r"https?://", page), "Swagger UI page refers to another origin"
+assets = [a.replace("&amp;", "&") for a in re.findall(r'(?:src|href)="([^"]+)"', page)]
+assert any("swagger-ui-bundle.js" in a for a in assets), assets
+for asset in assets:
+    assert get(asset), asset
+PY
+    echo "image check: collectstatic, kernel warm-up, migrate, gunicorn, /status/live and /openapi/ OK"
     exit 0
   fi
   kill -0 "$server_pid" 2>/dev/null || break

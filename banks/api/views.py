@@ -19,13 +19,13 @@ from banks.api.serializers import (
     ContentAddQuerySerializer,
     ContentCreatedSerializer,
 )
+from banks.models import BankContent
 from hashing import services as hashing_services
+from omm_project.core.schema import MessageSerializer
 from omm_project.lib.api import body_object
 from omm_project.lib.errors import InvalidInput
 from omm_project.lib.inputs import json_loads, query_bool
 from omm_project.lib.uploads import single_upload, upload_cap_install, upload_fields
-
-MessageSerializer = inline_serializer("Message", {"message": serializers.CharField()})
 
 
 def resolve_ratio(data: dict) -> object:
@@ -81,7 +81,7 @@ class BankDetailView(APIView):
         )
         return Response(BankSerializer(bank).data)
 
-    @extend_schema(responses=MessageSerializer)
+    @extend_schema(responses={200: MessageSerializer})  # HMA answers 200 {"message": "Done"}, not 204
     def delete(self, request: Request, bank_name: str) -> Response:
         services.bank_delete(bank=selectors.bank_get(name=bank_name))
         return Response({"message": "Done"})
@@ -164,9 +164,12 @@ class BankContentListView(GenericAPIView):
 
     accepts_media = True  # multipart bodies up to OMM_MAX_UPLOAD_BYTES (lib.uploads)
 
+    queryset = BankContent.objects.none()  # for the schema; rows come from the selector
     serializer_class = BankContentSerializer
 
-    @extend_schema(parameters=INCLUDE_PARAMS, operation_id="c_bank_content_list")
+    @extend_schema(
+        parameters=INCLUDE_PARAMS, responses=BankContentSerializer(many=True), operation_id="c_bank_content_list"
+    )
     def get(self, request: Request, bank_name: str) -> Response:
         bank = selectors.bank_get(name=bank_name)
         page = self.paginate_queryset(selectors.bank_content_list(bank=bank))
@@ -219,7 +222,7 @@ class BankContentDetailView(APIView):
         content = services.bank_content_update(content=content, **changes)
         return Response(BankContentSerializer(content, context={"include_signals": True}).data)
 
-    @extend_schema(responses=inline_serializer("Deleted", {"deleted": serializers.IntegerField()}))
+    @extend_schema(responses={200: inline_serializer("Deleted", {"deleted": serializers.IntegerField()})})
     def delete(self, request: Request, bank_name: str, content_id: int) -> Response:
         content = selectors.bank_content_get(bank=selectors.bank_get(name=bank_name), content_id=content_id)
         services.bank_content_delete(content=content)

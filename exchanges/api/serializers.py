@@ -3,12 +3,6 @@
 from rest_framework import serializers
 
 
-class MessageSerializer(serializers.Serializer):
-    """{"message": ...}"""
-
-    message = serializers.CharField()
-
-
 class ExchangeCreateSerializer(serializers.Serializer):
     """POST /c/exchanges: {bank, api, api_json}. Shape only; the service checks the rules in HMA's order."""
 

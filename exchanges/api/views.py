@@ -16,9 +16,9 @@ from exchanges.api.serializers import (
     ExchangeCreateSerializer,
     ExchangeStatusSerializer,
     ExchangeUpdateSerializer,
-    MessageSerializer,
     ReadinessSerializer,
 )
+from omm_project.core.schema import MessageSerializer
 from omm_project.lib.api import body_object
 from omm_project.lib.inputs import query_bool
 
@@ -117,7 +117,7 @@ class ExchangeDetailView(APIView):
                 description="Keep the exchange's bank and its content (default false).",
             )
         ],
-        responses=MessageSerializer,
+        responses={200: MessageSerializer},
     )
     def delete(self, request: Request, exchange_name: str) -> Response:
         keep_bank = query_bool(request.query_params.get("keep_bank"), field="keep_bank", default=False)

@@ -78,9 +78,9 @@ class LookupUploadQuerySerializer(LookupFilterSerializer):
 
 
 class SignalTypeQuerySerializer(serializers.Serializer):
-    """Optional ?signal_type= of the index status endpoints."""
+    """Optional ?signal_type= of the index status endpoints (empty: every type)."""
 
-    signal_type = serializers.CharField(required=False)
+    signal_type = serializers.CharField(required=False, allow_blank=True)
 
 
 class RawMatchSerializer(serializers.Serializer):
@@ -88,6 +88,21 @@ class RawMatchSerializer(serializers.Serializer):
 
     bank_content_id = serializers.IntegerField()
     distance = serializers.CharField()
+
+
+class LookupMatchSerializer(serializers.Serializer):
+    """One match of a lookup: HMA's {bank_content_id, distance}; include_details adds the rest."""
+
+    bank_content_id = serializers.IntegerField()
+    distance = serializers.CharField()
+    bank_name = serializers.CharField(required=False)
+    distance_int = serializers.IntegerField(required=False)
+    content_id = serializers.CharField(required=False, allow_null=True)
+    content_uri = serializers.CharField(required=False, allow_null=True)
+    metadata = serializers.JSONField(required=False)
+    note = serializers.CharField(required=False, allow_null=True)
+    labels = serializers.ListField(child=serializers.CharField(), required=False)
+    disable_until_ts = serializers.IntegerField(required=False)
 
 
 class IndexStatusSerializer(serializers.Serializer):

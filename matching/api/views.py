@@ -14,29 +14,49 @@ from matching import lookup, selectors, services
 from matching.api.serializers import (
     BankMatchSettingsSerializer,
     IndexStatusSerializer,
+    LookupMatchSerializer,
     LookupQuerySerializer,
     LookupUploadQuerySerializer,
     SignalQuerySerializer,
     SignalTypeIndexSerializer,
     SignalTypeQuerySerializer,
 )
+from omm_project.core.schema import KeyedBy
 from omm_project.lib import pytx
 from omm_project.lib.api import body_object, parse_csv
 from omm_project.lib.errors import InvalidInput, OmmError
 from omm_project.lib.inputs import query_bool
 from omm_project.lib.parsers import JSONParser
 
-BankMatches = inline_serializer(
-    "BankMatches",
-    {
-        "<BANK>": serializers.ListField(
-            child=inline_serializer(
-                "LookupMatch",
-                {"bank_content_id": serializers.IntegerField(), "distance": serializers.CharField()},
-            )
-        )
-    },
+# Lookups answer objects keyed by bank name (and, for media, by signal type first).
+BankMatches = KeyedBy(LookupMatchSerializer(many=True), key="bank name")
+MatchesBySignalType = KeyedBy(BankMatches, key="signal type")
+# GET /m/lookup answers by bank for a signal (or a URL with signal_type), by type then bank for a URL.
+LookupAnswer = KeyedBy(
+    {"oneOf": [{"type": "array", "items": {"$ref": "#/components/schemas/LookupMatch"}},
+               {"type": "object", "additionalProperties": {
+                   "type": "array", "items": {"$ref": "#/components/schemas/LookupMatch"}}}]},
+    key="bank name (signal, or url with signal_type) or signal type (url alone)",
 )
+ComparePair = {
+    "type": "array",
+    "items": {"type": "string"},
+    "minItems": 2,
+    "maxItems": 2,
+    "description": "The two hashes to compare.",
+}
+CompareResult = {
+    "type": "array",
+    "minItems": 2,
+    "maxItems": 2,
+    "description": "[match, {distance}]",
+    "items": {
+        "oneOf": [
+            {"type": "boolean"},
+            {"type": "object", "required": ["distance"], "properties": {"distance": {"type": "integer"}}},
+        ]
+    },
+}
 
 
 class JsonOnly(DefaultContentNegotiation):
@@ -120,7 +140,15 @@ class RawLookupView(MatchingView):
 
     @extend_schema(
         parameters=[SignalQuerySerializer],
-        responses=inline_serializer("RawLookup", {"matches": serializers.ListField()}),
+        responses=inline_serializer(
+            "RawLookup",
+            {
+                "matches": serializers.ListField(
+                    help_text="Content ids; with include_distance or include_details, objects "
+                    "{bank_content_id, distance, ...}."
+                )
+            },
+        ),
     )
     def get(self, request: Request) -> Response:
         # The hot path: parameters are read by hand (SignalQuerySerializer documents them; building
@@ -155,7 +183,7 @@ class LookupView(MatchingView):
 
     accepts_media = True  # multipart bodies up to OMM_MAX_UPLOAD_BYTES (lib.uploads)
 
-    @extend_schema(parameters=[LookupQuerySerializer], responses=BankMatches, operation_id="m_lookup_get")
+    @extend_schema(parameters=[LookupQuerySerializer], responses={200: LookupAnswer}, operation_id="m_lookup_get")
     def get(self, request: Request) -> Response:
         params = _valid(LookupQuerySerializer, request.query_params)
         if params.get("url"):
@@ -189,7 +217,7 @@ class LookupView(MatchingView):
                 "properties": {"photo": {"type": "string", "format": "binary"}},
             }
         },
-        responses=inline_serializer("LookupByType", {"<signal_type>": BankMatches}),
+        responses={200: MatchesBySignalType},
         operation_id="m_lookup_upload",
     )
     def post(self, request: Request) -> Response:
@@ -212,14 +240,15 @@ class CompareView(MatchingView):
     parser_classes = [JSONParser]  # lib.parsers': storable strings, finite numbers, bounded depth
 
     @extend_schema(
-        request=inline_serializer(
-            "CompareRequest", {"pdq": serializers.ListField(child=serializers.CharField())}
-        ),
-        responses=inline_serializer("CompareResult", {"pdq": serializers.ListField()}),
+        request=KeyedBy(ComparePair, key="signal type", min_keys=1),
+        responses={200: KeyedBy(CompareResult, key="signal type")},
     )
     def post(self, request: Request) -> Response:
         # Keys are signal types: an unknown one is a 400 naming it (HMA's words).
         data = body_object(request, fields=None, message="Request input was not a dict")
+        if not data:
+            # HMA answered {} to an empty or missing body; a request that compares nothing is a mistake.
+            raise InvalidInput('Request body must name at least one signal type: {"<signal_type>": [hash1, hash2]}')
         out = {}
         for name, pair in data.items():
             signal_type = lookup.signal_type_resolve(name)
@@ -242,7 +271,7 @@ class CompareView(MatchingView):
 
 def _signal_type_names(request: Request) -> list[str]:
     name = _valid(SignalTypeQuerySerializer, request.query_params).get("signal_type")
-    if name is None:
+    if not name:
         return list(pytx.signal_types())
     if name not in pytx.signal_types():
         raise InvalidInput(f"No such signal type '{name}'")
@@ -254,7 +283,7 @@ class IndexStatusView(MatchingView):
 
     @extend_schema(
         parameters=[SignalTypeQuerySerializer],
-        responses=inline_serializer("IndexStatusByType", {"<signal_type>": IndexStatusSerializer()}),
+        responses={200: KeyedBy(IndexStatusSerializer(), key="signal type")},
     )
     def get(self, request: Request) -> Response:
         return Response(lookup.index_status(names=_signal_type_names(request)))
@@ -266,7 +295,7 @@ class SignalTypeIndexView(APIView):
     @extend_schema(
         parameters=[SignalTypeQuerySerializer],
         responses={
-            200: inline_serializer("SignalTypeIndexByType", {"<signal_type>": SignalTypeIndexSerializer()}),
+            200: KeyedBy(SignalTypeIndexSerializer(), key="signal type"),
             400: OpenApiResponse(description="No such signal type"),
         },
     )

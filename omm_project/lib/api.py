@@ -65,6 +65,21 @@ class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
 
+    def get_page_size(self, request) -> int:
+        """The page_size asked for (capped); anything but a positive integer is a 400, not ignored."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+            raise InvalidInput(f"page_size must be a positive integer, got {raw!r}")
+        return min(int(raw), self.max_page_size)
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+        return parameters
+
 
 def parse_csv(value: str | None) -> list[str]:
     """Split a comma-separated parameter, trimming and dropping empties (HMA's `types`, `banks`)."""

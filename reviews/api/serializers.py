@@ -47,17 +47,24 @@ class MatchLogSerializer(serializers.ModelSerializer):
 
 
 class MatchQuerySerializer(serializers.Serializer):
-    """Filters of GET /c/matches and its export (documentation; selectors.match_filters_parse parses)."""
+    """
+    Filters of GET /c/matches and its export (documentation; selectors.match_filters_parse parses).
+    An empty value means the filter is not given.
+    """
 
-    bank = serializers.CharField(required=False, help_text="Bank name (at match time, or current).")
-    since = serializers.CharField(required=False, help_text="ISO 8601 date/time or unix seconds (inclusive).")
-    until = serializers.CharField(required=False, help_text="ISO 8601 date/time or unix seconds (exclusive).")
+    bank = serializers.CharField(required=False, allow_blank=True, help_text="Bank name (at match time, or current).")
+    since = serializers.CharField(
+        required=False, allow_blank=True, help_text="ISO 8601 date/time or unix seconds (inclusive)."
+    )
+    until = serializers.CharField(
+        required=False, allow_blank=True, help_text="ISO 8601 date/time or unix seconds (exclusive)."
+    )
     reviewed = QueryBoolField(
         required=False, help_text="Only reviewed (true) or unreviewed (false)."
     )
-    verdict = serializers.ChoiceField(choices=Verdict.choices, required=False)
-    source = serializers.ChoiceField(choices=MatchSource.choices, required=False)
-    signal_type = serializers.CharField(required=False)
+    verdict = serializers.ChoiceField(choices=Verdict.choices, required=False, allow_blank=True)
+    source = serializers.ChoiceField(choices=MatchSource.choices, required=False, allow_blank=True)
+    signal_type = serializers.CharField(required=False, allow_blank=True)
     content_id = serializers.IntegerField(required=False, help_text="The matched bank content id.")
 
 
@@ -143,10 +150,10 @@ class ReviewCreatedSerializer(serializers.Serializer):
 
 
 class ReviewQuerySerializer(serializers.Serializer):
-    """Filters of GET /c/reviews."""
+    """Filters of GET /c/reviews (an empty verdict means any)."""
 
     content_id = serializers.IntegerField(required=False, min_value=1)
-    verdict = serializers.ChoiceField(choices=Verdict.choices, required=False)
+    verdict = serializers.ChoiceField(choices=Verdict.choices, required=False, allow_blank=True)
 
 
 class ActionRuleSerializer(serializers.ModelSerializer):

@@ -107,7 +107,8 @@ class ReviewListView(GenericAPIView):
     def get(self, request: Request) -> Response:
         query = ReviewQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        page = self.paginate_queryset(selectors.review_list(**query.validated_data))
+        filters = {name: value for name, value in query.validated_data.items() if value != ""}
+        page = self.paginate_queryset(selectors.review_list(**filters))
         return self.get_paginated_response(ReviewSerializer(page, many=True).data)
 
     @extend_schema(request=ReviewCreateSerializer, responses={201: ReviewCreatedSerializer})
