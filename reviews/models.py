@@ -99,6 +99,9 @@ class RetroactionBatch(models.Model):
     run_after = models.DateTimeField(db_index=True)
     content_ids = models.JSONField(default=list)
 
+    class Meta:
+        verbose_name_plural = "retroaction batches"
+
     def __str__(self) -> str:
         return f"retroaction batch {self.pk} ({len(self.content_ids)} contents)"
 

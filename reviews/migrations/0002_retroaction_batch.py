@@ -19,5 +19,6 @@ class Migration(migrations.Migration):
                 ('run_after', models.DateTimeField(db_index=True)),
                 ('content_ids', models.JSONField(default=list)),
             ],
+            options={'verbose_name_plural': 'retroaction batches'},
         ),
     ]

@@ -33,11 +33,12 @@ from exchanges import crypto
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus
 from exchanges.services import exchange_create, exchange_fetch
 from hashing.url_fetch import FetchFailed, url_fetch
-from omm_project.lib import outbound, pytx
+from omm_project.lib import outbound, pytx, sealing
 from omm_project.lib.outbound import UnsafeUrl, url_validate
 from reviews import services as review_services
 from reviews.choices import SendState
 from reviews.models import WebhookDelivery, WebhookEndpoint
+from reviews.services import webhooks
 from tests.exchanges.fakes import SimpleTestExchange
 from tests.reviews.conftest import make_exchange_content
 
@@ -280,7 +281,11 @@ def test_write_back_to_loopback_never_connects(api, listener, monkeypatch):
 
 def test_webhook_to_loopback_never_connects(listener):
     # Given an endpoint on 127.0.0.1 written straight into the database (never validated)
-    endpoint = WebhookEndpoint.objects.create(name="raw", url=listener.url + "/hook", secret="whsec_" + "A" * 44)
+    endpoint = WebhookEndpoint.objects.create(
+        name="raw",
+        url=listener.url + "/hook",
+        secret_sealed=sealing.seal("whsec_" + "A" * 44, context=webhooks.SECRET_CONTEXT),
+    )
     delivery = WebhookDelivery.objects.create(endpoint=endpoint, message_id="msg_1", payload={"a": 1})
     # When it is delivered
     outcome = review_services.webhook_delivery_send(delivery_id=delivery.pk)
@@ -408,7 +413,8 @@ def test_long_dns_label_refused_at_connect_time_too():
     [
         ("http://example.com:/hook", "empty port"),
         ("http://" + "a" * 64 + ".example.com/hook", "malformed host name"),
-        ("http://exa\x00mple.com/hook", "control character"),
+        # (a NUL is refused before this, with every unstorable string: tests/core/test_inputs.py)
+        ("http://exa\x01mple.com/hook", "control character"),
     ],
 )
 def test_webhook_with_malformed_url_is_a_json_400(curator_client, url, reason):
