@@ -272,6 +272,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # kombu's default is ./control: the checkout, under serve.sh
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 # A request sends its tasks after commit (omm_project/lib/tasks.py). With the broker down, such a

@@ -6,6 +6,7 @@ every step (serve.sh's own, the Procfile's processes under honcho, Django's sett
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,24 @@ def test_beat_schedule_lives_in_the_data_dir():
     assert Path(celery_app.conf.beat_schedule_filename).parent == Path(settings.OMM_DATA_DIR)
     for path in ("Procfile", "scripts/docker-entrypoint.sh"):
         assert "--schedule" not in (ROOT / path).read_text()
+
+
+def test_embedded_broker_writes_only_under_the_data_dir(tmp_path):
+    # Given the embedded default (no REDIS_URL: kombu's filesystem broker), run from a clean folder
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL")}
+    env.update(OMM_DATA_DIR=str(data_dir), DJANGO_DEBUG="true", DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3")
+    env["PYTHONPATH"] = str(ROOT)
+    # When a task is sent and a control message (what `celery inspect` and workers use) broadcast
+    script = (
+        "from omm_project.celery import app\n"
+        "app.send_task('matching.index_build_all')\n"
+        "app.control.broadcast('ping', reply=False)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=workdir, env=env, check=True, timeout=60)
+    # Then every broker file lies under OMM_DATA_DIR, and nothing is written where it ran
+    assert list(workdir.iterdir()) == []
+    assert list((data_dir / "broker" / "control").iterdir())
+    assert list((data_dir / "broker" / "queue").iterdir())
