@@ -10,6 +10,7 @@ from banks.models import Bank, BankChange, BankContent, ContentSignal
 from banks.services import bank_content_create, bank_create, bank_purge
 from banks.tasks import bank_purge_task, banks_purge_pending_task
 from matching.runtime import banks_read
+from omm_project.lib.errors import NotFound
 from reviews.models import MatchLog
 
 pytestmark = pytest.mark.django_db
@@ -164,3 +165,45 @@ def test_admin_lists_banks_being_deleted_with_their_state(admin_client):
     page = admin_client.get("/admin/banks/bank/").content.decode()
     assert "ADMINNED" in page and "deleting since" in page and "active" in page
     assert admin_client.get(f"/admin/banks/bank/{bank.pk}/delete/").status_code == 200
+
+
+def test_update_of_a_bank_read_before_its_deletion_never_brings_it_back():
+    # Given a bank read by a request (PUT, the admin) before a DELETE marks it
+    bank = _bank_with("RACE", 2)
+    stale = Bank.objects.get(pk=bank.pk)
+    services.bank_delete(bank=bank)
+    # When the earlier request saves its change: 404, and the bank stays marked
+    with pytest.raises(NotFound):
+        services.bank_update(bank=stale, labels=["late"])
+    assert Bank.all_objects.get(pk=bank.pk).deleting_since is not None
+    # and once the purge has finished, the save does not recreate it either
+    bank_purge(bank_id=bank.pk)
+    with pytest.raises(NotFound):
+        services.bank_update(bank=stale, matching_enabled_ratio=0.5)
+    assert not Bank.all_objects.filter(pk=bank.pk).exists()
+
+
+def test_update_writes_only_the_changed_columns():
+    # Given a bank read, then renamed by another request
+    bank = bank_create(name="FIRST", labels=["a"])
+    stale = Bank.objects.get(pk=bank.pk)
+    services.bank_update(bank=bank, name="SECOND")
+    # When the stale copy changes only its labels
+    services.bank_update(bank=stale, labels=["b"])
+    # Then the rename stays
+    fresh = Bank.objects.get(pk=bank.pk)
+    assert (fresh.name, fresh.labels) == ("SECOND", ["b"])
+
+
+def test_content_update_read_before_its_bank_was_purged_does_not_recreate_it():
+    # Given content read by a request before its bank was deleted and purged
+    bank = _bank_with("RACE", 1)
+    stale = BankContent.objects.get(bank=bank)
+    services.bank_delete(bank=bank)
+    with pytest.raises(NotFound):  # marked: the content is gone too
+        services.bank_content_update(content=stale, note="late")
+    bank_purge(bank_id=bank.pk)
+    # When the request saves its change: 404, nothing re-inserted
+    with pytest.raises(NotFound):
+        services.bank_content_update(content=stale, note="late")
+    assert not BankContent.objects.filter(pk=stale.pk).exists()
