@@ -1,12 +1,13 @@
 """Database helpers shared by the apps' services: unique names under concurrency, advisory locks."""
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Model
 
-from omm_project.lib.errors import Conflict
+from omm_project.lib.errors import Conflict, NotFound
 
 # SQLSTATE of a unique violation (PostgreSQL); SQLite says "UNIQUE constraint failed".
 _UNIQUE_VIOLATION = "23505"
@@ -57,3 +58,21 @@ def advisory_xact_lock(*key: object) -> None:
     value = int.from_bytes(digest, "big", signed=True)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, value])
+
+
+def save_changed(instance: Model, fields: Iterable[str], *, gone_message: str) -> None:
+    """
+    Write only `fields` (and updated_at, when the model has one) of `instance`, an object an
+    update service read earlier in the request: a full save() would write back every other
+    column as it was read (undoing a concurrent change, a secret rotation, say) and re-insert a
+    row deleted meanwhile. Locks the row first; 404 with `gone_message` if it is gone. Must run
+    inside a transaction.
+    """
+    model = type(instance)
+    if not model._base_manager.select_for_update().filter(pk=instance.pk).exists():
+        raise NotFound(gone_message)
+    update_fields = list(dict.fromkeys(fields))
+    if any(f.name == "updated_at" for f in model._meta.concrete_fields):
+        update_fields.append("updated_at")
+    if update_fields:
+        instance.save(update_fields=update_fields)
