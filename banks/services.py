@@ -17,7 +17,7 @@ from django.utils import timezone
 from banks.changes import bank_changes_announce
 from banks.models import BANK_NAME_REGEX, Bank, BankChange, BankContent, ContentSignal
 from omm_project.lib import pytx
-from omm_project.lib.db import unique_or_conflict
+from omm_project.lib.db import advisory_session_try_lock, unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput, NotFound
 from omm_project.lib.tasks import enqueue_on_commit
 
@@ -218,6 +218,7 @@ class PurgeOutcome:
     bank_id: int
     done: bool
     contents_deleted: int = 0
+    running_elsewhere: bool = False  # another run holds the bank's purge lock: this did nothing
 
 
 def bank_purge(
@@ -231,7 +232,16 @@ def bank_purge(
     with their signals in id windows of `batch_size`, each window one transaction, then the bank
     row with what is left. Idempotent and resumable: each run starts from the rows that remain.
     Stops after `time_limit` seconds (done=False: run it again). Never touches a live bank.
+    One run per bank at a time: while another run holds the bank's purge lock, this returns at
+    once (done=False, running_elsewhere=True).
     """
+    with advisory_session_try_lock("banks.purge", bank_id) as got:
+        if not got:
+            return PurgeOutcome(bank_id, done=False, running_elsewhere=True)
+        return _bank_purge(bank_id=bank_id, batch_size=batch_size, time_limit=time_limit)
+
+
+def _bank_purge(*, bank_id: int, batch_size: int, time_limit: float | None) -> PurgeOutcome:
     outcome = PurgeOutcome(bank_id, done=False)
     if not Bank.all_objects.filter(pk=bank_id, deleting_since__isnull=False).exists():
         outcome.done = True  # gone already (a second run), or not being deleted

@@ -54,10 +54,37 @@ def advisory_xact_lock(*key: object) -> None:
     """
     if connection.vendor != "postgresql":
         return
-    digest = hashlib.blake2b(repr(key).encode(), digest_size=4).digest()
-    value = int.from_bytes(digest, "big", signed=True)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, value])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, _lock_key(key)])
+
+
+def _lock_key(key: tuple) -> int:
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextmanager
+def advisory_session_try_lock(*key: object) -> Iterator[bool]:
+    """
+    Try to take a PostgreSQL session-level advisory lock on `key` (same keys as
+    advisory_xact_lock) without waiting: yields True if this connection got it, False if another
+    session holds it; held across the transactions inside the block and released at its end (or
+    when the connection closes: a killed worker never leaves it held). For long work in many
+    transactions that must not run twice at once. Always True elsewhere (SQLite).
+    """
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    value = _lock_key(key)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, value])
+        got = cursor.fetchone()[0]
+    try:
+        yield got
+    finally:
+        if got:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, value])
 
 
 def save_changed(instance: Model, fields: Iterable[str], *, gone_message: str) -> None:
