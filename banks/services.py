@@ -17,7 +17,7 @@ from django.utils import timezone
 from banks.changes import bank_changes_announce
 from banks.models import BANK_NAME_REGEX, Bank, BankChange, BankContent, ContentSignal
 from omm_project.lib import pytx
-from omm_project.lib.db import advisory_session_try_lock, unique_or_conflict
+from omm_project.lib.db import advisory_session_try_lock, is_deadlock, unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput, NotFound
 from omm_project.lib.tasks import enqueue_on_commit
 
@@ -276,7 +276,7 @@ def _bank_purge(*, bank_id: int, batch_size: int, time_limit: float | None) -> P
             _bank_purge_finish(bank_id, batch_size, outcome)
             break
         except OperationalError as exc:
-            if getattr(exc.__cause__, "pgcode", None) != _DEADLOCK:
+            if not is_deadlock(exc):
                 raise
             # A writer that was inside a batch when the bank was marked locked rows in another
             # order than we did (see _bank_purge_finish); PostgreSQL broke the tie by rolling us
@@ -288,7 +288,6 @@ def _bank_purge(*, bank_id: int, batch_size: int, time_limit: float | None) -> P
     return outcome
 
 
-_DEADLOCK = "40P01"
 PURGE_FINISH_ATTEMPTS = 3
 
 

@@ -4,13 +4,14 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Model
 
 from omm_project.lib.errors import Conflict, NotFound
 
 # SQLSTATE of a unique violation (PostgreSQL); SQLite says "UNIQUE constraint failed".
 _UNIQUE_VIOLATION = "23505"
+_DEADLOCK = "40P01"
 
 
 def is_unique_violation(exc: IntegrityError) -> bool:
@@ -20,6 +21,11 @@ def is_unique_violation(exc: IntegrityError) -> bool:
     if pgcode is not None:
         return pgcode == _UNIQUE_VIOLATION
     return "UNIQUE constraint failed" in str(exc)
+
+
+def is_deadlock(exc: OperationalError) -> bool:
+    """Whether a database error is PostgreSQL breaking a deadlock by rolling this transaction back."""
+    return getattr(exc.__cause__, "pgcode", None) == _DEADLOCK
 
 
 @contextmanager
