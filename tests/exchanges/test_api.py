@@ -1,8 +1,11 @@
 """The exchange API: happy paths, bad input, auth, scopes, not-found, and HMA's bugs fixed."""
 
+import io
 import logging
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from banks.models import Bank, BankContent
 from banks.services import bank_create, bank_delete, bank_purge
@@ -503,3 +506,19 @@ def test_exchange_update_read_before_its_deletion_never_recreates_it():
     with pytest.raises(NotFound):
         services.exchange_update(exchange=stale, report_seen_enabled=False)
     assert not ExchangeConfig.all_objects.filter(pk=exchange.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message_part"),
+    [
+        ('{"user": "u", "password": NaN}', "NaN"),
+        ('{"user": "u\\u0000", "password": "secret-pass"}', "NUL"),
+        ('{"user": "\\ud800", "password": "secret-pass"}', "surrogate"),
+        ("{not json", "not a valid JSON object"),
+    ],
+)
+def test_credentials_command_applies_the_json_rules(monkeypatch, stdin, message_part):
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    with pytest.raises(CommandError, match=message_part):
+        call_command("exchange_credentials", "ncmec")
+    assert not ExchangeCredential.objects.exists()
