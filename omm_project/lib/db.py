@@ -4,7 +4,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Model
 
 from omm_project.lib.errors import Conflict, NotFound
@@ -89,8 +89,13 @@ def advisory_session_try_lock(*key: object) -> Iterator[bool]:
         yield got
     finally:
         if got:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, value])
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, value])
+            except DatabaseError:
+                # The connection broke (the server dropped the lock with the session) or sits in a
+                # failed transaction: closing it releases the lock; keep the block's own error.
+                connection.close()
 
 
 def save_changed(instance: Model, fields: Iterable[str], *, gone_message: str) -> None:
