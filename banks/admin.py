@@ -8,10 +8,11 @@ from django.utils import timezone
 
 from banks import services
 from banks.models import Bank, BankContent, ContentSignal
+from omm_project.lib.admin import OmmModelAdmin, OmmTabularInline
 
 
 @admin.register(Bank)
-class BankAdmin(admin.ModelAdmin):
+class BankAdmin(OmmModelAdmin):
     list_display = ("name", "state", "matching_enabled_ratio", "labels", "content_count", "updated_at")
     search_fields = ("name",)
     readonly_fields = ("created_at", "updated_at", "deleting_since")
@@ -59,7 +60,7 @@ class BankAdmin(admin.ModelAdmin):
             services.bank_delete(bank=bank)
 
 
-class ContentSignalInline(admin.TabularInline):
+class ContentSignalInline(OmmTabularInline):
     model = ContentSignal
     extra = 0
     fields = ("signal_type", "signal_value", "created_at")
@@ -104,7 +105,7 @@ class EnabledFilter(admin.SimpleListFilter):
 
 
 @admin.register(BankContent)
-class BankContentAdmin(admin.ModelAdmin):
+class BankContentAdmin(OmmModelAdmin):
     list_display = ("id", "bank", "matching", "platform_content_id", "note", "updated_at")
     list_filter = (EnabledFilter, "bank")
     list_select_related = ("bank",)

@@ -17,8 +17,8 @@ from django.utils import timezone
 from banks.changes import bank_changes_announce
 from banks.models import BANK_NAME_REGEX, Bank, BankChange, BankContent, ContentSignal
 from omm_project.lib import pytx
-from omm_project.lib.db import unique_or_conflict
-from omm_project.lib.errors import Conflict, InvalidInput
+from omm_project.lib.db import advisory_session_try_lock, is_deadlock, unique_or_conflict
+from omm_project.lib.errors import Conflict, InvalidInput, NotFound
 from omm_project.lib.tasks import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -107,23 +107,34 @@ def bank_update(
     matching_enabled_ratio: float | None = None,
     labels: list[str] | None = None,
 ) -> Bank:
-    """Rename a bank and/or change its ratio or labels; content keeps its ids."""
-    if name is not None and name != bank.name:
+    """
+    Rename a bank and/or change its ratio or labels; content keeps its ids. `bank` may be stale (read
+    by an earlier query): the live row is locked and only the changed columns are written, so a
+    concurrent bank_delete is never undone (404 once the bank is marked or purged).
+    """
+    current = Bank.objects.select_for_update().filter(pk=bank.pk).first()
+    if current is None:
+        raise NotFound(f"bank '{bank.name}' not found")
+    changed: list[str] = []
+    if name is not None and name != current.name:
         name = bank_name_validate(name)
-        _name_free_check(name, message=f"Bank name '{name}' already exists", exclude_pk=bank.pk)
+        _name_free_check(name, message=f"Bank name '{name}' already exists", exclude_pk=current.pk)
         for hooks in _hooks:
-            refusal = hooks.rename_refusal(bank) if hooks.rename_refusal else None
+            refusal = hooks.rename_refusal(current) if hooks.rename_refusal else None
             if refusal:
                 raise Conflict(refusal)
-        bank.name = name
+        current.name = name
+        changed.append("name")
     if matching_enabled_ratio is not None:
-        bank.matching_enabled_ratio = bank_ratio_validate(matching_enabled_ratio)
+        current.matching_enabled_ratio = bank_ratio_validate(matching_enabled_ratio)
+        changed.append("matching_enabled_ratio")
     if labels is not None:
-        bank.labels = labels_validate(labels)
-    with unique_or_conflict(f"Bank name '{bank.name}' already exists"):
-        bank.save()
-    _record_change(bank_id=bank.pk)
-    return bank
+        current.labels = labels_validate(labels)
+        changed.append("labels")
+    with unique_or_conflict(f"Bank name '{current.name}' already exists"):
+        current.save(update_fields=[*changed, "updated_at"])
+    _record_change(bank_id=current.pk)
+    return current
 
 
 @transaction.atomic
@@ -207,6 +218,7 @@ class PurgeOutcome:
     bank_id: int
     done: bool
     contents_deleted: int = 0
+    running_elsewhere: bool = False  # another run holds the bank's purge lock: this did nothing
 
 
 def bank_purge(
@@ -220,7 +232,16 @@ def bank_purge(
     with their signals in id windows of `batch_size`, each window one transaction, then the bank
     row with what is left. Idempotent and resumable: each run starts from the rows that remain.
     Stops after `time_limit` seconds (done=False: run it again). Never touches a live bank.
+    One run per bank at a time: while another run holds the bank's purge lock, this returns at
+    once (done=False, running_elsewhere=True).
     """
+    with advisory_session_try_lock("banks.purge", bank_id) as got:
+        if not got:
+            return PurgeOutcome(bank_id, done=False, running_elsewhere=True)
+        return _bank_purge(bank_id=bank_id, batch_size=batch_size, time_limit=time_limit)
+
+
+def _bank_purge(*, bank_id: int, batch_size: int, time_limit: float | None) -> PurgeOutcome:
     outcome = PurgeOutcome(bank_id, done=False)
     if not Bank.all_objects.filter(pk=bank_id, deleting_since__isnull=False).exists():
         outcome.done = True  # gone already (a second run), or not being deleted
@@ -255,7 +276,7 @@ def bank_purge(
             _bank_purge_finish(bank_id, batch_size, outcome)
             break
         except OperationalError as exc:
-            if getattr(exc.__cause__, "pgcode", None) != _DEADLOCK:
+            if not is_deadlock(exc):
                 raise
             # A writer that was inside a batch when the bank was marked locked rows in another
             # order than we did (see _bank_purge_finish); PostgreSQL broke the tie by rolling us
@@ -267,7 +288,6 @@ def bank_purge(
     return outcome
 
 
-_DEADLOCK = "40P01"
 PURGE_FINISH_ATTEMPTS = 3
 
 
@@ -423,14 +443,27 @@ def bank_content_update(
     note: object = _UNSET,
     labels: object = _UNSET,
 ) -> BankContent:
-    """Enable/disable content (HMA's disable_until_ts), change its note or labels."""
+    """
+    Enable/disable content (HMA's disable_until_ts), change its note or labels. `content` may be
+    stale: only the changed columns are written, to the row if it is still there and its bank
+    live (404 otherwise), so a bank purge is never undone by re-inserting its content.
+    """
+    changed: list[str] = []
     if disable_until_ts is not _UNSET:
         content.disable_until_ts = disable_until_ts_validate(disable_until_ts)
+        changed.append("disable_until_ts")
     if note is not _UNSET:
         content.note = note_validate(note)
+        changed.append("note")
     if labels is not _UNSET:
         content.labels = labels_validate(labels)
-    content.save()
+        changed.append("labels")
+    live = BankContent.objects.select_for_update(of=("self",)).filter(
+        pk=content.pk, bank__deleting_since__isnull=True
+    )
+    if not live.exists():
+        raise NotFound(f"content {content.pk} not found")
+    content.save(update_fields=[*changed, "updated_at"])
     _record_change(bank_id=content.bank_id, content_ids=[content.pk])
     return content
 

@@ -17,6 +17,11 @@ logger = logging.getLogger(__name__)
 def bank_purge_task(bank_id: int) -> None:
     """Delete the rows of a bank marked for deletion, in batches; quiet if it is gone."""
     outcome = services.bank_purge(bank_id=bank_id)
+    if outcome.running_elsewhere:
+        # That run enqueues its own continuation (or beat's banks.purge_pending does): a second
+        # chain of continuations would only contend for the lock.
+        logger.info("bank %s purge: already running elsewhere", bank_id)
+        return
     logger.info(
         "bank %s purge: %s (%d contents deleted)",
         bank_id,

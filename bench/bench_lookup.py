@@ -6,8 +6,9 @@ raw_lookup over HTTP at scale, through the real code paths:
 
 1. seeds a bank in the bench database with N random PDQ hashes (kept between runs);
 2. builds the PDQ snapshot through the real Celery task (run in this process) -> build seconds;
-3. starts gunicorn (matching.wsgi:application, one gthread worker with 4 threads, pinned to one
-   CPU with wrk on the others; --no-pin to let both float) with OMM_ROLES=matcher on 127.0.0.1,
+3. starts gunicorn (matching.wsgi:application, one gthread worker with 8 threads, pinned to one
+   CPU with wrk on the others; --no-pin to let both float; --workers 2 for the deployed shape,
+   docs/deployment.md "Web shape") with OMM_ROLES=matcher on 127.0.0.1,
    and waits for /status 200;
 4. loads GET /m/raw_lookup with wrk (a mix of near-duplicates of banked hashes and random
    hashes) -> requests/s, p50, p99;
@@ -364,12 +365,18 @@ def main() -> None:
         default="matching.wsgi:application",
         help="The matcher's WSGI entry (default); omm_project.wsgi for Django's full stack on every request.",
     )
-    parser.add_argument("--threads", type=int, default=4, help="4 gave the best throughput and p99 here.")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=8,
+        help="Threads per worker: 8, as deployed (docs/deployment.md: at least as good as 4 in every paired run).",
+    )
     parser.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="gunicorn workers (several: compare web shapes; implies --no-pin, as in production).",
+        help="gunicorn workers: 1 (pinned) measures one worker's RSS and CPU per request; deployments run one "
+        "per CPU (2 on 2 cores, docs/deployment.md): pass --workers 2 for that shape (implies --no-pin).",
     )
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument(

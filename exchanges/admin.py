@@ -7,6 +7,7 @@ from django.db.models import Q
 from exchanges import services
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus, ExchangeItem
 from exchanges.services import item_key_hash
+from omm_project.lib.admin import OmmModelAdmin, OmmStackedInline
 from omm_project.lib.fetch_keys import fetch_key_display, fetch_key_search_identities
 
 
@@ -18,7 +19,7 @@ def _fetch_status(exchange: ExchangeConfig) -> ExchangeFetchStatus | None:
         return None
 
 
-class ExchangeFetchStatusInline(admin.StackedInline):
+class ExchangeFetchStatusInline(OmmStackedInline):
     model = ExchangeFetchStatus
     can_delete = False
     fields = (
@@ -42,7 +43,7 @@ class ExchangeFetchStatusInline(admin.StackedInline):
 
 
 @admin.register(ExchangeConfig)
-class ExchangeConfigAdmin(admin.ModelAdmin):
+class ExchangeConfigAdmin(OmmModelAdmin):
     list_display = (
         "name",
         "api",
@@ -110,7 +111,7 @@ class ExchangeConfigAdmin(admin.ModelAdmin):
 
 
 @admin.register(ExchangeCredential)
-class ExchangeCredentialAdmin(admin.ModelAdmin):
+class ExchangeCredentialAdmin(OmmModelAdmin):
     # `sealed` is deliberately absent: not even the ciphertext is shown.
     list_display = ("api", "created_at", "updated_at")
     fields = ("api", "created_at", "updated_at")
@@ -124,7 +125,7 @@ class ExchangeCredentialAdmin(admin.ModelAdmin):
 
 
 @admin.register(ExchangeItem)
-class ExchangeItemAdmin(admin.ModelAdmin):
+class ExchangeItemAdmin(OmmModelAdmin):
     list_display = ("id", "exchange", "key", "content", "updated_at")
     list_filter = ("exchange",)
     list_select_related = ("exchange",)

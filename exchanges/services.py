@@ -51,7 +51,7 @@ from exchanges import apis, crypto
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus, ExchangeItem
 from omm_project.lib import pytx
 from omm_project.lib.db import unique_or_conflict
-from omm_project.lib.errors import Conflict, InvalidInput, OmmError
+from omm_project.lib.errors import Conflict, InvalidInput, NotFound, OmmError
 from omm_project.lib.fetch_keys import fetch_key_format, fetch_key_identity
 from omm_project.lib.inputs import bool_parse
 from omm_project.lib.tasks import enqueue_on_commit
@@ -154,7 +154,15 @@ def exchange_update(
     report_true_positive_enabled: object = None,
     report_false_positive_enabled: object = None,
 ) -> ExchangeConfig:
-    """Change an exchange's runtime switches; turning fetching on clears backoff and fetches now."""
+    """
+    Change an exchange's runtime switches; turning fetching on clears backoff and fetches now.
+    `exchange` may be stale: the live row is locked and only the switches are written, so a
+    concurrent deletion of the exchange's bank is never undone (404 once it is being deleted).
+    """
+    current = ExchangeConfig.objects.select_for_update(of=("self",)).filter(pk=exchange.pk).first()
+    if current is None:
+        raise NotFound(f"Exchange '{exchange.name}' not found")
+    exchange = current
     changes = {
         "fetching_enabled": fetching_enabled,
         "report_seen_enabled": report_seen_enabled,
@@ -165,7 +173,7 @@ def exchange_update(
     turned_on = validated.get("fetching_enabled") is True and not exchange.fetching_enabled
     for field, value in validated.items():
         setattr(exchange, field, value)
-    exchange.save()
+    exchange.save(update_fields=[*validated, "updated_at"])
     if turned_on:
         ExchangeFetchStatus.objects.filter(pk=exchange.pk).update(
             next_attempt_at=None, consecutive_failures=0

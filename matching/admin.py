@@ -1,10 +1,11 @@
 from django.contrib import admin
 
 from matching.models import BankMatchSettings, IndexBuildLock, IndexSnapshot
+from omm_project.lib.admin import OmmModelAdmin
 
 
 @admin.register(IndexSnapshot)
-class IndexSnapshotAdmin(admin.ModelAdmin):
+class IndexSnapshotAdmin(OmmModelAdmin):
     """Index builds, read-only: they are written by the build task."""
 
     list_display = [
@@ -27,7 +28,7 @@ class IndexSnapshotAdmin(admin.ModelAdmin):
 
 
 @admin.register(IndexBuildLock)
-class IndexBuildLockAdmin(admin.ModelAdmin):
+class IndexBuildLockAdmin(OmmModelAdmin):
     """Build locks; an operator may delete a stuck one (its lease also lapses by itself)."""
 
     list_display = ["signal_type", "owner", "expires_at"]
@@ -38,7 +39,7 @@ class IndexBuildLockAdmin(admin.ModelAdmin):
 
 
 @admin.register(BankMatchSettings)
-class BankMatchSettingsAdmin(admin.ModelAdmin):
+class BankMatchSettingsAdmin(OmmModelAdmin):
     """Per-bank PDQ thresholds; saved through the service so matchers pick them up."""
 
     list_display = ["bank", "pdq_threshold", "updated_at"]

@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 
+from omm_project.lib.admin import OmmModelAdmin
 from omm_project.lib.errors import OmmError
 from reviews import services
 from reviews.choices import SendState
@@ -10,7 +11,7 @@ from reviews.models import ActionRule, ExchangeReport, MatchLog, Review, Webhook
 from reviews.services.rules import LABEL_FIELDS
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(OmmModelAdmin):
     """
     Logs and the audit trail are written by the system only: no add, change or delete here (so no
     "Delete selected" action either). Old match log rows go by retention (OMM_MATCH_LOG_RETENTION_DAYS).
@@ -102,7 +103,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(OmmModelAdmin):
     form = WebhookEndpointForm
     list_display = ("name", "url", "enabled", "updated_at")
     list_filter = ("enabled",)
@@ -152,7 +153,7 @@ class ActionRuleForm(forms.ModelForm):
 
 
 @admin.register(ActionRule)
-class ActionRuleAdmin(admin.ModelAdmin):
+class ActionRuleAdmin(OmmModelAdmin):
     form = ActionRuleForm
     list_display = ("name", "enabled", "all_banks", "webhook", "updated_at")
     list_filter = ("enabled", "webhook")

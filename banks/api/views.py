@@ -22,7 +22,7 @@ from banks.api.serializers import (
 from banks.models import BankContent
 from hashing import services as hashing_services
 from omm_project.core.schema import MessageSerializer
-from omm_project.lib.api import body_object
+from omm_project.lib.api import body_object, validated
 from omm_project.lib.errors import InvalidInput
 from omm_project.lib.inputs import json_loads, query_bool
 from omm_project.lib.uploads import single_upload, upload_cap_install, upload_fields
@@ -37,13 +37,6 @@ def resolve_ratio(data: dict) -> object:
     return None
 
 
-def _valid(serializer_class: type[serializers.Serializer], data: dict) -> dict:
-    """The body's validated values (booleans parsed by lib.inputs.bool_parse), only the keys given."""
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 class BankListView(APIView):
     """GET lists banks; POST creates one."""
 
@@ -53,7 +46,7 @@ class BankListView(APIView):
 
     @extend_schema(request=BankCreateSerializer, responses={201: BankSerializer})
     def post(self, request: Request) -> Response:
-        data = _valid(BankCreateSerializer, body_object(request, BankCreateSerializer))
+        data = validated(BankCreateSerializer, body_object(request, BankCreateSerializer))
         ratio = resolve_ratio(data)
         bank = services.bank_create(
             name=data["name"],
@@ -72,7 +65,7 @@ class BankDetailView(APIView):
 
     @extend_schema(request=BankUpdateSerializer, responses=BankSerializer)
     def put(self, request: Request, bank_name: str) -> Response:
-        data = _valid(BankUpdateSerializer, body_object(request, BankUpdateSerializer))
+        data = validated(BankUpdateSerializer, body_object(request, BankUpdateSerializer))
         bank = services.bank_update(
             bank=selectors.bank_get(name=bank_name),
             name=data.get("name"),

@@ -23,7 +23,7 @@ from matching.api.serializers import (
 )
 from omm_project.core.schema import KeyedBy
 from omm_project.lib import pytx
-from omm_project.lib.api import body_object, parse_csv
+from omm_project.lib.api import body_object, parse_csv, validated
 from omm_project.lib.errors import InvalidInput, OmmError
 from omm_project.lib.inputs import query_bool
 from omm_project.lib.parsers import JSONParser
@@ -104,12 +104,6 @@ def _hashing():
     return services
 
 
-def _valid(serializer_class, data) -> dict:
-    query = serializer_class(data=data)
-    query.is_valid(raise_exception=True)
-    return query.validated_data
-
-
 def _lookup_hashes(hashes, params: dict, *, only: str | None = None) -> dict[str, dict]:
     """
     Look up (and log) every signal of hashed media, or only the type `only`:
@@ -185,7 +179,7 @@ class LookupView(MatchingView):
 
     @extend_schema(parameters=[LookupQuerySerializer], responses={200: LookupAnswer}, operation_id="m_lookup_get")
     def get(self, request: Request) -> Response:
-        params = _valid(LookupQuerySerializer, request.query_params)
+        params = validated(LookupQuerySerializer, request.query_params)
         if params.get("url"):
             hashes = _hashing().media_hash_from_url(
                 url=params["url"], content_type=params.get("content_type"), types=params.get("types") or None
@@ -226,7 +220,7 @@ class LookupView(MatchingView):
         hashing = _hashing()
         upload_cap_install(request)
         body_object(request, upload_fields())  # the upload is the body: no other fields
-        params = _valid(LookupUploadQuerySerializer, request.query_params)
+        params = validated(LookupUploadQuerySerializer, request.query_params)
         content_type, upload = single_upload(request)
         hashes = hashing.media_hash(
             content_type=content_type, media=upload, types=params.get("types") or None
@@ -270,7 +264,7 @@ class CompareView(MatchingView):
 
 
 def _signal_type_names(request: Request) -> list[str]:
-    name = _valid(SignalTypeQuerySerializer, request.query_params).get("signal_type")
+    name = validated(SignalTypeQuerySerializer, request.query_params).get("signal_type")
     if not name:
         return list(pytx.signal_types())
     if name not in pytx.signal_types():

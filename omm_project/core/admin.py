@@ -3,6 +3,7 @@ from django.urls import reverse_lazy
 
 from omm_project.core.models import ApiKey
 from omm_project.core.services import api_key_revoke
+from omm_project.lib.admin import OmmModelAdmin
 
 # omm has no site at "/" (every unknown path is a JSON 404): "View site" opens the API docs.
 # reverse_lazy resolves per request, so a deployment prefix (SCRIPT_NAME) is kept.
@@ -12,7 +13,7 @@ admin.site.site_title = "omm admin"
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(OmmModelAdmin):
     list_display = ("name", "prefix", "scopes", "created_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("name", "prefix")

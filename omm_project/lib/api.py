@@ -81,6 +81,13 @@ class Pagination(PageNumberPagination):
         return parameters
 
 
+def validated(serializer_class: type[serializers.Serializer], data) -> dict:
+    """The validated values of a request's body or query (only the keys given), or the serializer's 400."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 def parse_csv(value: str | None) -> list[str]:
     """Split a comma-separated parameter, trimming and dropping empties (HMA's `types`, `banks`)."""
     if not value:

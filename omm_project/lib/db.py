@@ -1,15 +1,17 @@
 """Database helpers shared by the apps' services: unique names under concurrency, advisory locks."""
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db.models import Model
 
-from omm_project.lib.errors import Conflict
+from omm_project.lib.errors import Conflict, NotFound
 
 # SQLSTATE of a unique violation (PostgreSQL); SQLite says "UNIQUE constraint failed".
 _UNIQUE_VIOLATION = "23505"
+_DEADLOCK = "40P01"
 
 
 def is_unique_violation(exc: IntegrityError) -> bool:
@@ -19,6 +21,11 @@ def is_unique_violation(exc: IntegrityError) -> bool:
     if pgcode is not None:
         return pgcode == _UNIQUE_VIOLATION
     return "UNIQUE constraint failed" in str(exc)
+
+
+def is_deadlock(exc: OperationalError) -> bool:
+    """Whether a database error is PostgreSQL breaking a deadlock by rolling this transaction back."""
+    return getattr(exc.__cause__, "pgcode", None) == _DEADLOCK
 
 
 @contextmanager
@@ -53,7 +60,57 @@ def advisory_xact_lock(*key: object) -> None:
     """
     if connection.vendor != "postgresql":
         return
-    digest = hashlib.blake2b(repr(key).encode(), digest_size=4).digest()
-    value = int.from_bytes(digest, "big", signed=True)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, value])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, _lock_key(key)])
+
+
+def _lock_key(key: tuple) -> int:
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextmanager
+def advisory_session_try_lock(*key: object) -> Iterator[bool]:
+    """
+    Try to take a PostgreSQL session-level advisory lock on `key` (same keys as
+    advisory_xact_lock) without waiting: yields True if this connection got it, False if another
+    session holds it; held across the transactions inside the block and released at its end (or
+    when the connection closes: a killed worker never leaves it held). For long work in many
+    transactions that must not run twice at once. Always True elsewhere (SQLite).
+    """
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    value = _lock_key(key)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, value])
+        got = cursor.fetchone()[0]
+    try:
+        yield got
+    finally:
+        if got:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, value])
+            except DatabaseError:
+                # The connection broke (the server dropped the lock with the session) or sits in a
+                # failed transaction: closing it releases the lock; keep the block's own error.
+                connection.close()
+
+
+def save_changed(instance: Model, fields: Iterable[str], *, gone_message: str) -> None:
+    """
+    Write only `fields` (and updated_at, when the model has one) of `instance`, an object an
+    update service read earlier in the request: a full save() would write back every other
+    column as it was read (undoing a concurrent change, a secret rotation, say) and re-insert a
+    row deleted meanwhile. Locks the row first; 404 with `gone_message` if it is gone. Must run
+    inside a transaction.
+    """
+    model = type(instance)
+    if not model._base_manager.select_for_update().filter(pk=instance.pk).exists():
+        raise NotFound(gone_message)
+    update_fields = list(dict.fromkeys(fields))
+    if any(f.name == "updated_at" for f in model._meta.concrete_fields):
+        update_fields.append("updated_at")
+    if update_fields:
+        instance.save(update_fields=update_fields)

@@ -89,14 +89,6 @@ def text_check(value: str, *, field: str | None = None) -> str:
     return value
 
 
-def text_length_check(value: str, *, field: str, max_length: int) -> str:
-    """The string if it fits a column of `max_length` characters, else a 400 naming the field."""
-    text_check(value, field=field)
-    if len(value) > max_length:
-        raise _invalid(field, f"must be at most {max_length} characters")
-    return value
-
-
 # --- JSON ---------------------------------------------------------------------------------------
 
 

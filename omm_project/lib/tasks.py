@@ -6,8 +6,9 @@ transaction commits). A send that fails (Redis down, a full disk under the files
 logged and returns False: the rows that describe the work are committed already, and beat's
 periodic tasks find them and send the task again (deliveries and exchange reports:
 reviews.enqueue_due; retroaction batches: reviews.enqueue_due; fetches: exchanges.fetch_all;
-index builds: matching.index_build_all). So a request answers what it did, never a 500 because
-the broker was away. How long one failed send may take is bounded by the broker settings
+index builds: matching.index_build_all; all every minute; bank purges: banks.purge_pending,
+every 5 minutes). So a request answers what it did, never a 500 because the broker was away.
+How long one failed send may take is bounded by the broker settings
 (CELERY_BROKER_CONNECTION_TIMEOUT, CELERY_TASK_PUBLISH_RETRY_POLICY in settings.py).
 """
 

@@ -78,28 +78,55 @@ def retroaction_enqueue(*, content_ids: Sequence[int]) -> None:
         enqueue_on_commit(retroaction_task, batch.content_ids, batch.pk, countdown=delay)
 
 
+# A run holds its batch this long (run_after moved this far ahead): past the task's hard time
+# limit (reviews.tasks.retroaction_task, 960 s), so a copy of the message sent meanwhile (beat,
+# a redelivery) finds it held and does nothing; a run that died leaves it to beat once it lapses.
+RETROACTION_LEASE = timedelta(seconds=1200)
+# A message may arrive this much before its batch's run_after (clocks of web and worker hosts).
+RETROACTION_EARLY_SLACK = timedelta(seconds=5)
+
+
 def retroaction_enqueue_due(*, stale_after: timedelta = timedelta(minutes=2), limit: int = 5000) -> int:
     """
     Send the task again for retroaction batches still waiting a while after they were due (their
-    message was lost). Harmless when it was not: replaying twice logs nothing new.
+    message was lost). Each batch sent is due again from now, so the next beat leaves it alone
+    while its message waits in the queue; a run claims it (retroaction_batch_run), so a duplicate
+    message does nothing.
     """
     from reviews.tasks import retroaction_task
 
-    batches = RetroactionBatch.objects.filter(run_after__lt=timezone.now() - stale_after).order_by("pk")
-    count = 0
+    now = timezone.now()
+    batches = RetroactionBatch.objects.filter(run_after__lt=now - stale_after).order_by("pk")
+    sent: list[int] = []
     for pk, content_ids in batches.values_list("pk", "content_ids")[:limit]:
         if not enqueue(retroaction_task, content_ids, pk):
             break  # the broker is still down; beat tries again
-        count += 1
-    return count
+        sent.append(pk)
+    # Compare-and-set: a batch a run claimed meanwhile keeps its lease.
+    RetroactionBatch.objects.filter(pk__in=sent, run_after__lt=now - stale_after).update(run_after=now)
+    return len(sent)
+
+
+def retroaction_batch_claim(batch_id: int) -> bool:
+    """
+    Take a due batch for one run: one UPDATE moves its run_after a lease ahead, so of two messages
+    for the batch (beat sent it again, or the broker redelivered it) only one replays it. False
+    when this run did not get it: replayed and gone, not due yet, or another run holds it.
+    """
+    now = timezone.now()
+    return bool(
+        RetroactionBatch.objects.filter(pk=batch_id, run_after__lte=now + RETROACTION_EARLY_SLACK).update(
+            run_after=now + RETROACTION_LEASE
+        )
+    )
 
 
 def retroaction_batch_run(*, content_ids: list[int], batch_id: int | None = None) -> int:
     """
-    The task's body: replay these contents, then forget their batch. A batch already gone was
-    replayed by an earlier run of a duplicate message; it is skipped.
+    The task's body: claim the batch, replay these contents, then forget the batch. A batch this
+    run did not get (replayed and gone, or held by another run of a duplicate message) is skipped.
     """
-    if batch_id is not None and not RetroactionBatch.objects.filter(pk=batch_id).exists():
+    if batch_id is not None and not retroaction_batch_claim(batch_id):
         return 0
     count = retroaction_run(content_ids=content_ids)
     if batch_id is not None:

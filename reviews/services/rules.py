@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from banks.models import Bank
-from omm_project.lib.db import unique_or_conflict
+from omm_project.lib.db import save_changed, unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput
 from omm_project.lib.inputs import bool_parse
 from reviews import exchange_adapter
@@ -139,30 +139,40 @@ def action_rule_update(
     banks: object = _UNSET,
     **labels: object,
 ) -> ActionRule:
-    """Change any of a rule's fields (the label lists by keyword, as in action_rule_create)."""
+    """
+    Change any of a rule's fields (the label lists by keyword, as in action_rule_create). Only the
+    changed columns are written: `rule` may be stale.
+    """
     unknown = sorted(set(labels) - set(LABEL_FIELDS))
     if unknown:
         raise TypeError(f"unexpected fields {unknown}")
+    changed: list[str] = []
     if name is not _UNSET:
         name = name_validate(name, what="Rule")
         if ActionRule.objects.filter(name=name).exclude(pk=rule.pk).exists():
             raise Conflict(f"Action rule '{name}' already exists")
         rule.name = name
+        changed.append("name")
     if webhook_id is not _UNSET:
         rule.webhook = webhook_resolve(webhook_id)
+        changed.append("webhook")
     if enabled is not _UNSET:
         rule.enabled = bool_parse(enabled, field="enabled")
+        changed.append("enabled")
     if description is not _UNSET:
         rule.description = text_validate(description, field="description")
+        changed.append("description")
     if all_banks is not _UNSET:
         rule.all_banks = bool_parse(all_banks, field="all_banks")
+        changed.append("all_banks")
     for field, value in labels.items():
         setattr(rule, field, label_list_validate(value, field=field))
+        changed.append(field)
     bank_rows = banks_resolve(banks) if banks is not _UNSET else list(rule.banks.all())
     if not rule.all_banks and not bank_rows:
         raise InvalidInput("A rule must name banks or set all_banks")
     with unique_or_conflict(f"Action rule '{rule.name}' already exists"):  # a concurrent rename won
-        rule.save()
+        save_changed(rule, changed, gone_message=f"action rule '{rule.pk}' not found")
     if banks is not _UNSET:
         rule.banks.set(bank_rows)
     transaction.on_commit(rules_cache_clear)

@@ -18,7 +18,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 
 from omm_project.lib import outbound, sealing
-from omm_project.lib.db import unique_or_conflict
+from omm_project.lib.db import save_changed, unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput
 from omm_project.lib.inputs import bool_parse
 from omm_project.lib.outbound import UnsafeUrl, url_validate
@@ -89,20 +89,28 @@ def webhook_endpoint_update(
     enabled: object = _UNSET,
     description: object = _UNSET,
 ) -> WebhookEndpoint:
-    """Change an endpoint's name, URL, switch or description (never its secret: rotate it)."""
+    """
+    Change an endpoint's name, URL, switch or description (never its secret: rotate it). Only the
+    changed columns are written: `endpoint` may be stale (a concurrent rotation stays).
+    """
+    changed: list[str] = []
     if name is not _UNSET:
         name = name_validate(name, what="Webhook")
         if WebhookEndpoint.objects.filter(name=name).exclude(pk=endpoint.pk).exists():
             raise Conflict(f"Webhook '{name}' already exists")
         endpoint.name = name
+        changed.append("name")
     if url is not _UNSET:
         endpoint.url = webhook_url_validate(url)
+        changed.append("url")
     if enabled is not _UNSET:
         endpoint.enabled = bool_parse(enabled, field="enabled")
+        changed.append("enabled")
     if description is not _UNSET:
         endpoint.description = text_validate(description, field="description")
+        changed.append("description")
     with unique_or_conflict(f"Webhook '{endpoint.name}' already exists"):  # a concurrent rename won
-        endpoint.save()
+        save_changed(endpoint, changed, gone_message=f"webhook '{endpoint.pk}' not found")
     transaction.on_commit(rules_cache_clear)  # rules of a disabled endpoint stop firing
     return endpoint
 

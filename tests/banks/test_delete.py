@@ -3,14 +3,21 @@ Background deletion of banks (issue #12 item 12): DELETE marks the bank, which i
 reader at once; banks.services.bank_purge (the banks.purge task) deletes the rows in batches.
 """
 
+import threading
+
 import pytest
+from django.db import connection
 
 from banks import services
+from banks import tasks as banks_tasks
 from banks.models import Bank, BankChange, BankContent, ContentSignal
 from banks.services import bank_content_create, bank_create, bank_purge
 from banks.tasks import bank_purge_task, banks_purge_pending_task
 from matching.runtime import banks_read
+from omm_project.lib.db import advisory_session_try_lock
+from omm_project.lib.errors import NotFound
 from reviews.models import MatchLog
+from tests.concurrency import JOIN_SECONDS
 
 pytestmark = pytest.mark.django_db
 
@@ -164,3 +171,83 @@ def test_admin_lists_banks_being_deleted_with_their_state(admin_client):
     page = admin_client.get("/admin/banks/bank/").content.decode()
     assert "ADMINNED" in page and "deleting since" in page and "active" in page
     assert admin_client.get(f"/admin/banks/bank/{bank.pk}/delete/").status_code == 200
+
+
+def test_update_of_a_bank_read_before_its_deletion_never_brings_it_back():
+    # Given a bank read by a request (PUT, the admin) before a DELETE marks it
+    bank = _bank_with("RACE", 2)
+    stale = Bank.objects.get(pk=bank.pk)
+    services.bank_delete(bank=bank)
+    # When the earlier request saves its change: 404, and the bank stays marked
+    with pytest.raises(NotFound):
+        services.bank_update(bank=stale, labels=["late"])
+    assert Bank.all_objects.get(pk=bank.pk).deleting_since is not None
+    # and once the purge has finished, the save does not recreate it either
+    bank_purge(bank_id=bank.pk)
+    with pytest.raises(NotFound):
+        services.bank_update(bank=stale, matching_enabled_ratio=0.5)
+    assert not Bank.all_objects.filter(pk=bank.pk).exists()
+
+
+def test_update_writes_only_the_changed_columns():
+    # Given a bank read, then renamed by another request
+    bank = bank_create(name="FIRST", labels=["a"])
+    stale = Bank.objects.get(pk=bank.pk)
+    services.bank_update(bank=bank, name="SECOND")
+    # When the stale copy changes only its labels
+    services.bank_update(bank=stale, labels=["b"])
+    # Then the rename stays
+    fresh = Bank.objects.get(pk=bank.pk)
+    assert (fresh.name, fresh.labels) == ("SECOND", ["b"])
+
+
+def test_content_update_read_before_its_bank_was_purged_does_not_recreate_it():
+    # Given content read by a request before its bank was deleted and purged
+    bank = _bank_with("RACE", 1)
+    stale = BankContent.objects.get(bank=bank)
+    services.bank_delete(bank=bank)
+    with pytest.raises(NotFound):  # marked: the content is gone too
+        services.bank_content_update(content=stale, note="late")
+    bank_purge(bank_id=bank.pk)
+    # When the request saves its change: 404, nothing re-inserted
+    with pytest.raises(NotFound):
+        services.bank_content_update(content=stale, note="late")
+    assert not BankContent.objects.filter(pk=stale.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_purge_while_another_run_holds_the_bank_returns_at_once(monkeypatch):
+    # Given a bank being deleted whose purge is running on another connection (holding its lock)
+    bank = _bank_with("BUSY", 2)
+    services.bank_delete(bank=bank)
+    held, release = threading.Event(), threading.Event()
+
+    def other_run() -> None:
+        try:
+            with advisory_session_try_lock("banks.purge", bank.pk) as got:
+                assert got
+                held.set()
+                release.wait(JOIN_SECONDS)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=other_run)
+    holder.start()
+    try:
+        assert held.wait(JOIN_SECONDS)
+        continuations = []
+        monkeypatch.setattr(banks_tasks, "enqueue", lambda *args: continuations.append(args))
+        # When beat's copy of the task runs meanwhile
+        bank_purge_task(bank.pk)
+        # Then it does nothing and enqueues no second chain of continuations
+        assert BankContent.objects.filter(bank_id=bank.pk).count() == 2
+        assert continuations == []
+        outcome = bank_purge(bank_id=bank.pk)
+        assert (outcome.done, outcome.running_elsewhere) == (False, True)
+    finally:
+        release.set()
+        holder.join(JOIN_SECONDS)
+    assert not holder.is_alive()
+    # and once the other run ends, a run takes the lock and finishes the deletion
+    assert bank_purge(bank_id=bank.pk).done
+    assert not Bank.all_objects.filter(pk=bank.pk).exists()

@@ -167,3 +167,58 @@ def _result_rows(response) -> list[list[str]]:
         cells = [re.sub(r"<[^>]+>", "", str(cell)).strip() for cell in row]
         rows.append([cell for cell in cells if cell])
     return rows
+
+
+def _change_form(admin_client, model, pk) -> dict:
+    """The change form's current values, as the browser would post them back."""
+    response = admin_client.get(_admin_url(model, "change", pk))
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    data = {}
+    for name, field in form.fields.items():
+        value = form[name].value()
+        if value is None:
+            continue
+        data[name] = field.prepare_value(value) if not isinstance(value, list) else value
+    return data
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "value",
+    ['["a\\u0000b"]', '["\\ud800"]', "[NaN]", '{"a": 1e999}'],
+    ids=["nul", "lone-surrogate", "nan", "overflow"],
+)
+def test_admin_json_fields_apply_the_json_rules(admin_client, value):
+    # Given a bank, content and an API key, edited by a superuser
+    from omm_project.core.models import ApiKey
+
+    bank = bank_create(name="JSONY", labels=["kept"])
+    content = bank_content_create(bank=bank, signals={"video_md5": "d41d8cd98f00b204e9800998ecf8427e"})
+    key = ApiKey.objects.create(name="k", prefix="p" * 8, digest="d" * 64, scopes=["match"])
+    for model, pk, field in [
+        (type(bank), bank.pk, "labels"),
+        (BankContent, content.pk, "labels"),
+        (BankContent, content.pk, "metadata"),
+        (ApiKey, key.pk, "scopes"),
+    ]:
+        data = _change_form(admin_client, model, pk)
+        data[field] = value
+        # When a JSON field gets a value the database cannot store
+        response = admin_client.post(_admin_url(model, "change", pk), data)
+        # Then the form shows the error on the field, and nothing changed
+        assert response.status_code == 200, (model, field)
+        assert field in response.context["adminform"].form.errors, (model, field)
+    bank.refresh_from_db()
+    assert bank.labels == ["kept"]
+
+
+def test_every_omm_admin_edits_json_with_the_strict_field():
+    from omm_project.lib.admin import OmmAdminMixin
+
+    for model, model_admin in admin.site._registry.items():
+        if model._meta.app_label in ("auth", "contenttypes", "sessions", "django_celery_beat"):
+            continue
+        assert isinstance(model_admin, OmmAdminMixin), model
+        for inline in model_admin.inlines:
+            assert issubclass(inline, OmmAdminMixin), inline

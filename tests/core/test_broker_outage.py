@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.utils import timezone
 
 from banks.models import Bank, BankContent
 from exchanges.models import ExchangeConfig
@@ -27,6 +28,7 @@ from omm_project.celery import app as celery_app
 from omm_project.lib import tasks as lib_tasks
 from reviews import services as review_services
 from reviews.models import ExchangeReport, MatchLog, RetroactionBatch, Submission, WebhookDelivery
+from reviews.services import retroaction as retroaction_module
 from tests.reviews.conftest import MD5, PDQ, make_bank, make_content, make_exchange_content, make_rule, make_webhook
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -189,6 +191,43 @@ def test_retroaction_batch_is_forgotten_once_replayed(broker, rule_on_bank):
     # Then the batch is gone and beat has nothing left to send
     assert not RetroactionBatch.objects.exists()
     assert review_services.retroaction_enqueue_due(stale_after=timedelta(0)) == 0
+
+
+def test_a_second_send_of_a_batch_while_a_run_holds_it_does_nothing(broker, rule_on_bank, monkeypatch):
+    # Given a due batch whose first run is replaying it
+    review_services.retroaction_enqueue(content_ids=[rule_on_bank.pk])
+    RetroactionBatch.objects.update(run_after=timezone.now())
+    batch = RetroactionBatch.objects.get()
+    replays, second = [], []
+    real_run = retroaction_module.retroaction_run
+
+    def run_with_a_duplicate_arriving(*, content_ids):
+        replays.append(content_ids)
+        if not second:  # meanwhile, beat's copy of the message reaches another worker
+            second.append(retroaction_module.retroaction_batch_run(content_ids=content_ids, batch_id=batch.pk))
+        return real_run(content_ids=content_ids)
+
+    monkeypatch.setattr(retroaction_module, "retroaction_run", run_with_a_duplicate_arriving)
+    # When the first run goes on
+    retroaction_module.retroaction_batch_run(content_ids=batch.content_ids, batch_id=batch.pk)
+    # Then the copy did nothing: one replay, and the batch is forgotten
+    assert second == [0]
+    assert replays == [batch.content_ids]
+    assert not RetroactionBatch.objects.exists()
+
+
+def test_beat_sends_a_lost_batch_again_once_not_every_minute(broker):
+    # Given a batch whose message was lost, long due
+    review_services.retroaction_enqueue(content_ids=[1, 2])
+    broker.up()  # empties the queue: the message is lost
+    RetroactionBatch.objects.update(run_after=timezone.now() - timedelta(minutes=10))
+    batch = RetroactionBatch.objects.get()
+    # When beat runs twice, a minute apart, before a worker takes the message
+    assert review_services.retroaction_enqueue_due() == 1
+    assert review_services.retroaction_enqueue_due() == 0
+    # Then one copy is on the broker, and the batch is still there for it
+    assert broker.sent().count(("reviews.retroaction", [batch.content_ids, batch.pk])) == 1
+    assert RetroactionBatch.objects.filter(pk=batch.pk).exists()
 
 
 def test_a_failed_send_is_logged_and_pauses_further_sends(broker, settings, caplog):

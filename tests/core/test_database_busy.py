@@ -14,3 +14,11 @@ def test_database_locked_is_a_503_json_error():
 
 def test_other_database_errors_are_left_to_django():
     assert exception_handler(OperationalError("no such table: x"), {}) is None
+
+
+def test_the_503_is_in_the_compatibility_notes():
+    from pathlib import Path
+
+    compat = (Path(__file__).resolve().parents[2] / "docs" / "compat.md").read_text()
+    row = next((line for line in compat.splitlines() if "`database_busy`" in line), "")
+    assert "503" in row and "OMM_SQLITE_TIMEOUT_SECONDS" in row

@@ -1,11 +1,14 @@
 """omm_project.lib.db: unique violations become 409s, other integrity errors do not."""
 
+import threading
+
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, OperationalError, connection, transaction
 
 from banks.models import Bank, BankContent
-from omm_project.lib.db import unique_or_conflict
+from omm_project.lib.db import is_deadlock, unique_or_conflict
 from omm_project.lib.errors import Conflict
+from tests.concurrency import JOIN_SECONDS, run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -25,3 +28,27 @@ def test_other_integrity_errors_are_not_conflicts():
     with pytest.raises(IntegrityError):
         with unique_or_conflict("taken"):
             BankContent.objects.create(bank_id=123456789, disable_until_ts=-1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlock_is_recognised_and_other_errors_are_not():
+    # Given two transactions that lock two rows in opposite orders
+    first, second = Bank.objects.create(name="FIRST"), Bank.objects.create(name="SECOND")
+    both_hold_one = threading.Barrier(2)
+
+    def lock_in_order(i: int) -> None:
+        rows = [first.pk, second.pk] if i == 0 else [second.pk, first.pk]
+        with transaction.atomic():
+            Bank.objects.select_for_update().filter(pk=rows[0]).get()
+            both_hold_one.wait(JOIN_SECONDS)
+            Bank.objects.select_for_update().filter(pk=rows[1]).get()
+
+    # When PostgreSQL breaks the deadlock
+    errors = [r for r in run_together(lock_in_order, n=2) if isinstance(r, Exception)]
+    # Then the loser's error is a deadlock; an error of another kind is not
+    assert len(errors) == 1 and isinstance(errors[0], OperationalError)
+    assert is_deadlock(errors[0])
+    with pytest.raises(OperationalError) as other, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL statement_timeout = 1")
+        cursor.execute("SELECT pg_sleep(1)")  # canceled: an OperationalError that is no deadlock
+    assert not is_deadlock(other.value)

@@ -37,3 +37,10 @@ def test_docs_name_no_other_gunicorn_shape():
 def test_documented_commands_use_the_projects_virtualenv():
     for path in [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md", *sorted((ROOT / "bench").glob("*.py"))]:
         assert "/tmp/venv" not in path.read_text(), path.name
+
+
+def test_the_lookup_bench_defaults_to_the_recommended_threads():
+    source = _text("bench/bench_lookup.py")
+    threads = re.search(r'add_argument\(\s*"--threads",[^)]*?default=(\d+)[^)]*?help="([^"]*)"', source, re.S)
+    assert threads and threads.group(1) == str(THREADS), "bench_lookup.py --threads default"
+    assert not re.search(r"\b(?!8\b)\d+ gave the best", threads.group(2)), threads.group(2)

@@ -1,14 +1,18 @@
 """The exchange API: happy paths, bad input, auth, scopes, not-found, and HMA's bugs fixed."""
 
+import io
 import logging
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from banks.models import Bank, BankContent
 from banks.services import bank_create, bank_delete, bank_purge
 from exchanges import crypto, services
 from exchanges.apis import api_get
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus, ExchangeItem
+from omm_project.lib.errors import NotFound
 
 pytestmark = pytest.mark.django_db
 
@@ -486,3 +490,35 @@ def test_renaming_an_exchange_bank_is_409_and_changes_nothing(curator_client):
     assert Bank.objects.get().name == "EX" and ExchangeConfig.objects.get().name == "EX"
     # while its other settings can still change
     assert curator_client.put("/c/bank/EX", {"name": "EX", "enabled_ratio": 0.5}, format="json").status_code == 200
+
+
+def test_exchange_update_read_before_its_deletion_never_recreates_it():
+    # Given an exchange read by a request (PUT, the admin) before a DELETE marked its bank
+    exchange = services.exchange_create(name="RACE", api="sample", api_json={"enabled": False}, fetch_now=False)
+    stale = ExchangeConfig.objects.get(pk=exchange.pk)
+    services.exchange_delete(exchange=exchange)
+    # When the earlier request saves its change: 404, the bank stays marked
+    with pytest.raises(NotFound):
+        services.exchange_update(exchange=stale, report_seen_enabled=False)
+    assert Bank.all_objects.get(pk=exchange.bank_id).deleting_since is not None
+    # and once the purge has finished, no exchange is re-inserted (it was an IntegrityError: a 500)
+    bank_purge(bank_id=exchange.bank_id)
+    with pytest.raises(NotFound):
+        services.exchange_update(exchange=stale, report_seen_enabled=False)
+    assert not ExchangeConfig.all_objects.filter(pk=exchange.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message_part"),
+    [
+        ('{"user": "u", "password": NaN}', "NaN"),
+        ('{"user": "u\\u0000", "password": "secret-pass"}', "NUL"),
+        ('{"user": "\\ud800", "password": "secret-pass"}', "surrogate"),
+        ("{not json", "not a valid JSON object"),
+    ],
+)
+def test_credentials_command_applies_the_json_rules(monkeypatch, stdin, message_part):
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    with pytest.raises(CommandError, match=message_part):
+        call_command("exchange_credentials", "ncmec")
+    assert not ExchangeCredential.objects.exists()

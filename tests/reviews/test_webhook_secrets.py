@@ -5,6 +5,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from omm_project.lib import sealing
+from omm_project.lib.errors import NotFound
 from reviews import services, signing
 from reviews.choices import SendState
 from reviews.models import WebhookDelivery, WebhookEndpoint
@@ -118,3 +119,44 @@ def test_migration_seals_existing_clear_secrets():
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
     assert services.webhook_endpoint_secret(endpoint=WebhookEndpoint.objects.get(pk=old.pk)) == secret
+
+
+@pytest.mark.django_db
+def test_an_update_read_before_a_rotation_keeps_the_new_secret():
+    # Given an endpoint read by an update request, then its secret rotated by another
+    endpoint, _ = services.webhook_endpoint_create(name="hook", url=HOOK)
+    stale = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    new_secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint)
+    # When the update saves its change
+    services.webhook_endpoint_update(endpoint=stale, description="late")
+    # Then the rotation stays: the endpoint signs with the new secret
+    fresh = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    assert fresh.description == "late"
+    assert services.webhook_endpoint_secret(endpoint=fresh) == new_secret
+
+
+@pytest.mark.django_db
+def test_an_update_of_a_deleted_endpoint_or_rule_is_a_404_and_recreates_nothing():
+    endpoint, _ = services.webhook_endpoint_create(name="hook", url=HOOK)
+    rule = make_rule(endpoint, all_banks=True)
+    stale_rule = type(rule).objects.get(pk=rule.pk)
+    rule.delete()
+    with pytest.raises(NotFound):
+        services.action_rule_update(rule=stale_rule, description="late")
+    assert not type(rule).objects.filter(pk=rule.pk).exists()
+    stale = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    endpoint.delete()
+    with pytest.raises(NotFound):
+        services.webhook_endpoint_update(endpoint=stale, description="late")
+    assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+
+@pytest.mark.django_db
+def test_a_rule_update_writes_only_its_changed_fields():
+    endpoint, _ = services.webhook_endpoint_create(name="hook", url=HOOK)
+    rule = make_rule(endpoint, all_banks=True)
+    stale = type(rule).objects.get(pk=rule.pk)
+    services.action_rule_update(rule=rule, name="renamed")
+    services.action_rule_update(rule=stale, description="late")
+    fresh = type(rule).objects.get(pk=rule.pk)
+    assert (fresh.name, fresh.description) == ("renamed", "late")

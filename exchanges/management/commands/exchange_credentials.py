@@ -1,12 +1,13 @@
 """Set or clear an exchange API's credentials from standard input."""
 
-import json
 import sys
 
 from django.core.management.base import CommandError
 
 from exchanges import apis, selectors, services
 from omm_project.lib.commands import OmmCommand
+from omm_project.lib.errors import InvalidInput
+from omm_project.lib.inputs import json_loads
 
 
 class Command(OmmCommand):
@@ -24,10 +25,10 @@ class Command(OmmCommand):
         if unset:
             raw: object = {}
         else:
-            try:
-                raw = json.loads(sys.stdin.read())
-            except ValueError:
-                raise CommandError("standard input is not a JSON object") from None
+            try:  # the API's JSON rules: no NaN, 1e999, NUL or lone surrogate reaches the credentials
+                raw = json_loads(sys.stdin.read())
+            except InvalidInput as exc:
+                raise CommandError(f"standard input is not a valid JSON object: {exc.message}") from None
             if not isinstance(raw, dict):
                 raise CommandError("standard input is not a JSON object")
             if not raw:
