@@ -1,8 +1,9 @@
-"""Shared fixtures: API clients with keys of each scope."""
+"""Shared fixtures: API clients with keys of each scope, a fresh matcher runtime."""
 
 import pytest
 from rest_framework.test import APIClient
 
+from matching import runtime as runtime_module
 from omm_project.core.auth import clear_key_cache
 from omm_project.core.services import api_key_create
 
@@ -61,3 +62,12 @@ def matcher_client(db) -> APIClient:
 @pytest.fixture
 def full_client(db) -> APIClient:
     return _client_with(["hash", "match", "curate"])
+
+
+@pytest.fixture
+def runtime(monkeypatch):
+    """The process-wide matcher runtime, fresh for this test; call .refresh() to sync it."""
+    fresh = runtime_module.MatcherRuntime()
+    monkeypatch.setattr(runtime_module, "_runtime", fresh)
+    yield fresh
+    fresh.stop()

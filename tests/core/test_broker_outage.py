@@ -21,7 +21,6 @@ from django.utils import timezone
 from banks.models import Bank, BankContent
 from exchanges.models import ExchangeConfig
 from exchanges.tasks import exchange_fetch_all_task
-from matching import runtime as runtime_module
 from matching import services as matching_services
 from matching.tasks import index_build_all_task
 from omm_project.celery import app as celery_app
@@ -78,15 +77,6 @@ def broker(settings):
     lib_tasks.enqueue_resume()
     client.delete("celery")
     client.close()
-
-
-@pytest.fixture
-def runtime(monkeypatch):
-    """A fresh matcher runtime for this test, refreshed by hand."""
-    fresh = runtime_module.MatcherRuntime()
-    monkeypatch.setattr(runtime_module, "_runtime", fresh)
-    yield fresh
-    fresh.stop()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import pytest
 
 from banks.services import bank_content_create, bank_create
-from matching import runtime as runtime_module
 from omm_project.lib import pytx
 
 PDQ_A = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
@@ -13,15 +12,6 @@ PDQ_Y = "facd8bcb2a49bcebdec1985228d5ae84bcd006c187c598c720c2b087b3fdb318"
 PDQ_FAR = "62c9789627838f69f23cf98c29e37836d61c87c31c59587c4b49a783f496725c"
 MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 MD5_OTHER = "cab08b36195edb1a1231d2d09fa450e0"
-
-
-@pytest.fixture
-def runtime(monkeypatch):
-    """The process-wide matcher runtime, fresh for this test; call .refresh() to sync it."""
-    fresh = runtime_module.MatcherRuntime()
-    monkeypatch.setattr(runtime_module, "_runtime", fresh)
-    yield fresh
-    fresh.stop()
 
 
 @pytest.fixture
