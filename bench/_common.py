@@ -33,6 +33,15 @@ def csv_write(path: Path, n: int, seed: int, chunk: int = CHUNK) -> None:
             f.writelines(f"pdq,{blob[64 * i : 64 * i + 64]},post-{start + i}\n" for i in range(len(hashes)))
 
 
+def rss_mib() -> float:
+    """This process's resident size now (VmRSS), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def database_recreate(url: str) -> None:
     """Drop and create the bench database (refuses a name without "bench")."""
     import psycopg2

@@ -25,19 +25,11 @@ import threading
 import time
 from pathlib import Path
 
-from _common import csv_write, database_recreate  # bench/ is on sys.path when run as a script
+from _common import csv_write, database_recreate, rss_mib  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 print = functools.partial(print, flush=True)  # noqa: A001 (progress shows while it runs)
 sys.path.insert(0, str(ROOT))
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class PeakRss:
