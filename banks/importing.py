@@ -852,9 +852,7 @@ class _Writer:
                 else:
                     _, added = import_rows_write_orm(bank_id=self.bank_id, rows=batch.rows, ids_out=ids)
                 if ids:
-                    from reviews.services import retroaction_enqueue  # reviews imports banks
-
-                    retroaction_enqueue(content_ids=ids)
+                    services.contents_added(ids)
             with self.lock:
                 report.valid += batch.count
                 report.imported += added
@@ -917,9 +915,7 @@ def signals_import(
         workers = 1
     workers = max(1, min(workers, 16))
 
-    from reviews.services import retroaction_enabled  # reviews imports banks
-
-    retroaction = retroaction_enabled()
+    retroaction = services.contents_added_wanted()
     report = ImportReport(bank=bank_name, format=fmt)
     rows = import_rows_parse(lines, fmt=fmt, report=report)
     first = next(rows, None)  # reads a CSV header now: a bad one fails before anything is written

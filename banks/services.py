@@ -69,14 +69,6 @@ def note_validate(note: object) -> str:
     return note
 
 
-def _retroaction_enqueue(content_ids: Sequence[int]) -> None:
-    """Replay recent lookups against new content once it commits (no-op, and no query, when off)."""
-    # Imported here: reviews.services imports this module.
-    from reviews.services import retroaction_enqueue
-
-    retroaction_enqueue(content_ids=content_ids)
-
-
 def _record_change(*, bank_id: int, content_ids: Iterable[int] | None = None) -> None:
     if content_ids is None:
         BankChange.objects.create(bank_id=bank_id, content_id=None)
@@ -184,12 +176,18 @@ class BankHooks:
     - purge_batch(bank_id, batch_size): delete at most batch_size of the app's rows tied to a bank
       being deleted, in the caller's transaction; the number deleted (0 when none are left);
     - purge_finish(bank_id): in the purge's last transaction, before it locks the bank row, stop
-      the app's writers of the bank and delete the rest of its rows (few by then).
+      the app's writers of the bank and delete the rest of its rows (few by then);
+    - contents_added(content_ids): new contents were written in the caller's transaction (reviews
+      replays recent lookups against them once it commits);
+    - contents_added_wanted(): whether contents_added wants the ids at all (bulk writers collect
+      the ids of new rows only when some hook does).
     """
 
     rename_refusal: Callable[[Bank], str | None] | None = None
     purge_batch: Callable[[int, int], int] | None = None
     purge_finish: Callable[[int], None] | None = None
+    contents_added: Callable[[Sequence[int]], None] | None = None
+    contents_added_wanted: Callable[[], bool] | None = None
 
 
 _hooks: list[BankHooks] = []
@@ -199,6 +197,21 @@ def bank_hooks_register(hooks: BankHooks) -> None:
     """Register a higher app's hooks (once per process: a repeat is ignored)."""
     if hooks not in _hooks:
         _hooks.append(hooks)
+
+
+def contents_added_wanted() -> bool:
+    """Whether any hook wants the ids of new contents (no query when none does)."""
+    return any(h.contents_added is not None and (h.contents_added_wanted is None or h.contents_added_wanted())
+               for h in _hooks)
+
+
+def contents_added(content_ids: Sequence[int]) -> None:
+    """Tell the hooks that these contents were just written, in the caller's transaction."""
+    if not content_ids:
+        return
+    for hooks in _hooks:
+        if hooks.contents_added is not None:
+            hooks.contents_added(content_ids)
 
 
 # --- Background deletion -------------------------------------------------------------------------
@@ -410,7 +423,7 @@ def bank_content_create(
     )
     _record_change(bank_id=bank.pk, content_ids=[content.pk])
     if retroaction:
-        _retroaction_enqueue([content.pk])
+        contents_added([content.pk])
     return content
 
 
@@ -681,5 +694,5 @@ def bank_content_bulk_sync(
         bank_changes_announce()  # COPY bypassed the ORM
     if created_ids:
         BankChange.objects.create(bank_id=bank.pk, content_id=min(created_ids), content_id_last=max(created_ids))
-    _retroaction_enqueue(created_ids)
+    contents_added(created_ids)
     return created_ids

@@ -1,8 +1,9 @@
 """Database helpers shared by the apps' services: unique names under concurrency, advisory locks."""
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Model
@@ -114,3 +115,17 @@ def save_changed(instance: Model, fields: Iterable[str], *, gone_message: str) -
         update_fields.append("updated_at")
     if update_fields:
         instance.save(update_fields=update_fields)
+
+
+def model_update(instance: Model, changes: Mapping[str, Any], *, gone_message: str) -> list[str]:
+    """
+    The one way an update service applies a partial change: `changes` is a partial input
+    serializer's validated_data (only the keys the client sent, already typed and checked,
+    keyed by model field name through each field's `source`). Sets them on `instance` and writes
+    only those columns with save_changed (row locked first, 404 with `gone_message` if gone).
+    Returns the names written, so the caller can react to what changed.
+    """
+    for name, value in changes.items():
+        setattr(instance, name, value)
+    save_changed(instance, changes.keys(), gone_message=gone_message)
+    return list(changes)

@@ -86,6 +86,11 @@ RETROACTION_LEASE = timedelta(seconds=1200)
 RETROACTION_EARLY_SLACK = timedelta(seconds=5)
 
 
+def bank_contents_added(content_ids: Sequence[int]) -> None:
+    """banks' contents_added hook (registered in ReviewsConfig.ready): replay against new content."""
+    retroaction_enqueue(content_ids=content_ids)
+
+
 def retroaction_enqueue_due(*, stale_after: timedelta = timedelta(minutes=2), limit: int = 5000) -> int:
     """
     Send the task again for retroaction batches still waiting a while after they were due (their
