@@ -3,6 +3,7 @@
 import pytest
 from rest_framework import serializers
 
+from omm_project.core.schema import NameFieldSchema
 from omm_project.lib.errors import InvalidInput
 from omm_project.lib.fields import NameField
 from omm_project.lib.inputs import NameProblem, NameRule
@@ -112,3 +113,12 @@ def test_optional_name_field_absent_is_left_out():
 
     body = Optional(data={})
     assert body.is_valid() and body.validated_data == {}
+
+
+def test_name_field_schema_says_what_the_rule_enforces_exactly():
+    def schema(rule):
+        return NameFieldSchema(NameField(rule)).map_serializer_field(None, "request")
+
+    assert schema(BANK) == {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[A-Z_][A-Z0-9_]*$"}
+    # a stripping rule takes " name " past max_length: the schema says only "not blank"
+    assert schema(WEBHOOK) == {"type": "string", "minLength": 1, "pattern": r"\S"}
