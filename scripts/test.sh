@@ -16,6 +16,8 @@ export OMM_DATA_DIR="${OMM_DATA_DIR:-$(mktemp -d)}"
 
 # Lint first: it takes a second and catches what tests miss (unused names, shadowing, zip lengths).
 .venv/bin/ruff check --quiet .
+# The floors of the apps (.importlinter, docs/architecture.md): an import from a higher app fails.
+.venv/bin/lint-imports --no-cache
 
 # pytest exits 5 when it collected no test; that is a failure here, as any non-zero exit is.
 exec .venv/bin/python -m pytest "$@"

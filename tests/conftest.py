@@ -1,11 +1,15 @@
-"""Shared fixtures: API clients with keys of each scope, a fresh matcher runtime."""
+"""
+Shared fixtures: API clients with keys of each scope, a fresh matcher runtime, loopback for local
+servers. The data they build comes from tests/builders.py; local HTTP servers from
+tests/http_server.py.
+"""
 
 import pytest
 from rest_framework.test import APIClient
 
 from matching import runtime as runtime_module
 from omm_project.core.auth import clear_key_cache
-from omm_project.core.services import api_key_create
+from tests.builders import api_client, api_key
 
 
 @pytest.fixture(autouse=True)
@@ -33,15 +37,12 @@ def _fresh_key_cache():
 
 
 def _client_with(scopes: list[str]) -> APIClient:
-    _, raw = api_key_create(name="test-" + "-".join(scopes), scopes=scopes)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
+    return api_client(api_key(scopes))
 
 
 @pytest.fixture
 def anon_client() -> APIClient:
-    return APIClient()
+    return api_client()
 
 
 @pytest.fixture

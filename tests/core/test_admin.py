@@ -14,8 +14,8 @@ from banks.models import BankContent
 from banks.services import bank_content_create, bank_create
 from reviews.admin import ReadOnlyAdmin
 from reviews.models import MatchLog, Review
+from tests.builders import PDQ
 
-PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 OMM_APPS = {"core", "banks", "exchanges", "matching", "reviews"}
 
 

@@ -28,7 +28,8 @@ from omm_project.lib import tasks as lib_tasks
 from reviews import services as review_services
 from reviews.models import ExchangeReport, MatchLog, RetroactionBatch, Submission, WebhookDelivery
 from reviews.services import retroaction as retroaction_module
-from tests.reviews.conftest import MD5, PDQ, make_bank, make_content, make_exchange_content, make_rule, make_webhook
+from tests.builders import MD5, PDQ, make_bank, make_content
+from tests.reviews.conftest import make_exchange_content, make_rule, make_webhook
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -23,10 +23,10 @@ from exchanges.services import exchange_create
 from omm_project.lib.inputs import JSON_MAX_DEPTH, bool_parse, json_loads
 from reviews.models import ActionRule, Review, WebhookDelivery, WebhookEndpoint
 from reviews.services import action_rule_create, webhook_endpoint_create
+from tests.builders import PDQ
 
 pytestmark = pytest.mark.django_db
 
-PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 UNKNOWN = "omm_unknown_field"
 WRITE_METHODS = ("post", "put", "patch")
 ALL_METHODS = ("get", "post", "put", "patch", "delete")

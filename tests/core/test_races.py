@@ -5,31 +5,24 @@ barrier, each with its own database connection, against the real API.
 
 import pytest
 from django.apps import apps
-from rest_framework.test import APIClient
 
 from banks.models import Bank, BankContent
 from banks.services import bank_content_create, bank_create
 from exchanges.models import ExchangeConfig
-from omm_project.core.services import api_key_create
 from reviews import services as review_services
 from reviews.models import ActionRule, Review, WebhookEndpoint
+from tests.builders import PDQ, api_client, api_key
 from tests.concurrency import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 HOOK = "https://hooks.example.org/omm"
 
 
 @pytest.fixture
 def curator_key() -> str:
-    return api_key_create(name="races", scopes=["curate"])[1]
+    return api_key(["curate"], name="races")
 
-
-def _client(key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
 
 
 def _webhook() -> WebhookEndpoint:
@@ -54,7 +47,7 @@ def test_concurrent_creates_of_one_name_give_one_201_and_409s(curator_key, kind)
     path, body_for, model = CREATES[kind]
     body = body_for()
     # When they all post
-    responses = run_together(lambda i: _client(curator_key).post(path, body, format="json"))
+    responses = run_together(lambda i: api_client(curator_key).post(path, body, format="json"))
     # Then one wins with 201, the others get a 409 in the JSON error shape, and one row exists
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201, 409, 409, 409, 409], [(r.status_code, r.content[:200]) for r in responses]
@@ -94,7 +87,7 @@ def test_concurrent_renames_to_one_name_give_one_200_and_409s(curator_key, kind)
     # Given five objects renamed to the same name at the same moment
     path, make, body = RENAMES[kind]
     keys = [make(i) for i in range(5)]
-    responses = run_together(lambda i: _client(curator_key).put(path.format(keys[i]), body, format="json"))
+    responses = run_together(lambda i: api_client(curator_key).put(path.format(keys[i]), body, format="json"))
     # Then one rename wins and the others are 409s (not 500s)
     assert sorted(r.status_code for r in responses) == [200, 409, 409, 409, 409], [
         (r.status_code, r.content[:200]) for r in responses
@@ -107,7 +100,7 @@ def test_concurrent_identical_reviews_add_one_copy_to_the_bank(curator_key):
     bank_create(name="CONFIRMED")
     body = {"content_ids": [source.pk], "verdict": "true_positive", "add_to_bank": "CONFIRMED"}
     # When five reviewers add it to the bank at the same moment
-    responses = run_together(lambda i: _client(curator_key).post("/c/reviews", body, format="json"))
+    responses = run_together(lambda i: api_client(curator_key).post("/c/reviews", body, format="json"))
     # Then every review is recorded, and the bank holds one copy that every review points to
     assert [r.status_code for r in responses] == [201] * 5, [r.content[:200] for r in responses]
     copies = list(BankContent.objects.filter(bank__name="CONFIRMED").values_list("pk", flat=True))
@@ -123,7 +116,7 @@ def test_concurrent_deletes_of_one_bank_mark_it_once(curator_key, monkeypatch):
     bank_content_create(bank=bank, signals={"pdq": PDQ})
     enqueued = []
     monkeypatch.setattr(bank_purge_task, "delay", lambda *args: enqueued.append(args))
-    responses = run_together(lambda i: _client(curator_key).delete("/c/bank/GONE"))
+    responses = run_together(lambda i: api_client(curator_key).delete("/c/bank/GONE"))
     # Each answers 200 (it saw the bank) or 404 (it came after); one marked it and enqueued its purge
     assert {r.status_code for r in responses} <= {200, 404} and 200 in {r.status_code for r in responses}
     assert enqueued == [(bank.pk,)]

@@ -21,7 +21,7 @@ from django.urls.converters import IntConverter, UUIDConverter
 from django.utils.regex_helper import normalize
 
 from omm_project.core.choices import Scope
-from omm_project.core.services import api_key_create
+from tests.builders import api_key
 
 pytestmark = pytest.mark.django_db
 
@@ -100,10 +100,10 @@ def _needed_scope(path: str) -> str | None:
 @pytest.fixture
 def keys() -> dict[str, str]:
     """For each scope, a key with exactly it and a key with every scope but it."""
-    made = {"all": api_key_create(name="all", scopes=list(Scope.values))[1]}
+    made = {"all": api_key(list(Scope.values), name="all")}
     for scope in Scope.values:
-        made[scope] = api_key_create(name=scope, scopes=[scope])[1]
-        made["all-but-" + scope] = api_key_create(name="not-" + scope, scopes=sorted(set(Scope.values) - {scope}))[1]
+        made[scope] = api_key([scope], name=scope)
+        made["all-but-" + scope] = api_key(sorted(set(Scope.values) - {scope}), name="not-" + scope)
     return made
 
 

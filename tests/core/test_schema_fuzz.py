@@ -22,7 +22,7 @@ from exchanges.services import exchange_create
 from matching import runtime as runtime_module
 from matching.wsgi import application
 from omm_project.core.choices import Scope
-from omm_project.core.services import api_key_create
+from tests import builders
 
 SEED = 20261203
 # Fuzzing examples per operation; the examples and coverage phases add their own fixed cases.
@@ -76,8 +76,7 @@ def api_key(transactional_db, settings, monkeypatch) -> str:
     fresh = runtime_module.MatcherRuntime()
     monkeypatch.setattr(runtime_module, "_runtime", fresh)
     fresh.refresh()  # loaded (and so ready): /status is 200 and lookups do not answer 503
-    _, raw = api_key_create(name="schemathesis", scopes=list(Scope.values))
-    yield raw
+    yield builders.api_key(list(Scope.values), name="schemathesis")
     fresh.stop()
 
 

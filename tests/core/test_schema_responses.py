@@ -10,7 +10,6 @@ import re
 
 import pytest
 import schemathesis
-from rest_framework.test import APIClient
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -20,9 +19,8 @@ from schemathesis.specs.openapi.checks import (
 from matching import runtime as runtime_module
 from matching.wsgi import application
 from omm_project.core.choices import Scope
-from omm_project.core.services import api_key_create
+from tests.builders import PDQ, api_client, api_key
 
-PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -33,9 +31,8 @@ def live(transactional_db, settings, monkeypatch):
     settings.OMM_URL_ALLOWED_HOSTNAMES = ["schemathesis.invalid"]
     fresh = runtime_module.MatcherRuntime()
     monkeypatch.setattr(runtime_module, "_runtime", fresh)
-    _, raw = api_key_create(name="all", scopes=list(Scope.values))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    raw = api_key(list(Scope.values), name="all")
+    client = api_client(raw)
 
     def ok(response):
         assert response.status_code in (200, 201, 202), response.content

@@ -9,7 +9,8 @@ from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 
 from omm_project.core.models import ApiKey
-from omm_project.core.services import api_key_create, api_key_digest
+from omm_project.core.services import api_key_digest
+from tests.builders import api_key
 
 
 def test_status_live_is_open(anon_client):
@@ -62,7 +63,7 @@ def test_create_api_key_command_rejects_unknown_scope():
 @pytest.mark.django_db
 def test_metrics_need_the_metrics_scope_and_are_in_prometheus_format(anon_client, full_client):
     # given a Prometheus key (scope `metrics`, sent as Prometheus sends it: a bearer token)
-    _, key = api_key_create(name="prometheus", scopes=["metrics"])
+    key = api_key(["metrics"], name="prometheus")
     # then no key is 401, a key of every other scope is 403, the metrics key scrapes
     assert anon_client.get("/metrics").status_code == 401
     assert full_client.get("/metrics").status_code == 403
@@ -143,9 +144,7 @@ def test_cached_key_keeps_working_while_the_database_is_down(monkeypatch):
     from django.db import OperationalError
 
     from omm_project.core import auth
-    from omm_project.core.services import api_key_create
-
-    _, raw = api_key_create(name="m", scopes=["match"])
+    raw = api_key(["match"], name="m")
     assert auth._principal_for(raw).scopes == {"match"}
     # when its cache entry has expired and the database is down
     for digest, (_, principal) in list(auth._cache.items()):

@@ -1,17 +1,20 @@
 """Fixtures for exchange tests: a fake NCMEC hash-sharing server on 127.0.0.1 and a fake clock."""
 
-import threading
+import base64
 import time
 import types
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from xml.sax.saxutils import escape
 
 import pytest
 from threatexchange.exchanges.clients.ncmec import hash_api
 from threatexchange.exchanges.impl import ncmec_api
+
+from tests.http_server import send, serving
 
 NCMEC_USER = "ncmec-user"
 NCMEC_PASSWORD = "s3cr3t-ncmec-passw0rd"
@@ -119,53 +122,37 @@ class FakeNCMEC:
         return 200, xml
 
 
-def _handler(fake: FakeNCMEC) -> type[BaseHTTPRequestHandler]:
-    import base64
-
+def _handler(fake: FakeNCMEC) -> Callable[[BaseHTTPRequestHandler], None]:
     expected = "Basic " + base64.b64encode(f"{NCMEC_USER}:{NCMEC_PASSWORD}".encode()).decode()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # keep test output clean
-            pass
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        url = urllib.parse.urlsplit(request.path)
+        if request.headers.get("Authorization") != expected:
+            status, body = 401, "<error>unauthorized</error>"
+        elif url.path == "/v2/entries":
+            query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+            status, body = fake.entries_response(query)
+        else:
+            status, body = 404, "<error>not found</error>"
+        send(request, status, body.encode(), "application/xml")
 
-        def do_GET(self) -> None:
-            url = urllib.parse.urlsplit(self.path)
-            if self.headers.get("Authorization") != expected:
-                status, body = 401, "<error>unauthorized</error>"
-            elif url.path == "/v2/entries":
-                query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
-                status, body = fake.entries_response(query)
-            else:
-                status, body = 404, "<error>not found</error>"
-            payload = body.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    return Handler
+    return handle
 
 
 @pytest.fixture
 def fake_ncmec(monkeypatch, allow_loopback):
     """A fake NCMEC server on 127.0.0.1; pytx's NCMEC client is pointed at it (loopback allowed)."""
     fake = FakeNCMEC()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    original_init = hash_api.NCMECHashAPI.__init__
+    with serving(_handler(fake)) as server:
+        fake.url = server.base_url
+        original_init = hash_api.NCMECHashAPI.__init__
 
-    def init(self, username, password, environment) -> None:
-        original_init(self, username, password, environment)
-        self._base_url = fake.url  # the only change: the real client, paging and parsing run
+        def init(self, username, password, environment) -> None:
+            original_init(self, username, password, environment)
+            self._base_url = fake.url  # the only change: the real client, paging and parsing run
 
-    monkeypatch.setattr(hash_api.NCMECHashAPI, "__init__", init)
-    yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+        monkeypatch.setattr(hash_api.NCMECHashAPI, "__init__", init)
+        yield fake
 
 
 class Clock:

@@ -1,14 +1,14 @@
 """A local HTTP server for URL fetching tests (the only network the tests use), and the PDQ images."""
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from tests.hashing.reference_data import PDQ_DATA_DIR
+from tests.http_server import LocalHTTPServer
 
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",
@@ -37,31 +37,19 @@ class MediaServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[str] = []
-        server = self
+        self.server = LocalHTTPServer(self._handle)
+        self.port = self.server.port
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                route = server.routes.get(self.path.split("?", 1)[0])
-                if route is None:
-                    self.send_error(404, "File not found")
-                    return
-                try:
-                    route(self)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up on purpose (size cap, timeout)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.block_on_close = False
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        self.requests.append(request.path)
+        route = self.routes.get(request.path.split("?", 1)[0])
+        if route is None:
+            request.send_error(404, "File not found")
+            return
+        route(request)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return self.server.url(path)
 
     def add_bytes(
         self,
@@ -130,8 +118,7 @@ class MediaServer:
 
 @pytest.fixture
 def media_server() -> Iterator[MediaServer]:
-    server = MediaServer()
-    server.thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    media = MediaServer()
+    media.server.start()
+    yield media
+    media.server.stop()

@@ -1,25 +1,24 @@
 """Fixtures for reviews: a local HTTP receiver on 127.0.0.1 (webhooks, fake exchanges), data helpers."""
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from banks.models import Bank, BankContent
-from banks.services import bank_content_create, bank_create
+from banks.services import bank_content_create
 from reviews import services
 from reviews.models import ActionRule, WebhookEndpoint
+from tests.builders import MD5, PDQ, PDQ_FAR, make_bank, make_content
+from tests.builders import PDQ_X as PDQ_A  # PDQ_A and PDQ_B: distance 9 of each other
+from tests.builders import PDQ_Y as PDQ_B
+from tests.http_server import LocalHTTPServer, send
 
-PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
-# PDQ at distance 9 of PDQ_B (python-threatexchange's compare specimens).
-PDQ_A = "facd8bcb2a49bcebdec1985298d5fe84bcd006c187c598c720c3c087b3fdb318"
-PDQ_B = "facd8bcb2a49bcebdec1985228d5ae84bcd006c187c598c720c2b087b3fdb318"
-PDQ_FAR = "62c9789627838f69f23cf98c29e37836d61c87c31c59587c4b49a783f496725c"
-MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+# Re-exported: the tests of this app import them from here.
+__all__ = ["MD5", "PDQ", "PDQ_A", "PDQ_B", "PDQ_FAR", "make_bank", "make_content"]
 
 
 @dataclass
@@ -35,62 +34,38 @@ class Received:
         return json.loads(self.body)
 
 
-@dataclass
 class LocalServer:
-    """An HTTP server on 127.0.0.1 in a thread: records requests, answers with scripted statuses."""
+    """A webhook receiver or fake exchange on 127.0.0.1: records requests, answers with scripted statuses."""
 
-    server: ThreadingHTTPServer
-    requests: list[Received] = field(default_factory=list)
-    statuses: list[int] = field(default_factory=list)  # consumed one per request; then default_status
-    default_status: int = 200
-    response_body: bytes = b"{}"
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.statuses: list[int] = []  # consumed one per request; then default_status
+        self.default_status = 200
+        self.response_body = b"{}"
+        self.http = LocalHTTPServer(self._handle, methods=("GET", "POST"))
+        self.server = self.http.httpd  # a test stops it early to play an unreachable receiver
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.http.base_url
 
     def next_status(self) -> int:
         return self.statuses.pop(0) if self.statuses else self.default_status
 
-
-def _start_server() -> LocalServer:
-    state: dict = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            server = state["server"]
-            server.requests.append(
-                Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            )
-            status = server.next_status()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(server.response_body)))
-            self.end_headers()
-            self.wfile.write(server.response_body)
-
-        do_POST = _handle
-        do_GET = _handle
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server = LocalServer(httpd)
-    state["server"] = server
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return server
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.requests.append(Received(request.command, request.path, headers, body))
+        send(request, self.next_status(), self.response_body, "application/json")
 
 
 @pytest.fixture
 def local_server() -> Iterator[LocalServer]:
-    server = _start_server()
+    server = LocalServer()
+    server.http.start()
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.http.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -98,16 +73,6 @@ def _fresh_rules_cache():
     services.rules_cache_clear()
     yield
     services.rules_cache_clear()
-
-
-def make_bank(name: str = "BANK", labels: list[str] | None = None) -> Bank:
-    return bank_create(name=name, labels=labels or [])
-
-
-def make_content(
-    bank: Bank, signals: dict[str, str] | None = None, labels: list[str] | None = None, **kwargs: object
-) -> BankContent:
-    return bank_content_create(bank=bank, signals=signals or {"pdq": PDQ}, labels=labels or [], **kwargs)
 
 
 def make_webhook(url: str, name: str = "hook") -> tuple[WebhookEndpoint, str]:
