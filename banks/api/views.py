@@ -20,7 +20,6 @@ from banks.api.serializers import (
     ContentCreatedSerializer,
 )
 from banks.models import BankContent
-from hashing import services as hashing_services
 from omm_project.core.schema import MessageSerializer
 from omm_project.lib.api import body_object, validated
 from omm_project.lib.errors import InvalidInput
@@ -183,7 +182,7 @@ class BankContentListView(GenericAPIView):
         params = query.validated_data
         metadata, note = content_add_fields(request)
         if "url" in params:
-            content = hashing_services.bank_content_add_from_url(
+            content = services.bank_content_add_from_url(
                 bank=bank, url=params["url"], content_type=params.get("content_type"),
                 types=params.get("types"), metadata=metadata, note=note,
             )
@@ -191,7 +190,7 @@ class BankContentListView(GenericAPIView):
             content_type, upload = single_upload(
                 request, missing="Neither `url` nor multipart file upload was received"
             )
-            content = hashing_services.bank_content_add_from_media(
+            content = services.bank_content_add_from_media(
                 bank=bank, content_type=content_type, media=upload, types=params.get("types"),
                 metadata=metadata, note=note,
             )

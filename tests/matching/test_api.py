@@ -187,7 +187,7 @@ def test_lookup_drops_disabled_content(matcher_client, runtime, loaded):
     runtime.refresh()
     assert len(matcher_client.get("/m/lookup", params).json()["BANK_A"]) == 1
     future = 4_000_000_000 - 1
-    with mock.patch("banks.services.time.time", return_value=future - 1000):
+    with mock.patch("banks.services.contents.time.time", return_value=future - 1000):
         bank_content_update(content=loaded["near"], disable_until_ts=future)
     runtime.refresh()
     assert matcher_client.get("/m/lookup", params).json() == {}
