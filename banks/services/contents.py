@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -11,6 +12,7 @@ from banks.services.banks import labels_validate, note_validate
 from banks.services.bulk import change_record
 from banks.services.hooks import contents_added
 from omm_project.lib import pytx
+from omm_project.lib.db import model_update
 from omm_project.lib.errors import InvalidInput, NotFound
 
 # HMA refuses disable_until_ts more than five years ahead; a typo (ms for s) would otherwise
@@ -33,8 +35,8 @@ def signals_validate(signals: Mapping[str, object]) -> dict[str, str]:
 def bank_content_create(
     *,
     bank: Bank,
-    signals: Mapping[str, object],
-    note: object = None,
+    signals: Mapping[str, str],
+    note: str | None = None,
     platform_content_id: str = "",
     content_uri: str = "",
     original_media_uri: str = "",
@@ -46,7 +48,8 @@ def bank_content_create(
     """
     Add one content with its signals to a bank; it becomes matchable within seconds, and recent
     lookups are replayed against it (retroaction). Callers adding many contents in one go pass
-    retroaction=False and enqueue the replay once for all of them.
+    retroaction=False and enqueue the replay once for all of them. Signals, note and labels go
+    through their validators: reviews and tests call this with values no serializer checked.
     """
     validated = signals_validate(signals)
     content = BankContent.objects.create(
@@ -86,38 +89,22 @@ def disable_until_ts_validate(value: object, *, now: float | None = None) -> int
     return value
 
 
-_UNSET = object()
-
-
 @transaction.atomic
-def bank_content_update(
-    *,
-    content: BankContent,
-    disable_until_ts: object = _UNSET,
-    note: object = _UNSET,
-    labels: object = _UNSET,
-) -> BankContent:
+def bank_content_update(*, content: BankContent, changes: Mapping[str, Any]) -> BankContent:
     """
-    Enable/disable content (HMA's disable_until_ts), change its note or labels. `content` may be
-    stale: only the changed columns are written, to the row if it is still there and its bank
-    live (404 otherwise), so a bank purge is never undone by re-inserting its content.
+    Enable/disable content (HMA's disable_until_ts), change its note or labels: `changes` holds
+    the fields to write, already validated (BankContentUpdateSerializer's validated_data; the
+    admin checks with the same validators). `content` may be stale: only the changed columns are
+    written, to the row if it is still there and its bank live (404 otherwise), so a bank purge
+    is never undone by re-inserting its content.
     """
-    changed: list[str] = []
-    if disable_until_ts is not _UNSET:
-        content.disable_until_ts = disable_until_ts_validate(disable_until_ts)
-        changed.append("disable_until_ts")
-    if note is not _UNSET:
-        content.note = note_validate(note)
-        changed.append("note")
-    if labels is not _UNSET:
-        content.labels = labels_validate(labels)
-        changed.append("labels")
+    gone = f"content {content.pk} not found"
     live = BankContent.objects.select_for_update(of=("self",)).filter(
         pk=content.pk, bank__deleting_since__isnull=True
     )
     if not live.exists():
-        raise NotFound(f"content {content.pk} not found")
-    content.save(update_fields=[*changed, "updated_at"])
+        raise NotFound(gone)
+    model_update(content, changes, gone_message=gone)
     change_record(bank_id=content.bank_id, content_ids=[content.pk])
     return content
 

@@ -207,11 +207,11 @@ def test_content_update_read_before_its_bank_was_purged_does_not_recreate_it():
     stale = BankContent.objects.get(bank=bank)
     services.bank_delete(bank=bank)
     with pytest.raises(NotFound):  # marked: the content is gone too
-        services.bank_content_update(content=stale, note="late")
+        services.bank_content_update(content=stale, changes={"note": "late"})
     bank_purge(bank_id=bank.pk)
     # When the request saves its change: 404, nothing re-inserted
     with pytest.raises(NotFound):
-        services.bank_content_update(content=stale, note="late")
+        services.bank_content_update(content=stale, changes={"note": "late"})
     assert not BankContent.objects.filter(pk=stale.pk).exists()
 
 
