@@ -10,6 +10,13 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 
+class _Sent:
+    """A rule field's value, kept for RuleSerializer to check once DRF's own checks passed."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
 class RuleMixin:
     """
     Run `rule(value)` on a value that was sent. Absent keys keep DRF's handling (required,
@@ -24,7 +31,26 @@ class RuleMixin:
     def run_validation(self, data: object = empty) -> object:
         if data is empty or (data is None and not self.null_to_rule):
             return serializers.Field.run_validation(self, data)
+        if isinstance(self.parent, RuleSerializer):
+            return _Sent(data)
         return self.rule(data)
+
+
+class RuleSerializer(serializers.Serializer):
+    """
+    An input serializer whose rule fields are checked after every other check (DRF's required
+    and null checks, the other fields), then in declared order: a rule's InvalidInput ends
+    validation at once, and must not hide a missing field, as when the services checked the
+    rules after the serializer.
+    """
+
+    def to_internal_value(self, data: object) -> dict:
+        values = super().to_internal_value(data)
+        for field in self._writable_fields:
+            value = values.get(field.source)
+            if isinstance(value, _Sent):
+                values[field.source] = field.rule(value.value)
+        return values
 
 
 class RuleCharField(RuleMixin, serializers.CharField):

@@ -2,7 +2,14 @@
 
 from rest_framework import serializers
 
-from banks.api.fields import RuleCharField, RuleDictField, RuleFloatField, RuleIntegerField, RuleListField
+from banks.api.fields import (
+    RuleCharField,
+    RuleDictField,
+    RuleFloatField,
+    RuleIntegerField,
+    RuleListField,
+    RuleSerializer,
+)
 from banks.models import Bank, BankContent
 from banks.selectors import content_collab, content_collab_metadata
 from banks.services import (
@@ -37,25 +44,25 @@ class BankMetadataSerializer(serializers.ModelSerializer):
                   "content_count", "signal_counts"]
 
 
-# Fields are declared in the order HMA's checks answer: with several bad fields, the first one's
-# message is the answer (a rule's InvalidInput ends validation at once).
+# Rule fields are declared in the order the old services checked them: with several bad fields,
+# the first one's message is the answer (RuleSerializer).
 
 
-class BankCreateSerializer(serializers.Serializer):
+class BankCreateSerializer(RuleSerializer):
     """POST /c/banks. enabled_ratio wins over enabled (true 1.0, false 0.0); default 1.0."""
 
-    enabled = BodyBoolField(required=False, allow_null=True)
     name = RuleCharField(rule=bank_name_validate)
     enabled_ratio = RuleFloatField(rule=bank_ratio_validate, required=False, allow_null=True)
+    enabled = BodyBoolField(required=False, allow_null=True)
     labels = RuleListField(rule=labels_validate, required=False)
 
 
-class BankUpdateSerializer(serializers.Serializer):
+class BankUpdateSerializer(RuleSerializer):
     """PUT /c/bank/<name>: every key optional."""
 
-    enabled = BodyBoolField(required=False, allow_null=True)
     name = RuleCharField(rule=bank_name_validate, required=False)
     enabled_ratio = RuleFloatField(rule=bank_ratio_validate, required=False, allow_null=True)
+    enabled = BodyBoolField(required=False, allow_null=True)
     labels = RuleListField(rule=labels_validate, required=False)
 
 
@@ -106,7 +113,7 @@ class ContentCreatedSerializer(serializers.Serializer):
     signals = serializers.DictField(child=serializers.CharField())
 
 
-class BankContentUpdateSerializer(serializers.Serializer):
+class BankContentUpdateSerializer(RuleSerializer):
     """
     PUT content: disable_until_ts (int or numeric string), note (null clears it), labels; all
     optional: only the keys sent are in validated_data (the service writes only those).
@@ -134,7 +141,7 @@ class SignalsField(RuleDictField):
         return {k: v for k, v in dictionary.items() if k not in RESERVED_SIGNAL_KEYS}
 
 
-class BankSignalInputSerializer(serializers.Serializer):
+class BankSignalInputSerializer(RuleSerializer):
     """
     POST /c/bank/<name>/signal: {"<signal_type>": "<hash>", ..., "note"?, "metadata"?, "labels"?},
     checked in HMA's order: metadata, the signals, note, labels. metadata comes out as
@@ -150,7 +157,7 @@ class BankSignalInputSerializer(serializers.Serializer):
     labels = RuleListField(rule=_labels_or_none, null_to_rule=True, required=False)
 
 
-class ContentAddInputSerializer(serializers.Serializer):
+class ContentAddInputSerializer(RuleSerializer):
     """
     POST /c/bank/<name>/content's metadata and note (a JSON body, or form fields with metadata as
     JSON text, parsed before this). metadata comes out as BankContent's fields, content_fields.

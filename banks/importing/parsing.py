@@ -244,6 +244,7 @@ def _header_parse(header: list[str]) -> tuple[dict[str, int], str | None]:
 
 
 def _delimited_rows(lines: Iterable[str], *, fmt: str, report: ImportReport) -> Iterator[ImportRow]:
+    # Long: the per-row loop runs a million times an import, so its steps are inlined, not called.
     if fmt == "tsv":
         # TSV has no quoting: fields are split on tabs, so values cannot hold tabs or newlines.
         reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE, strict=True)

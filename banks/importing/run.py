@@ -101,6 +101,15 @@ def _lines_format(lines: Iterable[str], *, fmt: str | None, path: str | None) ->
     return lines, fmt
 
 
+def _writers(workers: int | None, *, use_copy: bool, strict: bool) -> int:
+    """How many connections write (see signals_import)."""
+    if workers is None:
+        workers = DEFAULT_WORKERS if use_copy else 1
+    if strict or connection.in_atomic_block or connection.vendor == "sqlite":  # SQLite: one writer at a time
+        workers = 1
+    return max(1, min(workers, 16))
+
+
 def signals_import(
     *,
     bank_name: str,
@@ -130,11 +139,7 @@ def signals_import(
     lines, fmt = _lines_format(lines, fmt=fmt, path=path)
     if use_copy is None:
         use_copy = connection.vendor == "postgresql"
-    if workers is None:
-        workers = DEFAULT_WORKERS if use_copy else 1
-    if strict or connection.in_atomic_block or connection.vendor == "sqlite":  # SQLite: one writer at a time
-        workers = 1
-    workers = max(1, min(workers, 16))
+    workers = _writers(workers, use_copy=use_copy, strict=strict)
 
     # New content ids are collected only when a hook wants them (retroaction is on).
     notify = services.contents_added_wanted()
