@@ -13,6 +13,7 @@ from banks.api.fields import (
 from banks.models import Bank, BankContent
 from banks.selectors import content_collab, content_collab_metadata
 from banks.services import (
+    NOTE_MAX_LENGTH,
     bank_name_validate,
     bank_ratio_validate,
     content_metadata_parse,
@@ -51,7 +52,7 @@ class BankMetadataSerializer(serializers.ModelSerializer):
 class BankCreateSerializer(RuleSerializer):
     """POST /c/banks. enabled_ratio wins over enabled (true 1.0, false 0.0); default 1.0."""
 
-    name = RuleCharField(rule=bank_name_validate)
+    name = RuleCharField(rule=bank_name_validate, max_length=255)
     enabled_ratio = RuleFloatField(rule=bank_ratio_validate, required=False, allow_null=True)
     enabled = BodyBoolField(required=False, allow_null=True)
     labels = RuleListField(rule=labels_validate, required=False)
@@ -60,7 +61,7 @@ class BankCreateSerializer(RuleSerializer):
 class BankUpdateSerializer(RuleSerializer):
     """PUT /c/bank/<name>: every key optional."""
 
-    name = RuleCharField(rule=bank_name_validate, required=False)
+    name = RuleCharField(rule=bank_name_validate, max_length=255, required=False)
     enabled_ratio = RuleFloatField(rule=bank_ratio_validate, required=False, allow_null=True)
     enabled = BodyBoolField(required=False, allow_null=True)
     labels = RuleListField(rule=labels_validate, required=False)
@@ -120,7 +121,10 @@ class BankContentUpdateSerializer(RuleSerializer):
     """
 
     disable_until_ts = RuleIntegerField(rule=disable_until_ts_validate, null_to_rule=True, required=False)
-    note = RuleCharField(rule=note_validate, null_to_rule=True, required=False)
+    note = RuleCharField(
+        rule=note_validate, null_to_rule=True, required=False, allow_null=True, allow_blank=True,
+        max_length=NOTE_MAX_LENGTH,
+    )
     labels = RuleListField(rule=labels_validate, null_to_rule=True, required=False)
 
 
@@ -153,7 +157,10 @@ class BankSignalInputSerializer(RuleSerializer):
         rule=content_metadata_parse, null_to_rule=True, required=False, source="content_fields"
     )
     signals = SignalsField()
-    note = RuleCharField(rule=note_validate, null_to_rule=True, required=False)
+    note = RuleCharField(
+        rule=note_validate, null_to_rule=True, required=False, allow_null=True, allow_blank=True,
+        max_length=NOTE_MAX_LENGTH,
+    )
     labels = RuleListField(rule=_labels_or_none, null_to_rule=True, required=False)
 
 
@@ -166,7 +173,10 @@ class ContentAddInputSerializer(RuleSerializer):
     metadata = RuleDictField(
         rule=content_metadata_parse, null_to_rule=True, required=False, source="content_fields"
     )
-    note = RuleCharField(rule=note_validate, null_to_rule=True, required=False)
+    note = RuleCharField(
+        rule=note_validate, null_to_rule=True, required=False, allow_null=True, allow_blank=True,
+        max_length=NOTE_MAX_LENGTH,
+    )
 
 
 class ContentAddQuerySerializer(serializers.Serializer):
