@@ -132,8 +132,13 @@ class BankContentAdmin(OmmModelAdmin):
         return matching_state(content.disable_until_ts)
 
     def save_model(self, request, obj: BankContent, form, change: bool) -> None:
-        services.bank_content_update(content=obj, disable_until_ts=obj.disable_until_ts, note=obj.note,
-                                     labels=obj.labels)
+        # The form's values, checked by the API's validators (the form only knows the column types).
+        changes = {
+            "disable_until_ts": services.disable_until_ts_validate(obj.disable_until_ts),
+            "note": services.note_validate(obj.note),
+            "labels": services.labels_validate(obj.labels),
+        }
+        services.bank_content_update(content=obj, changes=changes)
 
     def delete_model(self, request, obj: BankContent) -> None:
         services.bank_content_delete(content=obj)

@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 # A run stops by itself after services.PURGE_TIME_LIMIT_SECONDS and enqueues its continuation;
 # the Celery limits only catch a run stuck on a lock. A killed run is re-enqueued by beat
 # (banks.purge_pending) and resumes from the rows that remain.
-@shared_task(name="banks.purge", ignore_result=True, acks_late=True, soft_time_limit=600, time_limit=660)
+@shared_task(name="banks.purge", soft_time_limit=600, time_limit=660)
 def bank_purge_task(bank_id: int) -> None:
     """Delete the rows of a bank marked for deletion, in batches; quiet if it is gone."""
     outcome = services.bank_purge(bank_id=bank_id)
@@ -32,7 +32,7 @@ def bank_purge_task(bank_id: int) -> None:
         enqueue(bank_purge_task, bank_id)  # not sent: beat's banks.purge_pending re-sends it
 
 
-@shared_task(name="banks.purge_pending", ignore_result=True)
+@shared_task(name="banks.purge_pending")
 def banks_purge_pending_task() -> None:
     """Beat: re-enqueue the deletion of every bank still marked for deletion."""
     ids = services.banks_purge_enqueue_pending()

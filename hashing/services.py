@@ -1,5 +1,6 @@
 """
-Hashing: turn media (an upload or a fetched URL) into signals, and add hashed media to banks.
+Hashing: turn media (an upload or a fetched URL) into signals. A leaf: it imports no app (banks
+calls it to add hashed media to a bank).
 
 PDQ goes through the fast core (hashing.core), whose hashes equal python-threatexchange's;
 video MD5 is streamed; any other configured signal type hashes with its own python-threatexchange
@@ -23,20 +24,13 @@ from threatexchange.signal_type.md5 import VideoMD5Signal
 from threatexchange.signal_type.pdq.signal import PdqSignal
 from threatexchange.signal_type.signal_base import BytesHasher, FileHasher, SignalType
 
-from banks import services as bank_services
-from banks.models import Bank, BankContent
 from hashing import core
-from hashing.url_fetch import url_fetch, url_validate
 from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput, OmmError
+from omm_project.lib.url_fetch import url_fetch, url_validate
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_QUALITY_FLOOR = 50
-# See settings.py and docs/hashing.md ("Memory"): about 16 bytes per pixel at worst while hashing.
-DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
-DEFAULT_HASH_CONCURRENCY = 2
-DEFAULT_HASH_QUEUE_SECONDS = 10.0
 # HMA infers the content type of fetched media from the response's Content-Type.
 MEDIA_TYPE_PREFIXES = {"image/": "photo", "video/": "video"}
 
@@ -85,12 +79,15 @@ class MediaHashes:
 
 def quality_floor() -> int:
     """The PDQ quality below which a photo is reported as low quality and refused by banks."""
-    return int(getattr(settings, "OMM_PDQ_QUALITY_FLOOR", DEFAULT_QUALITY_FLOOR))
+    return settings.OMM_PDQ_QUALITY_FLOOR
 
 
 def max_image_pixels() -> int | None:
-    """The largest photo (in pixels) this process decodes (OMM_MAX_IMAGE_PIXELS; None: Pillow's)."""
-    return getattr(settings, "OMM_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)
+    """
+    The largest photo (in pixels) this process decodes (OMM_MAX_IMAGE_PIXELS; None: Pillow's).
+    About 16 bytes per pixel at worst while hashing: see docs/hashing.md ("Memory").
+    """
+    return settings.OMM_MAX_IMAGE_PIXELS
 
 
 # One semaphore per process: threads of a web worker share it; each process has its own. It is
@@ -101,7 +98,7 @@ _slots: tuple[int, threading.BoundedSemaphore] | None = None
 
 def _decode_semaphore() -> threading.BoundedSemaphore:
     global _slots
-    size = max(1, int(getattr(settings, "OMM_HASH_CONCURRENCY", DEFAULT_HASH_CONCURRENCY)))
+    size = max(1, settings.OMM_HASH_CONCURRENCY)
     with _slots_lock:
         if _slots is None or _slots[0] != size:
             _slots = (size, threading.BoundedSemaphore(size))
@@ -116,7 +113,7 @@ def decode_slot() -> Iterator[None]:
     OMM_HASH_QUEUE_SECONDS for a slot, then refuses with 503 (the client may retry).
     """
     semaphore = _decode_semaphore()
-    wait = float(getattr(settings, "OMM_HASH_QUEUE_SECONDS", DEFAULT_HASH_QUEUE_SECONDS))
+    wait = settings.OMM_HASH_QUEUE_SECONDS
     if not semaphore.acquire(timeout=max(0.0, wait)):
         raise HashingBusy(
             f"Hashing is busy: every decode slot of this process stayed taken for {wait:g}s; retry later"
@@ -251,64 +248,27 @@ def media_hash(*, content_type: str, media: IO[bytes], types: Sequence[str] | No
     )
 
 
-def media_hash_from_url(
-    *, url: str, content_type: str | None = None, types: Sequence[str] | None = None
-) -> MediaHashes:
-    """Fetch `url` safely and hash it; the content type is inferred from the response if not given."""
+@contextlib.contextmanager
+def media_fetch(
+    url: str, *, content_type: str | None = None, types: Sequence[str] | None = None
+) -> Iterator[tuple[str, IO[bytes]]]:
+    """
+    Fetch `url` safely: (content type, body file) while the block runs. A bad `content_type` or
+    `types` fails before the download; the content type is inferred from the response if not
+    given.
+    """
     url = url_validate(url)
     if content_type is not None:  # fail on a bad parameter before spending a download on it
         content_type_get(content_type)
         signal_types_select(content_type=content_type, types=types)
     with url_fetch(url) as fetched:
         resolved = content_type if content_type is not None else content_type_infer(fetched.content_type)
-        return media_hash(content_type=resolved, media=fetched.file, types=types)
+        yield resolved, fetched.file
 
 
-def bank_content_add_from_media(
-    *,
-    bank: Bank,
-    content_type: str,
-    media: IO[bytes],
-    types: Sequence[str] | None = None,
-    metadata: object = None,
-    note: object = None,
-    original_media_uri: str = "",
-) -> BankContent:
-    """Hash media and add it to `bank`; a photo below the quality floor is refused with a 400."""
-    fields = bank_services.content_metadata_parse(metadata)
-    note = bank_services.note_validate(note)
-    hashes = media_hash(content_type=content_type, media=media, types=types)
-    if hashes.low_quality:
-        raise LowQualityMedia(hashes.low_quality_message())
-    return bank_services.bank_content_create(
-        bank=bank, signals=hashes.signals, note=note, original_media_uri=original_media_uri, **fields
-    )
-
-
-def bank_content_add_from_url(
-    *,
-    bank: Bank,
-    url: str,
-    content_type: str | None = None,
-    types: Sequence[str] | None = None,
-    metadata: object = None,
-    note: object = None,
-) -> BankContent:
-    """Fetch `url` safely, hash it and add it to `bank`, remembering the URL as its origin."""
-    bank_services.content_metadata_parse(metadata)  # reject bad input before downloading
-    bank_services.note_validate(note)
-    url = url_validate(url)
-    if content_type is not None:
-        content_type_get(content_type)
-        signal_types_select(content_type=content_type, types=types)
-    with url_fetch(url) as fetched:
-        resolved = content_type if content_type is not None else content_type_infer(fetched.content_type)
-        return bank_content_add_from_media(
-            bank=bank,
-            content_type=resolved,
-            media=fetched.file,
-            types=types,
-            metadata=metadata,
-            note=note,
-            original_media_uri=url,
-        )
+def media_hash_from_url(
+    *, url: str, content_type: str | None = None, types: Sequence[str] | None = None
+) -> MediaHashes:
+    """Fetch `url` safely and hash it; the content type is inferred from the response if not given."""
+    with media_fetch(url, content_type=content_type, types=types) as (resolved, media):
+        return media_hash(content_type=resolved, media=media, types=types)

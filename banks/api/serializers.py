@@ -2,8 +2,26 @@
 
 from rest_framework import serializers
 
+from banks.api.fields import (
+    RuleCharField,
+    RuleDictField,
+    RuleFloatField,
+    RuleIntegerField,
+    RuleListField,
+    RuleSerializer,
+)
 from banks.models import Bank, BankContent
 from banks.selectors import content_collab, content_collab_metadata
+from banks.services import (
+    NOTE_MAX_LENGTH,
+    bank_name_validate,
+    bank_ratio_validate,
+    content_metadata_parse,
+    disable_until_ts_validate,
+    labels_validate,
+    note_validate,
+    signals_validate,
+)
 from omm_project.lib.fields import BodyBoolField, CsvField
 
 
@@ -27,22 +45,26 @@ class BankMetadataSerializer(serializers.ModelSerializer):
                   "content_count", "signal_counts"]
 
 
-class BankCreateSerializer(serializers.Serializer):
-    """POST /c/banks. Shape checks only; the service validates the rules."""
+# Rule fields are declared in the order the old services checked them: with several bad fields,
+# the first one's message is the answer (RuleSerializer).
 
-    name = serializers.JSONField()
-    enabled_ratio = serializers.JSONField(required=False, allow_null=True)
+
+class BankCreateSerializer(RuleSerializer):
+    """POST /c/banks. enabled_ratio wins over enabled (true 1.0, false 0.0); default 1.0."""
+
+    name = RuleCharField(rule=bank_name_validate, max_length=255)
+    enabled_ratio = RuleFloatField(rule=bank_ratio_validate, required=False, allow_null=True)
     enabled = BodyBoolField(required=False, allow_null=True)
-    labels = serializers.JSONField(required=False)
+    labels = RuleListField(rule=labels_validate, required=False)
 
 
-class BankUpdateSerializer(serializers.Serializer):
+class BankUpdateSerializer(RuleSerializer):
     """PUT /c/bank/<name>: every key optional."""
 
-    name = serializers.JSONField(required=False)
-    enabled_ratio = serializers.JSONField(required=False, allow_null=True)
+    name = RuleCharField(rule=bank_name_validate, max_length=255, required=False)
+    enabled_ratio = RuleFloatField(rule=bank_ratio_validate, required=False, allow_null=True)
     enabled = BodyBoolField(required=False, allow_null=True)
-    labels = serializers.JSONField(required=False)
+    labels = RuleListField(rule=labels_validate, required=False)
 
 
 class BankContentSerializer(serializers.ModelSerializer):
@@ -92,12 +114,69 @@ class ContentCreatedSerializer(serializers.Serializer):
     signals = serializers.DictField(child=serializers.CharField())
 
 
-class BankContentUpdateSerializer(serializers.Serializer):
-    """PUT content: disable_until_ts (int or numeric string), note, labels; all optional."""
+class BankContentUpdateSerializer(RuleSerializer):
+    """
+    PUT content: disable_until_ts (int or numeric string), note (null clears it), labels; all
+    optional: only the keys sent are in validated_data (the service writes only those).
+    """
 
-    disable_until_ts = serializers.JSONField(required=False)
-    note = serializers.JSONField(required=False, allow_null=True)
-    labels = serializers.JSONField(required=False)
+    disable_until_ts = RuleIntegerField(rule=disable_until_ts_validate, null_to_rule=True, required=False)
+    note = RuleCharField(
+        rule=note_validate, null_to_rule=True, required=False, allow_null=True, allow_blank=True,
+        max_length=NOTE_MAX_LENGTH,
+    )
+    labels = RuleListField(rule=labels_validate, null_to_rule=True, required=False)
+
+
+def _labels_or_none(labels: object) -> list[str]:
+    return labels_validate(labels or [])
+
+
+RESERVED_SIGNAL_KEYS = ("note", "metadata", "labels")
+
+
+class SignalsField(RuleDictField):
+    """The body's keys besides RESERVED_SIGNAL_KEYS: {signal_type: value}, validated and normalised."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(rule=signals_validate, **kwargs)
+
+    def get_value(self, dictionary: dict) -> dict:
+        return {k: v for k, v in dictionary.items() if k not in RESERVED_SIGNAL_KEYS}
+
+
+class BankSignalInputSerializer(RuleSerializer):
+    """
+    POST /c/bank/<name>/signal: {"<signal_type>": "<hash>", ..., "note"?, "metadata"?, "labels"?},
+    checked in HMA's order: metadata, the signals, note, labels. metadata comes out as
+    BankContent's fields, content_fields
+    (content_metadata_parse).
+    """
+
+    metadata = RuleDictField(
+        rule=content_metadata_parse, null_to_rule=True, required=False, source="content_fields"
+    )
+    signals = SignalsField()
+    note = RuleCharField(
+        rule=note_validate, null_to_rule=True, required=False, allow_null=True, allow_blank=True,
+        max_length=NOTE_MAX_LENGTH,
+    )
+    labels = RuleListField(rule=_labels_or_none, null_to_rule=True, required=False)
+
+
+class ContentAddInputSerializer(RuleSerializer):
+    """
+    POST /c/bank/<name>/content's metadata and note (a JSON body, or form fields with metadata as
+    JSON text, parsed before this). metadata comes out as BankContent's fields, content_fields.
+    """
+
+    metadata = RuleDictField(
+        rule=content_metadata_parse, null_to_rule=True, required=False, source="content_fields"
+    )
+    note = RuleCharField(
+        rule=note_validate, null_to_rule=True, required=False, allow_null=True, allow_blank=True,
+        max_length=NOTE_MAX_LENGTH,
+    )
 
 
 class ContentAddQuerySerializer(serializers.Serializer):

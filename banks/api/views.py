@@ -15,12 +15,13 @@ from banks.api.serializers import (
     BankCreateSerializer,
     BankMetadataSerializer,
     BankSerializer,
+    BankSignalInputSerializer,
     BankUpdateSerializer,
+    ContentAddInputSerializer,
     ContentAddQuerySerializer,
     ContentCreatedSerializer,
 )
 from banks.models import BankContent
-from hashing import services as hashing_services
 from omm_project.core.schema import MessageSerializer
 from omm_project.lib.api import body_object, validated
 from omm_project.lib.errors import InvalidInput
@@ -28,7 +29,7 @@ from omm_project.lib.inputs import json_loads, query_bool
 from omm_project.lib.uploads import single_upload, upload_cap_install, upload_fields
 
 
-def resolve_ratio(data: dict) -> object:
+def resolve_ratio(data: dict) -> float | None:
     """enabled_ratio wins; else enabled (true 1.0 / false 0.0); else None (unchanged/default)."""
     if data.get("enabled_ratio") is not None:
         return data["enabled_ratio"]
@@ -110,10 +111,11 @@ def content_context(request: Request) -> dict:
 CONTENT_ADD_FIELDS = ("metadata", "note")
 
 
-def content_add_fields(request: Request) -> tuple[object, object]:
+def content_add_fields(request: Request) -> dict:
     """
-    metadata and note for adding media: from a JSON body as objects, or from form fields, where
-    HMA sends metadata as a JSON string.
+    metadata and note for adding media, as sent (not yet validated: ContentAddInputSerializer
+    does that): from a JSON body as objects, or from form fields, where HMA sends metadata as a
+    JSON string.
     """
     data = body_object(request, upload_fields(*CONTENT_ADD_FIELDS))
     if isinstance(data, QueryDict):
@@ -126,8 +128,8 @@ def content_add_fields(request: Request) -> tuple[object, object]:
                 if "JSON parse error" in exc.message:
                     raise InvalidInput("metadata form field must be valid JSON") from None
                 raise
-        return metadata, data.get("note")
-    return data.get("metadata"), data.get("note")
+        return {"metadata": metadata, "note": data.get("note")}
+    return {"metadata": data.get("metadata"), "note": data.get("note")}
 
 
 CONTENT_ADD_UPLOAD_SCHEMA = {
@@ -178,22 +180,21 @@ class BankContentListView(GenericAPIView):
     def post(self, request: Request, bank_name: str) -> Response:
         bank = selectors.bank_get(name=bank_name)
         upload_cap_install(request)
-        query = ContentAddQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
-        metadata, note = content_add_fields(request)
+        params = validated(ContentAddQuerySerializer, request.query_params)
+        fields = content_add_fields(request)
         if "url" in params:
-            content = hashing_services.bank_content_add_from_url(
+            data = validated(ContentAddInputSerializer, fields)
+            content = services.bank_content_add_from_url(
                 bank=bank, url=params["url"], content_type=params.get("content_type"),
-                types=params.get("types"), metadata=metadata, note=note,
+                types=params.get("types"), **data,
             )
         else:
             content_type, upload = single_upload(
                 request, missing="Neither `url` nor multipart file upload was received"
             )
-            content = hashing_services.bank_content_add_from_media(
-                bank=bank, content_type=content_type, media=upload, types=params.get("types"),
-                metadata=metadata, note=note,
+            data = validated(ContentAddInputSerializer, fields)
+            content = services.bank_content_add_from_media(
+                bank=bank, content_type=content_type, media=upload, types=params.get("types"), **data
             )
         out = {"id": content.pk, "signals": {s.signal_type: s.signal_value for s in content.signals.all()}}
         return Response(ContentCreatedSerializer(out).data)
@@ -209,10 +210,9 @@ class BankContentDetailView(APIView):
 
     @extend_schema(request=BankContentUpdateSerializer, responses=BankContentSerializer)
     def put(self, request: Request, bank_name: str, content_id: int) -> Response:
-        data = body_object(request, BankContentUpdateSerializer)
+        changes = validated(BankContentUpdateSerializer, body_object(request, BankContentUpdateSerializer))
         content = selectors.bank_content_get(bank=selectors.bank_get(name=bank_name), content_id=content_id)
-        changes = {k: data[k] for k in ("disable_until_ts", "note", "labels") if k in data}
-        content = services.bank_content_update(content=content, **changes)
+        content = services.bank_content_update(content=content, changes=changes)
         return Response(BankContentSerializer(content, context={"include_signals": True}).data)
 
     @extend_schema(responses={200: inline_serializer("Deleted", {"deleted": serializers.IntegerField()})})
@@ -220,9 +220,6 @@ class BankContentDetailView(APIView):
         content = selectors.bank_content_get(bank=selectors.bank_get(name=bank_name), content_id=content_id)
         services.bank_content_delete(content=content)
         return Response({"deleted": 1})
-
-
-RESERVED_SIGNAL_KEYS = ("note", "metadata", "labels")
 
 
 class BankSignalView(APIView):
@@ -238,16 +235,17 @@ class BankSignalView(APIView):
         responses=ContentCreatedSerializer,
     )
     def post(self, request: Request, bank_name: str) -> Response:
-        # Keys are signal types besides these three; an unknown one is a 400 naming it (HMA's words).
-        data = body_object(request, fields=None)
+        # Keys are signal types besides note, metadata and labels; an unknown one is a 400 naming
+        # it (HMA's words).
+        body = body_object(request, fields=None)
         bank = selectors.bank_get(name=bank_name)
-        signals = {k: v for k, v in data.items() if k not in RESERVED_SIGNAL_KEYS}
+        data = validated(BankSignalInputSerializer, body)
         content = services.bank_content_create(
             bank=bank,
-            signals=signals,
-            note=data.get("note"),
+            signals=data["signals"],
+            note=data.get("note", ""),
             labels=data.get("labels"),
-            **services.content_metadata_parse(data.get("metadata")),
+            **data.get("content_fields", {}),
         )
         out = {"id": content.pk, "signals": {s.signal_type: s.signal_value for s in content.signals.all()}}
         return Response(ContentCreatedSerializer(out).data)

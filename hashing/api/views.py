@@ -12,7 +12,7 @@ from hashing.api.serializers import (
     HashUrlQuerySerializer,
     hash_result_data,
 )
-from omm_project.lib.api import body_object
+from omm_project.lib.api import body_object, validated
 from omm_project.lib.uploads import single_upload, upload_cap_install, upload_fields
 
 UPLOAD_SCHEMA = {
@@ -33,9 +33,7 @@ class HashView(APIView):
         parameters=[HashUrlQuerySerializer], responses=HashResultSerializer, operation_id="h_hash_url"
     )
     def get(self, request: Request) -> Response:
-        query = HashUrlQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
+        params = validated(HashUrlQuerySerializer, request.query_params)
         hashes = services.media_hash_from_url(
             url=params["url"], content_type=params.get("content_type"), types=params.get("types")
         )
@@ -50,10 +48,7 @@ class HashView(APIView):
     def post(self, request: Request) -> Response:
         upload_cap_install(request)
         body_object(request, upload_fields())  # the upload is the body: no other fields
-        query = HashUploadQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        params = validated(HashUploadQuerySerializer, request.query_params)
         content_type, upload = single_upload(request)
-        hashes = services.media_hash(
-            content_type=content_type, media=upload, types=query.validated_data.get("types")
-        )
-        return Response(hash_result_data(hashes, include_quality=query.validated_data["include_quality"]))
+        hashes = services.media_hash(content_type=content_type, media=upload, types=params.get("types"))
+        return Response(hash_result_data(hashes, include_quality=params["include_quality"]))

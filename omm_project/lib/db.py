@@ -48,7 +48,7 @@ def unique_or_conflict(message: str) -> Iterator[None]:
 
 
 # Namespace (first key) of omm's two-key advisory locks: "omm" + "L"ock in ASCII. (Imports use
-# their own namespace, banks.importing._LOCK_NAMESPACE.)
+# their own namespace, banks.services.bulk._LOCK_NAMESPACE.)
 _LOCK_NAMESPACE = 0x6F6D6D4C
 
 

@@ -11,7 +11,7 @@ from django.db import connection
 from banks import services
 from banks import tasks as banks_tasks
 from banks.models import Bank, BankChange, BankContent, ContentSignal
-from banks.services import bank_content_create, bank_create, bank_purge
+from banks.services import bank_content_create, bank_create, bank_purge, purge
 from banks.tasks import bank_purge_task, banks_purge_pending_task
 from matching.runtime import banks_read
 from omm_project.lib.db import advisory_session_try_lock
@@ -104,14 +104,14 @@ def test_purge_resumes_after_a_crash_midway(monkeypatch, django_capture_on_commi
         calls.append(kwargs)
         return real(**kwargs)
 
-    monkeypatch.setattr(services, "bank_contents_purge_window", dies_after_one)
+    monkeypatch.setattr(purge, "bank_contents_purge_window", dies_after_one)
     with pytest.raises(RuntimeError):
         bank_purge(bank_id=bank.pk, batch_size=2)
     # Then the first batch is gone, the rest is still there and the bank still hidden
     assert sorted(BankContent.objects.values_list("pk", flat=True)) == ids[2:]
     assert not Bank.objects.filter(pk=bank.pk).exists() and Bank.all_objects.filter(pk=bank.pk).exists()
     # When beat re-enqueues it and it runs again
-    monkeypatch.setattr(services, "bank_contents_purge_window", real)
+    monkeypatch.setattr(purge, "bank_contents_purge_window", real)
     enqueued = []
     monkeypatch.setattr(bank_purge_task, "delay", lambda *args: enqueued.append(args))
     with django_capture_on_commit_callbacks(execute=True):
@@ -207,11 +207,11 @@ def test_content_update_read_before_its_bank_was_purged_does_not_recreate_it():
     stale = BankContent.objects.get(bank=bank)
     services.bank_delete(bank=bank)
     with pytest.raises(NotFound):  # marked: the content is gone too
-        services.bank_content_update(content=stale, note="late")
+        services.bank_content_update(content=stale, changes={"note": "late"})
     bank_purge(bank_id=bank.pk)
     # When the request saves its change: 404, nothing re-inserted
     with pytest.raises(NotFound):
-        services.bank_content_update(content=stale, note="late")
+        services.bank_content_update(content=stale, changes={"note": "late"})
     assert not BankContent.objects.filter(pk=stale.pk).exists()
 
 

@@ -20,10 +20,11 @@ from banks.importing import (
     import_rows_parse,
     import_rows_write_copy,
     import_rows_write_orm,
+    parsing,
     signals_import,
 )
 from banks.models import Bank, BankChange, BankContent, ContentSignal
-from banks.services import bank_content_create, bank_create
+from banks.services import bank_content_create, bank_create, bulk
 from matching.runtime import changed_content_ids
 from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput
@@ -445,7 +446,7 @@ def test_an_interrupted_import_completes_on_rerun_without_duplicates(tmp_path, m
     bank = bank_create(name="CRASH")
     values = [f"{i:064x}" for i in range(7)]
     path = write(tmp_path, "signals.csv", "pdq\n" + "".join(f"{v}\n" for v in values))
-    real_write = importing._copy_write
+    real_write = bulk.rows_write_copy
     calls = []
 
     def failing_write(**kwargs):
@@ -454,7 +455,7 @@ def test_an_interrupted_import_completes_on_rerun_without_duplicates(tmp_path, m
             raise RuntimeError("database went away")
         return real_write(**kwargs)
 
-    monkeypatch.setattr(importing, "_copy_write", failing_write)
+    monkeypatch.setattr(bulk, "rows_write_copy", failing_write)
     with pytest.raises(RuntimeError):
         run("CRASH", path, "--batch-size", "2")
 
@@ -462,7 +463,7 @@ def test_an_interrupted_import_completes_on_rerun_without_duplicates(tmp_path, m
     assert len(signals_of(bank)) == 4
 
     # when the same file is imported again
-    monkeypatch.setattr(importing, "_copy_write", real_write)
+    monkeypatch.setattr(bulk, "rows_write_copy", real_write)
     out, _ = run("CRASH", path, "--batch-size", "2")
 
     # then the rest is added, once
@@ -517,6 +518,29 @@ def test_orm_fallback_writes_what_copy_writes():
     for bank in (by_copy, by_orm):
         ids = sorted(BankContent.objects.filter(bank=bank).values_list("pk", flat=True))
         assert changed_contents(bank) == ids
+
+
+def test_copy_keeps_text_that_copy_formats_escape():
+    # given values holding what COPY's formats escape or read as NULL: tabs, backslashes, \\N,
+    # commas, quotes, line breaks (JSON lines carries them all)
+    odd = ['a\tb', "back\\slash", "\\N", 'say "hi", then', "line\nbreak\r"]
+    lines = [
+        json.dumps({"pdq": f"{i:064x}", "content_id": text, "labels": [text], "metadata": {text: text}, "note": text})
+        for i, text in enumerate(odd)
+    ]
+    rows = parsed("\n".join(lines) + "\n", fmt="jsonl")
+    by_copy, by_orm = bank_create(name="ODD_COPY"), bank_create(name="ODD_ORM")
+
+    # when each path writes them
+    import_rows_write_copy(bank_id=by_copy.pk, rows=rows)
+    import_rows_write_orm(bank_id=by_orm.pk, rows=rows)
+
+    # then both store them as given
+    for bank in (by_copy, by_orm):
+        stored = sorted(
+            (c.platform_content_id, c.labels, c.metadata, c.note) for c in BankContent.objects.filter(bank=bank)
+        )
+        assert stored == sorted((text, [text], {text: text}, text) for text in odd)
 
 
 def test_orm_fallback_and_copy_agree_on_duplicates():
@@ -606,7 +630,7 @@ def test_parallel_writer_failure_stops_the_import(monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(importing, "_copy_write", broken)
+    monkeypatch.setattr(bulk, "rows_write_copy", broken)
     text = "pdq\n" + "".join(f"{i:064x}\n" for i in range(100))
     with pytest.raises(RuntimeError, match="boom"):
         signals_import(bank_name="FAILING", lines=io.StringIO(text), batch_size=10, workers=2)
@@ -653,7 +677,7 @@ def tricky_values(length: int) -> list[str]:
 )
 def test_validation_accepts_exactly_what_the_class_accepts(signal_type, length):
     validate = SignalValidator()
-    fast = importing._FAST_VALID[signal_type]
+    fast = parsing._FAST_VALID[signal_type]
     for value in tricky_values(length):
         # the reference is the API's rule: the class's own validator, plus no white space in a
         # hash of bytes (pytx's PDQ regex lets a trailing newline through)
@@ -670,21 +694,22 @@ def test_validation_accepts_exactly_what_the_class_accepts(signal_type, length):
             assert expected == value, repr(value)
 
 
-def test_copy_text_quotes_what_csv_would():
-    import csv
+def test_copy_text_of_rows_is_the_general_encoding():
+    from banks.services.copy import copy_line
 
     rows = [
         ("k", "pdq", PDQ, "plain-id", "[]", None, ""),
         ("k", "pdq", PDQ, "a,b", "[]", None, ""),
         ("k", "pdq", PDQ, 'say "hi"', "[]", None, ""),
         ("k", "pdq", PDQ, "line\nbreak\r", "[]", None, ""),
-        ("k", "pdq", PDQ, "", '["a", "b"]', '{"x":"y,z"}', "a note, quoted"),
+        ("k", "pdq", PDQ, "tab\tand\\backslash", "[]", None, ""),
+        ("k", "pdq", PDQ, "", '["a", "b"]', '{"x":"y,z\\n"}', "a note, quoted"),
         ("k", "video_md5", MD5, "", "[]", None, "n"),
     ]
-    expected = io.StringIO()
-    csv.writer(expected, lineterminator="\n").writerows(row[1:] for row in rows)  # keys are not sent
+    expected = "".join(copy_line(row[1:]) for row in rows)  # keys are not sent
 
-    assert importing._copy_csv(rows) == expected.getvalue()
+    assert bulk.rows_copy_text(rows) == expected
+    assert expected.splitlines()[0] == f"pdq\t{PDQ}\tplain-id\t[]\t\\N\t"
 
 
 def test_signal_values_have_a_hash_index_that_exact_lookups_use():

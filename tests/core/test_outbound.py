@@ -32,9 +32,9 @@ from threatexchange.exchanges.fetch_state import FetchCheckpointBase
 from exchanges import crypto
 from exchanges.models import ExchangeConfig, ExchangeCredential, ExchangeFetchStatus
 from exchanges.services import exchange_create, exchange_fetch
-from hashing.url_fetch import FetchFailed, url_fetch
 from omm_project.lib import outbound, pytx, sealing
 from omm_project.lib.outbound import UnsafeUrl, url_validate
+from omm_project.lib.url_fetch import FetchFailed, url_fetch
 from reviews import services as review_services
 from reviews.choices import SendState
 from reviews.models import WebhookDelivery, WebhookEndpoint

@@ -157,7 +157,7 @@ def test_disabled_and_hand_deleted_content_keep_their_state_across_refetches(tmp
     services.exchange_fetch(exchange_id=exchange.pk)
     item_a = ExchangeItem.objects.get(fetch_key=f"pdq:{PDQ_A}")
     item_b = ExchangeItem.objects.get(fetch_key=f"pdq:{PDQ_B}")
-    bank_content_update(content=item_a.content, disable_until_ts=0)
+    bank_content_update(content=item_a.content, changes={"disable_until_ts": 0})
     bank_content_delete(content=item_b.content)
     services.exchange_fetch(exchange_id=exchange.pk)
     # the disabled content stays disabled and linked; the deleted one is not resurrected

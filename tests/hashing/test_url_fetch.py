@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
-from hashing.url_fetch import FetchFailed, UnsafeUrl, address_refusal, url_fetch, url_validate
 from omm_project.lib.errors import PayloadTooLarge
+from omm_project.lib.url_fetch import FetchFailed, UnsafeUrl, address_refusal, url_fetch, url_validate
 
 
 def test_url_fetch_reads_body_and_content_type(media_server, allow_loopback):

@@ -45,7 +45,7 @@ def test_raw_lookup_with_distance_has_hma_shape(matcher_client, loaded):
 
 
 def test_raw_lookup_ignores_disabled_state_and_ratio(matcher_client, runtime, loaded, bank):
-    bank_content_update(content=loaded["near"], disable_until_ts=0)
+    bank_content_update(content=loaded["near"], changes={"disable_until_ts": 0})
     from banks.services import bank_update
 
     bank_update(bank=bank, matching_enabled_ratio=0.0)
@@ -180,15 +180,15 @@ def test_lookup_without_matches_is_empty_object(matcher_client, loaded):
 
 def test_lookup_drops_disabled_content(matcher_client, runtime, loaded):
     params = {"signal": PDQ_Y, "signal_type": "pdq"}
-    bank_content_update(content=loaded["near"], disable_until_ts=0)
+    bank_content_update(content=loaded["near"], changes={"disable_until_ts": 0})
     runtime.refresh()
     assert matcher_client.get("/m/lookup", params).json() == {}
-    bank_content_update(content=loaded["near"], disable_until_ts=1_000_000)  # a time long past
+    bank_content_update(content=loaded["near"], changes={"disable_until_ts": 1_000_000})  # a time long past
     runtime.refresh()
     assert len(matcher_client.get("/m/lookup", params).json()["BANK_A"]) == 1
     future = 4_000_000_000 - 1
-    with mock.patch("banks.services.time.time", return_value=future - 1000):
-        bank_content_update(content=loaded["near"], disable_until_ts=future)
+    with mock.patch("banks.services.contents.time.time", return_value=future - 1000):
+        bank_content_update(content=loaded["near"], changes={"disable_until_ts": future})
     runtime.refresh()
     assert matcher_client.get("/m/lookup", params).json() == {}
 

@@ -86,7 +86,7 @@ def test_hits_dropped_by_hma_filtering_are_not_logged(matcher_client, runtime, l
     # given the only near content disabled, and a bank filter that excludes the other bank
     other = bank_create(name="OTHER")
     add(other, pdq=PDQ_Y)
-    bank_content_update(content=loaded["near"], disable_until_ts=0)
+    bank_content_update(content=loaded["near"], changes={"disable_until_ts": 0})
     runtime.refresh()
     # when looking up with banks=BANK_A
     assert matcher_client.get("/m/lookup", {**LOOKUP, "banks": "BANK_A"}).json() == {}

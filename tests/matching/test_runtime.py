@@ -206,12 +206,12 @@ def test_disable_and_reenable_update_state_without_delta(runtime, bank):
     content = add(bank, pdq=PDQ_A)
     services.index_build(signal_type="pdq")
     runtime.refresh()
-    bank_content_update(content=content, disable_until_ts=0)
+    bank_content_update(content=content, changes={"disable_until_ts": 0})
     runtime.refresh()
     state = runtime.state.types["pdq"]
     assert [m.disable_until for m in state.matches(PDQ_A, 31)] == [0]
     assert not state.delta_entries
-    bank_content_update(content=content, disable_until_ts=1)
+    bank_content_update(content=content, changes={"disable_until_ts": 1})
     runtime.refresh()
     assert [m.disable_until for m in runtime.state.types["pdq"].matches(PDQ_A, 31)] == [1]
 
@@ -341,7 +341,7 @@ def test_changes_read_during_a_failed_refresh_are_applied_by_the_next(runtime, b
     disabled = add(bank, pdq=PDQ_A)
     runtime.refresh()
     added = add(bank, pdq=PDQ_X)
-    bank_content_update(content=disabled, disable_until_ts=0)
+    bank_content_update(content=disabled, changes={"disable_until_ts": 0})
     bank_update(bank=bank, matching_enabled_ratio=0.25)
     # when the database fails after the changes were read, before they are applied
     with mock.patch(failing, side_effect=OperationalError("server closed the connection")):

@@ -89,7 +89,7 @@ WRITERS = {
     "bank_update": lambda bank: bank_update(bank=bank, matching_enabled_ratio=0.5),
     "match_settings": lambda bank: services.bank_match_settings_update(bank=bank, pdq_threshold=5),
     "content_create": _write_content,
-    "content_update": lambda bank: bank_content_update(content=_write_content(bank), disable_until_ts=0),
+    "content_update": lambda bank: bank_content_update(content=_write_content(bank), changes={"disable_until_ts": 0}),
     "content_delete": lambda bank: bank_content_delete(content=_write_content(bank)),
     "set_enabled": lambda bank: bank_contents_set_enabled(content_ids=[_write_content(bank).pk], enabled=False),
     "bulk_sync_create": lambda bank: bank_content_bulk_sync(bank=bank, create=[{"pdq": PDQ_X}]),

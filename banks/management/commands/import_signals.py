@@ -105,6 +105,7 @@ class Command(OmmCommand):
         verbosity: int,
         **options,
     ) -> None:
+        # Long, but one straight run: open, progress bar, import, report; the steps share the bar.
         stream, total = self._open(source)
         bar = tqdm(
             total=total,

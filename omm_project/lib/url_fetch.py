@@ -7,9 +7,9 @@ omm_project.lib.outbound. Here: redirects are followed by hand so each hop's URL
 again, the body is streamed into a spooled temporary file with a byte cap, and the whole fetch
 (every hop's connect, headers and body) has one overall deadline.
 
-Settings, each read at call time so tests can change them (the address settings: see outbound):
-- OMM_MAX_REMOTE_FILE_BYTES: size cap of a fetched body (413 above it), default 100 MiB.
-- OMM_URL_FETCH_TIMEOUT_SECONDS: connect/read timeout and overall deadline, default 30.
+Settings (settings.py, read at call time so tests can change them; the address settings: see
+outbound): OMM_MAX_REMOTE_FILE_BYTES, the size cap of a fetched body (413 above it), and
+OMM_URL_FETCH_TIMEOUT_SECONDS, the connect/read timeout and overall deadline.
 """
 
 import logging
@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 64 * 1024
 USER_AGENT = "omm-hasher (+https://github.com/facebook/ThreatExchange compatible)"
-DEFAULT_MAX_REMOTE_FILE_BYTES = 100 * 1024 * 1024
-DEFAULT_TIMEOUT_SECONDS = 30.0
 # Bodies up to this size stay in memory; bigger ones spill to a temp file that is deleted on close.
 SPOOL_MEMORY_BYTES = 16 * 1024 * 1024
 
@@ -52,12 +50,12 @@ class FetchFailed(InvalidInput):
 
 def max_remote_file_bytes() -> int:
     """The size cap of a fetched body."""
-    return int(getattr(settings, "OMM_MAX_REMOTE_FILE_BYTES", DEFAULT_MAX_REMOTE_FILE_BYTES))
+    return settings.OMM_MAX_REMOTE_FILE_BYTES
 
 
 def fetch_timeout_seconds() -> float:
     """Connect and read timeout, and the overall deadline of one fetch."""
-    return float(getattr(settings, "OMM_URL_FETCH_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS))
+    return settings.OMM_URL_FETCH_TIMEOUT_SECONDS
 
 
 # --- fetch ---------------------------------------------------------------------------------------

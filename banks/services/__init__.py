@@ -1,0 +1,76 @@
+"""
+Writes to banks and their content. Every write that changes what matches records a BankChange.
+
+banks: banks themselves; contents: one content at a time; media: content from media or a URL;
+bulk: the one bulk writer of contents, signals and change rows (imports, exchange fetches);
+copy: PostgreSQL COPY; purge: background deletion of banks; hooks: what higher apps register.
+"""
+
+from banks.services.banks import (
+    NOTE_MAX_LENGTH,
+    bank_create,
+    bank_delete,
+    bank_name_validate,
+    bank_ratio_validate,
+    bank_update,
+    labels_validate,
+    note_validate,
+)
+from banks.services.bulk import bank_content_bulk_sync, change_record
+from banks.services.contents import (
+    MAX_DISABLE_AHEAD_SECONDS,
+    METADATA_KEYS,
+    bank_content_create,
+    bank_content_delete,
+    bank_content_update,
+    bank_contents_set_enabled,
+    content_metadata_parse,
+    disable_until_ts_validate,
+    signals_validate,
+)
+from banks.services.copy import bulk_insert_rows
+from banks.services.hooks import BankHooks, bank_hooks_register, contents_added, contents_added_wanted
+from banks.services.media import bank_content_add_from_media, bank_content_add_from_url
+from banks.services.purge import (
+    PURGE_BATCH_SIZE,
+    PURGE_TIME_LIMIT_SECONDS,
+    PurgeOutcome,
+    bank_contents_purge_window,
+    bank_purge,
+    banks_purge_enqueue_pending,
+)
+
+__all__ = [
+    "MAX_DISABLE_AHEAD_SECONDS",
+    "METADATA_KEYS",
+    "NOTE_MAX_LENGTH",
+    "PURGE_BATCH_SIZE",
+    "PURGE_TIME_LIMIT_SECONDS",
+    "BankHooks",
+    "PurgeOutcome",
+    "bank_content_add_from_media",
+    "bank_content_add_from_url",
+    "bank_content_bulk_sync",
+    "bank_content_create",
+    "bank_content_delete",
+    "bank_content_update",
+    "bank_contents_purge_window",
+    "bank_contents_set_enabled",
+    "bank_create",
+    "bank_delete",
+    "bank_hooks_register",
+    "bank_name_validate",
+    "bank_purge",
+    "bank_ratio_validate",
+    "bank_update",
+    "banks_purge_enqueue_pending",
+    "bulk_insert_rows",
+    "change_record",
+    "content_metadata_parse",
+    "contents_added",
+    "contents_added_wanted",
+    "disable_until_ts_validate",
+    "labels_validate",
+    "note_validate",
+    "signals_validate",
+]
