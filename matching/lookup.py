@@ -22,7 +22,6 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from django.db import DatabaseError
 from threatexchange.signal_type.signal_base import SignalType
@@ -33,6 +32,7 @@ from matching import engine, metrics
 from matching.conf import setting
 from matching.index.generic import comparison_for
 from matching.runtime import (
+    Hit,
     Match,
     MatcherState,
     TypeState,
@@ -46,17 +46,6 @@ from omm_project.lib.errors import InvalidInput, NotReady
 from reviews import services as reviews
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A match that passed filtering, with its bank's name."""
-
-    content_id: int
-    distance: int | None
-    distance_str: str
-    bank_id: int
-    bank_name: str
 
 
 def signal_type_resolve(name: str) -> type[SignalType]:

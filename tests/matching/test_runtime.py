@@ -333,7 +333,11 @@ def test_database_outage_keeps_serving_last_state(runtime, bank):
 
 @pytest.mark.parametrize(
     "failing",
-    ["matching.runtime.changed_content_ids", "matching.runtime.content_now_read", "matching.runtime.banks_read"],
+    [
+        "matching.runtime.loop.changed_content_ids",
+        "matching.runtime.loop.content_now_read",
+        "matching.runtime.loop.banks_read",
+    ],
 )
 def test_changes_read_during_a_failed_refresh_are_applied_by_the_next(runtime, bank, failing):
     # given a loaded matcher, then an added hash, a disabled content and a bank ratio change
@@ -357,7 +361,7 @@ def test_changes_read_during_a_failed_refresh_are_applied_by_the_next(runtime, b
 
 def test_a_failed_first_refresh_leaves_no_cursor_without_banks(runtime, bank):
     add(bank, pdq=PDQ_A)
-    with mock.patch("matching.runtime.banks_read", side_effect=OperationalError("down")):
+    with mock.patch("matching.runtime.loop.banks_read", side_effect=OperationalError("down")):
         assert runtime.refresh() is False
     assert runtime.refresh() is True
     assert runtime.state.banks[bank.pk].name == "BANK_A"
