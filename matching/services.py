@@ -13,13 +13,13 @@ import time
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from banks.models import Bank, BankChange
 from matching import build, engine, selectors, storage
 from matching.choices import SnapshotStatus, SnapshotStorage
-from matching.conf import setting
 from matching.models import MAX_PDQ_THRESHOLD, BankMatchSettings, IndexBuildLock, IndexSnapshot
 from omm_project.lib import pytx, wakeup
 from omm_project.lib.errors import InvalidInput
@@ -36,7 +36,7 @@ class LockLost(Exception):
 
 def index_lock_acquire(*, signal_type: str, lease_seconds: float | None = None) -> str | None:
     """Take the build lock of a signal type; the owner token, or None when another build holds it."""
-    lease = float(lease_seconds if lease_seconds is not None else setting("OMM_INDEX_BUILD_LEASE_SECONDS"))
+    lease = float(lease_seconds if lease_seconds is not None else settings.OMM_INDEX_BUILD_LEASE_SECONDS)
     now = timezone.now()
     IndexBuildLock.objects.get_or_create(
         signal_type=signal_type, defaults={"expires_at": now - timedelta(seconds=1)}
@@ -50,7 +50,7 @@ def index_lock_acquire(*, signal_type: str, lease_seconds: float | None = None) 
 
 def index_lock_renew(*, signal_type: str, token: str) -> None:
     """Extend a held lock's lease; LockLost if it lapsed and was taken over."""
-    lease = float(setting("OMM_INDEX_BUILD_LEASE_SECONDS"))
+    lease = settings.OMM_INDEX_BUILD_LEASE_SECONDS
     renewed = IndexBuildLock.objects.filter(signal_type=signal_type, owner=token).update(
         expires_at=timezone.now() + timedelta(seconds=lease)
     )
@@ -131,7 +131,7 @@ def index_build(*, signal_type: str, force: bool = False) -> IndexSnapshot | Non
 def _build(st, signal_type: str, token: str) -> IndexSnapshot:
     kind = engine.kind_for(st)
     started = time.monotonic()
-    use_storage = setting("OMM_SNAPSHOT_STORAGE") == SnapshotStorage.STORAGE
+    use_storage = settings.OMM_SNAPSHOT_STORAGE == SnapshotStorage.STORAGE
     snapshot = IndexSnapshot.objects.create(
         signal_type=signal_type,
         kind=kind.name,
@@ -214,7 +214,7 @@ def _build(st, signal_type: str, token: str) -> IndexSnapshot:
 
 def snapshot_publish(*, signal_type: str, snapshot_id: int) -> None:
     """Wake matchers through Redis (when configured); they also poll, so a failure only delays."""
-    wakeup.publish(str(setting("OMM_MATCHING_CHANNEL")), {"signal_type": signal_type, "snapshot_id": snapshot_id})
+    wakeup.publish(settings.OMM_MATCHING_CHANNEL, {"signal_type": signal_type, "snapshot_id": snapshot_id})
 
 
 def snapshots_prune(*, signal_type: str) -> int:
@@ -223,7 +223,7 @@ def snapshots_prune(*, signal_type: str) -> int:
     the previous one); delete older ones and failed ones older than the newest ready (interrupted
     builds are marked failed by snapshots_interrupted_fail). Returns how many were deleted.
     """
-    kept = max(1, int(setting("OMM_SNAPSHOTS_KEPT")))
+    kept = max(1, settings.OMM_SNAPSHOTS_KEPT)
     ready = list(
         IndexSnapshot.objects.filter(signal_type=signal_type, status=SnapshotStatus.READY)
         .order_by("-id")

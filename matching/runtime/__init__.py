@@ -76,7 +76,7 @@ def get_runtime() -> MatcherRuntime:
 
 def matcher_readiness() -> str | None:
     """Readiness check for GET /status: not ready until every enabled signal type is loaded."""
-    if "matcher" not in getattr(settings, "OMM_ROLES", ()):
+    if "matcher" not in settings.OMM_ROLES:
         return None
     runtime = get_runtime()
     runtime.ensure_started()

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db.models import Q
 
 from banks.models import BankChange, BankContent
-from matching.conf import setting
 
 CHANGE_BATCH = 20_000
 MAX_GAPS = 256
@@ -70,12 +70,8 @@ class ChangeCursor:
         self, after: int, gaps: Iterable[Iterable[int]] = (), *, gaps_expire_at: float | None = None
     ):
         self.after = int(after)
-        expires = gaps_expire_at if gaps_expire_at is not None else time.time() + self._gap_seconds()
+        expires = gaps_expire_at if gaps_expire_at is not None else time.time() + settings.OMM_MATCHER_GAP_SECONDS
         self.gaps: list[list[float]] = [[int(lo), int(hi), expires] for lo, hi in gaps]
-
-    @staticmethod
-    def _gap_seconds() -> float:
-        return float(setting("OMM_MATCHER_GAP_SECONDS"))
 
     def fetch(self, limit: int = CHANGE_BATCH) -> list[Change]:
         now = time.time()
@@ -88,7 +84,7 @@ class ChangeCursor:
             .order_by("id")
             .values_list("id", "bank_id", "content_id", "content_id_last")[:limit]
         )
-        expires = now + self._gap_seconds()
+        expires = now + settings.OMM_MATCHER_GAP_SECONDS
         for change_id, *_ in rows:
             if change_id > self.after:
                 if change_id > self.after + 1:

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
 from matching import build, engine, metrics, selectors, shared_index, storage
-from matching.conf import setting, shared_directory
+from matching.conf import shared_directory
 from matching.models import IndexSnapshot
 from matching.runtime.changes import banks_read, content_now_read, type_state_apply
 from matching.runtime.cursor import ChangeCursor, changed_content_ids, changes_within
@@ -72,9 +73,7 @@ class SnapshotLoading:
                 continue
             pending = self.pending.get(name)
             if pending is None or pending[0] != newest:
-                delay = (
-                    random.uniform(0, float(setting("OMM_MATCHER_RELOAD_JITTER_SECONDS"))) if jitter else 0.0
-                )
+                delay = random.uniform(0, settings.OMM_MATCHER_RELOAD_JITTER_SECONDS) if jitter else 0.0
                 self.pending[name] = pending = (newest, now + delay)
             if pending[1] <= now or not jitter:
                 self.pending.pop(name, None)
@@ -122,9 +121,8 @@ class SnapshotLoading:
             snapshot_id=snapshot_id,
             built_to=snapshot.newest_item_ts,
         )
-        gaps_expire = (snapshot.built_at.timestamp() if snapshot.built_at else time.time()) + float(
-            setting("OMM_MATCHER_GAP_SECONDS")
-        )
+        built = snapshot.built_at.timestamp() if snapshot.built_at else time.time()
+        gaps_expire = built + settings.OMM_MATCHER_GAP_SECONDS
         cursor = ChangeCursor(snapshot.change_id, snapshot.change_gaps, gaps_expire_at=gaps_expire)
         # While an import is still outrunning the snapshots (some type waits for changes this
         # one was built before), its ranges wait for the next one without being read: each
@@ -176,7 +174,7 @@ class SnapshotLoading:
         directory = shared_directory()
         if not directory or kind.name != "pdq" or not snapshot.sha256:
             return None
-        if snapshot.signal_count < int(setting("OMM_MATCHER_SHARED_MIN_SIGNALS")):
+        if snapshot.signal_count < settings.OMM_MATCHER_SHARED_MIN_SIGNALS:
             return None
         return shared_index.SharedIndexes(directory, shared_index.namespace(connection.settings_dict))
 
@@ -209,7 +207,7 @@ class SnapshotLoading:
         No snapshot yet. A small type (or an empty one) is read straight from the database so a
         fresh deployment is ready at once; a big one waits for the builder, which is asked to run.
         """
-        limit = int(setting("OMM_MATCHER_SELF_BUILD_MAX"))
+        limit = settings.OMM_MATCHER_SELF_BUILD_MAX
         st = pytx.signal_types()[name]
         kind = engine.kind_for(st)
         with build.consistent_read():
@@ -249,7 +247,7 @@ class SnapshotLoading:
         ranges only within `room` delta entries (None: OMM_MATCHER_DELTA_MAX).
         """
         if room is None:
-            room = int(setting("OMM_MATCHER_DELTA_MAX"))
+            room = settings.OMM_MATCHER_DELTA_MAX
         changes, left = changes_within(cursor.drain(), room)
         bank_ids = {bank_id for _, bank_id, content_id, _ in changes if content_id is None}
         if bank_ids:

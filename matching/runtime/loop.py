@@ -18,12 +18,12 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, conn
 
 from banks.models import BankChange
 from matching import metrics, selectors
-from matching.conf import autostart_mode, redis_url, setting
+from matching.conf import autostart_mode
 from matching.runtime.changes import banks_read, content_now_read, type_state_apply
 from matching.runtime.cursor import ChangeCursor, changed_content_ids, changes_within
 from matching.runtime.loading import SnapshotLoading
 from matching.runtime.state import MatcherState
-from omm_project.lib import pytx
+from omm_project.lib import pytx, wakeup
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class MatcherRuntime(SnapshotLoading):
             _malloc_tune()
             self._thread = threading.Thread(target=self._run, name="omm-matcher", daemon=True)
             self._thread.start()
-            if redis_url():
+            if wakeup.redis_url():
                 self._listener = threading.Thread(target=self._listen, name="omm-matcher-redis", daemon=True)
                 self._listener.start()
 
@@ -117,7 +117,7 @@ class MatcherRuntime(SnapshotLoading):
         started = 0.0
         try:
             while not self._stop.is_set():
-                spacing = float(setting("OMM_MATCHER_MIN_ROUND_SECONDS")) - (time.monotonic() - started)
+                spacing = settings.OMM_MATCHER_MIN_ROUND_SECONDS - (time.monotonic() - started)
                 if spacing > 0:
                     self._stop.wait(spacing)
                 started = time.monotonic()
@@ -127,7 +127,7 @@ class MatcherRuntime(SnapshotLoading):
                 self.refresh(background=True)
                 self.refreshes += 1
                 self.idle.set()
-                self._wake.wait(float(setting("OMM_MATCHER_POLL_SECONDS")))
+                self._wake.wait(settings.OMM_MATCHER_POLL_SECONDS)
                 self.idle.clear()
         finally:
             connection.close()
@@ -139,12 +139,12 @@ class MatcherRuntime(SnapshotLoading):
         """
         import redis  # only processes with REDIS_URL set need the client
 
-        channels = {str(setting("OMM_MATCHING_CHANNEL")), str(settings.OMM_BANK_CHANGES_CHANNEL)}
+        channels = {settings.OMM_MATCHING_CHANNEL, str(settings.OMM_BANK_CHANGES_CHANNEL)}
         backoff = 1.0
         while not self._stop.is_set():
             pubsub = None
             try:
-                client = redis.Redis.from_url(redis_url(), socket_connect_timeout=3, health_check_interval=30)
+                client = redis.Redis.from_url(wakeup.redis_url(), socket_connect_timeout=3, health_check_interval=30)
                 pubsub = client.pubsub()
                 pubsub.subscribe(*channels)
                 confirmed: set[str] = set()
@@ -184,7 +184,7 @@ class MatcherRuntime(SnapshotLoading):
     def readiness_failure(self) -> str | None:
         if self.missing_types():
             return "INDEX-NOT-LOADED"
-        max_stale = float(setting("OMM_MATCHER_MAX_STALE_SECONDS"))
+        max_stale = settings.OMM_MATCHER_MAX_STALE_SECONDS
         if max_stale > 0 and (self.last_ok is None or time.monotonic() - self.last_ok > max_stale):
             return "INDEX-STALE"
         return None
@@ -241,7 +241,7 @@ class MatcherRuntime(SnapshotLoading):
             return
         types = dict(self._state.types)
         fullest = max((len(state.delta_entries) for state in types.values()), default=0)
-        room = int(setting("OMM_MATCHER_DELTA_MAX")) - fullest
+        room = settings.OMM_MATCHER_DELTA_MAX - fullest
         if any(state.awaiting_change_id for state in types.values()):
             room = 0  # an import is outrunning the snapshots: the next one brings its ranges
         changes, left = changes_within(changes, room)
@@ -269,7 +269,7 @@ class MatcherRuntime(SnapshotLoading):
         self._state = MatcherState(types=types, banks=banks)  # one swap: banks and types agree
         self.cursor = cursor  # only now: everything it read is applied
         metrics.index_sizes_set(self._state)
-        limit = int(setting("OMM_MATCHER_DELTA_REBUILD"))
+        limit = settings.OMM_MATCHER_DELTA_REBUILD
         for name, state in types.items():
             if left or len(state.delta_entries) > limit:
                 self._request_build(name)
