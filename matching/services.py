@@ -163,25 +163,7 @@ def _build(st, signal_type: str, token: str) -> IndexSnapshot:
         writer.close()
         del index, table
         index_lock_renew(signal_type=signal_type, token=token)
-        built_at = timezone.now()
-        with transaction.atomic():
-            published = IndexSnapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.BUILDING).update(
-                status=SnapshotStatus.READY,
-                signal_count=checkpoint.signal_count,
-                max_signal_id=checkpoint.max_signal_id,
-                newest_item_ts=checkpoint.newest_item_ts,
-                change_id=checkpoint.change_id,
-                change_gaps=checkpoint.change_gaps,
-                storage_key=writer.key,
-                size_bytes=writer.size,
-                sha256=writer.sha256,
-                built_at=built_at,
-                duration_seconds=round(time.monotonic() - started, 3),
-            )
-            if not published:
-                raise LockLost(f"snapshot {snapshot.pk} was marked failed while it was being built")
-            transaction.on_commit(lambda: snapshot_publish(signal_type=signal_type, snapshot_id=snapshot.pk))
-        snapshot.refresh_from_db()
+        _snapshot_mark_ready(snapshot, checkpoint, writer, started=started)
         logger.info(
             "built %s index snapshot %s: %s signals, %s bytes in %.2fs",
             signal_type,
@@ -194,19 +176,51 @@ def _build(st, signal_type: str, token: str) -> IndexSnapshot:
         # Whatever happened (an error, a time limit, a lost lock), the previous snapshot keeps
         # serving: this one never became ready.
         logger.exception("index build of %s failed (snapshot %s)", signal_type, snapshot.pk)
-        if writer is not None:
-            try:
-                writer.discard()
-            except Exception:
-                logger.exception("could not discard the bytes of failed snapshot %s", snapshot.pk)
-        IndexSnapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.BUILDING).update(
-            status=SnapshotStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}"[:2000],
-            duration_seconds=round(time.monotonic() - started, 3),
-        )
+        _snapshot_mark_failed(snapshot, writer, exc, started=started)
         raise
     snapshots_prune(signal_type=signal_type)
     return snapshot
+
+
+def _snapshot_mark_ready(
+    snapshot: IndexSnapshot, checkpoint: selectors.Checkpoint, writer: storage.SnapshotWriter, *, started: float
+) -> None:
+    """Turn a fully stored snapshot "ready" (matchers see it from then on) and announce it after commit."""
+    with transaction.atomic():
+        published = IndexSnapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.BUILDING).update(
+            status=SnapshotStatus.READY,
+            signal_count=checkpoint.signal_count,
+            max_signal_id=checkpoint.max_signal_id,
+            newest_item_ts=checkpoint.newest_item_ts,
+            change_id=checkpoint.change_id,
+            change_gaps=checkpoint.change_gaps,
+            storage_key=writer.key,
+            size_bytes=writer.size,
+            sha256=writer.sha256,
+            built_at=timezone.now(),
+            duration_seconds=round(time.monotonic() - started, 3),
+        )
+        if not published:
+            raise LockLost(f"snapshot {snapshot.pk} was marked failed while it was being built")
+        signal_type = snapshot.signal_type
+        transaction.on_commit(lambda: snapshot_publish(signal_type=signal_type, snapshot_id=snapshot.pk))
+    snapshot.refresh_from_db()
+
+
+def _snapshot_mark_failed(
+    snapshot: IndexSnapshot, writer: storage.SnapshotWriter | None, exc: BaseException, *, started: float
+) -> None:
+    """Drop a failed build's stored bytes and mark it failed (unless someone already did)."""
+    if writer is not None:
+        try:
+            writer.discard()
+        except Exception:
+            logger.exception("could not discard the bytes of failed snapshot %s", snapshot.pk)
+    IndexSnapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.BUILDING).update(
+        status=SnapshotStatus.FAILED,
+        error=f"{type(exc).__name__}: {exc}"[:2000],
+        duration_seconds=round(time.monotonic() - started, 3),
+    )
 
 
 # --- Publish and prune --------------------------------------------------------------------------
