@@ -274,11 +274,12 @@ def pdq_threshold_validate(value: object) -> int | None:
 
 
 @transaction.atomic
-def bank_match_settings_update(*, bank: Bank, pdq_threshold: object) -> BankMatchSettings:
-    """Set (or clear, with None) a bank's own PDQ threshold; matchers apply it within seconds."""
-    row, _ = BankMatchSettings.objects.update_or_create(
-        bank=bank, defaults={"pdq_threshold": pdq_threshold_validate(pdq_threshold)}
-    )
+def bank_match_settings_update(*, bank: Bank, pdq_threshold: int | None) -> BankMatchSettings:
+    """
+    Set (or clear, with None) a bank's own PDQ threshold; matchers apply it within seconds. Its
+    callers checked the value (the API's serializer, the admin's form with the model's constraint).
+    """
+    row, _ = BankMatchSettings.objects.update_or_create(bank=bank, defaults={"pdq_threshold": pdq_threshold})
     # The bank's matchable state changed: note it in the change log, like every bank write.
     BankChange.objects.create(bank_id=bank.pk, content_id=None)
     return row
