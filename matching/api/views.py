@@ -26,7 +26,7 @@ from matching.api.serializers import (
 from omm_project.core.schema import KeyedBy
 from omm_project.lib import pytx
 from omm_project.lib.api import body_object, parse_csv, validated
-from omm_project.lib.errors import InvalidInput, OmmError
+from omm_project.lib.errors import InvalidInput
 from omm_project.lib.inputs import query_bool
 from omm_project.lib.parsers import JSONParser
 from omm_project.lib.uploads import single_upload, upload_cap_install, upload_fields
@@ -87,23 +87,14 @@ def _bool(params, name: str) -> bool:
     return query_bool(params.get(name), field=name, default=False)
 
 
-class HashingUnavailable(OmmError):
-    """Lookup by URL or upload needs the hashing service, which this build lacks (501)."""
-
-    status_code = 501
-    code = "not_implemented"
-
-
 def _hashing():
     """The hashing service, for lookups by URL or upload (403 without the hasher role, as HMA)."""
     if "hasher" not in settings.OMM_ROLES:
         raise exceptions.PermissionDenied("Hashing is disabled, missing role")
-    try:
-        from hashing import services
-    except ImportError as exc:
-        raise HashingUnavailable(
-            f"Lookup by URL or upload is not available: hashing is missing ({exc})"
-        ) from None
+    # Imported here, not at the top: a matcher-only process (no hasher role) never loads hashing's
+    # code and its image libraries. With the role, the /h routes have imported it at start.
+    from hashing import services
+
     return services
 
 
