@@ -284,10 +284,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     setup_django()
     r["db_setup_s"] = time.monotonic() - t0
 
+    from django.conf import settings
     from django.db import connection
 
     from banks.importing import signals_import
-    from matching.conf import setting
     from matching.models import IndexSnapshot
     from matching.shared_index import default_directory
     from matching.tasks import index_build_task
@@ -409,7 +409,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         stop(server)
         server = None
         t0 = time.monotonic()
-        expected = brute_force(sample, args.n, int(setting("OMM_PDQ_MATCH_THRESHOLD")), bank_id)
+        expected = brute_force(sample, args.n, settings.OMM_PDQ_MATCH_THRESHOLD, bank_id)
         r["verify_s"] = time.monotonic() - t0
         r["verify_queries"] = len(sample)
         r["verify_with_hits"] = sum(1 for e in expected if e)

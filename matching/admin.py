@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from matching.models import BankMatchSettings, IndexBuildLock, IndexSnapshot
+from matching.services import bank_match_settings_update
 from omm_project.lib.admin import OmmModelAdmin
 
 
@@ -45,11 +46,7 @@ class BankMatchSettingsAdmin(OmmModelAdmin):
     list_display = ["bank", "pdq_threshold", "updated_at"]
 
     def save_model(self, request, obj, form, change) -> None:
-        from matching.services import bank_match_settings_update
-
         bank_match_settings_update(bank=obj.bank, pdq_threshold=obj.pdq_threshold)
 
     def delete_model(self, request, obj) -> None:
-        from matching.services import bank_match_settings_update
-
         bank_match_settings_update(bank=obj.bank, pdq_threshold=None)

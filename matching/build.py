@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
 
 from banks.models import BankContent, ContentSignal
 from matching import engine
-from matching.conf import setting
 from matching.index.pdq import PdqIndex
 
 
@@ -61,7 +61,7 @@ def signals_read(kind: engine.Kind, signal_type: str, capacity: int) -> tuple[An
 
 
 def _batched(kind: engine.Kind, signal_type: str, capacity: int) -> tuple[Any, engine.ContentTable]:
-    batch = int(setting("OMM_INDEX_BUILD_BATCH"))
+    batch = settings.OMM_INDEX_BUILD_BATCH
     acc = kind.accumulator(capacity)
     cids = np.empty(capacity, dtype=np.int64)
     banks = np.empty(capacity, dtype=np.int64)

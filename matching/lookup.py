@@ -22,17 +22,18 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import DatabaseError
+from threatexchange.signal_type.pdq.signal import PdqSignal
 from threatexchange.signal_type.signal_base import SignalType
 
 from banks.models import BankContent
 from banks.selectors import CONTENT_PROVENANCE, content_collab, content_collab_metadata
-from matching import engine, metrics
-from matching.conf import setting
+from matching import engine, metrics, selectors
 from matching.index.generic import comparison_for
 from matching.runtime import (
+    Hit,
     Match,
     MatcherState,
     TypeState,
@@ -46,17 +47,6 @@ from omm_project.lib.errors import InvalidInput, NotReady
 from reviews import services as reviews
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A match that passed filtering, with its bank's name."""
-
-    content_id: int
-    distance: int | None
-    distance_str: str
-    bank_id: int
-    bank_name: str
 
 
 def signal_type_resolve(name: str) -> type[SignalType]:
@@ -73,11 +63,6 @@ def signal_parse(signal_type: type[SignalType], value: str) -> str:
         return signal_type.validate_signal_str(value)
     except Exception as exc:  # each pytx class raises its own error type
         raise InvalidInput(f"invalid signal: {exc}") from None
-
-
-def pdq_threshold() -> int:
-    """The deployment's PDQ threshold (a bank's own replaces it for that bank)."""
-    return int(setting("OMM_PDQ_MATCH_THRESHOLD"))
 
 
 def type_state_get(name: str) -> tuple[MatcherState, TypeState]:
@@ -99,7 +84,7 @@ def _matches(signal_type: type[SignalType], value: str) -> tuple[MatcherState, l
 
 def _matches_in(state: MatcherState, type_state: TypeState, value: str) -> list[Match]:
     """The hits of a validated value in one state, each held to its bank's PDQ threshold."""
-    default = pdq_threshold()
+    default = settings.OMM_PDQ_MATCH_THRESHOLD  # a bank's own threshold replaces it for that bank
     if type_state.kind.name != "pdq":
         return type_state.matches(value, default)
     # Search as wide as the widest bank threshold, then hold each hit to its own bank's.
@@ -342,10 +327,6 @@ def index_status(*, names: Sequence[str]) -> dict[str, dict]:
     /m/index/status: HMA's {present, built_to, size} from the newest ready snapshot, plus what this
     matcher serves. From memory alone while the database is unreachable.
     """
-    from django.db import DatabaseError
-
-    from matching import selectors
-
     try:
         latest = {name: selectors.snapshot_latest(signal_type=name) for name in names}
     except DatabaseError:
@@ -380,11 +361,9 @@ def compare(*, signal_type: type[SignalType], left: str, right: str) -> tuple[bo
     /m/compare for one type: (match, distance). PDQ uses the deployment's threshold; types with no
     distance (exact match, e.g. video MD5) report 0 when equal and 1 when not (HMA gave a 500).
     """
-    from threatexchange.signal_type.pdq.signal import PdqSignal
-
     started = time.perf_counter()
     if issubclass(signal_type, PdqSignal):
-        result = signal_type.compare_hash(left, right, pdq_dist_threshold=pdq_threshold())
+        result = signal_type.compare_hash(left, right, pdq_dist_threshold=settings.OMM_PDQ_MATCH_THRESHOLD)
     else:  # the comparison the index of a generic type uses
         result = comparison_for(signal_type)(left, right)
     distance = engine.single_distance(result.distance)

@@ -26,9 +26,8 @@ from omm_project.lib.metrics import (
     MATCHES_TOTAL,
 )
 
-if TYPE_CHECKING:
-    from matching.lookup import Hit
-    from matching.runtime import MatcherState
+if TYPE_CHECKING:  # values only: metrics never imports the runtime or the lookups
+    from matching.runtime.state import Hit, MatcherState
 
 MATCH_LOG_ERRORS_TOTAL = Counter(
     "omm_match_log_errors",

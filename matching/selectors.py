@@ -6,12 +6,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Count, Max
 from django.utils import timezone
 
 from banks.models import BankChange, ContentSignal
 from matching.choices import SnapshotStatus
-from matching.conf import setting
 from matching.models import BankMatchSettings, IndexSnapshot
 from omm_project.lib import pytx
 
@@ -45,7 +45,7 @@ def change_gaps_find(*, change_id: int) -> list[list[int]]:
     transactions are still open (or rolled back). Ids come from a sequence and are taken at
     insert time, so a later id can commit first; matchers keep checking these ids for a while.
     """
-    since = timezone.now() - timedelta(seconds=float(setting("OMM_MATCHER_GAP_SECONDS")))
+    since = timezone.now() - timedelta(seconds=settings.OMM_MATCHER_GAP_SECONDS)
     ids = BankChange.objects.filter(id__lte=change_id, created_at__gte=since).order_by("id")
     gaps: list[list[int]] = []
     previous = None
@@ -129,5 +129,5 @@ def index_status_all() -> dict[str, dict]:
 def bank_match_settings_get(*, bank_id: int) -> dict:
     """A bank's matching settings and the PDQ threshold in effect for it."""
     own = BankMatchSettings.objects.filter(bank_id=bank_id).values_list("pdq_threshold", flat=True).first()
-    default = int(setting("OMM_PDQ_MATCH_THRESHOLD"))
+    default = settings.OMM_PDQ_MATCH_THRESHOLD
     return {"pdq_threshold": own, "effective_pdq_threshold": own if own is not None else default}

@@ -13,13 +13,13 @@ import time
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from banks.models import Bank, BankChange
 from matching import build, engine, selectors, storage
 from matching.choices import SnapshotStatus, SnapshotStorage
-from matching.conf import setting
 from matching.models import MAX_PDQ_THRESHOLD, BankMatchSettings, IndexBuildLock, IndexSnapshot
 from omm_project.lib import pytx, wakeup
 from omm_project.lib.errors import InvalidInput
@@ -36,7 +36,7 @@ class LockLost(Exception):
 
 def index_lock_acquire(*, signal_type: str, lease_seconds: float | None = None) -> str | None:
     """Take the build lock of a signal type; the owner token, or None when another build holds it."""
-    lease = float(lease_seconds if lease_seconds is not None else setting("OMM_INDEX_BUILD_LEASE_SECONDS"))
+    lease = float(lease_seconds if lease_seconds is not None else settings.OMM_INDEX_BUILD_LEASE_SECONDS)
     now = timezone.now()
     IndexBuildLock.objects.get_or_create(
         signal_type=signal_type, defaults={"expires_at": now - timedelta(seconds=1)}
@@ -50,7 +50,7 @@ def index_lock_acquire(*, signal_type: str, lease_seconds: float | None = None) 
 
 def index_lock_renew(*, signal_type: str, token: str) -> None:
     """Extend a held lock's lease; LockLost if it lapsed and was taken over."""
-    lease = float(setting("OMM_INDEX_BUILD_LEASE_SECONDS"))
+    lease = settings.OMM_INDEX_BUILD_LEASE_SECONDS
     renewed = IndexBuildLock.objects.filter(signal_type=signal_type, owner=token).update(
         expires_at=timezone.now() + timedelta(seconds=lease)
     )
@@ -131,7 +131,7 @@ def index_build(*, signal_type: str, force: bool = False) -> IndexSnapshot | Non
 def _build(st, signal_type: str, token: str) -> IndexSnapshot:
     kind = engine.kind_for(st)
     started = time.monotonic()
-    use_storage = setting("OMM_SNAPSHOT_STORAGE") == SnapshotStorage.STORAGE
+    use_storage = settings.OMM_SNAPSHOT_STORAGE == SnapshotStorage.STORAGE
     snapshot = IndexSnapshot.objects.create(
         signal_type=signal_type,
         kind=kind.name,
@@ -163,25 +163,7 @@ def _build(st, signal_type: str, token: str) -> IndexSnapshot:
         writer.close()
         del index, table
         index_lock_renew(signal_type=signal_type, token=token)
-        built_at = timezone.now()
-        with transaction.atomic():
-            published = IndexSnapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.BUILDING).update(
-                status=SnapshotStatus.READY,
-                signal_count=checkpoint.signal_count,
-                max_signal_id=checkpoint.max_signal_id,
-                newest_item_ts=checkpoint.newest_item_ts,
-                change_id=checkpoint.change_id,
-                change_gaps=checkpoint.change_gaps,
-                storage_key=writer.key,
-                size_bytes=writer.size,
-                sha256=writer.sha256,
-                built_at=built_at,
-                duration_seconds=round(time.monotonic() - started, 3),
-            )
-            if not published:
-                raise LockLost(f"snapshot {snapshot.pk} was marked failed while it was being built")
-            transaction.on_commit(lambda: snapshot_publish(signal_type=signal_type, snapshot_id=snapshot.pk))
-        snapshot.refresh_from_db()
+        _snapshot_mark_ready(snapshot, checkpoint, writer, started=started)
         logger.info(
             "built %s index snapshot %s: %s signals, %s bytes in %.2fs",
             signal_type,
@@ -194,19 +176,51 @@ def _build(st, signal_type: str, token: str) -> IndexSnapshot:
         # Whatever happened (an error, a time limit, a lost lock), the previous snapshot keeps
         # serving: this one never became ready.
         logger.exception("index build of %s failed (snapshot %s)", signal_type, snapshot.pk)
-        if writer is not None:
-            try:
-                writer.discard()
-            except Exception:
-                logger.exception("could not discard the bytes of failed snapshot %s", snapshot.pk)
-        IndexSnapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.BUILDING).update(
-            status=SnapshotStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}"[:2000],
-            duration_seconds=round(time.monotonic() - started, 3),
-        )
+        _snapshot_mark_failed(snapshot, writer, exc, started=started)
         raise
     snapshots_prune(signal_type=signal_type)
     return snapshot
+
+
+def _snapshot_mark_ready(
+    snapshot: IndexSnapshot, checkpoint: selectors.Checkpoint, writer: storage.SnapshotWriter, *, started: float
+) -> None:
+    """Turn a fully stored snapshot "ready" (matchers see it from then on) and announce it after commit."""
+    with transaction.atomic():
+        published = IndexSnapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.BUILDING).update(
+            status=SnapshotStatus.READY,
+            signal_count=checkpoint.signal_count,
+            max_signal_id=checkpoint.max_signal_id,
+            newest_item_ts=checkpoint.newest_item_ts,
+            change_id=checkpoint.change_id,
+            change_gaps=checkpoint.change_gaps,
+            storage_key=writer.key,
+            size_bytes=writer.size,
+            sha256=writer.sha256,
+            built_at=timezone.now(),
+            duration_seconds=round(time.monotonic() - started, 3),
+        )
+        if not published:
+            raise LockLost(f"snapshot {snapshot.pk} was marked failed while it was being built")
+        signal_type = snapshot.signal_type
+        transaction.on_commit(lambda: snapshot_publish(signal_type=signal_type, snapshot_id=snapshot.pk))
+    snapshot.refresh_from_db()
+
+
+def _snapshot_mark_failed(
+    snapshot: IndexSnapshot, writer: storage.SnapshotWriter | None, exc: BaseException, *, started: float
+) -> None:
+    """Drop a failed build's stored bytes and mark it failed (unless someone already did)."""
+    if writer is not None:
+        try:
+            writer.discard()
+        except Exception:
+            logger.exception("could not discard the bytes of failed snapshot %s", snapshot.pk)
+    IndexSnapshot.objects.filter(pk=snapshot.pk, status=SnapshotStatus.BUILDING).update(
+        status=SnapshotStatus.FAILED,
+        error=f"{type(exc).__name__}: {exc}"[:2000],
+        duration_seconds=round(time.monotonic() - started, 3),
+    )
 
 
 # --- Publish and prune --------------------------------------------------------------------------
@@ -214,7 +228,7 @@ def _build(st, signal_type: str, token: str) -> IndexSnapshot:
 
 def snapshot_publish(*, signal_type: str, snapshot_id: int) -> None:
     """Wake matchers through Redis (when configured); they also poll, so a failure only delays."""
-    wakeup.publish(str(setting("OMM_MATCHING_CHANNEL")), {"signal_type": signal_type, "snapshot_id": snapshot_id})
+    wakeup.publish(settings.OMM_MATCHING_CHANNEL, {"signal_type": signal_type, "snapshot_id": snapshot_id})
 
 
 def snapshots_prune(*, signal_type: str) -> int:
@@ -223,7 +237,7 @@ def snapshots_prune(*, signal_type: str) -> int:
     the previous one); delete older ones and failed ones older than the newest ready (interrupted
     builds are marked failed by snapshots_interrupted_fail). Returns how many were deleted.
     """
-    kept = max(1, int(setting("OMM_SNAPSHOTS_KEPT")))
+    kept = max(1, settings.OMM_SNAPSHOTS_KEPT)
     ready = list(
         IndexSnapshot.objects.filter(signal_type=signal_type, status=SnapshotStatus.READY)
         .order_by("-id")
@@ -260,11 +274,12 @@ def pdq_threshold_validate(value: object) -> int | None:
 
 
 @transaction.atomic
-def bank_match_settings_update(*, bank: Bank, pdq_threshold: object) -> BankMatchSettings:
-    """Set (or clear, with None) a bank's own PDQ threshold; matchers apply it within seconds."""
-    row, _ = BankMatchSettings.objects.update_or_create(
-        bank=bank, defaults={"pdq_threshold": pdq_threshold_validate(pdq_threshold)}
-    )
+def bank_match_settings_update(*, bank: Bank, pdq_threshold: int | None) -> BankMatchSettings:
+    """
+    Set (or clear, with None) a bank's own PDQ threshold; matchers apply it within seconds. Its
+    callers checked the value (the API's serializer, the admin's form with the model's constraint).
+    """
+    row, _ = BankMatchSettings.objects.update_or_create(bank=bank, defaults={"pdq_threshold": pdq_threshold})
     # The bank's matchable state changed: note it in the change log, like every bank write.
     BankChange.objects.create(bank_id=bank.pk, content_id=None)
     return row

@@ -19,12 +19,12 @@ import struct
 import tempfile
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
 from django.db import connection
 
 from matching.choices import SnapshotStorage
-from matching.conf import setting
 from matching.models import IndexSnapshot, IndexSnapshotChunk
 
 
@@ -67,7 +67,7 @@ class DatabaseWriter(SnapshotWriter):
 
     def __init__(self, snapshot: IndexSnapshot, **kwargs) -> None:
         super().__init__(snapshot, **kwargs)
-        self.chunk_bytes = int(setting("OMM_SNAPSHOT_CHUNK_BYTES"))
+        self.chunk_bytes = settings.OMM_SNAPSHOT_CHUNK_BYTES
         self.buffer = bytearray()
         self.seq = 0
 
@@ -118,7 +118,7 @@ class StorageWriter(SnapshotWriter):
 
     def __init__(self, snapshot: IndexSnapshot, **kwargs) -> None:
         super().__init__(snapshot, **kwargs)
-        self.storage = storages[setting("OMM_SNAPSHOT_STORAGE_ALIAS")]
+        self.storage = storages[settings.OMM_SNAPSHOT_STORAGE_ALIAS]
         self.tmp = tempfile.TemporaryFile(prefix="omm-snapshot-")
         self.key = ""
 
@@ -246,7 +246,7 @@ class StorageReader(_VerifyingReader):
 
     def __init__(self, snapshot: IndexSnapshot) -> None:
         super().__init__(snapshot)
-        self.handle = storages[setting("OMM_SNAPSHOT_STORAGE_ALIAS")].open(snapshot.storage_key, "rb")
+        self.handle = storages[settings.OMM_SNAPSHOT_STORAGE_ALIAS].open(snapshot.storage_key, "rb")
 
     def _next_block(self) -> bytes:
         return self.handle.read(self.BLOCK)
@@ -265,4 +265,4 @@ def reader_for(snapshot: IndexSnapshot) -> _VerifyingReader:
 def snapshot_bytes_delete(snapshot: IndexSnapshot) -> None:
     """Delete a snapshot's bytes (chunks cascade with the row; storage files do not)."""
     if snapshot.storage == SnapshotStorage.STORAGE and snapshot.storage_key:
-        storages[setting("OMM_SNAPSHOT_STORAGE_ALIAS")].delete(snapshot.storage_key)
+        storages[settings.OMM_SNAPSHOT_STORAGE_ALIAS].delete(snapshot.storage_key)

@@ -10,7 +10,7 @@ from omm_project.lib.tasks import enqueue
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="matching.index_build_all", ignore_result=True)
+@shared_task(name="matching.index_build_all")
 def index_build_all_task() -> list[str]:
     """
     Enqueue a build for every signal type whose index is out of date (cheap when none is), after
@@ -27,7 +27,6 @@ def index_build_all_task() -> list[str]:
 
 @shared_task(
     name="matching.index_build",
-    ignore_result=True,
     # Far above a build of tens of millions of signals; the lock's lease covers a killed worker.
     soft_time_limit=1800,
     time_limit=1900,

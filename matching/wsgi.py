@@ -83,6 +83,7 @@ def _host_ok(environ: dict) -> bool:
 
 def _raw_lookup(query: dict[str, str]) -> dict:
     """GET /m/raw_lookup, as matching.api.views.RawLookupView answers it."""
+    # Read by hand like the view does: a serializer per request would cost more than the search.
     for name in ("signal", "signal_type"):
         if query.get(name) is None:
             raise InvalidInput(f"{name}: This field is required.", errors={name: ["This field is required."]})

@@ -204,8 +204,6 @@ OMM_EXCHANGE_TYPES = env.list(
     ],
 )
 
-# PDQ distance at or below which two hashes match (HMA and python-threatexchange use 31).
-OMM_PDQ_MATCH_THRESHOLD = env.int("OMM_PDQ_MATCH_THRESHOLD", default=31)
 # Photos whose PDQ quality is below this floor are reported and refused for banking.
 OMM_PDQ_QUALITY_FLOOR = env.int("OMM_PDQ_QUALITY_FLOOR", default=50)
 
@@ -255,6 +253,63 @@ OMM_EXCHANGE_REPORT_MAX_ATTEMPTS = env.int("OMM_EXCHANGE_REPORT_MAX_ATTEMPTS", d
 # A false-positive review disables the content for matching.
 OMM_FALSE_POSITIVE_DISABLES = env.bool("OMM_FALSE_POSITIVE_DISABLES", default=False)
 OMM_ACTION_RULES_CACHE_SECONDS = env.float("OMM_ACTION_RULES_CACHE_SECONDS", default=10.0)
+
+# --- Matching ---
+# PDQ distance at or below which two hashes match (HMA and python-threatexchange use 31); a bank's
+# own threshold (/c/bank/<name>/match_settings) replaces it for that bank.
+OMM_PDQ_MATCH_THRESHOLD = env.int("OMM_PDQ_MATCH_THRESHOLD", default=31)
+# Where snapshot bytes live: "database" (chunked rows in the same database; every host that
+# reaches Postgres reaches them) or "storage" (a Django storage, e.g. an object store, named by
+# OMM_SNAPSHOT_STORAGE_ALIAS in STORAGES).
+OMM_SNAPSHOT_STORAGE = env.str("OMM_SNAPSHOT_STORAGE", default="database")
+OMM_SNAPSHOT_STORAGE_ALIAS = env.str("OMM_SNAPSHOT_STORAGE_ALIAS", default="default")
+# Size of one stored chunk of a snapshot (database storage).
+OMM_SNAPSHOT_CHUNK_BYTES = env.int("OMM_SNAPSHOT_CHUNK_BYTES", default=4 * 1024 * 1024)
+# Ready snapshots kept per signal type; older ones are deleted after a new one is published.
+OMM_SNAPSHOTS_KEPT = env.int("OMM_SNAPSHOTS_KEPT", default=2)
+# A build holds a lease on its signal type's lock for this long and renews it as it goes, so a
+# crashed worker's lock expires instead of wedging builds.
+OMM_INDEX_BUILD_LEASE_SECONDS = env.int("OMM_INDEX_BUILD_LEASE_SECONDS", default=300)
+# Rows fetched per round trip while streaming signals out of the database.
+OMM_INDEX_BUILD_BATCH = env.int("OMM_INDEX_BUILD_BATCH", default=50_000)
+# Matchers: how often the database is polled for changes and new snapshots (Redis only wakes
+# them earlier). This bounds freshness.
+OMM_MATCHER_POLL_SECONDS = env.float("OMM_MATCHER_POLL_SECONDS", default=1.0)
+# Matchers: the least time between the starts of two rounds when Redis wake-ups come faster
+# (a burst of writes), so N matchers cost the database at most N/this rounds a second.
+OMM_MATCHER_MIN_ROUND_SECONDS = env.float("OMM_MATCHER_MIN_ROUND_SECONDS", default=0.02)
+# Matchers wait a random 0..N seconds before loading a newly published snapshot so replicas
+# do not all read it at the same moment.
+OMM_MATCHER_RELOAD_JITTER_SECONDS = env.float("OMM_MATCHER_RELOAD_JITTER_SECONDS", default=2.0)
+# A matcher that finds no snapshot of a type reads up to this many signals straight from the
+# database (a fresh deployment is ready at once); above it, it asks for a build and waits.
+OMM_MATCHER_SELF_BUILD_MAX = env.int("OMM_MATCHER_SELF_BUILD_MAX", default=100_000)
+# A matcher whose delta (content added or changed since its snapshot) grows past this asks for
+# a rebuild rather than wait for beat; deltas are meant to stay small.
+OMM_MATCHER_DELTA_REBUILD = env.int("OMM_MATCHER_DELTA_REBUILD", default=50_000)
+# Bulk imports' changes (one change row per batch, naming a range of content ids) go into the
+# delta only while it stays under this many entries; past it they wait for the next snapshot,
+# which the matcher asks for. A matcher re-reads every content a change names, so a 10M import
+# applied content by content would cost each replica more memory and CPU than the import.
+OMM_MATCHER_DELTA_MAX = env.int("OMM_MATCHER_DELTA_MAX", default=200_000)
+# A change-log id that is missing (a transaction still open, or rolled back) is re-checked for
+# this long before it is given up on; later snapshots include anything committed after that.
+OMM_MATCHER_GAP_SECONDS = env.int("OMM_MATCHER_GAP_SECONDS", default=300)
+# /status reports INDEX-STALE when the matcher has not reached the database for this long;
+# 0 never does: a matcher keeps serving its last state through an outage.
+OMM_MATCHER_MAX_STALE_SECONDS = env.int("OMM_MATCHER_MAX_STALE_SECONDS", default=0)
+# "auto": start the matcher's background loader in web servers (gunicorn, uwsgi, runserver)
+# and on first use; never under pytest. "lazy": only on first use. "off": never (tests drive
+# refreshes by hand). matching.conf.autostart_mode() reads it.
+OMM_MATCHER_AUTOSTART = env.str("OMM_MATCHER_AUTOSTART", default="auto")
+# Matcher processes on one machine share one copy of each PDQ index through a file in this
+# directory (see matching.shared_index); "auto" is /dev/shm/omm-index when /dev/shm is
+# writable, "" turns sharing off (each process holds its own copy).
+OMM_MATCHER_SHARED_DIR = env.str("OMM_MATCHER_SHARED_DIR", default="auto")
+# Indexes of fewer signals than this are held per process: sharing saves little on them.
+OMM_MATCHER_SHARED_MIN_SIGNALS = env.int("OMM_MATCHER_SHARED_MIN_SIGNALS", default=100_000)
+# Redis channel on which builders announce new snapshots (when REDIS_URL is set).
+OMM_MATCHING_CHANNEL = env.str("OMM_MATCHING_CHANNEL", default="omm:matching:snapshots")
 
 # --- Redis and Celery --------------------------------------------------------------------------
 

@@ -1,16 +1,14 @@
-"""Shapes of the matching API. Query parameters are checked here; their meaning is in matching.lookup."""
+"""Shapes of the matching API. Inputs are checked here; their meaning is in matching.lookup."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from threatexchange.signal_type.signal_base import SignalType
 
-from omm_project.lib.api import parse_csv
-from omm_project.lib.fields import QueryBoolField
-
-
-class CsvField(serializers.CharField):
-    """A comma-separated list (HMA's `banks`, `types`): trimmed, empties dropped."""
-
-    def to_internal_value(self, data) -> list[str]:
-        return parse_csv(super().to_internal_value(data))
+from matching import lookup
+from matching.models import MAX_PDQ_THRESHOLD
+from matching.services import pdq_threshold_validate
+from omm_project.lib.errors import InvalidInput
+from omm_project.lib.fields import CsvField, QueryBoolField
 
 
 class SignalQuerySerializer(serializers.Serializer):
@@ -18,7 +16,7 @@ class SignalQuerySerializer(serializers.Serializer):
 
     signal = serializers.CharField(trim_whitespace=False, allow_blank=True)
     signal_type = serializers.CharField()
-    banks = CsvField(required=False, allow_blank=True)
+    banks = CsvField(required=False)
     include_distance = QueryBoolField(required=False, default=False)
     include_details = QueryBoolField(
         required=False,
@@ -55,8 +53,8 @@ def _content_uri_field() -> serializers.CharField:
 class LookupFilterSerializer(serializers.Serializer):
     """What GET and POST /m/lookup share: which types and banks, the coin flip, the caller's ids."""
 
-    types = CsvField(required=False, allow_blank=True)
-    banks = CsvField(required=False, allow_blank=True)
+    types = CsvField(required=False)
+    banks = CsvField(required=False)
     seed = serializers.CharField(required=False, trim_whitespace=False, allow_blank=True)
     bypass_coinflip = QueryBoolField(required=False, default=False)
     include_details = QueryBoolField(required=False, default=False)
@@ -133,6 +131,54 @@ class SignalTypeIndexSerializer(serializers.Serializer):
     built_at = serializers.IntegerField(allow_null=True)
     build_duration_seconds = serializers.FloatField(allow_null=True)
     snapshot_bytes = serializers.IntegerField()
+
+
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": MAX_PDQ_THRESHOLD})
+class PdqThresholdField(serializers.Field):
+    """A bank's PDQ threshold, 0..MAX_PDQ_THRESHOLD (null: the deployment's), with omm's 400 message."""
+
+    def to_internal_value(self, data: object) -> int | None:
+        return pdq_threshold_validate(data)
+
+    def to_representation(self, value: int | None) -> int | None:
+        return value
+
+
+class BankMatchSettingsInputSerializer(serializers.Serializer):
+    """Body of PUT /c/bank/<name>/match_settings (a key left out leaves its setting as it is)."""
+
+    pdq_threshold = PdqThresholdField(required=False, allow_null=True)
+
+
+def comparison_validate(name: str, pair: object) -> tuple[type[SignalType], str, str]:
+    """One entry of POST /m/compare's body, with HMA's messages (a 400 for each)."""
+    signal_type = lookup.signal_type_resolve(name)
+    if not isinstance(pair, list):
+        raise InvalidInput(f"Comparison hashes for {name} was not a list")
+    if len(pair) != 2:
+        raise InvalidInput("Comparison hash list length must be exactly 2")
+    values = []
+    for value in pair:
+        try:
+            if not isinstance(value, str):
+                raise ValueError(f"expected a string, got {type(value).__name__}")
+            values.append(signal_type.validate_signal_str(value))
+        except Exception as exc:  # each pytx class raises its own error type
+            raise InvalidInput(f"Invalid {name} hash: {exc}") from None
+    return signal_type, values[0], values[1]
+
+
+class ComparisonsField(serializers.Field):
+    """
+    POST /m/compare's body, {"<signal_type>": [hash1, hash2], ...}, keyed by signal type (so not a
+    serializer of named fields): each entry checked in the body's order, the first bad one answered.
+    """
+
+    def to_internal_value(self, data: dict) -> list[tuple[type[SignalType], str, str]]:
+        if not data:
+            # HMA answered {} to an empty or missing body; a request that compares nothing is a mistake.
+            raise InvalidInput('Request body must name at least one signal type: {"<signal_type>": [hash1, hash2]}')
+        return [comparison_validate(name, pair) for name, pair in data.items()]
 
 
 class BankMatchSettingsSerializer(serializers.Serializer):

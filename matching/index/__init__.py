@@ -16,9 +16,6 @@ import numpy as np
 from .exact import ExactIndex
 from .generic import GenericIndex, GenericMatch
 from .pdq import (
-    DEFAULT_THRESHOLD as PDQ_DEFAULT_THRESHOLD,
-)
-from .pdq import (
     PdqIndex,
     brute_force_search,
     hex_to_pdq,
@@ -34,7 +31,6 @@ from .snapshot_format import (
 )
 
 __all__ = [
-    "PDQ_DEFAULT_THRESHOLD",
     "ExactIndex",
     "GenericIndex",
     "GenericMatch",

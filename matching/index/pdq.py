@@ -56,7 +56,6 @@ except ImportError:  # pragma: no cover
 PDQ_BYTES = 32
 PDQ_BITS = 256
 PDQ_HEX_LEN = 64
-DEFAULT_THRESHOLD = 31
 
 _CHUNKS = 16  # m
 _CHUNK_BITS = 16
@@ -316,7 +315,7 @@ class PdqIndex:
     def search(
         self,
         query: np.ndarray | str | t.Sequence[str],
-        threshold: int = DEFAULT_THRESHOLD,
+        threshold: int,
         *,
         exclude_ids: np.ndarray | t.Collection[int] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -356,7 +355,7 @@ class PdqIndex:
     def search_one(
         self,
         query: np.ndarray | str,
-        threshold: int = DEFAULT_THRESHOLD,
+        threshold: int,
         *,
         exclude_ids: np.ndarray | t.Collection[int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:

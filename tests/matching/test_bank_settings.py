@@ -29,6 +29,15 @@ def test_bank_threshold_bad_value_is_400(curator_client, bank, value):
     assert "pdq_threshold" in response.json()["message"]
 
 
+def test_bank_threshold_unknown_bank_is_404_before_a_bad_value(curator_client, bank):
+    # given a bad value for a bank that does not exist, when it is put, then the bank's 404 wins
+    response = curator_client.put("/c/bank/NOPE/match_settings", {"pdq_threshold": 97}, format="json")
+    assert response.status_code == 404
+    # and a key the endpoint does not know is named
+    response = curator_client.put("/c/bank/BANK_A/match_settings", {"threshold": 8}, format="json")
+    assert response.status_code == 400 and "threshold" in response.json()["message"]
+
+
 def test_bank_threshold_errors(anon_client, matcher_client, curator_client, bank):
     assert curator_client.get("/c/bank/NOPE/match_settings").status_code == 404
     assert curator_client.put("/c/bank/BANK_A/match_settings", [1], format="json").status_code == 400

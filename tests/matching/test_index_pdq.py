@@ -119,14 +119,14 @@ def test_single_hash_index(multi):
     h = rng.integers(0, 256, size=(1, 32), dtype=np.uint8)
     index = PdqIndex.build(h, np.array([42]), multi_index=multi)
     assert len(index) == 1
-    ids, d = index.search_one(h[0])
+    ids, d = index.search_one(h[0], 31)
     assert ids.tolist() == [42] and d.tolist() == [0]
     ids, d = index.search_one(_flip(rng, h[0], 31), 31)
     assert ids.tolist() == [42] and d.tolist() == [31]
     ids, _ = index.search_one(_flip(rng, h[0], 32), 31)
     assert ids.size == 0
     # hex query path
-    ids, _ = index.search_one(pdq_to_hex(h[0]))
+    ids, _ = index.search_one(pdq_to_hex(h[0]), 31)
     assert ids.tolist() == [42]
 
 
@@ -137,7 +137,7 @@ def test_empty_index(multi):
     q = np.zeros((3, 32), np.uint8)
     res = index.search(q, 256)
     assert len(res) == 3 and all(ids.size == 0 and d.size == 0 for ids, d in res)
-    assert PdqIndex.empty().search(q[0])[0][0].size == 0
+    assert PdqIndex.empty().search(q[0], 31)[0][0].size == 0
 
 
 @pytest.mark.parametrize("multi", [True, False])
@@ -151,7 +151,7 @@ def test_duplicates_and_tombstones(multi):
     assert got.tolist() == [3, 1003, 2003] and d.tolist() == [0, 0, 0]
     # same id on two rows is reported twice (one per row), like the brute-force scan
     index2 = PdqIndex.build(np.stack([base[0], base[0]]), np.array([5, 5]), multi_index=multi)
-    assert index2.search_one(base[0])[0].tolist() == [5, 5]
+    assert index2.search_one(base[0], 31)[0].tolist() == [5, 5]
     # query-time exclusion and persistent tombstones
     got, _ = index.search_one(base[3], 0, exclude_ids=[1003])
     assert got.tolist() == [3, 2003]

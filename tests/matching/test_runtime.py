@@ -1,5 +1,9 @@
 """The matcher runtime: loading snapshots, applying changes as deltas, outages, readiness."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -333,7 +337,11 @@ def test_database_outage_keeps_serving_last_state(runtime, bank):
 
 @pytest.mark.parametrize(
     "failing",
-    ["matching.runtime.changed_content_ids", "matching.runtime.content_now_read", "matching.runtime.banks_read"],
+    [
+        "matching.runtime.loop.changed_content_ids",
+        "matching.runtime.loop.content_now_read",
+        "matching.runtime.loop.banks_read",
+    ],
 )
 def test_changes_read_during_a_failed_refresh_are_applied_by_the_next(runtime, bank, failing):
     # given a loaded matcher, then an added hash, a disabled content and a bank ratio change
@@ -357,7 +365,7 @@ def test_changes_read_during_a_failed_refresh_are_applied_by_the_next(runtime, b
 
 def test_a_failed_first_refresh_leaves_no_cursor_without_banks(runtime, bank):
     add(bank, pdq=PDQ_A)
-    with mock.patch("matching.runtime.banks_read", side_effect=OperationalError("down")):
+    with mock.patch("matching.runtime.loop.banks_read", side_effect=OperationalError("down")):
         assert runtime.refresh() is False
     assert runtime.refresh() is True
     assert runtime.state.banks[bank.pk].name == "BANK_A"
@@ -522,13 +530,27 @@ def test_autostart_is_off_under_pytest_and_configurable(settings, monkeypatch):
     assert not is_web_server_process()
 
 
-def test_setting_falls_back_to_environment(monkeypatch):
-    from matching import conf
-
-    monkeypatch.setenv("OMM_MATCHER_POLL_SECONDS", "0.25")
-    assert conf.setting("OMM_MATCHER_POLL_SECONDS") == 0.25
-    monkeypatch.delenv("OMM_MATCHER_POLL_SECONDS")
-    assert conf.setting("OMM_MATCHER_POLL_SECONDS") == 1.0
+def test_matching_settings_are_read_from_the_environment(tmp_path):
+    # given one matching variable set and another left out of the environment
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OMM_"))}
+    env.update(
+        DJANGO_DEBUG="true",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}",
+        OMM_DATA_DIR=str(tmp_path),
+        OMM_MATCHER_POLL_SECONDS="0.25",
+    )
+    code = "from django.conf import settings as s; print(s.OMM_MATCHER_POLL_SECONDS, s.OMM_MATCHER_GAP_SECONDS)"
+    # when Django starts
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # then settings.py read the one, and gave the other its default
+    assert result.stdout.split("\n")[-2] == "0.25 300", result.stderr
 
 
 def test_forked_child_starts_afresh(runtime, bank):
