@@ -399,17 +399,14 @@ def test_readiness_reports_exchanges_and_indexes(curator_client):
 
 
 def test_readiness_uses_the_matching_index_status(curator_client, monkeypatch):
-    import sys
-    import types
+    from exchanges import selectors
+    from matching.selectors import index_status_all
 
-    fake = types.ModuleType("matching.selectors")
-    fake.index_status_all = lambda: {
-        "pdq": {"index_out_of_date": False},
-        "video_md5": {"index_out_of_date": False},
-    }
-    monkeypatch.setitem(sys.modules, "matching.selectors", fake)
+    assert selectors._index_status_provider is index_status_all  # MatchingConfig.ready() registered it
+    statuses = {"pdq": {"index_out_of_date": False}, "video_md5": {"index_out_of_date": False}}
+    monkeypatch.setattr(selectors, "_index_status_provider", lambda: statuses)
     assert curator_client.get("/c/exchanges/readiness").json()["ready"] is True  # no exchanges, indexes built
-    fake.index_status_all = lambda: {"pdq": {"index_out_of_date": True}}
+    statuses = {"pdq": {"index_out_of_date": True}}
     body = curator_client.get("/c/exchanges/readiness").json()
     assert body["ready"] is False and body["indexes_built"] is False
 
