@@ -16,9 +16,10 @@ def exchange_fetch_all_task() -> None:
     logger.info("enqueued fetches of %d exchange(s)", len(ids))
 
 
-# A run stops by itself after services.DEFAULT_TIME_LIMIT_SECONDS and enqueues its continuation;
-# the Celery limits only catch a fetch stuck inside an exchange's client. A killed run leaves its
-# lease to expire (services.LOCK_LEASE) and its last committed checkpoint to resume from.
+# A run stops by itself after services.fetching.DEFAULT_TIME_LIMIT_SECONDS and enqueues its
+# continuation; the Celery limits only catch a fetch stuck inside an exchange's client. A killed run
+# leaves its lease to expire (services.fetch_run.LOCK_LEASE) and its last committed checkpoint to
+# resume from.
 @shared_task(name="exchanges.fetch", soft_time_limit=600, time_limit=660)
 def exchange_fetch_task(exchange_id: int, force: bool = False) -> None:
     """Fetch one exchange (by id) from its checkpoint; quiet if it is gone, disabled or busy."""
