@@ -21,6 +21,9 @@ Fetching (exchange_fetch) in short:
 
 from exchanges.services.bank_hooks import bank_purge_batch, bank_purge_finish, bank_rename_refusal
 from exchanges.services.configuration import (
+    EXCHANGE_SWITCHES,
+    exchange_api_json_validate,
+    exchange_api_validate,
     exchange_create,
     exchange_delete,
     exchange_name_validate,
@@ -39,6 +42,7 @@ from exchanges.services.fetching import FetchOutcome, exchange_fetch
 from exchanges.services.scheduling import exchange_fetch_enqueue, exchanges_fetch_enqueue_due
 
 __all__ = [
+    "EXCHANGE_SWITCHES",
     "ClientUnavailable",
     "ExchangeClient",
     "FetchError",
@@ -49,6 +53,8 @@ __all__ = [
     "bank_rename_refusal",
     "exchange_api_credentials_load",
     "exchange_api_credentials_set",
+    "exchange_api_json_validate",
+    "exchange_api_validate",
     "exchange_client_build",
     "exchange_create",
     "exchange_delete",

@@ -1,5 +1,6 @@
 """Configuration of exchanges: create, update and delete them (each exchange with its bank)."""
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from exchanges import apis
 from exchanges.models import ExchangeConfig, ExchangeFetchStatus, ExchangeItem
 from exchanges.services.scheduling import enqueue_fetch
 from omm_project.lib import pytx
-from omm_project.lib.db import unique_or_conflict
+from omm_project.lib.db import model_update, unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput, NotFound
 from omm_project.lib.inputs import bool_parse
 
@@ -32,6 +33,24 @@ def exchange_name_validate(name: object) -> str:
         ) from None
 
 
+def exchange_api_json_validate(api_json: object) -> dict:
+    """The api_json of a new exchange: an object ({} if absent or null), or HMA's 400."""
+    if api_json is None:
+        return {}
+    if not isinstance(api_json, dict):
+        raise InvalidInput("Field `api_json` must be object")
+    return api_json
+
+
+def exchange_api_validate(api: object) -> str:
+    """The name of an installed exchange API, or HMA's 400."""
+    if api is None or api == "":
+        raise InvalidInput("Field `api` is required")
+    if not isinstance(api, str) or api not in pytx.exchange_types():
+        raise InvalidInput(f"No such exchange type '{api}'")
+    return api
+
+
 def _config_check(api_cls: apis.ApiCls, config: Any) -> None:
     """Rules of omm on top of the API's own: local files only under OMM_EXCHANGE_FILE_ROOTS if set."""
     roots = settings.OMM_EXCHANGE_FILE_ROOTS
@@ -43,18 +62,14 @@ def _config_check(api_cls: apis.ApiCls, config: Any) -> None:
 
 @transaction.atomic
 def exchange_create(
-    *, name: object, api: object, api_json: object = None, fetch_now: bool = True
+    *, name: str, api: str, api_json: Mapping[str, Any] | None = None, fetch_now: bool = True
 ) -> ExchangeConfig:
-    """Create an exchange and its bank (same name); its first fetch is enqueued after commit."""
-    name = exchange_name_validate(name)
-    if api_json is None:
-        api_json = {}
-    if not isinstance(api_json, dict):
-        raise InvalidInput("Field `api_json` must be object")
-    if api is None or api == "":
-        raise InvalidInput("Field `api` is required")
-    if not isinstance(api, str) or api not in pytx.exchange_types():
-        raise InvalidInput(f"No such exchange type '{api}'")
+    """
+    Create an exchange and its bank (same name); its first fetch is enqueued after commit. `name`
+    and `api` are valid (exchange_name_validate, exchange_api_validate); `api_json` is checked here
+    against the API's own config.
+    """
+    api_json = api_json or {}
     api_cls = pytx.exchange_types()[api]
     enabled = bool_parse(api_json.get("enabled", True), field="api_json.enabled")
     config = apis.config_parse(api_cls, name=name, enabled=enabled, api_json=api_json)
@@ -76,41 +91,35 @@ def exchange_create(
     return exchange
 
 
+# The runtime switches exchange_update changes (the rest of an exchange is fixed at creation).
+EXCHANGE_SWITCHES = (
+    "fetching_enabled",
+    "report_seen_enabled",
+    "report_true_positive_enabled",
+    "report_false_positive_enabled",
+)
+
+
 @transaction.atomic
-def exchange_update(
-    *,
-    exchange: ExchangeConfig,
-    fetching_enabled: object = None,
-    report_seen_enabled: object = None,
-    report_true_positive_enabled: object = None,
-    report_false_positive_enabled: object = None,
-) -> ExchangeConfig:
+def exchange_update(*, exchange: ExchangeConfig, changes: Mapping[str, bool]) -> ExchangeConfig:
     """
-    Change an exchange's runtime switches; turning fetching on clears backoff and fetches now.
-    `exchange` may be stale: the live row is locked and only the switches are written, so a
-    concurrent deletion of the exchange's bank is never undone (404 once it is being deleted).
+    Change some of an exchange's runtime switches (EXCHANGE_SWITCHES); turning fetching on clears
+    backoff and fetches now. `exchange` may be stale: the live row is locked and only the switches
+    are written, so a concurrent deletion of the exchange's bank is never undone (404 once it is
+    being deleted).
     """
+    gone = f"Exchange '{exchange.name}' not found"
     current = ExchangeConfig.objects.select_for_update(of=("self",)).filter(pk=exchange.pk).first()
     if current is None:
-        raise NotFound(f"Exchange '{exchange.name}' not found")
-    exchange = current
-    changes = {
-        "fetching_enabled": fetching_enabled,
-        "report_seen_enabled": report_seen_enabled,
-        "report_true_positive_enabled": report_true_positive_enabled,
-        "report_false_positive_enabled": report_false_positive_enabled,
-    }
-    validated = {k: bool_parse(v, field=k) for k, v in changes.items() if v is not None}
-    turned_on = validated.get("fetching_enabled") is True and not exchange.fetching_enabled
-    for field, value in validated.items():
-        setattr(exchange, field, value)
-    exchange.save(update_fields=[*validated, "updated_at"])
+        raise NotFound(gone)
+    turned_on = changes.get("fetching_enabled") is True and not current.fetching_enabled
+    model_update(current, changes, gone_message=gone)
     if turned_on:
-        ExchangeFetchStatus.objects.filter(pk=exchange.pk).update(
+        ExchangeFetchStatus.objects.filter(pk=current.pk).update(
             next_attempt_at=None, consecutive_failures=0
         )
-        enqueue_fetch(exchange.pk)
-    return exchange
+        enqueue_fetch(current.pk)
+    return current
 
 
 @transaction.atomic

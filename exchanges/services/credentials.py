@@ -1,6 +1,7 @@
 """Credentials of exchange APIs (sealed at rest), and the one builder of an exchange's client."""
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +15,11 @@ logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
-def exchange_api_credentials_set(*, api_cls: apis.ApiCls, credential_json: object) -> None:
-    """Store (sealed) or, with {}, clear an exchange API's credentials. Values are never logged."""
+def exchange_api_credentials_set(*, api_cls: apis.ApiCls, credential_json: Mapping[str, Any]) -> None:
+    """
+    Store (sealed) or, with {}, clear an exchange API's credentials. Values are never logged.
+    `credential_json` is checked here against the API's credential class (apis.credentials_parse).
+    """
     credentials = apis.credentials_parse(api_cls, credential_json)
     name = api_cls.get_name()
     if credentials is None:

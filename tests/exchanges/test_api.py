@@ -380,7 +380,7 @@ def test_exchange_fetch_endpoint_enqueues(curator_client, django_capture_on_comm
         response = curator_client.post("/c/exchange/EX/fetch")
     assert response.status_code == 202
     assert sent == [((exchange.pk,), {"force": True})]
-    services.exchange_update(exchange=exchange, fetching_enabled=False)
+    services.exchange_update(exchange=exchange, changes={"fetching_enabled": False})
     assert curator_client.post("/c/exchange/EX/fetch").status_code == 409
 
 
@@ -496,12 +496,12 @@ def test_exchange_update_read_before_its_deletion_never_recreates_it():
     services.exchange_delete(exchange=exchange)
     # When the earlier request saves its change: 404, the bank stays marked
     with pytest.raises(NotFound):
-        services.exchange_update(exchange=stale, report_seen_enabled=False)
+        services.exchange_update(exchange=stale, changes={"report_seen_enabled": False})
     assert Bank.all_objects.get(pk=exchange.bank_id).deleting_since is not None
     # and once the purge has finished, no exchange is re-inserted (it was an IntegrityError: a 500)
     bank_purge(bank_id=exchange.bank_id)
     with pytest.raises(NotFound):
-        services.exchange_update(exchange=stale, report_seen_enabled=False)
+        services.exchange_update(exchange=stale, changes={"report_seen_enabled": False})
     assert not ExchangeConfig.all_objects.filter(pk=exchange.pk).exists()
 
 
