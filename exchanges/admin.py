@@ -88,13 +88,8 @@ class ExchangeConfigAdmin(OmmModelAdmin):
     # Writes go through services (validation, enqueueing, the bank).
     def save_model(self, request, obj: ExchangeConfig, form, change: bool) -> None:
         current = ExchangeConfig.objects.get(pk=obj.pk)
-        services.exchange_update(
-            exchange=current,
-            fetching_enabled=obj.fetching_enabled,
-            report_seen_enabled=obj.report_seen_enabled,
-            report_true_positive_enabled=obj.report_true_positive_enabled,
-            report_false_positive_enabled=obj.report_false_positive_enabled,
-        )
+        changes = {switch: getattr(obj, switch) for switch in services.EXCHANGE_SWITCHES}
+        services.exchange_update(exchange=current, changes=changes)
 
     def delete_model(self, request, obj: ExchangeConfig) -> None:
         services.exchange_delete(exchange=obj)

@@ -215,10 +215,16 @@ def config_load(api_cls: ApiCls, *, name: str, enabled: bool, fields: Mapping) -
 # Messages here reach API clients and logs, so they name fields, never values.
 
 
-def credentials_parse(api_cls: ApiCls, raw: object) -> auth.CredentialHelper | None:
-    """The API's credential dataclass from a client's object; None for {} (clear); 400 if bad."""
+def credentials_object_validate(raw: object) -> dict:
+    """A client's credential_json: an object, or a 400."""
     if not isinstance(raw, dict):
         raise InvalidInput("`credential_json` must be an object")
+    return raw
+
+
+def credentials_parse(api_cls: ApiCls, raw: object) -> auth.CredentialHelper | None:
+    """The API's credential dataclass from a client's object; None for {} (clear); 400 if bad."""
+    raw = credentials_object_validate(raw)
     if not raw:
         return None
     if not api_supports_auth(api_cls):

@@ -1,6 +1,7 @@
 """Reads of exchanges: configs, fetch status, credential state and evaluation readiness."""
 
 import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -129,36 +130,29 @@ def _fallback_source(cred_cls: Any) -> str | None:
     return None
 
 
-def _index_status() -> tuple[bool | None, Any]:
-    """
-    Whether every signal index is built up to the banks, from the matching app if it says.
+# matching (a floor above) registers its index_status_all() here in MatchingConfig.ready():
+# {signal_type: {"index_out_of_date": bool, ...}}. None until then: the indexes are "unknown".
+IndexStatusProvider = Callable[[], Mapping[str, Mapping[str, Any]]]
+_index_status_provider: IndexStatusProvider | None = None
 
-    The only coupling with matching: an optional `matching.selectors.index_status_all()` returning
-    {signal_type: {... "index_out_of_date": bool (HMA's key) or "up_to_date": bool ...}}. Without
-    it, or with a shape we cannot read, the answer is None ("unknown").
-    """
-    try:
-        from matching.selectors import index_status_all  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
+
+def index_status_provider_register(provider: IndexStatusProvider) -> None:
+    """Set where readiness learns whether every signal index is built (matching's index_status_all)."""
+    global _index_status_provider
+    _index_status_provider = provider
+
+
+def _index_status() -> tuple[bool | None, Any]:
+    """Whether every signal index is built up to the banks (None: unknown), and the detail."""
+    if _index_status_provider is None:
         return None, "unknown"
     try:
         with transaction.atomic():  # a savepoint: a failing query must not poison the caller's transaction
-            detail = index_status_all()
+            detail = _index_status_provider()
     except Exception:
-        logger.exception("matching.selectors.index_status_all() failed")
+        logger.exception("the index status provider failed")
         return None, "unknown"
-    verdicts: list[bool] = []
-    if isinstance(detail, dict):
-        for entry in detail.values():
-            if isinstance(entry, dict) and isinstance(entry.get("index_out_of_date"), bool):
-                verdicts.append(not entry["index_out_of_date"])
-            elif isinstance(entry, dict) and isinstance(entry.get("up_to_date"), bool):
-                verdicts.append(entry["up_to_date"])
-            else:
-                return None, apis.to_json(detail)
-    else:
-        return None, apis.to_json(detail)
-    return all(verdicts), apis.to_json(detail)
+    return all(not entry["index_out_of_date"] for entry in detail.values()), apis.to_json(detail)
 
 
 def exchanges_readiness() -> dict:

@@ -8,7 +8,8 @@ class MatchingConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from matching import conf, lookup, metrics, runtime
+        from exchanges.selectors import index_status_provider_register
+        from matching import conf, lookup, metrics, runtime, selectors
         from omm_project.core import readiness
         from omm_project.lib.metrics import register_provider
         from omm_project.lib.processes import is_web_server_process
@@ -18,6 +19,7 @@ class MatchingConfig(AppConfig):
         # Retroaction (reviews, an app below this one) answers "does this match" through lookup.
         retroaction_matcher_register(lookup.ContentsMatcher)
         register_provider(metrics.snapshot_metrics)
+        index_status_provider_register(selectors.index_status_all)  # exchanges' readiness report
         # Start loading indexes as soon as a web server process is up, not at the first probe.
         # Never in management commands, Celery workers or tests: they serve no lookups.
         if (

@@ -231,8 +231,10 @@ OMM_HASH_CONCURRENCY = env.int("OMM_HASH_CONCURRENCY", default=2)
 OMM_HASH_QUEUE_SECONDS = env.float("OMM_HASH_QUEUE_SECONDS", default=10.0)
 
 # --- Exchanges ---
+# Records per committed batch of a fetch (each batch commits with the checkpoint it reached).
 OMM_FETCH_BATCH_SIZE = env.int("OMM_FETCH_BATCH_SIZE", default=5000)
-# Database connections a fetch writes each batch on, in parallel (Postgres only; 1 or 2).
+# Database connections a fetch writes each batch on, in parallel (Postgres only; 1 or 2): the
+# database's index inserts and FK checks are the bottleneck, and one connection uses one core.
 OMM_FETCH_WRITERS = env.int("OMM_FETCH_WRITERS", default=2)
 # Exchanges that only publish full snapshots (sample, local files) are re-read this often.
 OMM_EXCHANGE_SNAPSHOT_INTERVAL_SECONDS = env.float("OMM_EXCHANGE_SNAPSHOT_INTERVAL_SECONDS", default=600.0)

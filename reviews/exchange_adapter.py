@@ -7,10 +7,8 @@ for these yet; when it does, only this module changes.
 from dataclasses import dataclass
 from typing import Any
 
-from exchanges import apis
 from exchanges.models import ExchangeConfig, ExchangeItem
-from exchanges.services import exchange_api_credentials_load
-from omm_project.lib import pytx
+from exchanges.services import exchange_client_build
 
 
 @dataclass(frozen=True)
@@ -23,10 +21,6 @@ class ExchangeSource:
     report_seen: bool
     report_true_positive: bool
     report_false_positive: bool
-
-
-class ClientUnavailable(Exception):
-    """No working client for an exchange (API not installed, config or credentials unreadable)."""
 
 
 def exchange_sources_for(*, content_ids: list[int]) -> dict[int, ExchangeSource]:
@@ -57,29 +51,12 @@ def exchange_get(*, exchange_id: int) -> ExchangeConfig | None:
 
 def exchange_client(*, exchange: ExchangeConfig) -> tuple[Any, list[str]]:
     """
-    A python-threatexchange API instance for `exchange`, built as fetches build it (stored
-    config and credentials, else pytx's own environment/file lookup), and the secret strings
-    to scrub from error messages. ClientUnavailable if it cannot be built.
+    A python-threatexchange API instance for `exchange`, built as fetches build it
+    (exchanges.services.exchange_client_build), and the secret strings to scrub from error
+    messages. exchanges.services.ClientUnavailable if it cannot be built.
     """
-    api_cls = pytx.exchange_types().get(exchange.api)
-    if api_cls is None:
-        raise ClientUnavailable(f"Exchange API '{exchange.api}' is not installed (OMM_EXCHANGE_TYPES)")
-    try:
-        collab = apis.config_load(api_cls, name=exchange.name, enabled=True, fields=exchange.typed_config)
-    except Exception as exc:
-        raise ClientUnavailable(
-            f"The stored config of exchange '{exchange.name}' does not parse: {exc}"
-        ) from None
-    try:
-        credentials = exchange_api_credentials_load(api_cls)
-    except Exception as exc:  # exchanges.crypto.CredentialsUnreadable, or a changed class
-        raise ClientUnavailable(f"Credentials of '{exchange.api}' cannot be read: {exc}") from None
-    try:
-        if credentials is None:
-            return api_cls.for_collab(collab), []
-        return api_cls.for_collab(collab, credentials), apis.credentials_values(credentials)
-    except Exception as exc:  # pytx raises when it finds no credentials anywhere
-        raise ClientUnavailable(f"Exchange API '{exchange.api}' cannot be used: {exc}") from None
+    client = exchange_client_build(exchange=exchange)
+    return client.api, client.secrets
 
 
 def exchange_record_value(*, exchange_id: int, content_id: int) -> Any:

@@ -19,7 +19,7 @@ from exchanges.api.serializers import (
     ReadinessSerializer,
 )
 from omm_project.core.schema import MessageSerializer
-from omm_project.lib.api import body_object
+from omm_project.lib.api import body_object, validated
 from omm_project.lib.inputs import query_bool
 
 NAMES = {"type": "array", "items": {"type": "string"}}
@@ -51,7 +51,7 @@ class ExchangeApiCredentialView(APIView):
     )
     def post(self, request: Request, api_name: str) -> Response:
         api_cls = apis.api_get(api_name)
-        data = body_object(request, CredentialSetSerializer, message=JSON_OBJECT)
+        data = validated(CredentialSetSerializer, body_object(request, CredentialSetSerializer, message=JSON_OBJECT))
         if data.get("credential_json") is not None:
             services.exchange_api_credentials_set(api_cls=api_cls, credential_json=data["credential_json"])
         return Response(selectors.exchange_api_credential_state(api_cls=api_cls))
@@ -74,8 +74,8 @@ class ExchangeListView(APIView):
 
     @extend_schema(request=ExchangeCreateSerializer, responses={201: MessageSerializer})
     def post(self, request: Request) -> Response:
-        data = body_object(request, ExchangeCreateSerializer, message=JSON_OBJECT)
-        services.exchange_create(name=data.get("bank"), api=data.get("api"), api_json=data.get("api_json"))
+        data = validated(ExchangeCreateSerializer, body_object(request, ExchangeCreateSerializer, message=JSON_OBJECT))
+        services.exchange_create(**data)
         return Response({"message": "Created successfully"}, status=status.HTTP_201_CREATED)
 
 
@@ -97,16 +97,10 @@ class ExchangeDetailView(APIView):
 
     @extend_schema(request=ExchangeUpdateSerializer, responses=ExchangeConfigSerializer)
     def put(self, request: Request, exchange_name: str) -> Response:
-        data = body_object(request, ExchangeUpdateSerializer, message=JSON_OBJECT)
-        exchange = selectors.exchange_get(name=exchange_name)
-        fetching = data.get("fetching_enabled", data.get("enabled"))
-        exchange = services.exchange_update(
-            exchange=exchange,
-            fetching_enabled=fetching,
-            report_seen_enabled=data.get("report_seen_enabled"),
-            report_true_positive_enabled=data.get("report_true_positive_enabled"),
-            report_false_positive_enabled=data.get("report_false_positive_enabled"),
-        )
+        body = body_object(request, ExchangeUpdateSerializer, message=JSON_OBJECT)
+        exchange = selectors.exchange_get(name=exchange_name)  # an unknown exchange: 404 whatever the body
+        changes = validated(ExchangeUpdateSerializer, body)
+        exchange = services.exchange_update(exchange=exchange, changes=changes)
         return Response(selectors.exchange_config_json(exchange=exchange))
 
     @extend_schema(

@@ -380,7 +380,7 @@ def test_exchange_fetch_endpoint_enqueues(curator_client, django_capture_on_comm
         response = curator_client.post("/c/exchange/EX/fetch")
     assert response.status_code == 202
     assert sent == [((exchange.pk,), {"force": True})]
-    services.exchange_update(exchange=exchange, fetching_enabled=False)
+    services.exchange_update(exchange=exchange, changes={"fetching_enabled": False})
     assert curator_client.post("/c/exchange/EX/fetch").status_code == 409
 
 
@@ -399,17 +399,14 @@ def test_readiness_reports_exchanges_and_indexes(curator_client):
 
 
 def test_readiness_uses_the_matching_index_status(curator_client, monkeypatch):
-    import sys
-    import types
+    from exchanges import selectors
+    from matching.selectors import index_status_all
 
-    fake = types.ModuleType("matching.selectors")
-    fake.index_status_all = lambda: {
-        "pdq": {"index_out_of_date": False},
-        "video_md5": {"index_out_of_date": False},
-    }
-    monkeypatch.setitem(sys.modules, "matching.selectors", fake)
+    assert selectors._index_status_provider is index_status_all  # MatchingConfig.ready() registered it
+    statuses = {"pdq": {"index_out_of_date": False}, "video_md5": {"index_out_of_date": False}}
+    monkeypatch.setattr(selectors, "_index_status_provider", lambda: statuses)
     assert curator_client.get("/c/exchanges/readiness").json()["ready"] is True  # no exchanges, indexes built
-    fake.index_status_all = lambda: {"pdq": {"index_out_of_date": True}}
+    statuses = {"pdq": {"index_out_of_date": True}}
     body = curator_client.get("/c/exchanges/readiness").json()
     assert body["ready"] is False and body["indexes_built"] is False
 
@@ -499,12 +496,12 @@ def test_exchange_update_read_before_its_deletion_never_recreates_it():
     services.exchange_delete(exchange=exchange)
     # When the earlier request saves its change: 404, the bank stays marked
     with pytest.raises(NotFound):
-        services.exchange_update(exchange=stale, report_seen_enabled=False)
+        services.exchange_update(exchange=stale, changes={"report_seen_enabled": False})
     assert Bank.all_objects.get(pk=exchange.bank_id).deleting_since is not None
     # and once the purge has finished, no exchange is re-inserted (it was an IntegrityError: a 500)
     bank_purge(bank_id=exchange.bank_id)
     with pytest.raises(NotFound):
-        services.exchange_update(exchange=stale, report_seen_enabled=False)
+        services.exchange_update(exchange=stale, changes={"report_seen_enabled": False})
     assert not ExchangeConfig.all_objects.filter(pk=exchange.pk).exists()
 
 

@@ -38,7 +38,7 @@ def test_bank_delete_during_a_fetch_batch_succeeds_and_the_fetch_stops(settings,
             connection.close()
             deleted.set()
 
-    real_sync = services.bank_content_bulk_sync
+    real_sync = services.fetch_records.bank_content_bulk_sync
     batches = []
 
     def sync_then_delete(**kwargs):
@@ -51,7 +51,7 @@ def test_bank_delete_during_a_fetch_batch_succeeds_and_the_fetch_stops(settings,
             assert deleted.wait(WAIT_SECONDS), "DELETE waited for the fetch's open batch"
         return created
 
-    monkeypatch.setattr(services, "bank_content_bulk_sync", sync_then_delete)
+    monkeypatch.setattr(services.fetch_records, "bank_content_bulk_sync", sync_then_delete)
     # When the fetch runs
     outcome = services.exchange_fetch(exchange_id=exchange.pk, batch_size=5, force=True)
     # Then the DELETE answered 200 while the batch was open, and the fetch stopped as "gone"
@@ -73,7 +73,7 @@ def test_purge_waits_for_a_writer_and_deletes_what_it_committed(settings, monkey
     settings.OMM_FETCH_WRITERS = 1
     exchange = services.exchange_create(name="EX", api="sample", fetch_now=False)
     purged = []
-    real_sync = services.bank_content_bulk_sync
+    real_sync = services.fetch_records.bank_content_bulk_sync
 
     def purge_in_other_thread() -> None:
         try:
@@ -91,7 +91,7 @@ def test_purge_waits_for_a_writer_and_deletes_what_it_committed(settings, monkey
             purger.join(1.0)  # the purge's last step waits for this batch to commit
         return created
 
-    monkeypatch.setattr(services, "bank_content_bulk_sync", sync_then_purge)
+    monkeypatch.setattr(services.fetch_records, "bank_content_bulk_sync", sync_then_purge)
     outcome = services.exchange_fetch(exchange_id=exchange.pk, batch_size=5, force=True)
     purger.join(WAIT_SECONDS)
     assert not purger.is_alive()

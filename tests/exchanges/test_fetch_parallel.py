@@ -74,13 +74,13 @@ def paged(settings, monkeypatch):
 def shard_calls(monkeypatch):
     """Counts the shards written by the worker (proves the parallel path ran)."""
     calls: list[int] = []
-    original = services._Fetch._apply_shard
+    original = services.RecordWriter.apply_shard
 
     def spy(self, prepared):
         calls.append(len(prepared))
         return original(self, prepared)
 
-    monkeypatch.setattr(services._Fetch, "_apply_shard", spy)
+    monkeypatch.setattr(services.RecordWriter, "apply_shard", spy)
     return calls
 
 
@@ -160,7 +160,7 @@ def test_a_failing_shard_keeps_the_checkpoint_and_a_rerun_completes(paged, setti
     exchange = services.exchange_create(name="CRASH", api="paged_test", fetch_now=False)
     reference = services.exchange_create(name="REF", api="paged_test", fetch_now=False)
     assert fetch(reference, writers=1, settings=settings).result == "done"
-    original = services._Fetch._apply_shard
+    original = services.RecordWriter.apply_shard
     calls = {"n": 0}
 
     def crash_on_the_fourth(self, prepared):
@@ -169,7 +169,7 @@ def test_a_failing_shard_keeps_the_checkpoint_and_a_rerun_completes(paged, setti
             raise RuntimeError("worker shard crashed")
         return original(self, prepared)
 
-    monkeypatch.setattr(services._Fetch, "_apply_shard", crash_on_the_fourth)
+    monkeypatch.setattr(services.RecordWriter, "apply_shard", crash_on_the_fourth)
     outcome = fetch(exchange, writers=2, settings=settings)
     assert outcome.result == "failed" and "worker shard crashed" in outcome.error
     status = ExchangeFetchStatus.objects.get(pk=exchange.pk)
@@ -179,7 +179,7 @@ def test_a_failing_shard_keeps_the_checkpoint_and_a_rerun_completes(paged, setti
     assert 0 < stored < 300
     assert status.checkpoint is None or status.checkpoint["position"] <= 80
     assert status.last_fetch_succeeded is False and status.lock_token == ""
-    monkeypatch.setattr(services._Fetch, "_apply_shard", original)
+    monkeypatch.setattr(services.RecordWriter, "apply_shard", original)
     assert fetch(exchange, writers=2, settings=settings).result == "done"
     assert state(exchange) == {
         **state(reference),

@@ -87,7 +87,7 @@ def test_an_exchange_never_fetched_lags_since_its_creation(anon_client, tmp_path
 
 def test_a_disabled_exchange_has_no_lag(anon_client, tmp_path):
     exchange = file_exchange(tmp_path, "OFF")
-    services.exchange_update(exchange=exchange, fetching_enabled=False)
+    services.exchange_update(exchange=exchange, changes={"fetching_enabled": False})
     samples = scrape(anon_client)
     assert value(samples, "omm_exchange_fetch_lag_seconds", "OFF") is None
     assert value(samples, "omm_exchange_fetch_consecutive_errors", "OFF") == 0

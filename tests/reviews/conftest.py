@@ -113,7 +113,7 @@ def make_exchange_content(
 
     exchange = exchange_create(name=name, api=api, api_json=api_json or {}, fetch_now=False)
     if switches:
-        exchange_update(exchange=exchange, **switches)
+        exchange_update(exchange=exchange, changes=switches)
     signals = signals or {"pdq": PDQ}
     content = bank_content_create(bank=exchange.bank, signals=signals)
     signal_type, signal = next(iter(signals.items()))

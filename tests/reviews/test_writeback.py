@@ -245,7 +245,7 @@ def test_report_skipped_when_switched_off_or_exchange_deleted():
     first = _review(content, "true_positive")
     second = _review(content, "true_positive")
     exchange = ExchangeConfig.objects.get(name="SAMPLE")
-    exchange_update(exchange=exchange, report_true_positive_enabled=False)
+    exchange_update(exchange=exchange, changes={"report_true_positive_enabled": False})
     assert (
         services.exchange_report_send(report_id=first.pk).detail == "true_positive reporting is switched off"
     )

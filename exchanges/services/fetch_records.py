@@ -1,0 +1,316 @@
+"""
+Diffing and applying a fetch's records: each fetched record becomes a prepared row (key hash,
+signals, value JSON, digest; no database), and each batch of rows is compared with the items
+stored and written into the exchange's items and its bank, on this thread's database connection
+or on a worker's (exchanges.services.fetch_run decides which, and when each batch commits).
+"""
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.db import IntegrityError, connection, reset_queries, transaction
+from django.utils import timezone
+from threatexchange.exchanges.fetch_state import FetchedSignalMetadata
+from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPIWithSimpleUpdates
+
+from banks.models import BankContent, ContentSignal
+from banks.services import bank_content_bulk_sync, bulk_insert_rows
+from exchanges import apis
+from exchanges.models import ExchangeConfig, ExchangeItem
+from omm_project.lib import pytx
+from omm_project.lib.fetch_keys import fetch_key_format, fetch_key_identity
+
+logger = logging.getLogger(__name__)
+
+
+def item_key_hash(identity: str) -> uuid.UUID:
+    """The indexed hash of an item's key, made from its identity (fetch_keys.fetch_key_identity)."""
+    return uuid.UUID(bytes=hashlib.blake2b(identity.encode(), digest_size=16).digest())
+
+
+def _value_json(value: Any) -> str:
+    if type(value) is FetchedSignalMetadata:  # the plain metadata of sample and file records
+        return "{}"
+    return json.dumps(apis.to_json(value), separators=(",", ":"), sort_keys=True)
+
+
+class RecordWriter:
+    """Turns one fetch's records into rows and writes them into the exchange's items and bank."""
+
+    def __init__(self, *, exchange: ExchangeConfig, api_cls: apis.ApiCls, config: Any, write_workers: int) -> None:
+        self.exchange = exchange
+        self.api_cls = api_cls
+        self.collab = config
+        self.type_by_name = dict(pytx.signal_types())
+        self.name_by_type = {signal_type: name for name, signal_type in self.type_by_name.items()}
+        self.signal_types = list(self.type_by_name.values())
+        self.simple_keys = (
+            getattr(api_cls.naive_convert_to_signal_type, "__func__", None)
+            is SignalExchangeAPIWithSimpleUpdates.naive_convert_to_signal_type.__func__
+        )
+        self.generation: int | None = None  # set while stamping a full read
+        self.optimistic = False  # insert without looking keys up (see apply)
+        self.write_workers = write_workers  # 1, or 2: this thread and a worker (see fetch_run)
+        self.executor: ThreadPoolExecutor | None = None
+
+    # -- records to rows (no database access; runs on the fetch's producer thread)
+
+    def _signals(self, key: Any, value: Any) -> dict[str, str] | None:
+        """{signal_type: normalised value} of one record; None if the record cannot be read."""
+        if self.simple_keys:
+            # SignalExchangeAPIWithSimpleUpdates' own conversion, without its per-call set-up
+            # (get_name() runs regexes): the key is (signal type, signal), the value its metadata.
+            signal_type = self.type_by_name.get(key[0]) if isinstance(key, tuple) and len(key) == 2 else None
+            if signal_type is None:
+                return {}
+            try:
+                return {key[0]: signal_type.validate_signal_str(key[1])}
+            except Exception:
+                return {}
+        try:
+            converted = self.api_cls.naive_convert_to_signal_type(
+                self.signal_types, self.collab, {key: value}
+            )
+        except Exception as exc:
+            logger.warning(
+                "exchange %s: skipped a record that does not convert (%s)",
+                self.exchange.name,
+                type(exc).__name__,
+            )
+            return None
+        signals: dict[str, str] = {}
+        for signal_type, by_value in converted.items():
+            name = self.name_by_type.get(signal_type)
+            for raw in by_value if name else ():
+                try:
+                    signals[name] = signal_type.validate_signal_str(raw)
+                    break
+                except Exception:
+                    continue
+        return signals
+
+    def prepare(self, pending: Mapping[Any, Any]) -> list[tuple]:
+        """
+        Records as (key hash, fetch key, signals, value JSON, digest). Signals are {} for a delete
+        (or nothing usable) and None for a record that does not convert. No database access.
+        """
+        prepared = []
+        for key, value in pending.items():
+            fetch_key = fetch_key_format(key)
+            key_hash = item_key_hash(fetch_key_identity(key))
+            signals = {} if value is None else self._signals(key, value)
+            if not signals:
+                prepared.append((key_hash, fetch_key, signals, "", ""))
+                continue
+            value_json = _value_json(value)
+            digest = hashlib.blake2b(
+                f"{value_json}\x00{sorted(signals.items())}".encode(), digest_size=16
+            ).hexdigest()
+            prepared.append((key_hash, fetch_key, signals, value_json, digest))
+        return prepared
+
+    # -- writing rows
+
+    def _existing(self, key_hashes: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int | None, str]]:
+        if not key_hashes:
+            return {}
+        return {
+            key_hash: (item_id, content_id, digest.hex)
+            for key_hash, item_id, content_id, digest in ExchangeItem.objects.filter(
+                exchange=self.exchange, key_hash__in=key_hashes
+            ).values_list("key_hash", "id", "content_id", "value_digest")
+        }
+
+    def apply(self, prepared: list[tuple]) -> tuple[int, int]:
+        """
+        Upsert one prepared batch into items and the bank: create, update, delete, or skip.
+        Returns (records retained, items inserted). May run on a worker thread (see FetchRun._commit).
+        """
+        if self.optimistic:
+            # The exchange was empty when this read began, so a stored key can only be one this
+            # read stored already (a repeat): rare. Insert without looking keys up; a repeat hits
+            # the unique constraint, and then this batch (and the rest) go the careful way.
+            # Deletions are looked up, since deleting an unknown key raises nothing.
+            try:
+                with transaction.atomic():
+                    return self._write(prepared, self._existing([r[0] for r in prepared if not r[2]]))
+            except IntegrityError:
+                logger.info(
+                    "exchange %s: repeated keys in a first read; looking keys up from now on",
+                    self.exchange.name,
+                )
+                self.optimistic = False
+        return self._write(prepared, self._existing([record[0] for record in prepared]))
+
+    # Long, and kept whole on purpose: one pass sorts the batch into the bulk statements of the
+    # write path, which a follow-up of issue #13 moves onto banks' single bulk writer as a unit.
+    def _write(
+        self, prepared: list[tuple], existing: Mapping[uuid.UUID, tuple[int, int | None, str]]
+    ) -> tuple[int, int]:
+        generation = self.generation or 0
+        new_items: list[tuple[str, uuid.UUID, str, str]] = []  # fetch_key, key hash, value json, digest
+        new_signals: list[dict[str, str]] = []
+        relinked: list[tuple[int, str, str]] = []  # item id, value json, digest (content was deleted by hand)
+        relinked_signals: list[dict[str, str]] = []
+        changed: list[tuple[int, str, str]] = []
+        content_updates: dict[int, dict[str, str]] = {}
+        dead_items: list[int] = []
+        dead_contents: list[int] = []
+        seen: list[int] = []
+        for key_hash, fetch_key, signals, value_json, digest in prepared:
+            old = existing.get(key_hash)
+            if signals is None:  # unreadable: leave what we have
+                if old is not None:
+                    seen.append(old[0])
+                continue
+            if not signals:
+                # Deleted upstream, or nothing usable in it (HMA treats both as a delete).
+                if old is not None:
+                    dead_items.append(old[0])
+                    if old[1] is not None:
+                        dead_contents.append(old[1])
+                continue
+            if old is None:
+                new_items.append((fetch_key, key_hash, value_json, digest))
+                new_signals.append(signals)
+            elif old[2] == digest:
+                seen.append(old[0])
+            elif old[1] is None:
+                relinked.append((old[0], value_json, digest))
+                relinked_signals.append(signals)
+            else:
+                changed.append((old[0], value_json, digest))
+                content_updates[old[1]] = signals
+        retained = len(new_items) + len(seen) + len(relinked) + len(changed)
+        if dead_items:
+            ExchangeItem.objects.filter(pk__in=dead_items).delete()
+        created = bank_content_bulk_sync(
+            bank=self.exchange.bank,
+            create=[*new_signals, *relinked_signals],
+            update=content_updates,
+            delete=dead_contents,
+        )
+        now = timezone.now()
+        bulk_insert_rows(
+            model=ExchangeItem,
+            fields=["fetch_key", "key_hash", "value", "value_digest", "content"],
+            rows=(
+                (fetch_key, key_hash.hex, value_json, digest, content_id)
+                for (fetch_key, key_hash, value_json, digest), content_id in zip(
+                    new_items, created[: len(new_items)], strict=True
+                )
+            ),
+            constants={
+                "exchange": self.exchange.pk,
+                "seen_generation": generation,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        relinked_ids = created[len(new_items) :]
+        if relinked:
+            ExchangeItem.objects.bulk_update(
+                [
+                    ExchangeItem(
+                        pk=item_id,
+                        value=json.loads(value_json),
+                        value_digest=digest,
+                        content_id=content_id,
+                        seen_generation=generation,
+                        updated_at=now,
+                    )
+                    for (item_id, value_json, digest), content_id in zip(relinked, relinked_ids, strict=True)
+                ],
+                ["value", "value_digest", "content", "seen_generation", "updated_at"],
+                batch_size=1000,
+            )
+        if changed:
+            ExchangeItem.objects.bulk_update(
+                [
+                    ExchangeItem(
+                        pk=item_id,
+                        value=json.loads(value_json),
+                        value_digest=digest,
+                        seen_generation=generation,
+                        updated_at=now,
+                    )
+                    for item_id, value_json, digest in changed
+                ],
+                ["value", "value_digest", "seen_generation", "updated_at"],
+                batch_size=1000,
+            )
+        if seen and self.generation is not None:
+            ExchangeItem.objects.filter(pk__in=seen).update(seen_generation=generation)
+        return retained, len(new_items) + len(relinked)
+
+    def shards(self, prepared: list[tuple]) -> list[list[tuple]]:
+        """
+        The batch split by key hash in two, for two writers (a key always in the same shard, even
+        if a shard is empty), or [prepared] for one: SQLite and other databases, or inside a
+        transaction (whose data other connections cannot see: tests, or a caller's atomic block).
+        """
+        if self.write_workers < 2 or connection.vendor != "postgresql" or connection.in_atomic_block:
+            return [prepared]
+        shards: tuple[list[tuple], list[tuple]] = ([], [])
+        for record in prepared:
+            shards[record[0].bytes[15] & 1].append(record)
+        return list(shards)
+
+    def pool(self) -> ThreadPoolExecutor:
+        """The worker thread writing shards on a database connection of its own (see FetchRun._commit)."""
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"fetch-write-{self.exchange.name}"
+            )
+        return self.executor
+
+    def pool_close(self) -> None:
+        """Wait for the worker's writes, close its connection, end it."""
+        if self.executor is not None:
+            executor, self.executor = self.executor, None
+            # Looked up on the worker thread (connections are per thread): closes the worker's.
+            executor.submit(lambda: connection.close())
+            executor.shutdown(wait=True)
+
+    def apply_shard(self, prepared: list[tuple]) -> tuple[int, int]:
+        """One shard in a transaction of the calling worker thread's own connection."""
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                result = self.apply(prepared)
+            reset_queries()
+            return result
+        except BaseException:
+            connection.close_if_unusable_or_obsolete()
+            raise
+
+    def analyze(self) -> None:
+        """
+        Refresh the planner's statistics of the tables a big import grows. Without them, key
+        lookups on a freshly loaded table are planned as if it were empty (a scan of every row of
+        the exchange per batch: quadratic).
+        """
+        if connection.vendor != "postgresql":
+            return
+        tables = [ExchangeItem._meta.db_table, BankContent._meta.db_table, ContentSignal._meta.db_table]
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE " + ", ".join(connection.ops.quote_name(t) for t in tables))
+
+    def stale_items(self, *, after_id: int, limit: int) -> list[tuple[int, int | None]]:
+        """(item id, content id) of up to `limit` items after `after_id` that a full read did not stamp."""
+        return list(
+            ExchangeItem.objects.filter(exchange=self.exchange, seen_generation__lt=self.generation, id__gt=after_id)
+            .order_by("id")
+            .values_list("id", "content_id")[:limit]
+        )
+
+    def stale_delete(self, stale: list[tuple[int, int | None]]) -> None:
+        """Delete items gone upstream (stale_items) and their contents."""
+        ExchangeItem.objects.filter(pk__in=[item_id for item_id, _ in stale]).delete()
+        bank_content_bulk_sync(bank=self.exchange.bank, delete=[cid for _, cid in stale if cid is not None])
