@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -19,7 +20,6 @@ from banks.models import BankContent, ContentSignal
 from omm_project.lib.errors import InvalidInput
 from reviews import exchange_adapter
 from reviews.choices import FINAL_STATES, MatchSource, ReportKind
-from reviews.conf import setting
 from reviews.models import ExchangeReport, MatchLog, WebhookDelivery
 from reviews.services._outgoing import deliveries_enqueue, reports_enqueue
 from reviews.services.rules import RuleSpec, RulesSnapshot, rules_bank_candidates, rules_snapshot
@@ -252,7 +252,7 @@ def _delete_batched(queryset: QuerySet, *, batch_size: int) -> int:
 
 def match_log_prune(*, batch_size: int = 5000) -> dict[str, int]:
     """Delete match log rows, and finished webhook deliveries, older than OMM_MATCH_LOG_RETENTION_DAYS."""
-    days = int(setting("OMM_MATCH_LOG_RETENTION_DAYS"))
+    days = settings.OMM_MATCH_LOG_RETENTION_DAYS
     if days <= 0:
         return {"matches": 0, "deliveries": 0}
     cutoff = timezone.now() - timedelta(days=days)

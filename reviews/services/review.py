@@ -6,6 +6,7 @@ exchange the content came from when that exchange's reporting switch is on.
 
 import logging
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -18,7 +19,6 @@ from omm_project.lib.errors import InvalidInput, NotFound
 from omm_project.lib.inputs import bool_parse
 from reviews import exchange_adapter, writeback
 from reviews.choices import ReportKind, SendState, Verdict
-from reviews.conf import setting
 from reviews.models import ExchangeReport, MatchLog, Review
 from reviews.services._outgoing import (
     SendOutcome,
@@ -102,7 +102,7 @@ def review_record(
     if missing:
         raise NotFound(f"content not found: {missing}")
     if disable_on_false_positive is None:
-        disable_on_false_positive = bool(setting("OMM_FALSE_POSITIVE_DISABLES"))
+        disable_on_false_positive = settings.OMM_FALSE_POSITIVE_DISABLES
     disable = verdict == Verdict.FALSE_POSITIVE and disable_on_false_positive
     sources = exchange_adapter.exchange_sources_for(content_ids=ids)
     now = timezone.now()
@@ -235,7 +235,7 @@ def exchange_report_send(*, report_id: int) -> SendOutcome:
         reason = f"signal type '{report.signal_type}' is not enabled"
         message_finish(ExchangeReport, report.pk, state=SendState.UNSUPPORTED, last_error=reason)
         return SendOutcome(report.pk, SendState.UNSUPPORTED, detail=reason)
-    max_attempts = int(setting("OMM_EXCHANGE_REPORT_MAX_ATTEMPTS"))
+    max_attempts = settings.OMM_EXCHANGE_REPORT_MAX_ATTEMPTS
     secrets: list[str] = []
     try:
         api, secrets = exchange_adapter.exchange_client(exchange=exchange)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 
 from banks.models import Bank
@@ -15,7 +16,6 @@ from omm_project.lib.db import save_changed, unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput
 from omm_project.lib.inputs import bool_parse
 from reviews import exchange_adapter
-from reviews.conf import setting
 from reviews.models import ActionRule, WebhookEndpoint
 
 NAME_MAX_LENGTH = 100
@@ -265,7 +265,7 @@ def rules_snapshot() -> RulesSnapshot:
         if _cached is not None and _cached[0] > now:  # another thread loaded it meanwhile
             return _cached[1]
         snapshot = _load()
-        _cached = (now + float(setting("OMM_ACTION_RULES_CACHE_SECONDS")), snapshot)
+        _cached = (now + settings.OMM_ACTION_RULES_CACHE_SECONDS, snapshot)
         return snapshot
 
 

@@ -13,6 +13,7 @@ import time
 import uuid
 
 import requests
+from django.conf import settings
 from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
@@ -24,7 +25,6 @@ from omm_project.lib.inputs import bool_parse
 from omm_project.lib.outbound import UnsafeUrl, url_validate
 from reviews import signing
 from reviews.choices import SendState
-from reviews.conf import setting
 from reviews.models import ActionRule, WebhookDelivery, WebhookEndpoint
 from reviews.services._outgoing import (
     SendOutcome,
@@ -167,7 +167,7 @@ def webhook_post(*, url: str, secret: str, message_id: str, body: bytes) -> int:
             secret=secret, message_id=message_id, timestamp=timestamp, body=body
         ),
     }
-    timeout = float(setting("OMM_WEBHOOK_TIMEOUT_SECONDS"))
+    timeout = settings.OMM_WEBHOOK_TIMEOUT_SECONDS
     with outbound.session(user_agent=USER_AGENT) as session, outbound.deadline(timeout):
         response = session.post(
             url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
@@ -216,7 +216,7 @@ def webhook_delivery_send(*, delivery_id: int) -> SendOutcome:
             WebhookDelivery,
             delivery,
             error=error,
-            max_attempts=int(setting("OMM_WEBHOOK_MAX_ATTEMPTS")),
+            max_attempts=settings.OMM_WEBHOOK_MAX_ATTEMPTS,
             last_status_code=None,
         )
     if 200 <= status < 300:
@@ -229,7 +229,7 @@ def webhook_delivery_send(*, delivery_id: int) -> SendOutcome:
         WebhookDelivery,
         delivery,
         error=f"HTTP {status}",
-        max_attempts=int(setting("OMM_WEBHOOK_MAX_ATTEMPTS")),
+        max_attempts=settings.OMM_WEBHOOK_MAX_ATTEMPTS,
         last_status_code=status,
     )
 
