@@ -1,5 +1,6 @@
 """Match log, reviews, action rules and webhooks under /c (curate scope)."""
 
+from django.db.models import Model
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -42,7 +43,7 @@ from reviews.models import ActionRule, MatchLog, Review, WebhookEndpoint
 # then each field's own check (reviews.api.fields).
 
 
-def _checked(serializer_class: type[CheckedInputSerializer], body: dict, *, instance: object = None) -> dict:
+def _checked(serializer_class: type[CheckedInputSerializer], body: dict, *, instance: Model | None = None) -> dict:
     """The checked values of a body (only the keys given); `instance` is the object an update changes."""
     serializer = serializer_class(instance, data=body)
     serializer.is_valid(raise_exception=True)
