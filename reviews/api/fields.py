@@ -2,8 +2,8 @@
 Typed input fields of the reviews API whose whole check is one validator of the app (which
 raises InvalidInput with HMA's message). The DRF base class gives the OpenAPI type; the validator
 gives the answer, so a rule has one implementation whichever way a value comes in (API, admin).
-InvalidInput is not a ValidationError: the first bad field, in declared order, answers alone and
-exactly as the services answered before they took typed arguments.
+InvalidInput is not a ValidationError: the first bad field, in the serializer's check order,
+answers alone and exactly as the services answered before they took typed arguments.
 """
 
 import json
@@ -20,10 +20,11 @@ from rest_framework.utils import html
 
 class _Checked:
     """
-    `check(value)` judges every value given, null and wrong types included (DRF's own null, blank
-    and type checks would answer other messages). An absent key is left to DRF: skipped unless
-    required. The value is read as `data.get(name)` whatever the body's type: DRF's form and
-    query-string conventions (an absent boolean is false, `labels[0]` keys) would change answers.
+    `check(value)` judges every value given, wrong types included (DRF's own blank and type
+    checks would answer other messages; nulls are refused before, by missing_or_null_refuse,
+    where the field takes none). An absent key is left to DRF: skipped unless required. The
+    value is read as `data.get(name)` whatever the body's type: DRF's form and query-string
+    conventions (an absent boolean is false, `labels[0]` keys) would change answers.
     """
 
     def __init__(self, *args: Any, check: Callable[[Any], Any], **kwargs: Any) -> None:

@@ -117,9 +117,13 @@ def _one_of(name: str, values: list[str]) -> Callable[[str], str]:
 
 
 def _match_content_id(value: str) -> int:
-    if not (value.isascii() and value.isdigit()):
-        raise InvalidInput("content_id must be a positive integer")
-    return int(value)
+    # isdigit() takes every Unicode digit; int() reads most ("٣") but not all ("²": once a 500).
+    if value.isdigit():
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise InvalidInput("content_id must be a positive integer")
 
 
 class MatchQuerySerializer(serializers.Serializer):
