@@ -242,18 +242,28 @@ OMM_EXCHANGE_SNAPSHOT_INTERVAL_SECONDS = env.float("OMM_EXCHANGE_SNAPSHOT_INTERV
 OMM_EXCHANGE_FILE_ROOTS = env.list("OMM_EXCHANGE_FILE_ROOTS", default=[])
 
 # --- Reviews, match log and actions ---
-OMM_MATCH_LOG_RETENTION_DAYS = env.int("OMM_MATCH_LOG_RETENTION_DAYS", default=90)  # 0: keep forever
+# Read by the reviews app as django.conf.settings.OMM_*; docs/reviews.md "Settings" lists them.
+# Match log rows older than this are deleted by the hourly prune task; 0 keeps them forever.
+OMM_MATCH_LOG_RETENTION_DAYS = env.int("OMM_MATCH_LOG_RETENTION_DAYS", default=90)
 # Keep submitted hashes (never media) this long to re-match them against new bank content; 0: off.
 OMM_RETROACTION_WINDOW_HOURS = env.float("OMM_RETROACTION_WINDOW_HOURS", default=0)
+# Retroaction for new content waits this long, so matchers have loaded the content and the live
+# lookups in between are logged by the lookup itself (the pair is then skipped).
 OMM_RETROACTION_DELAY_SECONDS = env.float("OMM_RETROACTION_DELAY_SECONDS", default=30.0)
+# Remembered submissions compared per database round trip during retroaction.
 OMM_RETROACTION_BATCH = env.int("OMM_RETROACTION_BATCH", default=20000)
+# A webhook delivery is dead (the dead letter) after this many failed attempts.
 OMM_WEBHOOK_MAX_ATTEMPTS = env.int("OMM_WEBHOOK_MAX_ATTEMPTS", default=8)
+# Backoff between attempts of webhooks and exchange reports: base * 2**(attempt-1), capped.
 OMM_WEBHOOK_BACKOFF_BASE_SECONDS = env.float("OMM_WEBHOOK_BACKOFF_BASE_SECONDS", default=30.0)
 OMM_WEBHOOK_BACKOFF_MAX_SECONDS = env.float("OMM_WEBHOOK_BACKOFF_MAX_SECONDS", default=3600.0)
+# Deadline of one webhook POST (connect, headers and all).
 OMM_WEBHOOK_TIMEOUT_SECONDS = env.float("OMM_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# An exchange report is dead after this many failed attempts.
 OMM_EXCHANGE_REPORT_MAX_ATTEMPTS = env.int("OMM_EXCHANGE_REPORT_MAX_ATTEMPTS", default=6)
-# A false-positive review disables the content for matching.
+# A false-positive review disables the content for matching, unless the request says otherwise.
 OMM_FALSE_POSITIVE_DISABLES = env.bool("OMM_FALSE_POSITIVE_DISABLES", default=False)
+# Action rules, bank labels and exchanges' reporting switches are cached per process this long.
 OMM_ACTION_RULES_CACHE_SECONDS = env.float("OMM_ACTION_RULES_CACHE_SECONDS", default=10.0)
 
 # --- Matching ---

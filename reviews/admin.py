@@ -8,7 +8,7 @@ from omm_project.lib.errors import OmmError
 from reviews import services
 from reviews.choices import SendState
 from reviews.models import ActionRule, ExchangeReport, MatchLog, Review, WebhookDelivery, WebhookEndpoint
-from reviews.services.rules import LABEL_FIELDS
+from reviews.services.rules import LABEL_FIELDS, label_list_validate
 
 
 class ReadOnlyAdmin(OmmModelAdmin):
@@ -114,9 +114,8 @@ class WebhookEndpointAdmin(OmmModelAdmin):
     def save_model(self, request, obj: WebhookEndpoint, form, change: bool) -> None:
         if change:
             current = WebhookEndpoint.objects.get(pk=obj.pk)
-            services.webhook_endpoint_update(
-                endpoint=current, name=obj.name, url=obj.url, enabled=obj.enabled, description=obj.description
-            )
+            changes = {"name": obj.name, "url": obj.url, "enabled": obj.enabled, "description": obj.description}
+            services.webhook_endpoint_update(endpoint=current, changes=changes)
         else:
             created, secret = services.webhook_endpoint_create(
                 name=obj.name, url=obj.url, enabled=obj.enabled, description=obj.description
@@ -144,10 +143,9 @@ class ActionRuleForm(forms.ModelForm):
         if not data.get("all_banks") and not data.get("banks"):
             raise forms.ValidationError("A rule must name banks or set all_banks.")
         for field in LABEL_FIELDS:
-            value = data.get(field)
-            if value is not None and (
-                not isinstance(value, list) or not all(isinstance(x, str) and x for x in value)
-            ):
+            try:  # the API's rule (deduplicated), as a message next to the field
+                data[field] = label_list_validate(data.get(field), field=field)
+            except OmmError:
                 self.add_error(field, 'A list of non-empty strings, e.g. ["csam"].')
         return data
 
@@ -174,7 +172,7 @@ class ActionRuleAdmin(OmmModelAdmin):
             **{field: data.get(field) or [] for field in LABEL_FIELDS},
         }
         if change:
-            services.action_rule_update(rule=ActionRule.objects.get(pk=obj.pk), **fields)
+            services.action_rule_update(rule=ActionRule.objects.get(pk=obj.pk), changes=fields)
         else:
             obj.pk = services.action_rule_create(**fields).pk
 

@@ -1,4 +1,7 @@
-"""Celery entry points of reviews: thin, by id, safe to run twice (the services compare-and-set)."""
+"""
+Celery entry points of reviews: thin, by id, safe to run twice (the services compare-and-set).
+acks_late and ignore_result come from settings (CELERY_TASK_ACKS_LATE, CELERY_TASK_IGNORE_RESULT).
+"""
 
 import logging
 
@@ -14,8 +17,6 @@ logger = logging.getLogger(__name__)
 @shared_task(
     bind=True,
     name="reviews.deliver_webhook",
-    ignore_result=True,
-    acks_late=True,
     max_retries=None,
     soft_time_limit=60,
     time_limit=90,
@@ -31,8 +32,6 @@ def deliver_webhook_task(self, delivery_id: int) -> None:
 @shared_task(
     bind=True,
     name="reviews.report_review",
-    ignore_result=True,
-    acks_late=True,
     max_retries=None,
     soft_time_limit=120,
     time_limit=150,
@@ -45,16 +44,14 @@ def report_review_task(self, report_id: int) -> None:
         raise self.retry(countdown=outcome.retry_in)
 
 
-@shared_task(
-    name="reviews.retroaction", ignore_result=True, acks_late=True, soft_time_limit=900, time_limit=960
-)
+@shared_task(name="reviews.retroaction", soft_time_limit=900, time_limit=960)
 def retroaction_task(content_ids: list[int], batch_id: int | None = None) -> None:
     """Replay remembered submissions against these new bank contents (then forget their batch)."""
     count = services.retroaction_batch_run(content_ids=content_ids, batch_id=batch_id)
     logger.info("retroaction for %d content(s): %d match(es)", len(content_ids), count)
 
 
-@shared_task(name="reviews.prune_match_log", ignore_result=True, soft_time_limit=1800, time_limit=1860)
+@shared_task(name="reviews.prune_match_log", soft_time_limit=1800, time_limit=1860)
 def prune_match_log_task() -> None:
     """Beat: delete match log rows and finished deliveries past retention, and expired submissions."""
     pruned = services.match_log_prune()
@@ -62,7 +59,7 @@ def prune_match_log_task() -> None:
     logger.info("pruned %s and %d submission(s)", pruned, submissions)
 
 
-@shared_task(name="reviews.enqueue_due", ignore_result=True)
+@shared_task(name="reviews.enqueue_due")
 def enqueue_due_task() -> None:
     """Beat: re-enqueue deliveries, reports and retroaction whose task message was lost (at least once)."""
     counts = services.messages_enqueue_due()

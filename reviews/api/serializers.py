@@ -1,12 +1,49 @@
-"""Shapes of the reviews API. Input serializers check shape only; services validate the rules."""
+"""
+Shapes of the reviews API. Input serializers declare real types; each field's check is the one
+validator of its rule (reviews.api.fields), so the first bad field answers HMA's message.
+"""
 
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, time
+from functools import partial
+from typing import Any
+
+from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from omm_project.lib.fields import QueryBoolField
+from banks.services import NOTE_MAX_LENGTH, note_validate
+from omm_project.lib.api import validated
+from omm_project.lib.errors import Conflict, InvalidInput
+from omm_project.lib.inputs import bool_parse
+from reviews.api.fields import (
+    CheckedBooleanField,
+    CheckedCharField,
+    CheckedChoiceField,
+    CheckedInputSerializer,
+    CheckedIntegerField,
+    CheckedListField,
+)
 from reviews.choices import MatchSource, ReportKind, SendState, Verdict
 from reviews.export import FIELDS as EXPORT_FIELDS
+from reviews.export import FORMATS as EXPORT_FORMATS
 from reviews.models import ActionRule, ExchangeReport, MatchLog, Review, WebhookDelivery, WebhookEndpoint
+from reviews.selectors import MatchFilters
+from reviews.services.review import (
+    MAX_CONTENT_IDS,
+    add_to_bank_validate,
+    content_ids_validate,
+    disable_on_false_positive_validate,
+    verdict_validate,
+)
+from reviews.services.rules import (
+    LABEL_FIELDS,
+    label_list_validate,
+    name_validate,
+    text_validate,
+    webhook_id_validate,
+)
+from reviews.services.webhooks import webhook_secret_validate, webhook_url_validate
 
 
 class MatchRuleSerializer(serializers.Serializer):
@@ -46,32 +83,129 @@ class MatchLogSerializer(serializers.ModelSerializer):
         return match.verdict or None
 
 
+def time_parse(value: str, *, name: str) -> datetime:
+    """An aware datetime from ISO 8601 (a date is its midnight, naive is UTC) or unix seconds; else 400."""
+    text = value.strip()
+    try:
+        return datetime.fromtimestamp(float(text), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    try:
+        parsed = parse_datetime(text)
+        if parsed is None:
+            day = parse_date(text)
+            parsed = datetime.combine(day, time.min) if isinstance(day, date) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise InvalidInput(f"{name} must be an ISO 8601 date/time or unix seconds, got {value!r}")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _unless_empty(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A query parameter's check where an empty value means the filter is not given (None)."""
+    return lambda value: None if value == "" else parse(value)
+
+
+def _one_of(name: str, values: list[str]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in values:
+            raise InvalidInput(f"{name} must be one of {values}")
+        return value
+
+    return check
+
+
+def _match_content_id(value: str) -> int:
+    # isdigit() takes every Unicode digit; int() reads most ("٣") but not all ("²": once a 500).
+    if value.isdigit():
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise InvalidInput("content_id must be a positive integer")
+
+
 class MatchQuerySerializer(serializers.Serializer):
     """
-    Filters of GET /c/matches and its export (documentation; selectors.match_filters_parse parses).
-    An empty value means the filter is not given.
+    Filters of GET /c/matches, its export and manage.py export_matches, as selectors.MatchFilters
+    (an empty value means the filter is not given). Checked in the order the fields are declared.
     """
 
-    bank = serializers.CharField(required=False, allow_blank=True, help_text="Bank name (at match time, or current).")
-    since = serializers.CharField(
-        required=False, allow_blank=True, help_text="ISO 8601 date/time or unix seconds (inclusive)."
+    since = CheckedCharField(
+        required=False,
+        allow_blank=True,
+        check=_unless_empty(partial(time_parse, name="since")),
+        help_text="ISO 8601 date/time or unix seconds (inclusive).",
     )
-    until = serializers.CharField(
-        required=False, allow_blank=True, help_text="ISO 8601 date/time or unix seconds (exclusive)."
+    until = CheckedCharField(
+        required=False,
+        allow_blank=True,
+        check=_unless_empty(partial(time_parse, name="until")),
+        help_text="ISO 8601 date/time or unix seconds (exclusive).",
     )
-    reviewed = QueryBoolField(
-        required=False, help_text="Only reviewed (true) or unreviewed (false)."
+    verdict = CheckedChoiceField(
+        choices=Verdict.choices,
+        required=False,
+        allow_blank=True,
+        check=_unless_empty(_one_of("verdict", Verdict.values)),
     )
-    verdict = serializers.ChoiceField(choices=Verdict.choices, required=False, allow_blank=True)
-    source = serializers.ChoiceField(choices=MatchSource.choices, required=False, allow_blank=True)
-    signal_type = serializers.CharField(required=False, allow_blank=True)
-    content_id = serializers.IntegerField(required=False, help_text="The matched bank content id.")
+    source = CheckedChoiceField(
+        choices=MatchSource.choices,
+        required=False,
+        allow_blank=True,
+        check=_unless_empty(_one_of("source", MatchSource.values)),
+    )
+    content_id = CheckedIntegerField(
+        required=False, check=_unless_empty(_match_content_id), help_text="The matched bank content id."
+    )
+    reviewed = CheckedBooleanField(
+        required=False,
+        check=_unless_empty(partial(bool_parse, field="reviewed", text=True)),
+        help_text="Only reviewed (true) or unreviewed (false).",
+    )
+    bank = CheckedCharField(
+        required=False,
+        allow_blank=True,
+        check=_unless_empty(str),
+        help_text="Bank name (at match time, or current).",
+    )
+    signal_type = CheckedCharField(required=False, allow_blank=True, check=_unless_empty(str))
+
+    def validate_until(self, until: datetime | None) -> datetime | None:
+        # Checked here, before verdict and the rest, because the range was always the third check.
+        since = self.initial_data.get("since") or None
+        if until is not None and since is not None and time_parse(since, name="since") > until:
+            raise InvalidInput("since must not be after until")
+        return until
 
 
-class ExportQuerySerializer(MatchQuerySerializer):
-    """GET /c/matches/export: the filters plus the format."""
+def match_filters(query: Mapping[str, str]) -> MatchFilters:
+    """The match log filters of a query (request.query_params, or a command's options); 400 if bad."""
+    return MatchFilters(**validated(MatchQuerySerializer, query))
 
-    format = serializers.ChoiceField(choices=["csv", "jsonl"], help_text="csv or jsonl (JSON lines).")
+
+def _export_format(value: object) -> str:
+    if value not in EXPORT_FORMATS:
+        raise InvalidInput("format must be csv or jsonl")
+    return value  # type: ignore[return-value]
+
+
+class _ExportFormatField(CheckedChoiceField):
+    def get_value(self, dictionary: Mapping) -> object:
+        return dictionary.get(self.field_name, "")  # absent is as wrong as empty, with the same answer
+
+
+class ExportFormatSerializer(serializers.Serializer):
+    """The format of GET /c/matches/export, checked before the filters."""
+
+    format = _ExportFormatField(
+        choices=["csv", "jsonl"], check=_export_format, help_text="csv or jsonl (JSON lines)."
+    )
+
+
+class ExportQuerySerializer(ExportFormatSerializer, MatchQuerySerializer):
+    """GET /c/matches/export: the format, then the filters."""
 
 
 class ExchangeReportSerializer(serializers.ModelSerializer):
@@ -127,20 +261,36 @@ class ReviewSerializer(serializers.ModelSerializer):
         return review.added_to_bank_name or None
 
 
-class ReviewCreateSerializer(serializers.Serializer):
+class ReviewCreateSerializer(CheckedInputSerializer):
     """POST /c/reviews."""
 
-    content_ids = serializers.JSONField(help_text="Bank content ids (at most 1000).")
-    verdict = serializers.JSONField(help_text="true_positive or false_positive.")
-    labels = serializers.JSONField(
-        required=False, help_text="Labels (strings), also sent to exchanges as tags."
+    content_ids = CheckedListField(
+        child=serializers.IntegerField(min_value=1),
+        min_length=1,
+        max_length=MAX_CONTENT_IDS,
+        check=content_ids_validate,
+        help_text=f"Bank content ids (at most {MAX_CONTENT_IDS}).",
     )
-    note = serializers.JSONField(required=False, help_text="At most 255 characters.")
-    add_to_bank = serializers.JSONField(required=False, help_text="Copy the reviewed content into this bank.")
-    disable_on_false_positive = serializers.JSONField(
+    verdict = CheckedChoiceField(choices=Verdict.choices, check=verdict_validate)
+    labels = CheckedListField(
+        child=serializers.CharField(),
         required=False,
+        check=partial(label_list_validate, field="labels"),
+        help_text="Labels (strings), also sent to exchanges as tags.",
+    )
+    note = CheckedCharField(
+        required=False, allow_blank=True, max_length=NOTE_MAX_LENGTH, check=note_validate, help_text="HMA's note rule."
+    )
+    add_to_bank = CheckedCharField(
+        required=False, check=add_to_bank_validate, help_text="Copy the reviewed content into this bank."
+    )
+    disable_on_false_positive = CheckedBooleanField(
+        required=False,
+        check=disable_on_false_positive_validate,
         help_text="Disable false positives for matching (default: OMM_FALSE_POSITIVE_DISABLES).",
     )
+
+    check_order = ("content_ids", "verdict", "labels", "note", "disable_on_false_positive", "add_to_bank")
 
 
 class ReviewCreatedSerializer(serializers.Serializer):
@@ -185,19 +335,46 @@ class ActionRuleSerializer(serializers.ModelSerializer):
         return sorted(bank.name for bank in rule.banks.all())
 
 
-class ActionRuleInputSerializer(serializers.Serializer):
-    """POST (name and webhook_id required) and PUT/PATCH (all optional) of an action rule."""
+def _labels(field: str) -> CheckedListField:
+    check = partial(label_list_validate, field=field)
+    return CheckedListField(child=serializers.CharField(), required=False, check=check)
 
-    name = serializers.JSONField(required=False)
-    enabled = serializers.JSONField(required=False)
-    description = serializers.JSONField(required=False)
-    all_banks = serializers.JSONField(required=False, help_text="Select matches in any bank.")
-    banks = serializers.JSONField(required=False, help_text="Bank names.")
-    must_have_bank_labels = serializers.JSONField(required=False)
-    must_not_have_bank_labels = serializers.JSONField(required=False)
-    must_have_content_labels = serializers.JSONField(required=False)
-    must_not_have_content_labels = serializers.JSONField(required=False)
-    webhook_id = serializers.JSONField(required=False, help_text="The webhook endpoint to POST to.")
+
+class ActionRuleInputSerializer(CheckedInputSerializer):
+    """POST (name and webhook_id required) and PUT/PATCH (only the fields given change) of an action rule."""
+
+    name = CheckedCharField(required=False, check=partial(name_validate, what="Rule"))
+    enabled = CheckedBooleanField(required=False, check=partial(bool_parse, field="enabled"))
+    description = CheckedCharField(
+        required=False, allow_blank=True, check=partial(text_validate, field="description")
+    )
+    all_banks = CheckedBooleanField(
+        required=False, check=partial(bool_parse, field="all_banks"), help_text="Select matches in any bank."
+    )
+    banks = CheckedListField(
+        child=serializers.CharField(),
+        required=False,
+        check=partial(label_list_validate, field="banks"),
+        help_text="Bank names.",
+    )
+    must_have_bank_labels = _labels("must_have_bank_labels")
+    must_not_have_bank_labels = _labels("must_not_have_bank_labels")
+    must_have_content_labels = _labels("must_have_content_labels")
+    must_not_have_content_labels = _labels("must_not_have_content_labels")
+    webhook_id = CheckedIntegerField(
+        required=False, check=webhook_id_validate, help_text="The webhook endpoint to POST to."
+    )
+
+    check_order = ("name", "webhook_id", "enabled", "description", "all_banks", *LABEL_FIELDS, "banks")
+
+    def validate_name(self, name: str) -> str:
+        # Right after the name's shape, as the service checked it before it took typed arguments.
+        taken = ActionRule.objects.filter(name=name)
+        if self.instance is not None:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise Conflict(f"Action rule '{name}' already exists")
+        return name
 
 
 class WebhookSerializer(serializers.ModelSerializer):
@@ -223,16 +400,31 @@ class WebhookSecretSerializer(serializers.Serializer):
     secret = serializers.CharField()
 
 
-class WebhookInputSerializer(serializers.Serializer):
-    """POST (name and url required) and PUT/PATCH (all optional) of a webhook endpoint."""
+class WebhookInputSerializer(CheckedInputSerializer):
+    """
+    POST (name and url required) and PUT/PATCH (only the fields given change; never the secret)
+    of a webhook endpoint.
+    """
 
-    name = serializers.JSONField(required=False)
-    url = serializers.JSONField(
-        required=False, help_text="http(s) URL; the SSRF rules of content URLs apply."
+    name = CheckedCharField(required=False, check=partial(name_validate, what="Webhook"))
+    url = CheckedCharField(
+        required=False, check=webhook_url_validate, help_text="http(s) URL; the SSRF rules of content URLs apply."
     )
-    enabled = serializers.JSONField(required=False)
-    description = serializers.JSONField(required=False)
-    secret = serializers.JSONField(required=False, help_text="Creation only: your own whsec_ secret.")
+    enabled = CheckedBooleanField(required=False, check=partial(bool_parse, field="enabled"))
+    description = CheckedCharField(
+        required=False, allow_blank=True, check=partial(text_validate, field="description")
+    )
+    secret = CheckedCharField(
+        required=False, check=webhook_secret_validate, help_text="Creation only: your own whsec_ secret."
+    )
+
+    def validate_name(self, name: str) -> str:
+        # An update answers a taken name before the other fields (a creation, after them all: the
+        # insert's unique constraint answers it).
+        if self.instance is not None:
+            if WebhookEndpoint.objects.filter(name=name).exclude(pk=self.instance.pk).exists():
+                raise Conflict(f"Webhook '{name}' already exists")
+        return name
 
 
 class WebhookDeliverySerializer(serializers.ModelSerializer):
@@ -262,8 +454,12 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
 
 
 class DeliveryQuerySerializer(serializers.Serializer):
-    """Filters of GET /c/webhooks/<id>/deliveries."""
+    """Filters of GET /c/webhooks/<id>/deliveries (an empty state means any)."""
 
-    state = serializers.ChoiceField(
-        choices=SendState.choices, required=False, help_text="e.g. dead for the dead letters"
+    state = CheckedChoiceField(
+        choices=SendState.choices,
+        required=False,
+        allow_blank=True,
+        check=_unless_empty(_one_of("state", SendState.values)),
+        help_text="e.g. dead for the dead letters",
     )

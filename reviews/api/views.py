@@ -1,5 +1,6 @@
 """Match log, reviews, action rules and webhooks under /c (curate scope)."""
 
+from django.db.models import Model
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -12,13 +13,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from omm_project.lib.api import body_object
+from omm_project.lib.api import body_object, validated
 from omm_project.lib.errors import InvalidInput
 from reviews import export, selectors, services
+from reviews.api.fields import CheckedInputSerializer, missing_or_null_refuse
 from reviews.api.serializers import (
     ActionRuleInputSerializer,
     ActionRuleSerializer,
     DeliveryQuerySerializer,
+    ExportFormatSerializer,
     ExportQuerySerializer,
     MatchLogSerializer,
     MatchQuerySerializer,
@@ -31,8 +34,20 @@ from reviews.api.serializers import (
     WebhookInputSerializer,
     WebhookSecretSerializer,
     WebhookSerializer,
+    match_filters,
 )
 from reviews.models import ActionRule, MatchLog, Review, WebhookEndpoint
+
+# The write views below answer in the order they did before their bodies were typed: DRF's
+# answers to missing and null fields, then the body's required pairs or refused keys, then a 404,
+# then each field's own check (reviews.api.fields).
+
+
+def _checked(serializer_class: type[CheckedInputSerializer], body: dict, *, instance: Model | None = None) -> dict:
+    """The checked values of a body (only the keys given); `instance` is the object an update changes."""
+    serializer = serializer_class(instance, data=body)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 def reviewer_name(request: Request) -> str:
@@ -52,7 +67,7 @@ class MatchListView(GenericAPIView):
         operation_id="c_matches_list",
     )
     def get(self, request: Request) -> Response:
-        filters = selectors.match_filters_parse(request.query_params)
+        filters = match_filters(request.query_params)
         page = self.paginate_queryset(selectors.match_log_list(filters=filters))
         return self.get_paginated_response(MatchLogSerializer(page, many=True).data)
 
@@ -82,10 +97,8 @@ class MatchExportView(APIView):
         responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/x-ndjson"): OpenApiTypes.STR},
     )
     def get(self, request: Request) -> StreamingHttpResponse:
-        fmt = request.query_params.get("format", "")
-        if fmt not in export.FORMATS:
-            raise InvalidInput("format must be csv or jsonl")
-        filters = selectors.match_filters_parse(request.query_params)
+        fmt = validated(ExportFormatSerializer, request.query_params)["format"]
+        filters = match_filters(request.query_params)
         lines = export.export_lines(selectors.match_log_list(filters=filters, newest_first=False), fmt)
         response = StreamingHttpResponse(lines, content_type=export.FORMATS[fmt])
         stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
@@ -105,25 +118,21 @@ class ReviewListView(GenericAPIView):
         operation_id="c_reviews_list",
     )
     def get(self, request: Request) -> Response:
-        query = ReviewQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = {name: value for name, value in query.validated_data.items() if value != ""}
+        query = validated(ReviewQuerySerializer, request.query_params)
+        filters = {name: value for name, value in query.items() if value != ""}
         page = self.paginate_queryset(selectors.review_list(**filters))
         return self.get_paginated_response(ReviewSerializer(page, many=True).data)
 
-    @extend_schema(request=ReviewCreateSerializer, responses={201: ReviewCreatedSerializer})
+    @extend_schema(
+        request=ReviewCreateSerializer,
+        responses={
+            201: ReviewCreatedSerializer,
+            404: OpenApiResponse(description="A content id, or the add_to_bank bank, does not exist."),
+        },
+    )
     def post(self, request: Request) -> Response:
-        data = body_object(request, ReviewCreateSerializer)
-        ReviewCreateSerializer(data=data).is_valid(raise_exception=True)
-        reviews = services.review_record(
-            content_ids=data.get("content_ids"),
-            verdict=data.get("verdict"),
-            labels=data.get("labels"),
-            note=data.get("note"),
-            add_to_bank=data.get("add_to_bank"),
-            disable_on_false_positive=data.get("disable_on_false_positive"),
-            reviewer=reviewer_name(request),
-        )
+        data = validated(ReviewCreateSerializer, body_object(request, ReviewCreateSerializer))
+        reviews = services.review_record(**data, reviewer=reviewer_name(request))
         return Response(ReviewCreatedSerializer({"reviews": reviews}).data, status=status.HTTP_201_CREATED)
 
 
@@ -133,14 +142,6 @@ class ReviewDetailView(APIView):
     @extend_schema(responses=ReviewSerializer)
     def get(self, request: Request, review_id: int) -> Response:
         return Response(ReviewSerializer(selectors.review_get(review_id=review_id)).data)
-
-
-def _changes(data: dict, fields: list[str]) -> dict:
-    return {name: data[name] for name in fields if name in data}
-
-
-RULE_FIELDS = list(ActionRuleInputSerializer().fields)
-WEBHOOK_UPDATE_FIELDS = ["name", "url", "enabled", "description"]
 
 
 class ActionRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -158,11 +159,11 @@ class ActionRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(request=ActionRuleInputSerializer, responses={201: ActionRuleSerializer})
     def create(self, request: Request) -> Response:
-        data = body_object(request, ActionRuleInputSerializer)
-        ActionRuleInputSerializer(data=data).is_valid(raise_exception=True)
-        if "name" not in data or "webhook_id" not in data:
+        body = body_object(request, ActionRuleInputSerializer)
+        missing_or_null_refuse(ActionRuleInputSerializer, body)
+        if "name" not in body or "webhook_id" not in body:
             raise InvalidInput("name and webhook_id are required")
-        rule = services.action_rule_create(**_changes(data, RULE_FIELDS))
+        rule = services.action_rule_create(**_checked(ActionRuleInputSerializer, body))
         return Response(
             ActionRuleSerializer(selectors.action_rule_get(rule_id=rule.pk)).data,
             status=status.HTTP_201_CREATED,
@@ -170,9 +171,11 @@ class ActionRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(request=ActionRuleInputSerializer, responses=ActionRuleSerializer)
     def update(self, request: Request, pk: str, partial: bool = False) -> Response:
-        data = body_object(request, ActionRuleInputSerializer)
-        ActionRuleInputSerializer(data=data).is_valid(raise_exception=True)
-        rule = services.action_rule_update(rule=self.get_object(), **_changes(data, RULE_FIELDS))
+        body = body_object(request, ActionRuleInputSerializer)
+        missing_or_null_refuse(ActionRuleInputSerializer, body)
+        rule = self.get_object()
+        changes = _checked(ActionRuleInputSerializer, body, instance=rule)
+        rule = services.action_rule_update(rule=rule, changes=changes)
         return Response(ActionRuleSerializer(selectors.action_rule_get(rule_id=rule.pk)).data)
 
     @extend_schema(request=ActionRuleInputSerializer, responses=ActionRuleSerializer)
@@ -200,25 +203,23 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(request=WebhookInputSerializer, responses={201: WebhookCreatedSerializer})
     def create(self, request: Request) -> Response:
-        data = body_object(request, WebhookInputSerializer)
-        WebhookInputSerializer(data=data).is_valid(raise_exception=True)
-        if "name" not in data or "url" not in data:
+        body = body_object(request, WebhookInputSerializer)
+        missing_or_null_refuse(WebhookInputSerializer, body)
+        if "name" not in body or "url" not in body:
             raise InvalidInput("name and url are required")
-        endpoint, secret = services.webhook_endpoint_create(
-            **_changes(data, [*WEBHOOK_UPDATE_FIELDS, "secret"])
-        )
+        endpoint, secret = services.webhook_endpoint_create(**_checked(WebhookInputSerializer, body))
         body = {**WebhookSerializer(endpoint).data, "secret": secret}
         return Response(WebhookCreatedSerializer(body).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=WebhookInputSerializer, responses=WebhookSerializer)
     def update(self, request: Request, pk: str, partial: bool = False) -> Response:
-        data = body_object(request, WebhookInputSerializer)
-        WebhookInputSerializer(data=data).is_valid(raise_exception=True)
-        if "secret" in data:
+        body = body_object(request, WebhookInputSerializer)
+        missing_or_null_refuse(WebhookInputSerializer, body)
+        if "secret" in body:
             raise InvalidInput("secret cannot be changed; POST /c/webhooks/<id>/rotate_secret")
-        endpoint = services.webhook_endpoint_update(
-            endpoint=self.get_object(), **_changes(data, WEBHOOK_UPDATE_FIELDS)
-        )
+        endpoint = self.get_object()
+        changes = _checked(WebhookInputSerializer, body, instance=endpoint)
+        endpoint = services.webhook_endpoint_update(endpoint=endpoint, changes=changes)
         return Response(WebhookSerializer(endpoint).data)
 
     @extend_schema(request=WebhookInputSerializer, responses=WebhookSerializer)
@@ -241,9 +242,8 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     @action(detail=True, methods=["get"], serializer_class=WebhookDeliverySerializer)
     def deliveries(self, request: Request, pk: str) -> Response:
         endpoint = self.get_object()
-        queryset = selectors.webhook_delivery_list(
-            endpoint=endpoint, state=request.query_params.get("state") or None
-        )
+        query = validated(DeliveryQuerySerializer, request.query_params)
+        queryset = selectors.webhook_delivery_list(endpoint=endpoint, state=query.get("state"))
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
 

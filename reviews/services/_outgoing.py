@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
+from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
 from omm_project.lib.tasks import enqueue_on_commit
 from reviews.choices import SendState
-from reviews.conf import SEND_LEASE_SECONDS, setting
 from reviews.models import ExchangeReport, OutgoingMessage, WebhookDelivery
 
 M = TypeVar("M", bound=OutgoingMessage)
@@ -20,6 +20,8 @@ M = TypeVar("M", bound=OutgoingMessage)
 # A retry delivered a little before its time (clocks of worker hosts differ) still runs.
 EARLY_SLACK = timedelta(seconds=5)
 ERROR_MAX_CHARS = 2000
+# A claimed message is considered abandoned (its worker died) after this long.
+SEND_LEASE_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,8 @@ class SendOutcome:
 
 def backoff_seconds(attempt: int) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based): base * 2**(attempt-1), capped."""
-    base = float(setting("OMM_WEBHOOK_BACKOFF_BASE_SECONDS"))
-    cap = float(setting("OMM_WEBHOOK_BACKOFF_MAX_SECONDS"))
+    base = settings.OMM_WEBHOOK_BACKOFF_BASE_SECONDS
+    cap = settings.OMM_WEBHOOK_BACKOFF_MAX_SECONDS
     return min(base * 2 ** max(attempt - 1, 0), cap)
 
 

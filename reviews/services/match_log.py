@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -19,7 +20,6 @@ from banks.models import BankContent, ContentSignal
 from omm_project.lib.errors import InvalidInput
 from reviews import exchange_adapter
 from reviews.choices import FINAL_STATES, MatchSource, ReportKind
-from reviews.conf import setting
 from reviews.models import ExchangeReport, MatchLog, WebhookDelivery
 from reviews.services._outgoing import deliveries_enqueue, reports_enqueue
 from reviews.services.rules import RuleSpec, RulesSnapshot, rules_bank_candidates, rules_snapshot
@@ -75,16 +75,7 @@ def match_log_record(
         raise InvalidInput(f"source must be one of {MatchSource.values}") from None
     if len(platform_content_id) > PLATFORM_CONTENT_ID_MAX_LENGTH:
         raise InvalidInput(f"content id must be at most {PLATFORM_CONTENT_ID_MAX_LENGTH} characters")
-    # Index results are often numpy integers, which neither the database driver nor json take.
-    hits = [
-        MatchHit(
-            int(h.content_id),
-            int(h.bank_id),
-            str(h.bank_name),
-            None if h.distance is None else int(h.distance),
-        )
-        for h in hits
-    ]
+    hits = _plain_hits(hits)
     now = timezone.now()
     snapshot = rules_snapshot()
     fired, content_labels = _rules_fired(snapshot, hits)
@@ -114,25 +105,49 @@ def match_log_record(
     with transaction.atomic():
         MatchLog.objects.bulk_create(rows)
         if fired:
-            deliveries = [
-                WebhookDelivery(
-                    message_id=webhook_message_id(),
-                    endpoint_id=rule.webhook_id,
-                    rule_id=rule.id,
-                    rule_name=rule.name,
-                    match=rows[i],
-                    event_type=EVENT_MATCH_CREATED,
-                    payload=_payload(rows[i], rule, snapshot=snapshot, content_labels=content_labels),
-                    created_at=now,
-                )
-                for i, rules in fired.items()
-                for rule in rules
-            ]
-            WebhookDelivery.objects.bulk_create(deliveries)
-            deliveries_enqueue([d.pk for d in deliveries])
+            _deliveries_create(rows, fired, snapshot=snapshot, content_labels=content_labels)
         if seen_hits:
             _seen_reports_create(signal_type=signal_type, hits=seen_hits)
     return [row.pk for row in rows]
+
+
+def _plain_hits(hits: Sequence[HitLike]) -> list[MatchHit]:
+    """Hits with plain ints: index results are often numpy integers, which neither psycopg2 nor json take."""
+    return [
+        MatchHit(
+            int(h.content_id),
+            int(h.bank_id),
+            str(h.bank_name),
+            None if h.distance is None else int(h.distance),
+        )
+        for h in hits
+    ]
+
+
+def _deliveries_create(
+    rows: Sequence[MatchLog],
+    fired: dict[int, list[RuleSpec]],
+    *,
+    snapshot: RulesSnapshot,
+    content_labels: dict[int, list[str]],
+) -> None:
+    """One webhook delivery per fired rule of each logged row, sent after commit."""
+    deliveries = [
+        WebhookDelivery(
+            message_id=webhook_message_id(),
+            endpoint_id=rule.webhook_id,
+            rule_id=rule.id,
+            rule_name=rule.name,
+            match=rows[i],
+            event_type=EVENT_MATCH_CREATED,
+            payload=_payload(rows[i], rule, snapshot=snapshot, content_labels=content_labels),
+            created_at=rows[i].created_at,
+        )
+        for i, rules in fired.items()
+        for rule in rules
+    ]
+    WebhookDelivery.objects.bulk_create(deliveries)
+    deliveries_enqueue([d.pk for d in deliveries])
 
 
 def _rules_fired(
@@ -252,7 +267,7 @@ def _delete_batched(queryset: QuerySet, *, batch_size: int) -> int:
 
 def match_log_prune(*, batch_size: int = 5000) -> dict[str, int]:
     """Delete match log rows, and finished webhook deliveries, older than OMM_MATCH_LOG_RETENTION_DAYS."""
-    days = int(setting("OMM_MATCH_LOG_RETENTION_DAYS"))
+    days = settings.OMM_MATCH_LOG_RETENTION_DAYS
     if days <= 0:
         return {"matches": 0, "deliveries": 0}
     cutoff = timezone.now() - timedelta(days=days)

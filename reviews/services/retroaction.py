@@ -17,13 +17,13 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Protocol
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from omm_project.lib.errors import InvalidInput
 from omm_project.lib.tasks import enqueue, enqueue_on_commit
 from reviews.choices import MatchSource
-from reviews.conf import setting
 from reviews.models import MatchLog, RetroactionBatch, Submission
 from reviews.services.match_log import PLATFORM_CONTENT_ID_MAX_LENGTH, HitLike, match_log_record
 
@@ -34,7 +34,7 @@ ENQUEUE_CHUNK = 500
 
 def retroaction_enabled() -> bool:
     """Whether submissions are remembered and replayed (OMM_RETROACTION_WINDOW_HOURS > 0)."""
-    return float(setting("OMM_RETROACTION_WINDOW_HOURS")) > 0
+    return settings.OMM_RETROACTION_WINDOW_HOURS > 0
 
 
 def submission_remember(
@@ -68,7 +68,7 @@ def retroaction_enqueue(*, content_ids: Sequence[int]) -> None:
     from reviews.tasks import retroaction_task  # tasks import services
 
     ids = sorted({int(cid) for cid in content_ids})
-    delay = float(setting("OMM_RETROACTION_DELAY_SECONDS"))
+    delay = settings.OMM_RETROACTION_DELAY_SECONDS
     run_after = timezone.now() + timedelta(seconds=delay)
     batches = RetroactionBatch.objects.bulk_create(
         RetroactionBatch(run_after=run_after, content_ids=ids[start : start + ENQUEUE_CHUNK])
@@ -175,8 +175,8 @@ def retroaction_run(*, content_ids: list[int]) -> int:
         return 0
     if _contents_matcher is None:
         raise RuntimeError("retroaction needs the matching app's ContentsMatcher (INSTALLED_APPS)")
-    since = timezone.now() - timedelta(hours=float(setting("OMM_RETROACTION_WINDOW_HOURS")))
-    batch = int(setting("OMM_RETROACTION_BATCH"))
+    since = timezone.now() - timedelta(hours=settings.OMM_RETROACTION_WINDOW_HOURS)
+    batch = settings.OMM_RETROACTION_BATCH
     matcher = _contents_matcher(content_ids)
     found: dict[int, dict[int, HitLike]] = defaultdict(dict)
     for type_name in matcher.signal_types:
@@ -227,7 +227,7 @@ def submissions_prune(*, batch_size: int = 5000) -> int:
     Forget submissions older than the retroaction window (all of them when retroaction is off),
     and retroaction batches that waited longer than it (nothing is left to replay them against).
     """
-    hours = float(setting("OMM_RETROACTION_WINDOW_HOURS"))
+    hours = settings.OMM_RETROACTION_WINDOW_HOURS
     cutoff = timezone.now() - timedelta(hours=max(hours, 0))
     RetroactionBatch.objects.filter(run_after__lt=cutoff).delete()
     deleted = 0

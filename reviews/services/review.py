@@ -5,20 +5,21 @@ exchange the content came from when that exchange's reporting switch is on.
 """
 
 import logging
+from collections.abc import Sequence
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from banks.models import Bank, BankContent
 from banks.selectors import bank_get
-from banks.services import bank_content_create, bank_contents_set_enabled, note_validate
+from banks.services import bank_content_create, bank_contents_set_enabled
 from omm_project.lib import pytx
 from omm_project.lib.db import advisory_xact_lock
 from omm_project.lib.errors import InvalidInput, NotFound
 from omm_project.lib.inputs import bool_parse
 from reviews import exchange_adapter, writeback
 from reviews.choices import ReportKind, SendState, Verdict
-from reviews.conf import setting
 from reviews.models import ExchangeReport, MatchLog, Review
 from reviews.services._outgoing import (
     SendOutcome,
@@ -28,7 +29,6 @@ from reviews.services._outgoing import (
     reports_enqueue,
 )
 from reviews.services.retroaction import retroaction_enqueue
-from reviews.services.rules import label_list_validate
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +46,24 @@ def content_ids_validate(content_ids: object) -> list[int]:
     return list(dict.fromkeys(content_ids))
 
 
-def _verdict_validate(verdict: object) -> Verdict:
+def verdict_validate(verdict: object) -> Verdict:
+    """A verdict, or a 400 listing them."""
     try:
         return Verdict(verdict)
     except ValueError:
         raise InvalidInput(f"verdict must be one of {Verdict.values}") from None
+
+
+def add_to_bank_validate(name: object) -> str | None:
+    """The name of the bank to copy reviewed content into (null: none), or a 400; 404 comes later."""
+    if name is not None and (not isinstance(name, str) or not name):
+        raise InvalidInput("add_to_bank must be a bank name")
+    return name
+
+
+def disable_on_false_positive_validate(value: object) -> bool | None:
+    """A boolean, or null for the default (OMM_FALSE_POSITIVE_DISABLES), or a 400."""
+    return None if value is None else bool_parse(value, field="disable_on_false_positive")
 
 
 def _same_content_in(bank: Bank, signals: dict[str, str]) -> int | None:
@@ -61,36 +74,8 @@ def _same_content_in(bank: Bank, signals: dict[str, str]) -> int | None:
     return queryset.order_by("pk").values_list("pk", flat=True).first()
 
 
-def review_record(
-    *,
-    content_ids: object,
-    verdict: object,
-    labels: object = None,
-    note: object = None,
-    add_to_bank: object = None,
-    disable_on_false_positive: object = None,
-    reviewer: str = "",
-) -> list[Review]:
-    """
-    Record one verdict on each of `content_ids`: one Review each. Unreviewed matches of the
-    content are marked with it; a false positive disables the content when
-    `disable_on_false_positive` (default OMM_FALSE_POSITIVE_DISABLES); `add_to_bank` copies the
-    content's signals into that bank (once); exchange content is reported back when its exchange
-    wants this verdict reported. All or nothing: 400/404 write nothing.
-    """
-    ids = content_ids_validate(content_ids)
-    verdict = _verdict_validate(verdict)
-    labels = label_list_validate(labels, field="labels")
-    note = note_validate(note)
-    if disable_on_false_positive is not None:
-        disable_on_false_positive = bool_parse(
-            disable_on_false_positive, field="disable_on_false_positive"
-        )
-    target = None
-    if add_to_bank is not None:
-        if not isinstance(add_to_bank, str) or not add_to_bank:
-            raise InvalidInput("add_to_bank must be a bank name")
-        target = bank_get(name=add_to_bank)
+def _contents_get(ids: list[int]) -> dict[int, BankContent]:
+    """The contents with these ids, with their bank and signals, or a 404 naming those missing."""
     # Content of a bank being deleted is gone for reviews too, as for every other endpoint.
     contents = (
         BankContent.objects.filter(bank__deleting_since__isnull=True)
@@ -101,8 +86,34 @@ def review_record(
     missing = [cid for cid in ids if cid not in contents]
     if missing:
         raise NotFound(f"content not found: {missing}")
+    return contents
+
+
+def review_record(
+    *,
+    content_ids: Sequence[int],
+    verdict: Verdict | str,
+    labels: Sequence[str] = (),
+    note: str = "",
+    add_to_bank: str | None = None,
+    disable_on_false_positive: bool | None = None,
+    reviewer: str = "",
+) -> list[Review]:
+    """
+    Record one verdict on each of `content_ids` (checked by the validators above; duplicates are
+    reviewed once): one Review each. Unreviewed matches of the content are marked with it; a
+    false positive disables the content when `disable_on_false_positive` (None: the setting
+    OMM_FALSE_POSITIVE_DISABLES); `add_to_bank` copies the content's signals into that bank
+    (once); exchange content is reported back when its exchange wants this verdict reported.
+    All or nothing: 404 writes nothing.
+    """
+    ids = list(dict.fromkeys(content_ids))
+    verdict = Verdict(verdict)
+    labels = list(labels)
+    target = bank_get(name=add_to_bank) if add_to_bank is not None else None
+    contents = _contents_get(ids)
     if disable_on_false_positive is None:
-        disable_on_false_positive = bool(setting("OMM_FALSE_POSITIVE_DISABLES"))
+        disable_on_false_positive = settings.OMM_FALSE_POSITIVE_DISABLES
     disable = verdict == Verdict.FALSE_POSITIVE and disable_on_false_positive
     sources = exchange_adapter.exchange_sources_for(content_ids=ids)
     now = timezone.now()
@@ -129,34 +140,7 @@ def review_record(
         if disable:
             bank_contents_set_enabled(content_ids=ids, enabled=False)
         if target is not None:
-            added: list[int] = []
-            signals_of = {
-                cid: {s.signal_type: s.signal_value for s in contents[cid].signals.all()} for cid in ids
-            }
-            # Concurrent reviews adding the same signals to the target bank: each checks for the
-            # content, finds none and adds it (4 copies from 5 parallel reviews). A lock per
-            # (bank, signals) until commit makes the check and the add one step; locks are
-            # taken in one order so that two reviews of several contents cannot deadlock.
-            for key in sorted({tuple(sorted(signals.items())) for signals in signals_of.values() if signals}):
-                advisory_xact_lock("review_add_to_bank", target.pk, key)
-            for review in reviews:
-                content = contents[review.reviewed_content_id]
-                signals = signals_of[content.pk]
-                existing = _same_content_in(target, signals) if signals else None
-                if existing is None:
-                    existing = bank_content_create(
-                        bank=target,
-                        signals=signals,
-                        note=note or f"review {review.pk} of content {content.pk}",
-                        labels=labels,
-                        platform_content_id=content.platform_content_id,
-                        content_uri=content.content_uri,
-                        retroaction=False,  # enqueued once for all added contents, below
-                    ).pk
-                    added.append(existing)
-                review.added_content_id = existing
-                review.added_to_bank_name = target.name
-            retroaction_enqueue(content_ids=added)
+            _add_to_bank(target, reviews, contents=contents, labels=labels, note=note)
         Review.objects.bulk_update(reviews, ["matches_marked", "added_content_id", "added_to_bank_name"])
         reports = _review_reports(reviews, verdict=verdict, contents=contents, sources=sources, labels=labels)
         ExchangeReport.objects.bulk_create(reports)
@@ -165,6 +149,43 @@ def review_record(
     return list(
         Review.objects.filter(pk__in=[r.pk for r in reviews]).prefetch_related("reports").order_by("pk")
     )
+
+
+def _add_to_bank(
+    target: Bank, reviews: list[Review], *, contents: dict[int, BankContent], labels: list[str], note: str
+) -> None:
+    """Copy each reviewed content's signals into `target` (once: an existing copy is reused)."""
+    added: list[int] = []
+    signals_of = {
+        review.reviewed_content_id: {
+            s.signal_type: s.signal_value for s in contents[review.reviewed_content_id].signals.all()
+        }
+        for review in reviews
+    }
+    # Concurrent reviews adding the same signals to the target bank: each checks for the
+    # content, finds none and adds it (4 copies from 5 parallel reviews). A lock per
+    # (bank, signals) until commit makes the check and the add one step; locks are
+    # taken in one order so that two reviews of several contents cannot deadlock.
+    for key in sorted({tuple(sorted(signals.items())) for signals in signals_of.values() if signals}):
+        advisory_xact_lock("review_add_to_bank", target.pk, key)
+    for review in reviews:
+        content = contents[review.reviewed_content_id]
+        signals = signals_of[content.pk]
+        existing = _same_content_in(target, signals) if signals else None
+        if existing is None:
+            existing = bank_content_create(
+                bank=target,
+                signals=signals,
+                note=note or f"review {review.pk} of content {content.pk}",
+                labels=labels,
+                platform_content_id=content.platform_content_id,
+                content_uri=content.content_uri,
+                retroaction=False,  # enqueued once for all added contents, below
+            ).pk
+            added.append(existing)
+        review.added_content_id = existing
+        review.added_to_bank_name = target.name
+    retroaction_enqueue(content_ids=added)
 
 
 def _review_reports(
@@ -235,7 +256,7 @@ def exchange_report_send(*, report_id: int) -> SendOutcome:
         reason = f"signal type '{report.signal_type}' is not enabled"
         message_finish(ExchangeReport, report.pk, state=SendState.UNSUPPORTED, last_error=reason)
         return SendOutcome(report.pk, SendState.UNSUPPORTED, detail=reason)
-    max_attempts = int(setting("OMM_EXCHANGE_REPORT_MAX_ATTEMPTS"))
+    max_attempts = settings.OMM_EXCHANGE_REPORT_MAX_ATTEMPTS
     secrets: list[str] = []
     try:
         api, secrets = exchange_adapter.exchange_client(exchange=exchange)

@@ -5,17 +5,17 @@ Action rules: their validation and writes, and the per-process snapshot the hot 
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from banks.models import Bank
-from omm_project.lib.db import save_changed, unique_or_conflict
-from omm_project.lib.errors import Conflict, InvalidInput
-from omm_project.lib.inputs import bool_parse
+from omm_project.lib.db import model_update, unique_or_conflict
+from omm_project.lib.errors import InvalidInput
 from reviews import exchange_adapter
-from reviews.conf import setting
 from reviews.models import ActionRule, WebhookEndpoint
 
 NAME_MAX_LENGTH = 100
@@ -26,10 +26,10 @@ LABEL_FIELDS = (
     "must_not_have_content_labels",
 )
 
-_UNSET = object()
-
 
 # --- Validation ----------------------------------------------------------------------------------
+# The one implementation of each rule of the rule and webhook bodies; the API's input fields
+# (reviews.api.serializers) call them, so their messages are HMA's whichever field is bad first.
 
 
 def name_validate(name: object, *, what: str) -> str:
@@ -59,9 +59,8 @@ def label_list_validate(value: object, *, field: str) -> list[str]:
     return list(dict.fromkeys(value))
 
 
-def banks_resolve(names: object) -> list[Bank]:
-    """The banks named in a list, or a 400 naming the unknown ones."""
-    names = label_list_validate(names, field="banks")
+def banks_resolve(names: Sequence[str]) -> list[Bank]:
+    """The banks with these names, or a 400 naming the unknown ones."""
     banks = list(Bank.objects.filter(name__in=names))
     unknown = sorted(set(names) - {b.name for b in banks})
     if unknown:
@@ -69,58 +68,55 @@ def banks_resolve(names: object) -> list[Bank]:
     return banks
 
 
-def webhook_resolve(webhook_id: object) -> WebhookEndpoint:
-    """The webhook endpoint with this id, or a 400 (it is a reference in a body, not the resource)."""
+def webhook_id_validate(webhook_id: object) -> int:
+    """The id of an existing webhook endpoint, or a 400 (it is a reference in a body, not the resource)."""
     if isinstance(webhook_id, bool) or not isinstance(webhook_id, int):
         raise InvalidInput("webhook_id must be the id of a webhook endpoint")
-    endpoint = WebhookEndpoint.objects.filter(pk=webhook_id).first()
-    if endpoint is None:
+    if not WebhookEndpoint.objects.filter(pk=webhook_id).exists():
         raise InvalidInput(f"webhook_id: no webhook endpoint {webhook_id}")
-    return endpoint
+    return webhook_id
 
 
 # --- Writes --------------------------------------------------------------------------------------
+# They take values checked by the validators above (the API's input serializers and the admin's
+# forms call them). A taken name is a 409 from the unique constraint (the API answers it earlier,
+# in its place among the fields); unknown banks and a rule that selects no bank are decided here.
+
+
+def _bank_rule_check(*, all_banks: bool, banks: Sequence[Bank]) -> None:
+    if not all_banks and not banks:
+        raise InvalidInput("A rule must name banks or set all_banks")
 
 
 @transaction.atomic
 def action_rule_create(
     *,
-    name: object,
-    webhook_id: object,
-    enabled: object = True,
-    description: object = "",
-    all_banks: object = False,
-    banks: object = None,
-    must_have_bank_labels: object = None,
-    must_not_have_bank_labels: object = None,
-    must_have_content_labels: object = None,
-    must_not_have_content_labels: object = None,
+    name: str,
+    webhook_id: int,
+    enabled: bool = True,
+    description: str = "",
+    all_banks: bool = False,
+    banks: Sequence[str] = (),
+    must_have_bank_labels: Sequence[str] = (),
+    must_not_have_bank_labels: Sequence[str] = (),
+    must_have_content_labels: Sequence[str] = (),
+    must_not_have_content_labels: Sequence[str] = (),
 ) -> ActionRule:
-    """Create an action rule; 400 if it selects no bank, 409 if the name is taken."""
-    name = name_validate(name, what="Rule")
-    if ActionRule.objects.filter(name=name).exists():
-        raise Conflict(f"Action rule '{name}' already exists")
+    """Create an action rule; 400 if it selects no bank or names unknown ones, 409 if the name is taken."""
     rule = ActionRule(
         name=name,
-        webhook=webhook_resolve(webhook_id),
-        enabled=bool_parse(enabled, field="enabled"),
-        description=text_validate(description, field="description"),
-        all_banks=bool_parse(all_banks, field="all_banks"),
-        must_have_bank_labels=label_list_validate(must_have_bank_labels, field="must_have_bank_labels"),
-        must_not_have_bank_labels=label_list_validate(
-            must_not_have_bank_labels, field="must_not_have_bank_labels"
-        ),
-        must_have_content_labels=label_list_validate(
-            must_have_content_labels, field="must_have_content_labels"
-        ),
-        must_not_have_content_labels=label_list_validate(
-            must_not_have_content_labels, field="must_not_have_content_labels"
-        ),
+        webhook_id=webhook_id,
+        enabled=enabled,
+        description=description,
+        all_banks=all_banks,
+        must_have_bank_labels=list(must_have_bank_labels),
+        must_not_have_bank_labels=list(must_not_have_bank_labels),
+        must_have_content_labels=list(must_have_content_labels),
+        must_not_have_content_labels=list(must_not_have_content_labels),
     )
     bank_rows = banks_resolve(banks)
-    if not rule.all_banks and not bank_rows:
-        raise InvalidInput("A rule must name banks or set all_banks")
-    with unique_or_conflict(f"Action rule '{name}' already exists"):  # a concurrent create won
+    _bank_rule_check(all_banks=all_banks, banks=bank_rows)
+    with unique_or_conflict(f"Action rule '{name}' already exists"):  # a taken name, or a concurrent create won
         rule.save()
     rule.banks.set(bank_rows)
     transaction.on_commit(rules_cache_clear)
@@ -128,52 +124,19 @@ def action_rule_create(
 
 
 @transaction.atomic
-def action_rule_update(
-    *,
-    rule: ActionRule,
-    name: object = _UNSET,
-    webhook_id: object = _UNSET,
-    enabled: object = _UNSET,
-    description: object = _UNSET,
-    all_banks: object = _UNSET,
-    banks: object = _UNSET,
-    **labels: object,
-) -> ActionRule:
+def action_rule_update(*, rule: ActionRule, changes: Mapping[str, Any]) -> ActionRule:
     """
-    Change any of a rule's fields (the label lists by keyword, as in action_rule_create). Only the
-    changed columns are written: `rule` may be stale.
+    Change the fields of a rule named in `changes` (action_rule_create's keywords; `banks` by
+    name). Only those columns are written: `rule` may be stale.
     """
-    unknown = sorted(set(labels) - set(LABEL_FIELDS))
-    if unknown:
-        raise TypeError(f"unexpected fields {unknown}")
-    changed: list[str] = []
-    if name is not _UNSET:
-        name = name_validate(name, what="Rule")
-        if ActionRule.objects.filter(name=name).exclude(pk=rule.pk).exists():
-            raise Conflict(f"Action rule '{name}' already exists")
-        rule.name = name
-        changed.append("name")
-    if webhook_id is not _UNSET:
-        rule.webhook = webhook_resolve(webhook_id)
-        changed.append("webhook")
-    if enabled is not _UNSET:
-        rule.enabled = bool_parse(enabled, field="enabled")
-        changed.append("enabled")
-    if description is not _UNSET:
-        rule.description = text_validate(description, field="description")
-        changed.append("description")
-    if all_banks is not _UNSET:
-        rule.all_banks = bool_parse(all_banks, field="all_banks")
-        changed.append("all_banks")
-    for field, value in labels.items():
-        setattr(rule, field, label_list_validate(value, field=field))
-        changed.append(field)
-    bank_rows = banks_resolve(banks) if banks is not _UNSET else list(rule.banks.all())
-    if not rule.all_banks and not bank_rows:
-        raise InvalidInput("A rule must name banks or set all_banks")
-    with unique_or_conflict(f"Action rule '{rule.name}' already exists"):  # a concurrent rename won
-        save_changed(rule, changed, gone_message=f"action rule '{rule.pk}' not found")
-    if banks is not _UNSET:
+    changes = dict(changes)
+    bank_names = changes.pop("banks", None)
+    bank_rows = banks_resolve(bank_names) if bank_names is not None else list(rule.banks.all())
+    _bank_rule_check(all_banks=changes.get("all_banks", rule.all_banks), banks=bank_rows)
+    name = changes.get("name", rule.name)
+    with unique_or_conflict(f"Action rule '{name}' already exists"):  # a taken name, or a concurrent rename
+        model_update(rule, changes, gone_message=f"action rule '{rule.pk}' not found")
+    if bank_names is not None:
         rule.banks.set(bank_rows)
     transaction.on_commit(rules_cache_clear)
     return rule
@@ -265,7 +228,7 @@ def rules_snapshot() -> RulesSnapshot:
         if _cached is not None and _cached[0] > now:  # another thread loaded it meanwhile
             return _cached[1]
         snapshot = _load()
-        _cached = (now + float(setting("OMM_ACTION_RULES_CACHE_SECONDS")), snapshot)
+        _cached = (now + settings.OMM_ACTION_RULES_CACHE_SECONDS, snapshot)
         return snapshot
 
 

@@ -11,20 +11,21 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 import requests
+from django.conf import settings
 from django.db import transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
 from omm_project.lib import outbound, sealing
-from omm_project.lib.db import save_changed, unique_or_conflict
+from omm_project.lib.db import model_update, unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput
-from omm_project.lib.inputs import bool_parse
 from omm_project.lib.outbound import UnsafeUrl, url_validate
 from reviews import signing
 from reviews.choices import SendState
-from reviews.conf import setting
 from reviews.models import ActionRule, WebhookDelivery, WebhookEndpoint
 from reviews.services._outgoing import (
     SendOutcome,
@@ -33,13 +34,12 @@ from reviews.services._outgoing import (
     message_fail,
     message_finish,
 )
-from reviews.services.rules import name_validate, rules_cache_clear, text_validate
+from reviews.services.rules import rules_cache_clear
 
 logger = logging.getLogger(__name__)
 
 URL_MAX_LENGTH = 2000
 USER_AGENT = "omm-webhooks/1"
-_UNSET = object()
 SECRET_CONTEXT = "reviews.webhook_secret"  # the sealing key context of webhook secrets
 
 
@@ -50,8 +50,10 @@ def webhook_url_validate(url: object) -> str:
     return url_validate(url)
 
 
-def webhook_secret_validate(secret: object) -> str:
-    """A caller-chosen secret in the Standard Webhooks format, or a 400."""
+def webhook_secret_validate(secret: object) -> str | None:
+    """A caller-chosen secret in the Standard Webhooks format (null: none, one is generated), or a 400."""
+    if secret is None:
+        return None
     try:
         signing.secret_key(secret)  # type: ignore[arg-type]
     except signing.InvalidSecret as exc:
@@ -61,56 +63,30 @@ def webhook_secret_validate(secret: object) -> str:
 
 @transaction.atomic
 def webhook_endpoint_create(
-    *, name: object, url: object, enabled: object = True, description: object = "", secret: object = None
+    *, name: str, url: str, enabled: bool = True, description: str = "", secret: str | None = None
 ) -> tuple[WebhookEndpoint, str]:
-    """Create an endpoint; returns it and its secret, which is shown this once. 409 on a taken name."""
-    name = name_validate(name, what="Webhook")
-    endpoint = WebhookEndpoint(
-        name=name,
-        url=webhook_url_validate(url),
-        enabled=bool_parse(enabled, field="enabled"),
-        description=text_validate(description, field="description"),
-    )
-    secret = signing.secret_generate() if secret is None else webhook_secret_validate(secret)
+    """
+    Create an endpoint from checked values (the validators above; name_validate, text_validate);
+    returns it and its secret, which is shown this once. 409 on a taken name.
+    """
+    endpoint = WebhookEndpoint(name=name, url=url, enabled=enabled, description=description)
+    secret = signing.secret_generate() if secret is None else secret
     endpoint.secret_sealed = _secret_seal(secret)
-    if WebhookEndpoint.objects.filter(name=name).exists():
-        raise Conflict(f"Webhook '{name}' already exists")
-    with unique_or_conflict(f"Webhook '{name}' already exists"):  # a concurrent create won
+    with unique_or_conflict(f"Webhook '{name}' already exists"):  # a taken name, or a concurrent create won
         endpoint.save()
     return endpoint, secret
 
 
 @transaction.atomic
-def webhook_endpoint_update(
-    *,
-    endpoint: WebhookEndpoint,
-    name: object = _UNSET,
-    url: object = _UNSET,
-    enabled: object = _UNSET,
-    description: object = _UNSET,
-) -> WebhookEndpoint:
+def webhook_endpoint_update(*, endpoint: WebhookEndpoint, changes: Mapping[str, Any]) -> WebhookEndpoint:
     """
-    Change an endpoint's name, URL, switch or description (never its secret: rotate it). Only the
-    changed columns are written: `endpoint` may be stale (a concurrent rotation stays).
+    Change an endpoint's name, URL, switch or description, as named in `changes` (never its
+    secret: rotate it). Only those columns are written: `endpoint` may be stale (a concurrent
+    rotation stays).
     """
-    changed: list[str] = []
-    if name is not _UNSET:
-        name = name_validate(name, what="Webhook")
-        if WebhookEndpoint.objects.filter(name=name).exclude(pk=endpoint.pk).exists():
-            raise Conflict(f"Webhook '{name}' already exists")
-        endpoint.name = name
-        changed.append("name")
-    if url is not _UNSET:
-        endpoint.url = webhook_url_validate(url)
-        changed.append("url")
-    if enabled is not _UNSET:
-        endpoint.enabled = bool_parse(enabled, field="enabled")
-        changed.append("enabled")
-    if description is not _UNSET:
-        endpoint.description = text_validate(description, field="description")
-        changed.append("description")
-    with unique_or_conflict(f"Webhook '{endpoint.name}' already exists"):  # a concurrent rename won
-        save_changed(endpoint, changed, gone_message=f"webhook '{endpoint.pk}' not found")
+    name = changes.get("name", endpoint.name)
+    with unique_or_conflict(f"Webhook '{name}' already exists"):  # a taken name, or a concurrent rename won
+        model_update(endpoint, changes, gone_message=f"webhook '{endpoint.pk}' not found")
     transaction.on_commit(rules_cache_clear)  # rules of a disabled endpoint stop firing
     return endpoint
 
@@ -167,7 +143,7 @@ def webhook_post(*, url: str, secret: str, message_id: str, body: bytes) -> int:
             secret=secret, message_id=message_id, timestamp=timestamp, body=body
         ),
     }
-    timeout = float(setting("OMM_WEBHOOK_TIMEOUT_SECONDS"))
+    timeout = settings.OMM_WEBHOOK_TIMEOUT_SECONDS
     with outbound.session(user_agent=USER_AGENT) as session, outbound.deadline(timeout):
         response = session.post(
             url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
@@ -216,7 +192,7 @@ def webhook_delivery_send(*, delivery_id: int) -> SendOutcome:
             WebhookDelivery,
             delivery,
             error=error,
-            max_attempts=int(setting("OMM_WEBHOOK_MAX_ATTEMPTS")),
+            max_attempts=settings.OMM_WEBHOOK_MAX_ATTEMPTS,
             last_status_code=None,
         )
     if 200 <= status < 300:
@@ -229,7 +205,7 @@ def webhook_delivery_send(*, delivery_id: int) -> SendOutcome:
         WebhookDelivery,
         delivery,
         error=f"HTTP {status}",
-        max_attempts=int(setting("OMM_WEBHOOK_MAX_ATTEMPTS")),
+        max_attempts=settings.OMM_WEBHOOK_MAX_ATTEMPTS,
         last_status_code=status,
     )
 

@@ -103,6 +103,7 @@ def test_match_list_content_id_filter(curator_client, matches):
         "verdict=meh",
         "source=x",
         "content_id=abc",
+        "content_id=%C2%B2",  # "²": a digit that int() cannot read (a 500 before issue #13)
         "since=2030-01-01&until=2020-01-01",
     ],
 )

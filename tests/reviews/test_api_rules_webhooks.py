@@ -1,6 +1,7 @@
 """/c/webhooks (secret shown once, SSRF rules, deliveries, retry) and /c/action_rules CRUD."""
 
 import pytest
+from drf_spectacular.generators import SchemaGenerator
 
 from reviews import services
 from reviews.choices import SendState
@@ -318,3 +319,58 @@ def test_rule_and_webhook_endpoints_need_curate_scope(anon_client, matcher_clien
         services.webhook_endpoint_secret(endpoint=WebhookEndpoint.objects.get()) == secret
         and ActionRule.objects.count() == 1
     )
+
+
+# --- the order of answers, and the documented types of the bodies --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        # a null is DRF's answer before any rule of the field, whichever field comes first
+        ("post", "/c/webhooks", {"name": "", "url": HOOK, "description": None}, 400,
+         "description: This field may not be null."),
+        ("post", "/c/action_rules", {"name": None}, 400, "name: This field may not be null."),
+        ("post", "/c/reviews", {"content_ids": [1], "verdict": "nope", "note": None}, 400,
+         "note: This field may not be null."),
+        ("patch", "/c/webhooks/{other}", {"enabled": None, "secret": "x"}, 400,
+         "enabled: This field may not be null."),
+        # then required pairs and refused keys, then a 404, then the fields in the services' order
+        ("post", "/c/action_rules", {"name": 5}, 400, "name and webhook_id are required"),
+        ("patch", "/c/webhooks/{other}", {"name": 5, "secret": "x"}, 400, "secret cannot be changed"),
+        ("patch", "/c/action_rules/999999", {"name": 5}, 404, "not found"),
+        ("patch", "/c/webhooks/999999", {"name": 5}, 404, "not found"),
+        ("post", "/c/action_rules", {"name": "r", "webhook_id": "{hook}", "all_banks": "x", "enabled": "x"},
+         400, "enabled must be a boolean"),
+        ("post", "/c/reviews", {"content_ids": [1], "verdict": "true_positive", "add_to_bank": 5,
+                                "disable_on_false_positive": "x"}, 400, "disable_on_false_positive"),
+        # a taken name answers in its place: before later fields for rules and webhook updates...
+        ("post", "/c/action_rules", {"name": "rule", "webhook_id": "x"}, 409, "already exists"),
+        ("patch", "/c/action_rules/{rule}", {"name": "rule2", "enabled": "x"}, 409, "already exists"),
+        ("patch", "/c/webhooks/{other}", {"name": "hook", "url": "ftp://x/"}, 409, "already exists"),
+        # ...and after them all for a new webhook
+        ("post", "/c/webhooks", {"name": "hook", "url": "ftp://x/"}, 400, "scheme"),
+    ],
+)
+def test_answers_keep_their_order(curator_client, method, path, body, status, message):
+    hook, _ = make_webhook(HOOK)
+    other, _ = make_webhook(HOOK, name="other")
+    rule = make_rule(hook, all_banks=True)
+    make_rule(hook, name="rule2", all_banks=True)
+    ids = {"hook": hook.pk, "other": other.pk, "rule": rule.pk}
+    body = {key: ids["hook"] if value == "{hook}" else value for key, value in body.items()}
+    response = getattr(curator_client, method)(path.format(**ids), body, format="json")
+    assert response.status_code == status, response.content
+    assert message in response.json()["message"]
+
+
+def test_input_bodies_document_real_types():
+    components = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    rule = components["ActionRuleInputRequest"]["properties"]
+    assert rule["name"]["type"] == "string" and rule["enabled"]["type"] == "boolean"
+    assert rule["webhook_id"]["type"] == "integer" and rule["banks"]["items"]["type"] == "string"
+    webhook = components["WebhookInputRequest"]["properties"]
+    assert webhook["url"]["type"] == "string" and webhook["secret"]["type"] == "string"
+    review = components["ReviewCreateRequest"]["properties"]
+    assert review["content_ids"] == {**review["content_ids"], "type": "array", "maxItems": 1000, "minItems": 1}
+    assert review["content_ids"]["items"]["type"] == "integer" and review["note"]["maxLength"] == 255

@@ -128,7 +128,7 @@ def test_an_update_read_before_a_rotation_keeps_the_new_secret():
     stale = WebhookEndpoint.objects.get(pk=endpoint.pk)
     new_secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint)
     # When the update saves its change
-    services.webhook_endpoint_update(endpoint=stale, description="late")
+    services.webhook_endpoint_update(endpoint=stale, changes={"description": "late"})
     # Then the rotation stays: the endpoint signs with the new secret
     fresh = WebhookEndpoint.objects.get(pk=endpoint.pk)
     assert fresh.description == "late"
@@ -142,12 +142,12 @@ def test_an_update_of_a_deleted_endpoint_or_rule_is_a_404_and_recreates_nothing(
     stale_rule = type(rule).objects.get(pk=rule.pk)
     rule.delete()
     with pytest.raises(NotFound):
-        services.action_rule_update(rule=stale_rule, description="late")
+        services.action_rule_update(rule=stale_rule, changes={"description": "late"})
     assert not type(rule).objects.filter(pk=rule.pk).exists()
     stale = WebhookEndpoint.objects.get(pk=endpoint.pk)
     endpoint.delete()
     with pytest.raises(NotFound):
-        services.webhook_endpoint_update(endpoint=stale, description="late")
+        services.webhook_endpoint_update(endpoint=stale, changes={"description": "late"})
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
 
 
@@ -156,7 +156,7 @@ def test_a_rule_update_writes_only_its_changed_fields():
     endpoint, _ = services.webhook_endpoint_create(name="hook", url=HOOK)
     rule = make_rule(endpoint, all_banks=True)
     stale = type(rule).objects.get(pk=rule.pk)
-    services.action_rule_update(rule=rule, name="renamed")
-    services.action_rule_update(rule=stale, description="late")
+    services.action_rule_update(rule=rule, changes={"name": "renamed"})
+    services.action_rule_update(rule=stale, changes={"description": "late"})
     fresh = type(rule).objects.get(pk=rule.pk)
     assert (fresh.name, fresh.description) == ("renamed", "late")

@@ -4,6 +4,7 @@ from django.core.management.base import CommandParser
 
 from omm_project.lib.commands import OmmCommand
 from reviews import export, selectors
+from reviews.api.serializers import match_filters
 
 
 class Command(OmmCommand):
@@ -22,7 +23,7 @@ class Command(OmmCommand):
 
     def handle(self, *args, **options) -> None:
         params = {k: options[k] for k in ("since", "until", "bank", "reviewed", "verdict") if options.get(k)}
-        filters = selectors.match_filters_parse(params)
+        filters = match_filters(params)  # the API's parameters and answers
         queryset = selectors.match_log_list(filters=filters, newest_first=False)
         lines = export.export_lines(queryset, options["format"])
         if not options.get("output"):
