@@ -82,7 +82,7 @@ class FetchRun:
             client = exchange_client_build(exchange=self.exchange)
         except ClientUnavailable as exc:
             raise FetchError(exc.message) from None
-        self.secrets = client.secrets
+        self.secrets.extend(client.secrets)  # in place: the list is exchange_fetch's log filter's
         self.api_cls = client.api_cls
         self.writer = RecordWriter(
             exchange=self.exchange, api_cls=client.api_cls, config=client.config, write_workers=self.write_workers
