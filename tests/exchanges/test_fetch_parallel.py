@@ -285,3 +285,18 @@ def test_a_lost_lock_stops_both_writers_before_the_batch(paged, settings, monkey
     status = ExchangeFetchStatus.objects.get(pk=exchange.pk)
     assert status.lock_token == "other"
     assert status.checkpoint is None or committed_upto(exchange, status.checkpoint["position"])
+
+
+def test_a_time_limited_parallel_fetch_stores_its_checkpoint_and_a_rerun_completes(paged, settings):
+    exchange = services.exchange_create(name="LIMITED", api="paged_test", fetch_now=False)
+    reference = services.exchange_create(name="REF", api="paged_test", fetch_now=False)
+    assert fetch(reference, writers=1, settings=settings).result == "done"
+    settings.OMM_FETCH_WRITERS = 2
+    # a limit already passed: the first page is committed, with its checkpoint, and the run stops
+    outcome = services.exchange_fetch(exchange_id=exchange.pk, batch_size=25, force=True, time_limit=-1)
+    assert outcome.result == "partial" and outcome.records == PAGE
+    assert ExchangeFetchStatus.objects.get(pk=exchange.pk).checkpoint == {"position": PAGE}
+    assert committed_upto(exchange, PAGE) and ExchangeItem.objects.filter(exchange=exchange).count() == PAGE
+    assert other_sessions() == []
+    assert fetch(exchange, writers=2, settings=settings).result == "done"
+    assert state(exchange)["items"] == state(reference)["items"]
