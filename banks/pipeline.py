@@ -6,7 +6,7 @@ core of the database, whose per-row index and foreign-key upkeep is the bottlene
 The producer is any iterator of (partition, batch): batch i of partition p goes to writer p, in
 order, so a caller that puts every row with one key in one partition gets writers that never wait
 on each other's keys, and the first occurrence of a key still wins. Used by the file import
-(banks.importing); an exchange fetch could use it too.
+(banks.importing) and by exchange fetches.
 """
 
 import queue

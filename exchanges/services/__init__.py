@@ -4,7 +4,8 @@ and fetch them into their banks. Callers import from here; the modules are:
 - configuration: create, update, delete; bank_hooks: what banks asks of exchanges;
 - credentials: credentials at rest and the one builder of an exchange's client;
 - scheduling: enqueueing fetches; fetching: exchange_fetch, one fetch from lease to outcome;
-- fetch_run: the commit protocol of one fetch; fetch_records: diffing and writing its records.
+- fetch_run: one fetch's read and commits, through banks' write pipeline; fetch_ledger: which
+  shards committed, so a checkpoint never runs ahead; fetch_records: diffing and writing records.
 
 Fetching (exchange_fetch) in short:
 - One fetch per exchange at a time: a lease lock on its ExchangeFetchStatus row, taken by

@@ -1,7 +1,8 @@
 """Credentials of exchange APIs (sealed at rest), and the one builder of an exchange's client."""
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,39 @@ def secrets_redact(message: str, secrets: list[str]) -> str:
     return message
 
 
+class _RedactFilter(logging.Filter):
+    """Replaces credential values in every log record (pytx logs e.g. TAT usernames)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            redacted = secrets_redact(message, self.secrets)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+@contextmanager
+def logs_redacted(secrets: list[str]) -> Iterator[None]:
+    """
+    Meanwhile, the root logger's handlers drop the values in `secrets` from records, whichever
+    thread logs them. The list is read at each record: a caller may fill it once it knows them.
+    """
+    redact = _RedactFilter(secrets)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(redact)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(redact)
+
+
 class ClientUnavailable(Exception):
     """No working client for an exchange: API not installed, config or credentials unreadable."""
 
@@ -68,7 +102,8 @@ def exchange_client_build(*, exchange: ExchangeConfig) -> ExchangeClient:
     """
     The client of `exchange` for fetches and write-back: its stored config, and its API's stored
     credentials, else python-threatexchange's own environment variable or file. ClientUnavailable
-    (credential values scrubbed from its message) if it cannot be built.
+    (credential values scrubbed from its message) if it cannot be built. What the API's code logs
+    while it builds the client is scrubbed too (a caller scrubs what it logs later: logs_redacted).
     """
     api_cls = pytx.exchange_types().get(exchange.api)
     if api_cls is None:
@@ -85,10 +120,11 @@ def exchange_client_build(*, exchange: ExchangeConfig) -> ExchangeClient:
         raise ClientUnavailable(f"Credentials of '{exchange.api}' cannot be read: {exc}; set them again") from None
     secrets = [] if credentials is None else apis.credentials_values(credentials)
     try:
-        if credentials is None:
-            # APIs with auth fall back to python-threatexchange's environment variable or file.
-            return ExchangeClient(api_cls, config, api_cls.for_collab(config), secrets)
-        return ExchangeClient(api_cls, config, api_cls.for_collab(config, credentials), secrets)
+        with logs_redacted(secrets):
+            if credentials is None:
+                # APIs with auth fall back to python-threatexchange's environment variable or file.
+                return ExchangeClient(api_cls, config, api_cls.for_collab(config), secrets)
+            return ExchangeClient(api_cls, config, api_cls.for_collab(config, credentials), secrets)
     except Exception as exc:  # pytx raises when it finds no credentials anywhere
         message = secrets_redact(str(exc), secrets)
         raise ClientUnavailable(f"Exchange API '{exchange.api}' cannot be used: {message}") from None

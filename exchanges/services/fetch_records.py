@@ -1,8 +1,8 @@
 """
 Diffing and applying a fetch's records: each fetched record becomes a prepared row (key hash,
-signals, value JSON, digest; no database), and each batch of rows is compared with the items
-stored and written into the exchange's items and its bank, on this thread's database connection
-or on a worker's (exchanges.services.fetch_run decides which, and when each batch commits).
+signals, value JSON, digest; no database), and each batch of rows is split between the fetch's
+writers, compared with the items stored and written into the exchange's items and its bank, on the
+writer's database connection (exchanges.services.fetch_run decides when each shard commits).
 """
 
 import hashlib
@@ -10,10 +10,9 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from django.db import IntegrityError, connection, reset_queries, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from threatexchange.exchanges.fetch_state import FetchedSignalMetadata
 from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPIWithSimpleUpdates
@@ -39,10 +38,23 @@ def _value_json(value: Any) -> str:
     return json.dumps(apis.to_json(value), separators=(",", ":"), sort_keys=True)
 
 
+def record_shards(prepared: list[tuple], writers: int) -> list[list[tuple]]:
+    """
+    A batch of prepared rows split by key hash for `writers` (1 or 2) writers: a key always goes
+    to the same one, so writers never touch the same items or contents. A shard may be empty.
+    """
+    if writers < 2:
+        return [prepared]
+    shards: tuple[list[tuple], list[tuple]] = ([], [])
+    for record in prepared:
+        shards[record[0].bytes[15] & 1].append(record)
+    return list(shards)
+
+
 class RecordWriter:
     """Turns one fetch's records into rows and writes them into the exchange's items and bank."""
 
-    def __init__(self, *, exchange: ExchangeConfig, api_cls: apis.ApiCls, config: Any, write_workers: int) -> None:
+    def __init__(self, *, exchange: ExchangeConfig, api_cls: apis.ApiCls, config: Any) -> None:
         self.exchange = exchange
         self.api_cls = api_cls
         self.collab = config
@@ -55,8 +67,6 @@ class RecordWriter:
         )
         self.generation: int | None = None  # set while stamping a full read
         self.optimistic = False  # insert without looking keys up (see apply)
-        self.write_workers = write_workers  # 1, or 2: this thread and a worker (see fetch_run)
-        self.executor: ThreadPoolExecutor | None = None
 
     # -- records to rows (no database access; runs on the fetch's producer thread)
 
@@ -129,7 +139,7 @@ class RecordWriter:
     def apply(self, prepared: list[tuple]) -> tuple[int, int]:
         """
         Upsert one prepared batch into items and the bank: create, update, delete, or skip.
-        Returns (records retained, items inserted). May run on a worker thread (see FetchRun._commit).
+        Returns (records retained, items inserted). Runs on any writer's thread (FetchRun.shard_commit).
         """
         if self.optimistic:
             # The exchange was empty when this read began, so a stored key can only be one this
@@ -147,8 +157,8 @@ class RecordWriter:
                 self.optimistic = False
         return self._write(prepared, self._existing([record[0] for record in prepared]))
 
-    # Long, and kept whole on purpose: one pass sorts the batch into the bulk statements of the
-    # write path, which a follow-up of issue #13 moves onto banks' single bulk writer as a unit.
+    # Long, and kept whole on purpose: one pass sorts the batch into the bulk statements of banks'
+    # one bulk writer (bank_content_bulk_sync, bulk_insert_rows) and of the exchange's items.
     def _write(
         self, prepared: list[tuple], existing: Mapping[uuid.UUID, tuple[int, int | None, str]]
     ) -> tuple[int, int]:
@@ -247,48 +257,6 @@ class RecordWriter:
         if seen and self.generation is not None:
             ExchangeItem.objects.filter(pk__in=seen).update(seen_generation=generation)
         return retained, len(new_items) + len(relinked)
-
-    def shards(self, prepared: list[tuple]) -> list[list[tuple]]:
-        """
-        The batch split by key hash in two, for two writers (a key always in the same shard, even
-        if a shard is empty), or [prepared] for one: SQLite and other databases, or inside a
-        transaction (whose data other connections cannot see: tests, or a caller's atomic block).
-        """
-        if self.write_workers < 2 or connection.vendor != "postgresql" or connection.in_atomic_block:
-            return [prepared]
-        shards: tuple[list[tuple], list[tuple]] = ([], [])
-        for record in prepared:
-            shards[record[0].bytes[15] & 1].append(record)
-        return list(shards)
-
-    def pool(self) -> ThreadPoolExecutor:
-        """The worker thread writing shards on a database connection of its own (see FetchRun._commit)."""
-        if self.executor is None:
-            self.executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=f"fetch-write-{self.exchange.name}"
-            )
-        return self.executor
-
-    def pool_close(self) -> None:
-        """Wait for the worker's writes, close its connection, end it."""
-        if self.executor is not None:
-            executor, self.executor = self.executor, None
-            # Looked up on the worker thread (connections are per thread): closes the worker's.
-            executor.submit(lambda: connection.close())
-            executor.shutdown(wait=True)
-
-    def apply_shard(self, prepared: list[tuple]) -> tuple[int, int]:
-        """One shard in a transaction of the calling worker thread's own connection."""
-        try:
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                result = self.apply(prepared)
-            reset_queries()
-            return result
-        except BaseException:
-            connection.close_if_unusable_or_obsolete()
-            raise
 
     def analyze(self) -> None:
         """

@@ -1,27 +1,30 @@
 """
-One locked fetch of one exchange: reads the exchange on a producer thread and commits its records
-in batches, each with the checkpoint it reached, under the fetch's lease on its status row (the
-commit protocol, with a second connection writing half of each batch). What a batch writes is
-RecordWriter's (exchanges.services.fetch_records).
+One locked fetch of one exchange: reads the exchange and commits its records in batches, each
+batch's checkpoint stored only once the batch is committed, under the fetch's lease on its status
+row. The batches go through banks' write pipeline (banks.pipeline): a producer thread reads the
+exchange and prepares them, and on PostgreSQL two writers, each on a connection of its own, write
+one half of every batch (the ledger, fetch_ledger, orders their checkpoints). What a batch writes
+is RecordWriter's (exchanges.services.fetch_records).
 """
 
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from itertools import count
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, reset_queries, transaction
 from django.utils import timezone
 
+from banks.pipeline import WritePipeline
 from exchanges import apis
 from exchanges.models import ExchangeConfig, ExchangeFetchStatus, ExchangeItem
 from exchanges.services.credentials import ClientUnavailable, exchange_client_build
-from exchanges.services.fetch_records import RecordWriter
+from exchanges.services.fetch_ledger import CommitLedger, Shard
+from exchanges.services.fetch_records import RecordWriter, record_shards
 from omm_project.lib.errors import OmmError
 
 logger = logging.getLogger(__name__)
@@ -62,17 +65,18 @@ class FetchRun:
         self.force = force
         self.batch_size = max(1, batch_size)
         self.progress = progress
-        self.records = 0
         self.secrets: list[str] = []
         self.counting = False  # a snapshot read that counts what it keeps
+        # Counters, updated by the writers (under self.counters)
+        self.records = 0
         self.retained = 0
         self.inserted = 0
         self.next_analyze = ANALYZE_AFTER_ROWS
-        # One writer, or two (this thread and a worker): see _commit.
-        self.write_workers = 2 if int(settings.OMM_FETCH_WRITERS) >= 2 else 1
+        self.counters = threading.Lock()
         self.api_cls: apis.ApiCls  # these two are set by _connect, once the client is built
         self.writer: RecordWriter
-        self.in_flight: tuple[Future, dict[str, Any]] | None = None  # a worker shard and its checkpoint
+        self.ledger: CommitLedger  # set by _read for each pass
+        self.exhausted = False  # set by _batches when a pass read the exchange to its end
 
     # -- setup
 
@@ -82,11 +86,9 @@ class FetchRun:
             client = exchange_client_build(exchange=self.exchange)
         except ClientUnavailable as exc:
             raise FetchError(exc.message) from None
-        self.secrets = client.secrets
+        self.secrets.extend(client.secrets)  # in place: the list is exchange_fetch's log filter's
         self.api_cls = client.api_cls
-        self.writer = RecordWriter(
-            exchange=self.exchange, api_cls=client.api_cls, config=client.config, write_workers=self.write_workers
-        )
+        self.writer = RecordWriter(exchange=self.exchange, api_cls=client.api_cls, config=client.config)
         return client.api
 
     def _start(self) -> Any:
@@ -145,92 +147,92 @@ class FetchRun:
             self._finish_full_read()
         return True
 
+    def _writers(self) -> int:
+        """
+        Two writers on PostgreSQL outside any transaction (OMM_FETCH_WRITERS); else one, on this
+        thread's connection: SQLite, or inside a transaction, whose data other connections cannot
+        see (tests, or a caller's atomic block).
+        """
+        if int(settings.OMM_FETCH_WRITERS) < 2 or connection.vendor != "postgresql" or connection.in_atomic_block:
+            return 1
+        return 2
+
     def _read(self, client: Any, checkpoint: Any, deadline: float | None) -> bool:
         """
         One pass of fetch_iter from `checkpoint`, committed in batches; True if exhausted.
 
-        A producer thread talks to the exchange and prepares batches (conversion to signals, JSON,
-        digests) while this thread writes the previous batch, so network waits and Python work
-        overlap the database's. The queue holds two batches at most: memory stays flat.
+        The pipeline's producer thread talks to the exchange and prepares batches (conversion to
+        signals, JSON, digests) while the writers store earlier ones, so network waits and Python
+        work overlap the database's; it runs at most a batch ahead of each writer: memory stays
+        flat. On an error the pipeline stops, and checkpoints not stored yet stay so.
         """
-        batches: queue.Queue = queue.Queue(maxsize=2)
-        stop = threading.Event()
-        producer = threading.Thread(
-            target=self._produce,
-            args=(client, checkpoint, deadline, batches, stop),
+        writers = self._writers()
+        self.exhausted = False
+        pipeline: WritePipeline[Shard] = WritePipeline(
+            self._batches(client, checkpoint, deadline, writers=writers),
+            writers=writers,
             name=f"fetch-{self.exchange.name}",
-            daemon=True,
         )
-        producer.start()
-        try:
-            while True:
-                kind, payload, batch_checkpoint = batches.get()
-                if kind == "batch":
-                    self._commit(payload, checkpoint=batch_checkpoint)
-                elif kind == "error":
-                    raise payload
-                else:
-                    self._flush()
-                    return payload
-        finally:
-            stop.set()
-            self.in_flight = None  # not flushed: an error; its checkpoint is not stored
-            self.writer.pool_close()
+        self.ledger = CommitLedger(writers=writers, stop=pipeline.stop)
+        pipeline.run(self.shard_commit)
+        if writers > 1 and self.ledger.whole_through >= 0:
+            # The last batches' shards may have committed after writer 0's last transaction: their
+            # checkpoint (and the lease) goes in a transaction of its own.
+            with transaction.atomic():
+                self._status_update(**self.ledger.checkpoint_rest())
+        return self.exhausted
 
-    def _produce(
-        self,
-        client: Any,
-        checkpoint: Any,
-        deadline: float | None,
-        batches: queue.Queue,
-        stop: threading.Event,
-    ) -> None:
-        def put(item: tuple) -> bool:
-            while not stop.is_set():
-                try:
-                    batches.put(item, timeout=0.5)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+    def _batches(
+        self, client: Any, checkpoint: Any, deadline: float | None, *, writers: int
+    ) -> Iterator[tuple[int, Shard]]:
+        """
+        The read as (writer, shard) for the write pipeline, on its producer thread (no database
+        access): each batch split by key hash (record_shards), numbered, with the checkpoint it
+        reached. Sets self.exhausted when fetch_iter ends (not cut short by the time limit).
+        """
+        numbers = count()
 
-        try:
-            last_commit = time.monotonic()
-            pending: dict[Any, Any] = {}
-            pending_checkpoint = None
-            exhausted = False
-            for delta in client.fetch_iter(self.writer.signal_types, checkpoint):
-                split = False
-                for key, value in delta.updates.items():
-                    pending[key] = self.api_cls.fetch_value_merge(pending.get(key), value)
-                    if len(pending) >= self.batch_size:
-                        # Mid-page: commit the records but not a checkpoint, which only holds once
-                        # the whole page is stored. A resume re-applies them, which changes nothing.
-                        if not put(("batch", self.writer.prepare(pending), None)):
-                            return
-                        pending, last_commit, split = {}, time.monotonic(), True
-                if delta.checkpoint is not None:  # TAT may send none on a first, empty page
-                    pending_checkpoint = delta.checkpoint
-                out_of_time = deadline is not None and time.monotonic() > deadline
-                if (
-                    split
-                    or len(pending) >= self.batch_size
-                    or out_of_time
-                    or time.monotonic() - last_commit >= COMMIT_MAX_SECONDS
-                ):
-                    if not put(("batch", self.writer.prepare(pending), pending_checkpoint)):
-                        return
-                    pending, pending_checkpoint, last_commit = {}, None, time.monotonic()
-                if out_of_time or stop.is_set():
-                    break
-            else:
-                exhausted = True
-            if pending or pending_checkpoint is not None:
-                if not put(("batch", self.writer.prepare(pending), pending_checkpoint)):
-                    return
-            put(("end", exhausted, None))
-        except BaseException as exc:  # handed to the writing thread, which records it
-            put(("error", exc, None))
+        def batch(pending: dict[Any, Any], reached: Any) -> list[tuple[int, Shard]]:
+            prepared = self.writer.prepare(pending)
+            fields: dict[str, Any] = {}
+            if reached is not None:
+                fields["checkpoint"] = apis.checkpoint_dump(reached)
+                fields["checkpoint_ts"] = reached.get_progress_timestamp()
+            number = next(numbers)
+            return [
+                (writer, Shard(batch=number, records=records, size=len(prepared), checkpoint=fields))
+                for writer, records in enumerate(record_shards(prepared, writers))
+            ]
+
+        last_commit = time.monotonic()
+        pending: dict[Any, Any] = {}
+        pending_checkpoint = None
+        for delta in client.fetch_iter(self.writer.signal_types, checkpoint):
+            split = False
+            for key, value in delta.updates.items():
+                pending[key] = self.api_cls.fetch_value_merge(pending.get(key), value)
+                if len(pending) >= self.batch_size:
+                    # Mid-page: commit the records but not a checkpoint, which only holds once
+                    # the whole page is stored. A resume re-applies them, which changes nothing.
+                    yield from batch(pending, None)
+                    pending, last_commit, split = {}, time.monotonic(), True
+            if delta.checkpoint is not None:  # TAT may send none on a first, empty page
+                pending_checkpoint = delta.checkpoint
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            if (
+                split
+                or len(pending) >= self.batch_size
+                or out_of_time
+                or time.monotonic() - last_commit >= COMMIT_MAX_SECONDS
+            ):
+                yield from batch(pending, pending_checkpoint)
+                pending, pending_checkpoint, last_commit = {}, None, time.monotonic()
+            if out_of_time:
+                break
+        else:
+            self.exhausted = True
+        if pending or pending_checkpoint is not None:
+            yield from batch(pending, pending_checkpoint)
 
     # -- commits
 
@@ -245,78 +247,57 @@ class FetchRun:
         ).update(**fields):
             raise LockLost()
 
-    def _commit(self, prepared: list[tuple], *, checkpoint: Any) -> None:
-        shards = self.writer.shards(prepared)
-        if len(shards) == 1:
-            self._flush()  # (not expected: a read writes in parallel throughout, or never)
-        fields: dict[str, Any] = {}
-        if checkpoint is not None:
-            fields["checkpoint"] = apis.checkpoint_dump(checkpoint)
-            fields["checkpoint_ts"] = checkpoint.get_progress_timestamp()
-        counts: list[tuple[int, int]] = []
+    def shard_commit(self, writer: int, shard: Shard) -> None:
+        """
+        Write one shard in a transaction of this writer's connection (the pipeline's callback).
+
+        Writer 0's transaction first updates our status row: it renews the lease (lock lost =>
+        abort, before any shard of this batch is written: writer 1 waits for the renewal), stores
+        the newest checkpoint whose batches are all committed once this one commits (the ledger's),
+        and holds the row until commit. With one writer that is the batch's own checkpoint. If the
+        process dies, or a shard fails, after some shards of a batch committed, the checkpoint did
+        not advance past that batch: the next run reads it again, and re-applying it is idempotent
+        (stored keys with an equal digest are only "seen" and stamped with the generation;
+        deletions of gone keys find nothing; _start finds stored items and looks keys up, and the
+        optimistic insert falls back to lookups on IntegrityError). A key always goes to the same
+        writer (record_shards), so the writers never touch the same items or contents.
+        """
+        if writer and not shard.records:
+            self._counted(shard, (0, 0))  # nothing to write, nor to wait for
+            return
+        if writer and not self.ledger.lease_wait(shard.batch):
+            return  # stopped: writer 0 failed (its error is raised), or lost the lock
+        counts = (0, 0)
         with transaction.atomic():
             if connection.vendor == "postgresql":
-                # Don't wait for the WAL flush: if the server crashes right after, this batch and
-                # its checkpoint are lost together and simply fetched again.
+                # Don't wait for the WAL flush: if the server crashes right after, this shard and
+                # what committed after it (any checkpoint covering it) are lost together, and
+                # simply fetched again.
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            if len(shards) > 1:
-                # Parallel writes (PostgreSQL, outside any transaction; see RecordWriter.shards). This
-                # transaction renews the lease first (lock lost => abort, before any shard of this
-                # batch is written) and holds our status row. Shard 0 is written here; shard 1 goes to
-                # the worker, which writes and commits shards on a connection of its own, in the
-                # order given, and may still be busy with this one when this transaction commits.
-                # So a batch's checkpoint is stored only by the next transaction, after it made
-                # sure that the worker committed the batch's other shards (or by _flush). If the
-                # process dies, or a shard fails, after some shards of a batch committed, the
-                # checkpoint did not advance past that batch: the next run reads it again, and
-                # re-applying it is idempotent (stored keys with an equal digest are only "seen"
-                # and stamped with the generation; deletions of gone keys find nothing; _start
-                # finds stored items and looks keys up, and the optimistic insert falls back to
-                # lookups on IntegrityError). Shards split by key hash: a key always goes to the
-                # same shard, so shards never touch the same items or contents.
-                self._status_update()
-                future = self.writer.pool().submit(self.writer.apply_shard, shards[1])
-                try:
-                    counts.append(self.writer.apply(shards[0]))
-                    if self.in_flight is not None:  # the previous batch: its worker shard, checkpoint
-                        previous, previous_fields = self.in_flight
-                        self.in_flight = None
-                        counts.append(previous.result())
-                        if previous_fields:
-                            self._status_update(**previous_fields)
-                except BaseException:
-                    future.cancel()  # if not started; _read waits for it before returning
-                    raise
-                self.in_flight = (future, fields)
-            else:
-                self._status_update(**fields)  # first: holds our status row until commit
-                if prepared:
-                    counts.append(self.writer.apply(prepared))
-        self._counted(counts, len(prepared))
+            if writer == 0:
+                self._status_update(**self.ledger.checkpoint_with(shard))
+                self.ledger.lease_renewed(shard.batch)
+            if shard.records:
+                counts = self.writer.apply(shard.records)
+        self._counted(shard, counts)
 
-    def _flush(self) -> None:
-        """Wait for the worker's last shard, then store its batch's checkpoint (see _commit)."""
-        if self.in_flight is None:
-            return
-        future, fields = self.in_flight
-        self.in_flight = None
-        counts = [future.result()]
-        with transaction.atomic():
-            self._status_update(**fields)
-        self._counted(counts, 0)
-
-    def _counted(self, counts: list[tuple[int, int]], records: int) -> None:
-        for retained, inserted in counts:
-            self.retained += retained
-            self.inserted += inserted
+    def _counted(self, shard: Shard, counts: tuple[int, int]) -> None:
+        """Count a committed shard; its batch's records count (and show) once it is committed whole."""
+        whole = self.ledger.committed(shard)
         reset_queries()  # with DEBUG on, Django would keep every (large) batch query in memory
-        if self.inserted >= self.next_analyze:  # after 20k, 40k, 80k ... inserted rows
-            self.next_analyze = max(self.next_analyze * 2, self.inserted + 1)
+        with self.counters:
+            self.retained += counts[0]
+            self.inserted += counts[1]
+            analyze = self.inserted >= self.next_analyze  # after 20k, 40k, 80k ... inserted rows
+            if analyze:
+                self.next_analyze = max(self.next_analyze * 2, self.inserted + 1)
+            if whole:
+                self.records += shard.size
+                if self.progress is not None and shard.size:
+                    self.progress(shard.size)
+        if analyze:
             self.writer.analyze()
-        self.records += records
-        if self.progress is not None and records:
-            self.progress(records)
 
     def _finish_full_read(self) -> None:
         """A full read completed: records it did not stamp are gone upstream; delete them."""

@@ -2,8 +2,7 @@
 
 import logging
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,7 +11,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from exchanges.models import ExchangeConfig, ExchangeFetchStatus
-from exchanges.services.credentials import secrets_redact
+from exchanges.services.credentials import logs_redacted, secrets_redact
 from exchanges.services.fetch_run import LOCK_LEASE, FetchRun, LockLost
 from exchanges.services.scheduling import enqueue_fetch
 
@@ -84,7 +83,8 @@ def exchange_fetch(
         batch_size=batch_size or settings.OMM_FETCH_BATCH_SIZE,
     )
     try:
-        with _logs_redacted(fetch):
+        # The fetch fills its secrets once it knows them (the client's builder scrubs until then).
+        with logs_redacted(fetch.secrets):
             up_to_date = fetch.run(time_limit=time_limit)
     except LockLost:
         if not _exchange_live(exchange_id):
@@ -168,33 +168,3 @@ def _fetch_succeeded(fetch: FetchRun, up_to_date: bool) -> None:
 def _exchange_live(exchange_id: int) -> bool:
     """Whether the exchange exists and its bank is not being deleted."""
     return ExchangeConfig.objects.filter(pk=exchange_id).exists()
-
-
-class _RedactFilter(logging.Filter):
-    """Replaces a fetch's credential values in every log record (pytx logs e.g. TAT usernames)."""
-
-    def __init__(self, fetch: FetchRun) -> None:
-        super().__init__()
-        self.fetch = fetch
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.fetch.secrets:
-            message = record.getMessage()
-            redacted = secrets_redact(message, self.fetch.secrets)
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return True
-
-
-@contextmanager
-def _logs_redacted(fetch: FetchRun) -> Iterator[None]:
-    """While a fetch runs, the root logger's handlers drop its credential values from records."""
-    redact = _RedactFilter(fetch)
-    handlers = list(logging.getLogger().handlers)
-    for handler in handlers:
-        handler.addFilter(redact)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(redact)
