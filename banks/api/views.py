@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from banks import selectors, services
+from banks.api.fields import drf_checks_run
 from banks.api.serializers import (
     BankContentSerializer,
     BankContentUpdateSerializer,
@@ -66,9 +67,12 @@ class BankDetailView(APIView):
 
     @extend_schema(request=BankUpdateSerializer, responses=BankSerializer)
     def put(self, request: Request, bank_name: str) -> Response:
-        data = validated(BankUpdateSerializer, body_object(request, BankUpdateSerializer))
+        body = body_object(request, BankUpdateSerializer)
+        drf_checks_run(BankUpdateSerializer, body)
+        bank = selectors.bank_get(name=bank_name)  # an unknown bank's 404 comes before a rule's 400
+        data = validated(BankUpdateSerializer, body)
         bank = services.bank_update(
-            bank=selectors.bank_get(name=bank_name),
+            bank=bank,
             name=data.get("name"),
             matching_enabled_ratio=resolve_ratio(data),
             labels=data.get("labels"),
@@ -210,8 +214,10 @@ class BankContentDetailView(APIView):
 
     @extend_schema(request=BankContentUpdateSerializer, responses=BankContentSerializer)
     def put(self, request: Request, bank_name: str, content_id: int) -> Response:
-        changes = validated(BankContentUpdateSerializer, body_object(request, BankContentUpdateSerializer))
+        body = body_object(request, BankContentUpdateSerializer)
+        # An unknown bank or content's 404 comes before a bad field's 400.
         content = selectors.bank_content_get(bank=selectors.bank_get(name=bank_name), content_id=content_id)
+        changes = validated(BankContentUpdateSerializer, body)
         content = services.bank_content_update(content=content, changes=changes)
         return Response(BankContentSerializer(content, context={"include_signals": True}).data)
 
