@@ -235,7 +235,8 @@ class BankSignalView(APIView):
         request=inline_serializer(
             "AddSignals",
             {"pdq": serializers.CharField(required=False), "video_md5": serializers.CharField(required=False),
-             "note": serializers.CharField(required=False), "metadata": serializers.JSONField(required=False),
+             "note": serializers.CharField(required=False),
+             "metadata": serializers.DictField(required=False, allow_null=True),
              "labels": serializers.ListField(child=serializers.CharField(), required=False)},
         ),
         responses=ContentCreatedSerializer,
