@@ -9,7 +9,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from banks import selectors, services
-from banks.api.fields import drf_checks_run
 from banks.api.serializers import (
     BankContentSerializer,
     BankContentUpdateSerializer,
@@ -26,6 +25,7 @@ from banks.models import BankContent
 from omm_project.core.schema import MessageSerializer
 from omm_project.lib.api import body_object, validated
 from omm_project.lib.errors import InvalidInput
+from omm_project.lib.fields import drf_checks_run
 from omm_project.lib.inputs import json_loads, query_bool
 from omm_project.lib.uploads import single_upload, upload_cap_install, upload_fields
 
