@@ -23,7 +23,7 @@ class MatchingConfig(AppConfig):
         # Start loading indexes as soon as a web server process is up, not at the first probe.
         # Never in management commands, Celery workers or tests: they serve no lookups.
         if (
-            "matcher" in getattr(settings, "OMM_ROLES", ())
+            "matcher" in settings.OMM_ROLES
             and conf.autostart_mode() == "auto"
             and is_web_server_process()
         ):

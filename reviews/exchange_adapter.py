@@ -1,7 +1,7 @@
 """
 Everything reviews needs from the exchanges app, in one place: where content came from, which
-exchanges want reports, and a client for an exchange. exchanges has no public selector or service
-for these yet; when it does, only this module changes.
+exchanges want reports, and a client for an exchange (exchanges' one client builder). exchanges
+has no public selectors for the reads yet; when it does, only this module changes.
 """
 
 from dataclasses import dataclass

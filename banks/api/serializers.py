@@ -2,14 +2,6 @@
 
 from rest_framework import serializers
 
-from banks.api.fields import (
-    RuleCharField,
-    RuleDictField,
-    RuleFloatField,
-    RuleIntegerField,
-    RuleListField,
-    RuleSerializer,
-)
 from banks.models import Bank, BankContent
 from banks.selectors import content_collab, content_collab_metadata
 from banks.services import (
@@ -22,7 +14,16 @@ from banks.services import (
     note_validate,
     signals_validate,
 )
-from omm_project.lib.fields import BodyBoolField, CsvField
+from omm_project.lib.fields import (
+    BodyBoolField,
+    CsvField,
+    RuleCharField,
+    RuleDictField,
+    RuleFloatField,
+    RuleIntegerField,
+    RuleListField,
+    RuleSerializer,
+)
 
 
 class BankSerializer(serializers.ModelSerializer):

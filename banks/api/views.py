@@ -25,6 +25,7 @@ from banks.models import BankContent
 from omm_project.core.schema import MessageSerializer
 from omm_project.lib.api import body_object, validated
 from omm_project.lib.errors import InvalidInput
+from omm_project.lib.fields import drf_checks_run
 from omm_project.lib.inputs import json_loads, query_bool
 from omm_project.lib.uploads import single_upload, upload_cap_install, upload_fields
 
@@ -66,9 +67,12 @@ class BankDetailView(APIView):
 
     @extend_schema(request=BankUpdateSerializer, responses=BankSerializer)
     def put(self, request: Request, bank_name: str) -> Response:
-        data = validated(BankUpdateSerializer, body_object(request, BankUpdateSerializer))
+        body = body_object(request, BankUpdateSerializer)
+        drf_checks_run(BankUpdateSerializer, body)
+        bank = selectors.bank_get(name=bank_name)  # an unknown bank's 404 comes before a rule's 400
+        data = validated(BankUpdateSerializer, body)
         bank = services.bank_update(
-            bank=selectors.bank_get(name=bank_name),
+            bank=bank,
             name=data.get("name"),
             matching_enabled_ratio=resolve_ratio(data),
             labels=data.get("labels"),
@@ -210,8 +214,10 @@ class BankContentDetailView(APIView):
 
     @extend_schema(request=BankContentUpdateSerializer, responses=BankContentSerializer)
     def put(self, request: Request, bank_name: str, content_id: int) -> Response:
-        changes = validated(BankContentUpdateSerializer, body_object(request, BankContentUpdateSerializer))
+        body = body_object(request, BankContentUpdateSerializer)
+        # An unknown bank or content's 404 comes before a bad field's 400.
         content = selectors.bank_content_get(bank=selectors.bank_get(name=bank_name), content_id=content_id)
+        changes = validated(BankContentUpdateSerializer, body)
         content = services.bank_content_update(content=content, changes=changes)
         return Response(BankContentSerializer(content, context={"include_signals": True}).data)
 
@@ -229,7 +235,8 @@ class BankSignalView(APIView):
         request=inline_serializer(
             "AddSignals",
             {"pdq": serializers.CharField(required=False), "video_md5": serializers.CharField(required=False),
-             "note": serializers.CharField(required=False), "metadata": serializers.JSONField(required=False),
+             "note": serializers.CharField(required=False),
+             "metadata": serializers.DictField(required=False, allow_null=True),
              "labels": serializers.ListField(child=serializers.CharField(), required=False)},
         ),
         responses=ContentCreatedSerializer,

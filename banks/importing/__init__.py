@@ -26,12 +26,9 @@ off nothing is collected or enqueued.
 """
 
 from banks.importing.parsing import (
-    BAD_LINES_KEPT,
-    EXTENSIONS,
     FORMATS,
     REASON_MAX_LENGTH,
     BadLine,
-    BadLineReport,
     ImportRefused,
     ImportReport,
     SignalValidator,
@@ -40,34 +37,25 @@ from banks.importing.parsing import (
 )
 from banks.importing.run import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, SQLITE_BATCH_SIZE, signals_import
 from banks.services.bulk import (
-    KEY_GROUPS,
     ImportRow,
-    import_key,
     import_rows_write_copy,
     import_rows_write_orm,
-    key_group,
 )
 
 __all__ = [
-    "BAD_LINES_KEPT",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_WORKERS",
-    "EXTENSIONS",
     "FORMATS",
-    "KEY_GROUPS",
     "REASON_MAX_LENGTH",
     "SQLITE_BATCH_SIZE",
     "BadLine",
-    "BadLineReport",
     "ImportRefused",
     "ImportReport",
     "ImportRow",
     "SignalValidator",
     "import_format_detect",
-    "import_key",
     "import_rows_parse",
     "import_rows_write_copy",
     "import_rows_write_orm",
-    "key_group",
     "signals_import",
 ]

@@ -16,10 +16,8 @@ from banks.services.banks import (
     labels_validate,
     note_validate,
 )
-from banks.services.bulk import bank_content_bulk_sync, change_record
+from banks.services.bulk import bank_content_bulk_sync
 from banks.services.contents import (
-    MAX_DISABLE_AHEAD_SECONDS,
-    METADATA_KEYS,
     bank_content_create,
     bank_content_delete,
     bank_content_update,
@@ -29,25 +27,19 @@ from banks.services.contents import (
     signals_validate,
 )
 from banks.services.copy import bulk_insert_rows
-from banks.services.hooks import BankHooks, bank_hooks_register, contents_added, contents_added_wanted
+from banks.services.hooks import BankHooks, bank_hooks_register, contents_added_wanted
 from banks.services.media import bank_content_add_from_media, bank_content_add_from_url
 from banks.services.purge import (
-    PURGE_BATCH_SIZE,
     PURGE_TIME_LIMIT_SECONDS,
-    PurgeOutcome,
     bank_contents_purge_window,
     bank_purge,
     banks_purge_enqueue_pending,
 )
 
 __all__ = [
-    "MAX_DISABLE_AHEAD_SECONDS",
-    "METADATA_KEYS",
     "NOTE_MAX_LENGTH",
-    "PURGE_BATCH_SIZE",
     "PURGE_TIME_LIMIT_SECONDS",
     "BankHooks",
-    "PurgeOutcome",
     "bank_content_add_from_media",
     "bank_content_add_from_url",
     "bank_content_bulk_sync",
@@ -65,9 +57,7 @@ __all__ = [
     "bank_update",
     "banks_purge_enqueue_pending",
     "bulk_insert_rows",
-    "change_record",
     "content_metadata_parse",
-    "contents_added",
     "contents_added_wanted",
     "disable_until_ts_validate",
     "labels_validate",

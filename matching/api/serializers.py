@@ -81,13 +81,6 @@ class SignalTypeQuerySerializer(serializers.Serializer):
     signal_type = serializers.CharField(required=False, allow_blank=True)
 
 
-class RawMatchSerializer(serializers.Serializer):
-    """One raw lookup match with its distance (HMA's include_distance shape)."""
-
-    bank_content_id = serializers.IntegerField()
-    distance = serializers.CharField()
-
-
 class LookupMatchSerializer(serializers.Serializer):
     """One match of a lookup: HMA's {bank_content_id, distance}; include_details adds the rest."""
 

@@ -39,17 +39,13 @@ import os
 
 from django.conf import settings
 
-from matching.runtime.changes import ContentNow, banks_read, content_now_read, type_state_apply
-from matching.runtime.cursor import Change, ChangeCursor, changed_content_ids, changes_within
+from matching.runtime.changes import banks_read, content_now_read, type_state_apply
+from matching.runtime.cursor import ChangeCursor, changed_content_ids, changes_within
 from matching.runtime.loop import MatcherRuntime
-from matching.runtime.state import BankInfo, DeltaEntry, Hit, Match, MatcherState, TypeState
+from matching.runtime.state import Hit, Match, MatcherState, TypeState
 
 __all__ = [
-    "BankInfo",
-    "Change",
     "ChangeCursor",
-    "ContentNow",
-    "DeltaEntry",
     "Hit",
     "Match",
     "MatcherRuntime",

@@ -49,14 +49,18 @@ class SnapshotLoading:
     bad_snapshots: set[int]
     build_requested_at: dict[str, float]
 
-    def _set_banks(self, found: Mapping[int, BankInfo | None], *, replace_all: bool = False) -> None:
+    def _banks_with(self, found: Mapping[int, BankInfo | None], *, replace_all: bool = False) -> dict[int, BankInfo]:
+        """The bank table with `found` applied (None: the bank is gone); the current one is not changed."""
         banks = {} if replace_all else dict(self._state.banks)
         for pk, info in found.items():
             if info is None:
                 banks.pop(pk, None)
             else:
                 banks[pk] = info
-        self._state = replace(self._state, banks=banks)
+        return banks
+
+    def _set_banks(self, found: Mapping[int, BankInfo | None], *, replace_all: bool = False) -> None:
+        self._state = replace(self._state, banks=self._banks_with(found, replace_all=replace_all))
 
     def _load_snapshots(self, *, jitter: bool) -> None:
         latest = selectors.snapshot_latest_ids()

@@ -260,13 +260,7 @@ class MatcherRuntime(SnapshotLoading):
         if now is not None:
             for name, state in types.items():
                 types[name] = type_state_apply(state, now, content_ids)
-        banks = dict(self._state.banks)
-        for pk, info in found.items():
-            if info is None:
-                banks.pop(pk, None)
-            else:
-                banks[pk] = info
-        self._state = MatcherState(types=types, banks=banks)  # one swap: banks and types agree
+        self._state = MatcherState(types=types, banks=self._banks_with(found))  # one swap: banks and types agree
         self.cursor = cursor  # only now: everything it read is applied
         metrics.index_sizes_set(self._state)
         limit = settings.OMM_MATCHER_DELTA_REBUILD

@@ -58,7 +58,6 @@ from omm_project.lib.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_SECONDS = 300.0
 MAX_HOSTNAME_LENGTH = 253
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -83,10 +82,7 @@ class UnsafeUrl(InvalidInput):
 
 
 def _setting_list(name: str) -> list[str]:
-    value = getattr(settings, name, None) or []
-    if isinstance(value, str):  # tolerate a raw comma-separated environment value
-        value = value.split(",")
-    return [item.strip() for item in value if item and item.strip()]
+    return [item.strip() for item in getattr(settings, name) if item.strip()]
 
 
 @lru_cache(maxsize=16)
@@ -101,7 +97,7 @@ def allowed_networks() -> tuple[IPNetwork, ...]:
 
 def default_timeout_seconds() -> float:
     """The overall deadline of a request made outside any `deadline()` block."""
-    return float(getattr(settings, "OMM_OUTBOUND_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS))
+    return settings.OMM_OUTBOUND_TIMEOUT_SECONDS
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -121,7 +117,7 @@ def address_refusal(ip: IPAddress) -> str | None:
         # Cloud metadata services (169.254.169.254) live here: OMM_URL_ALLOW_PRIVATE does not
         # open it; only an explicit OMM_URL_ALLOWED_NETWORKS entry does.
         return "a link-local address"
-    allow_private = bool(getattr(settings, "OMM_URL_ALLOW_PRIVATE", False))
+    allow_private = settings.OMM_URL_ALLOW_PRIVATE
     if ip.is_loopback:
         return None if allow_private else "a loopback address"
     if ip.is_reserved:

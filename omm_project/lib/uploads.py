@@ -19,14 +19,13 @@ from rest_framework.request import Request
 from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput, PayloadTooLarge
 
-DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 # Room for the multipart boundaries, part headers and small form fields (metadata, note).
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
 
 def max_upload_bytes() -> int:
     """The largest media file a request may upload (OMM_MAX_UPLOAD_BYTES)."""
-    return int(getattr(settings, "OMM_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+    return settings.OMM_MAX_UPLOAD_BYTES
 
 
 class CappedUploadHandler(FileUploadHandler):

@@ -10,57 +10,55 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.fields import SkipField, empty
 from rest_framework.utils import html
 
+from omm_project.lib.fields import (
+    RuleBooleanField,
+    RuleCharField,
+    RuleChoiceField,
+    RuleIntegerField,
+    RuleListField,
+    RuleMixin,
+)
 
-class _Checked:
+
+class _Checked(RuleMixin):
     """
-    `check(value)` judges every value given, wrong types included (DRF's own blank and type
-    checks would answer other messages; nulls are refused before, by missing_or_null_refuse,
-    where the field takes none). An absent key is left to DRF: skipped unless required. The
-    value is read as `data.get(name)` whatever the body's type: DRF's form and query-string
-    conventions (an absent boolean is false, `labels[0]` keys) would change answers.
+    A lib rule field whose `check(value)` judges every value given, wrong types included (DRF's
+    own blank and type checks would answer other messages), null too (nulls are refused before,
+    by missing_or_null_refuse, where the field takes none). An absent key is left to DRF: skipped
+    unless required. The value is read as `data.get(name)` whatever the body's type: DRF's form
+    and query-string conventions (an absent boolean is false, `labels[0]` keys) would change
+    answers.
     """
 
     def __init__(self, *args: Any, check: Callable[[Any], Any], **kwargs: Any) -> None:
-        self.check = check
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, rule=check, null_to_rule=True, **kwargs)
 
     def get_value(self, dictionary: Any) -> Any:
         return dictionary.get(self.field_name, empty)
 
-    def run_validation(self, data: Any = empty) -> Any:
-        if data is empty:
-            return super().run_validation(data)
-        return self.check(data)
 
-
-class CheckedCharField(_Checked, serializers.CharField):
+class CheckedCharField(_Checked, RuleCharField):
     """A string."""
 
 
-class CheckedIntegerField(_Checked, serializers.IntegerField):
+class CheckedIntegerField(_Checked, RuleIntegerField):
     """An integer."""
 
 
-@extend_schema_field(OpenApiTypes.BOOL)
-class CheckedBooleanField(_Checked, serializers.Field):
-    """A boolean (not DRF's BooleanField, whose own spellings no input may use: lib.inputs.bool_parse)."""
-
-    def to_representation(self, value: bool) -> bool:
-        return value
+class CheckedBooleanField(_Checked, RuleBooleanField):
+    """A boolean (lib.inputs.bool_parse's spellings, through its check)."""
 
 
-class CheckedChoiceField(_Checked, serializers.ChoiceField):
+class CheckedChoiceField(_Checked, RuleChoiceField):
     """One of `choices`."""
 
 
-class CheckedListField(_Checked, serializers.ListField):
+class CheckedListField(_Checked, RuleListField):
     """A list of `child`."""
 
 

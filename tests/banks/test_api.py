@@ -115,6 +115,20 @@ def test_bank_update_unknown_is_404(curator_client):
     assert curator_client.put("/c/bank/NOPE", {}, format="json").status_code == 404
 
 
+@pytest.mark.parametrize(
+    "body", [{"name": "bad name"}, {"enabled_ratio": 5}, {"labels": "x"}, {"name": "B", "enabled_ratio": 5}]
+)
+def test_bank_update_unknown_is_404_before_a_bad_rule(curator_client, body):
+    # given a body that breaks a field's rule, when it is put to an unknown bank, then the 404 wins
+    assert curator_client.put("/c/bank/NOPE", body, format="json").status_code == 404
+
+
+@pytest.mark.parametrize("body", [{"enabled": "maybe"}, {"name": None}, {"labels": None}])
+def test_bank_update_drf_checks_come_before_the_404(curator_client, body):
+    # given a body that DRF's own checks refuse, when it is put to an unknown bank, then its 400 wins
+    assert curator_client.put("/c/bank/NOPE", body, format="json").status_code == 400
+
+
 def test_bank_delete_cascades_and_records_change(curator_client):
     bank = bank_create(name="GONE")
     bank_content_create(bank=bank, signals={"pdq": PDQ})
@@ -213,6 +227,8 @@ def test_content_get_from_another_bank_is_404(curator_client):
     bank_create(name="B")
     assert curator_client.get(f"/c/bank/B/content/{content.pk}").status_code == 404
     assert curator_client.put(f"/c/bank/B/content/{content.pk}", {"note": "x"}, format="json").status_code == 404
+    for body in ({"disable_until_ts": "soon"}, {"note": 5}, {"labels": "x"}):  # the 404 comes before a bad field
+        assert curator_client.put(f"/c/bank/B/content/{content.pk}", body, format="json").status_code == 404
     assert curator_client.delete(f"/c/bank/B/content/{content.pk}").status_code == 404
     assert BankContent.objects.filter(pk=content.pk).exists()
 
