@@ -25,7 +25,6 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import DatabaseError
-from threatexchange.signal_type.pdq.signal import PdqSignal
 from threatexchange.signal_type.signal_base import SignalType
 
 from banks.models import BankContent
@@ -361,6 +360,9 @@ def compare(*, signal_type: type[SignalType], left: str, right: str) -> tuple[bo
     /m/compare for one type: (match, distance). PDQ uses the deployment's threshold; types with no
     distance (exact match, e.g. video MD5) report 0 when equal and 1 when not (HMA gave a 500).
     """
+    # Imported here: pytx's PDQ module loads PIL, which a matcher-only process never needs otherwise.
+    from threatexchange.signal_type.pdq.signal import PdqSignal
+
     started = time.perf_counter()
     if issubclass(signal_type, PdqSignal):
         result = signal_type.compare_hash(left, right, pdq_dist_threshold=settings.OMM_PDQ_MATCH_THRESHOLD)

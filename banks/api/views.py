@@ -22,6 +22,7 @@ from banks.api.serializers import (
     ContentCreatedSerializer,
 )
 from banks.models import BankContent
+from banks.services import media
 from omm_project.core.schema import MessageSerializer
 from omm_project.lib.api import body_object, validated
 from omm_project.lib.errors import InvalidInput
@@ -188,7 +189,7 @@ class BankContentListView(GenericAPIView):
         fields = content_add_fields(request)
         if "url" in params:
             data = validated(ContentAddInputSerializer, fields)
-            content = services.bank_content_add_from_url(
+            content = media.bank_content_add_from_url(
                 bank=bank, url=params["url"], content_type=params.get("content_type"),
                 types=params.get("types"), **data,
             )
@@ -197,7 +198,7 @@ class BankContentListView(GenericAPIView):
                 request, missing="Neither `url` nor multipart file upload was received"
             )
             data = validated(ContentAddInputSerializer, fields)
-            content = services.bank_content_add_from_media(
+            content = media.bank_content_add_from_media(
                 bank=bank, content_type=content_type, media=upload, types=params.get("types"), **data
             )
         out = {"id": content.pk, "signals": {s.signal_type: s.signal_value for s in content.signals.all()}}

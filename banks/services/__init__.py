@@ -1,9 +1,11 @@
 """
 Writes to banks and their content. Every write that changes what matches records a BankChange.
 
-banks: banks themselves; contents: one content at a time; media: content from media or a URL;
-bulk: the one bulk writer of contents, signals and change rows (imports, exchange fetches);
-copy: PostgreSQL COPY; purge: background deletion of banks; hooks: what higher apps register.
+banks: banks themselves; contents: one content at a time; bulk: the one bulk writer of contents,
+signals and change rows (imports, exchange fetches); copy: PostgreSQL COPY; purge: background
+deletion of banks; hooks: what higher apps register. media (content from media or a URL) is not
+re-exported here: it loads hashing's image libraries (about 55 MiB), which only the processes
+serving the upload route need; import banks.services.media.
 """
 
 from banks.services.banks import (
@@ -28,7 +30,6 @@ from banks.services.contents import (
 )
 from banks.services.copy import bulk_insert_rows
 from banks.services.hooks import BankHooks, bank_hooks_register, contents_added_wanted
-from banks.services.media import bank_content_add_from_media, bank_content_add_from_url
 from banks.services.purge import (
     PURGE_TIME_LIMIT_SECONDS,
     bank_contents_purge_window,
@@ -40,8 +41,6 @@ __all__ = [
     "NOTE_MAX_LENGTH",
     "PURGE_TIME_LIMIT_SECONDS",
     "BankHooks",
-    "bank_content_add_from_media",
-    "bank_content_add_from_url",
     "bank_content_bulk_sync",
     "bank_content_create",
     "bank_content_delete",
