@@ -64,7 +64,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's assets, served from our own static files (no CDN)
     "omm_project.core",
@@ -402,7 +401,6 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "omm_project.lib.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "omm_project.lib.api.Pagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         # DRF's parsers plus omm_project.lib.inputs' rules (storable text, finite numbers, depth).
