@@ -10,6 +10,8 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -157,53 +159,20 @@ class RecordWriter:
                 self.optimistic = False
         return self._write(prepared, self._existing([record[0] for record in prepared]))
 
-    # Long, and kept whole on purpose: one pass sorts the batch into the bulk statements of banks'
-    # one bulk writer (bank_content_bulk_sync, bulk_insert_rows) and of the exchange's items.
     def _write(
         self, prepared: list[tuple], existing: Mapping[uuid.UUID, tuple[int, int | None, str]]
     ) -> tuple[int, int]:
+        """Sort the batch against what is stored, then write it: banks' one bulk writer for the
+        contents (bank_content_bulk_sync), bulk statements for the exchange's items."""
+        plan = _BatchPlan.sort(prepared, existing)
         generation = self.generation or 0
-        new_items: list[tuple[str, uuid.UUID, str, str]] = []  # fetch_key, key hash, value json, digest
-        new_signals: list[dict[str, str]] = []
-        relinked: list[tuple[int, str, str]] = []  # item id, value json, digest (content was deleted by hand)
-        relinked_signals: list[dict[str, str]] = []
-        changed: list[tuple[int, str, str]] = []
-        content_updates: dict[int, dict[str, str]] = {}
-        dead_items: list[int] = []
-        dead_contents: list[int] = []
-        seen: list[int] = []
-        for key_hash, fetch_key, signals, value_json, digest in prepared:
-            old = existing.get(key_hash)
-            if signals is None:  # unreadable: leave what we have
-                if old is not None:
-                    seen.append(old[0])
-                continue
-            if not signals:
-                # Deleted upstream, or nothing usable in it (HMA treats both as a delete).
-                if old is not None:
-                    dead_items.append(old[0])
-                    if old[1] is not None:
-                        dead_contents.append(old[1])
-                continue
-            if old is None:
-                new_items.append((fetch_key, key_hash, value_json, digest))
-                new_signals.append(signals)
-            elif old[2] == digest:
-                seen.append(old[0])
-            elif old[1] is None:
-                relinked.append((old[0], value_json, digest))
-                relinked_signals.append(signals)
-            else:
-                changed.append((old[0], value_json, digest))
-                content_updates[old[1]] = signals
-        retained = len(new_items) + len(seen) + len(relinked) + len(changed)
-        if dead_items:
-            ExchangeItem.objects.filter(pk__in=dead_items).delete()
+        if plan.dead_items:
+            ExchangeItem.objects.filter(pk__in=plan.dead_items).delete()
         created = bank_content_bulk_sync(
             bank=self.exchange.bank,
-            create=[*new_signals, *relinked_signals],
-            update=content_updates,
-            delete=dead_contents,
+            create=[*plan.new_signals, *plan.relinked_signals],
+            update=plan.content_updates,
+            delete=plan.dead_contents,
         )
         now = timezone.now()
         bulk_insert_rows(
@@ -212,7 +181,7 @@ class RecordWriter:
             rows=(
                 (fetch_key, key_hash.hex, value_json, digest, content_id)
                 for (fetch_key, key_hash, value_json, digest), content_id in zip(
-                    new_items, created[: len(new_items)], strict=True
+                    plan.new_items, created[: len(plan.new_items)], strict=True
                 )
             ),
             constants={
@@ -222,41 +191,12 @@ class RecordWriter:
                 "updated_at": now,
             },
         )
-        relinked_ids = created[len(new_items) :]
-        if relinked:
-            ExchangeItem.objects.bulk_update(
-                [
-                    ExchangeItem(
-                        pk=item_id,
-                        value=json.loads(value_json),
-                        value_digest=digest,
-                        content_id=content_id,
-                        seen_generation=generation,
-                        updated_at=now,
-                    )
-                    for (item_id, value_json, digest), content_id in zip(relinked, relinked_ids, strict=True)
-                ],
-                ["value", "value_digest", "content", "seen_generation", "updated_at"],
-                batch_size=1000,
-            )
-        if changed:
-            ExchangeItem.objects.bulk_update(
-                [
-                    ExchangeItem(
-                        pk=item_id,
-                        value=json.loads(value_json),
-                        value_digest=digest,
-                        seen_generation=generation,
-                        updated_at=now,
-                    )
-                    for item_id, value_json, digest in changed
-                ],
-                ["value", "value_digest", "seen_generation", "updated_at"],
-                batch_size=1000,
-            )
-        if seen and self.generation is not None:
-            ExchangeItem.objects.filter(pk__in=seen).update(seen_generation=generation)
-        return retained, len(new_items) + len(relinked)
+        # Relinked items (their content was deleted by hand) point at the contents just created.
+        _items_update(plan.relinked, generation=generation, now=now, content_ids=created[len(plan.new_items) :])
+        _items_update(plan.changed, generation=generation, now=now)
+        if plan.seen and self.generation is not None:
+            ExchangeItem.objects.filter(pk__in=plan.seen).update(seen_generation=generation)
+        return plan.retained, len(plan.new_items) + len(plan.relinked)
 
     def analyze(self) -> None:
         """
@@ -282,3 +222,72 @@ class RecordWriter:
         """Delete items gone upstream (stale_items) and their contents."""
         ExchangeItem.objects.filter(pk__in=[item_id for item_id, _ in stale]).delete()
         bank_content_bulk_sync(bank=self.exchange.bank, delete=[cid for _, cid in stale if cid is not None])
+
+
+@dataclass
+class _BatchPlan:
+    """What one prepared batch does to the stored items and contents (see RecordWriter._write)."""
+
+    new_items: list[tuple[str, uuid.UUID, str, str]] = field(default_factory=list)  # key, hash, json, digest
+    new_signals: list[dict[str, str]] = field(default_factory=list)
+    relinked: list[tuple[int, str, str]] = field(default_factory=list)  # item id, value json, digest
+    relinked_signals: list[dict[str, str]] = field(default_factory=list)
+    changed: list[tuple[int, str, str]] = field(default_factory=list)
+    content_updates: dict[int, dict[str, str]] = field(default_factory=dict)
+    dead_items: list[int] = field(default_factory=list)
+    dead_contents: list[int] = field(default_factory=list)
+    seen: list[int] = field(default_factory=list)
+
+    @property
+    def retained(self) -> int:
+        return len(self.new_items) + len(self.seen) + len(self.relinked) + len(self.changed)
+
+    @classmethod
+    def sort(
+        cls, prepared: list[tuple], existing: Mapping[uuid.UUID, tuple[int, int | None, str]]
+    ) -> "_BatchPlan":
+        plan = cls()
+        for key_hash, fetch_key, signals, value_json, digest in prepared:
+            old = existing.get(key_hash)
+            if signals is None:  # unreadable: leave what we have
+                if old is not None:
+                    plan.seen.append(old[0])
+                continue
+            if not signals:
+                # Deleted upstream, or nothing usable in it (HMA treats both as a delete).
+                if old is not None:
+                    plan.dead_items.append(old[0])
+                    if old[1] is not None:
+                        plan.dead_contents.append(old[1])
+                continue
+            if old is None:
+                plan.new_items.append((fetch_key, key_hash, value_json, digest))
+                plan.new_signals.append(signals)
+            elif old[2] == digest:
+                plan.seen.append(old[0])
+            elif old[1] is None:
+                plan.relinked.append((old[0], value_json, digest))
+                plan.relinked_signals.append(signals)
+            else:
+                plan.changed.append((old[0], value_json, digest))
+                plan.content_updates[old[1]] = signals
+        return plan
+
+
+def _items_update(
+    rows: list[tuple[int, str, str]], *, generation: int, now: datetime, content_ids: list[int] | None = None
+) -> None:
+    """New values of stored items (id, value json, digest), and new contents when given."""
+    if not rows:
+        return
+    fields = ["value", "value_digest", "seen_generation", "updated_at"]
+    items = [
+        ExchangeItem(pk=item_id, value=json.loads(value_json), value_digest=digest,
+                     seen_generation=generation, updated_at=now)
+        for item_id, value_json, digest in rows
+    ]
+    if content_ids is not None:
+        for item, content_id in zip(items, content_ids, strict=True):
+            item.content_id = content_id
+        fields.insert(2, "content")
+    ExchangeItem.objects.bulk_update(items, fields, batch_size=1000)

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from banks.models import BankContent, ContentSignal
+from banks.services import bank_content_delete
 from exchanges import services
 from exchanges.models import ExchangeConfig, ExchangeFetchStatus, ExchangeItem
 from tests.exchanges.conftest import NCMEC_PASSWORD, NCMEC_USER, Entry
@@ -193,3 +194,25 @@ def test_ncmec_wrong_credentials_fail_with_a_clear_status(ncmec_exchange, fake_n
     outcome = fetch(ncmec_exchange)
     assert outcome.result == "failed" and "401" in outcome.error
     assert "wrong-password" not in ExchangeFetchStatus.objects.get(pk=ncmec_exchange.pk).last_error_message
+
+
+def test_ncmec_change_to_a_hand_deleted_record_makes_a_new_content_and_relinks_its_item(
+    ncmec_exchange, fake_ncmec, ncmec_clock
+):
+    seed(fake_ncmec)
+    fetch(ncmec_exchange)
+    img5 = ExchangeItem.objects.get(fetch_key="42-img5")
+    img6 = ExchangeItem.objects.get(fetch_key="42-img6")
+    old_content = img5.content_id
+    bank_content_delete(content=BankContent.objects.get(pk=old_content))
+    bank_content_delete(content=BankContent.objects.get(pk=img6.content_id))
+    # upstream: img5 re-hashed (a new value); img6 unchanged
+    ncmec_clock.now = T0 + 1000
+    fake_ncmec.put(Entry("img5", T0 + 100, "image", classification="B2", fingerprints={"pdq": pdq(555)}))
+    assert fetch(ncmec_exchange).result == "done"
+    img5_after = ExchangeItem.objects.get(fetch_key="42-img5")
+    assert img5_after.content_id is not None and img5_after.content_id != old_content
+    assert img5_after.value["classification"] == "B2"
+    assert stored(ncmec_exchange)["42-img5"] == {"pdq": pdq(555)}
+    # a record that did not change stays deleted
+    assert ExchangeItem.objects.get(fetch_key="42-img6").content_id is None
