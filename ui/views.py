@@ -47,6 +47,7 @@ class MatchDebugView(View):
 
     def _answer(self, request: HttpRequest, form: MatchDebugForm) -> HttpResponse:
         result = None
+        status = 200
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             try:
@@ -55,7 +56,9 @@ class MatchDebugView(View):
                 )
             except OmmError as exc:  # an undecodable photo, an index not loaded yet, hashing busy
                 form.add_error(None, exc.message)
-        status = 400 if form.is_bound and form.errors else 200
+                status = exc.status_code
+        elif form.is_bound:
+            status = 400
         return render(request, "ui/match_debug.html", {"form": form, "result": result}, status=status)
 
 

@@ -60,6 +60,13 @@ def test_page_admits_its_groups_only(path, view):
     response = _client("someone-else").get(path)
     assert response.status_code == 403
     assert b"none of the groups" in response.content
+    # a superuser in no UI group: 403 too (fail closed)
+    superuser = make_user("root", [])
+    superuser.is_superuser = superuser.is_staff = True
+    superuser.save()
+    client = Client()
+    client.force_login(superuser)
+    assert client.get(path).status_code == 403
     # each group of the page: 200
     for group in groups:
         assert _client(group).get(path).status_code == 200, group

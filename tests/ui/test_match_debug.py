@@ -147,6 +147,14 @@ def test_unreadable_photo_is_a_form_error(client, runtime, data):
     assert response.context["result"] is None
 
 
+def test_index_not_loaded_is_a_page_error(client, runtime, monkeypatch):
+    # given a runtime that cannot load PDQ (no snapshot, too big to read): the page says so (503)
+    monkeypatch.setattr(runtime, "refresh", lambda **kwargs: False)
+    response = client.post("/ui/match/", {"hash": PDQ, "max_distance": 31})
+    assert response.status_code == 503
+    assert b"index not yet ready" in response.content
+
+
 def test_curators_may_use_it_too(runtime):
     make_user("carl", [CURATORS])
     client = Client()
