@@ -34,8 +34,17 @@ def screenshot_dir(tmp_path_factory) -> Path:
     configured = os.environ.get("OMM_SCREENSHOT_DIR", "")
     directory = Path(configured) if configured else tmp_path_factory.mktemp("screenshots")
     directory.mkdir(parents=True, exist_ok=True)
-    print(f"\nomm: browser screenshots in {directory}")
+    _screenshot_dirs.append(directory)
     return directory
+
+
+_screenshot_dirs: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say where the screenshots are, at the end of the run (fixture output is captured)."""
+    for directory in _screenshot_dirs:
+        terminalreporter.write_line(f"omm: browser screenshots in {directory}")
 
 
 class Browser:
