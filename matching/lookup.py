@@ -176,6 +176,23 @@ def _lookup_in(
     return _existing(state, kept, banks)
 
 
+def pdq_within(*, signal: str, max_distance: int) -> list[Hit]:
+    """
+    The match debug question: every existing bank content whose PDQ hash is within max_distance
+    (0-256) of a validated PDQ `signal`, nearest first, whatever its bank's own threshold, its
+    enabled state or its bank's coinflip (the caller shows those). The same index search as every
+    lookup (TypeState.matches over this process's state). A process whose runtime has not loaded
+    PDQ yet (a web process that serves no /m, or a matcher before its first round) refreshes it
+    once: the newest snapshot, else the signals read as the loop's own first round reads them.
+    """
+    runtime = get_runtime()
+    runtime.ensure_started()
+    if "pdq" not in runtime.state.types:
+        runtime.refresh()
+    state, type_state = type_state_get("pdq")
+    return _existing(state, type_state.matches(signal, max_distance), None)
+
+
 class ContentsMatcher:
     """
     Retroaction's matcher: what a live /m/lookup would answer now, among a few bank contents

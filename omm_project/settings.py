@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "matching",
     "hashing",
     "reviews",
+    "ui",  # the review UI for people (docs/ui.md)
 ]
 
 MIDDLEWARE = [

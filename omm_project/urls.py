@@ -26,6 +26,7 @@ urlpatterns = [
 if "curator" in settings.OMM_ROLES:
     urlpatterns += [
         path("admin/", admin.site.urls),
+        path("ui/", include("ui.urls")),
         path("c/", include("banks.api.urls")),
         path("c/", include("exchanges.api.urls")),
         path("c/", include("reviews.api.urls")),

@@ -78,6 +78,14 @@ ensure_redis() {
   _wait_port 6379 Redis
 }
 
+# ensure_chromium: Debian's chromium and chromium-driver for the browser tests (tests/ui), installed
+# with apt when either is absent. The tests drive /usr/bin/chromium through /usr/bin/chromedriver.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return 0
+  echo "omm: installing chromium and chromium-driver with apt-get"
+  _apt_install chromium chromium-driver
+}
+
 # ensure_dotenv: a .env with a fresh DJANGO_SECRET_KEY on first run, readable by its owner only
 # (the key signs sessions and seals exchange credentials and webhook secrets); an existing .env
 # (older serve.sh versions wrote it world-readable) is made 0600 too.

@@ -8,6 +8,7 @@ source scripts/lib.sh
 ensure_venv requirements/dev.txt
 ensure_postgres
 ensure_redis
+ensure_chromium
 
 export DJANGO_DEBUG=true
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/omm}"

@@ -50,6 +50,7 @@ ACCESS_RULES: tuple[tuple[str, bool, str], ...] = (
     ("/openapi/", True, OPEN),
     ("/openapi/openapi.json", True, OPEN),
     ("/admin/", False, OPEN),
+    ("/ui/", False, OPEN),  # the review UI: its own session login and groups (ui.groups), as the admin
 )
 # Scopes that OMM_OPEN_ACCESS (evaluation) waives: the API roles, not the metrics.
 ROLE_SCOPES = frozenset({Scope.CURATE.value, Scope.HASH.value, Scope.MATCH.value})

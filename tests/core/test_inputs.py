@@ -35,8 +35,8 @@ ALL_METHODS = ("get", "post", "put", "patch", "delete")
 def _walk(patterns, namespace: str = ""):
     for pattern in patterns:
         if isinstance(pattern, URLResolver):
-            if pattern.namespace == "admin":
-                continue  # Django's admin: forms with CSRF, not the API
+            if pattern.namespace in ("admin", "ui"):
+                continue  # Django's admin and the review UI: forms with CSRF, not the API (tests/ui)
             yield from _walk(pattern.url_patterns, pattern.namespace or namespace)
         elif isinstance(pattern, URLPattern) and pattern.name:
             yield pattern

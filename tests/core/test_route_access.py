@@ -29,6 +29,8 @@ pytestmark = pytest.mark.django_db
 ROLE_SCOPES = {"c": Scope.CURATE, "h": Scope.HASH, "m": Scope.MATCH, "metrics": Scope.METRICS}
 OPEN_EXACT = {"/status", "/status/live", "/openapi/", "/openapi/openapi.json"}
 ADMIN_PREFIX = "/admin/"  # Django sessions and staff accounts, no API key
+UI_PREFIX = "/ui/"  # the review UI: Django sessions and groups, no API key (tests/ui checks its groups)
+SESSION_PREFIXES = (ADMIN_PREFIX, UI_PREFIX)
 PREFIXES = ["", "/omm", "/x"]
 
 _ROUTE_PARAM = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
@@ -88,8 +90,8 @@ def _routes() -> list[tuple[str, str]]:
 
 
 ROUTES = _routes()
-OPEN_ROUTES = [(m, p) for m, p in ROUTES if m == "GET" and (p in OPEN_EXACT or p.startswith(ADMIN_PREFIX))]
-KEYED_ROUTES = [(m, p) for m, p in ROUTES if p not in OPEN_EXACT and not p.startswith(ADMIN_PREFIX)]
+OPEN_ROUTES = [(m, p) for m, p in ROUTES if m == "GET" and (p in OPEN_EXACT or p.startswith(SESSION_PREFIXES))]
+KEYED_ROUTES = [(m, p) for m, p in ROUTES if p not in OPEN_EXACT and not p.startswith(SESSION_PREFIXES)]
 
 
 def _needed_scope(path: str) -> str | None:
@@ -209,6 +211,11 @@ def test_open_route_is_open(method, path, wsgi):
             # the admin's own staff login guards it (logging out, when not in, goes to the index)
             target = "/admin/" if path == "/admin/logout/" else "/admin/login/"
             assert status == 302 and target in headers["Location"], (where, status, headers.get("Location"))
+        elif path.startswith(UI_PREFIX) and path not in ("/ui/login/", "/ui/logout/"):
+            # the UI's own login guards it
+            assert status == 302 and "/ui/login/" in headers["Location"], (where, status, headers.get("Location"))
+        elif path == "/ui/logout/":
+            assert status == 405, (where, status)  # logging out is a POST
         elif path == "/status":
             assert status in (200, 503), (where, status)  # readiness may say INDEX-NOT-LOADED
         else:
@@ -218,7 +225,7 @@ def test_open_route_is_open(method, path, wsgi):
 def test_walk_covers_every_role_and_open_route():
     # the walker itself: it finds the routes of every role and every open route
     paths = {path for _, path in ROUTES}
-    assert {"/c/banks", "/h/hash", "/m/raw_lookup", "/m/lookup", "/metrics", "/admin/login/"} <= paths
+    assert {"/c/banks", "/h/hash", "/m/raw_lookup", "/m/lookup", "/metrics", "/admin/login/", "/ui/login/"} <= paths
     assert OPEN_EXACT <= paths
     assert any(re.fullmatch(r"/c/action_rules/1", path) for path in paths)  # router (regex) routes too
 

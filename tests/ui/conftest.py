@@ -1,0 +1,103 @@
+"""
+UI fixtures: users in each UI group, and a headless chromium (Debian's chromium and
+chromium-driver, driven by selenium) that saves a screenshot of every page a test visits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+PASSWORD = "a-test-password-1"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+IMPLICIT_WAIT_SECONDS = 5  # how long a find waits for its element to appear
+
+
+def make_user(username: str, groups: list[str]) -> User:
+    """An active user with a usable password, in `groups` (created if a flush removed them)."""
+    user = User.objects.create_user(username=username, password=PASSWORD)
+    for name in groups:
+        user.groups.add(Group.objects.get_or_create(name=name)[0])
+    return user
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir(tmp_path_factory) -> Path:
+    """Where browser tests save their screenshots: OMM_SCREENSHOT_DIR, else under pytest's tmp."""
+    configured = os.environ.get("OMM_SCREENSHOT_DIR", "")
+    directory = Path(configured) if configured else tmp_path_factory.mktemp("screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    _screenshot_dirs.append(directory)
+    return directory
+
+
+_screenshot_dirs: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say where the screenshots are, at the end of the run (fixture output is captured)."""
+    for directory in _screenshot_dirs:
+        terminalreporter.write_line(f"omm: browser screenshots in {directory}")
+
+
+class Browser:
+    """A selenium driver on the live server, saving a numbered PNG after each step it is told of."""
+
+    def __init__(self, driver, base_url: str, directory: Path, prefix: str) -> None:
+        self.driver = driver
+        self.base_url = base_url
+        self.directory = directory
+        self.prefix = prefix
+        self.shots: list[Path] = []
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base_url + path)
+
+    def shot(self, name: str) -> Path:
+        path = self.directory / f"{self.prefix}-{len(self.shots) + 1:02d}-{name}.png"
+        assert self.driver.save_screenshot(str(path)), f"no screenshot saved at {path}"
+        self.shots.append(path)
+        return path
+
+    def find(self, css: str):
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def find_all(self, css: str) -> list:
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def absent(self, css: str) -> bool:
+        """No element matches `css` now (without the implicit wait for one to appear)."""
+        self.driver.implicitly_wait(0)
+        try:
+            return not self.find_all(css)
+        finally:
+            self.driver.implicitly_wait(IMPLICIT_WAIT_SECONDS)
+
+    def table_rows(self, css: str) -> list[list[str]]:
+        """The text of each body cell of the table at `css`, row by row."""
+        rows = self.find_all(f"{css} tbody tr")
+        return [[cell.text for cell in row.find_elements(By.CSS_SELECTOR, "td")] for row in rows]
+
+
+@pytest.fixture
+def browser(live_server, screenshot_dir, request):
+    """Headless chromium on pytest-django's live server; skipped where chromium is not installed."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} are needed (scripts/test.sh installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1200"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.implicitly_wait(IMPLICIT_WAIT_SECONDS)
+    try:
+        yield Browser(driver, live_server.url, screenshot_dir, request.node.name)
+    finally:
+        driver.quit()

@@ -1,0 +1,82 @@
+"""
+The UI in a real browser (headless chromium through selenium, on pytest-django's live server),
+with a screenshot of every page visited (see the `browser` fixture for where they go): a reviewer
+logs in, pastes a banked hash into the match debug page and sees the content with its distance,
+uploads a reference photo and sees its hash and quality, logs out.
+"""
+
+import pytest
+
+from tests.builders import PDQ, make_bank, make_content
+from tests.hashing.reference_data import NO_DATA, PDQ_DATA_DIR, expected_pdq_rows
+from tests.ui.conftest import PASSWORD, make_user
+from ui.groups import REVIEWERS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PHOTO = "bridge-mods/blur-a-little.jpg"  # near the reference photo whose PDQ is `PDQ`
+
+
+def _distance(left: str, right: str) -> int:
+    return bin(int(left, 16) ^ int(right, 16)).count("1")
+
+
+def test_reviewer_debugs_a_match(browser, runtime):
+    # given a reviewer and a bank holding the reference photo's PDQ
+    make_user("rita", [REVIEWERS])
+    bank = make_bank("CSAM_BANK", labels=["csam"])
+    content = make_content(bank, {"pdq": PDQ}, labels=["reviewed"])
+
+    # when: the reviewer opens the match debug page, anonymous; then the login page
+    browser.open("/ui/match/")
+    assert "/ui/login/" in browser.driver.current_url
+    browser.shot("login")
+    browser.find("input[name=username]").send_keys("rita")
+    browser.find("input[name=password]").send_keys(PASSWORD)
+    browser.find("#login").click()
+
+    # then: back on the match debug page, logged in
+    assert browser.driver.current_url.endswith("/ui/match/")
+    assert browser.find("#user").text == "rita"
+    assert browser.find("input[name=max_distance]").get_attribute("value") == "31"
+    browser.shot("match-debug")
+
+    # when: the banked hash is pasted; then the content is listed with its bank, distance and labels
+    browser.find("input[name=hash]").send_keys(PDQ)
+    browser.find("#search").click()
+    assert browser.find("#result-hash").text == PDQ
+    assert "pasted" in browser.find("#result-quality").text
+    assert browser.table_rows("#matches") == [[str(content.pk), "CSAM_BANK", "0", "reviewed", "enabled", "—"]]
+    browser.shot("hash-matches")
+
+    # when: a bad hash is pasted; then a form error, no result
+    field = browser.find("input[name=hash]")
+    field.clear()
+    field.send_keys("not-a-hash")
+    browser.find("#search").click()
+    assert "Not a PDQ hash" in browser.find(".field-error").text
+    assert browser.absent("#result")
+    browser.shot("bad-hash")
+
+    # when: a reference photo is uploaded; then its hash, its quality, and the banked content near it
+    rows = {path: (pdq, quality) for path, pdq, quality in expected_pdq_rows()}
+    if PHOTO not in rows:
+        pytest.skip(NO_DATA)
+    expected_pdq, expected_quality = rows[PHOTO]
+    browser.find("input[name=hash]").clear()
+    browser.find("input[name=photo]").send_keys(str(PDQ_DATA_DIR / PHOTO))
+    browser.find("#search").click()
+    assert browser.find("#result-hash").text == expected_pdq
+    assert browser.find("#result-quality").text == str(expected_quality)
+    assert browser.find("#result-photo").text == PHOTO.rsplit("/", 1)[1]
+    distance = _distance(expected_pdq, PDQ)
+    assert [row[:3] for row in browser.table_rows("#matches")] == [[str(content.pk), "CSAM_BANK", str(distance)]]
+    browser.shot("photo-matches")
+
+    # when: the reviewer logs out; then the login page, and the pages are closed again
+    browser.find("#logout").click()
+    assert "/ui/login/" in browser.driver.current_url
+    browser.shot("logged-out")
+    browser.open("/ui/match/")
+    assert "/ui/login/" in browser.driver.current_url
+    assert len(browser.shots) == 6

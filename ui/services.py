@@ -1,0 +1,87 @@
+"""
+What the UI's pages compute. The pages ask the apps below them (hashing, matching) and never
+compare hashes themselves: "does this match" has one code path, matching's.
+"""
+
+import time
+from dataclasses import dataclass
+
+from django.core.files.uploadedfile import UploadedFile
+
+from hashing.services import media_hash
+from matching.lookup import content_enabled, hit_details, pdq_within
+
+# A page lists this many contents at most (a distance of 256 matches every PDQ in every bank).
+MATCH_DEBUG_ROWS = 500
+
+
+@dataclass(frozen=True)
+class DebugRow:
+    """One bank content within the distance."""
+
+    content_id: int
+    bank_name: str
+    distance: int | None
+    labels: list[str]
+    enabled: bool
+    disable_until_ts: int
+    platform_content_id: str
+
+
+@dataclass(frozen=True)
+class MatchDebug:
+    """The match debug page's answer: the hash searched, its quality, the contents within reach."""
+
+    pdq: str
+    photo_name: str  # the uploaded file's name ("" for a pasted hash); the photo itself is not kept
+    quality: int | None  # None for a pasted hash
+    quality_floor: int | None
+    max_distance: int
+    rows: list[DebugRow]
+    total: int
+
+    @property
+    def low_quality(self) -> bool:
+        return self.quality is not None and self.quality_floor is not None and self.quality < self.quality_floor
+
+
+def match_debug(*, pdq: str, photo: UploadedFile | None, max_distance: int) -> MatchDebug:
+    """
+    Every bank content within `max_distance` of a validated PDQ hash `pdq`, or of a photo's PDQ (hashed
+    by the hashing app, never stored). Raises the apps' OmmErrors: an undecodable photo, an index
+    not loaded yet.
+    """
+    quality = floor = None
+    if photo is not None:
+        hashes = media_hash(content_type="photo", media=photo, types=["pdq"])
+        pdq, quality, floor = hashes.signals["pdq"], hashes.pdq_quality, hashes.quality_floor
+    hits = pdq_within(signal=pdq, max_distance=max_distance)
+    shown = hits[:MATCH_DEBUG_ROWS]
+    details = hit_details(shown)
+    now = int(time.time())
+    rows = []
+    for hit in shown:
+        detail = details.get(hit.content_id, {})
+        if "labels" not in detail:  # deleted since the index was read
+            continue
+        disable_until = detail["disable_until_ts"]
+        rows.append(
+            DebugRow(
+                content_id=hit.content_id,
+                bank_name=hit.bank_name,
+                distance=hit.distance,
+                labels=detail["labels"] or [],
+                enabled=content_enabled(disable_until, now),
+                disable_until_ts=disable_until,
+                platform_content_id=detail.get("content_id") or "",
+            )
+        )
+    return MatchDebug(
+        pdq=pdq,
+        photo_name=photo.name if photo is not None else "",
+        quality=quality,
+        quality_floor=floor,
+        max_distance=max_distance,
+        rows=rows,
+        total=len(hits),
+    )

@@ -1,0 +1,14 @@
+"""The review UI under /ui/ (omm_project/urls.py includes it with the curator role)."""
+
+from django.urls import path
+
+from ui import views
+
+app_name = "ui"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", views.login, name="login"),
+    path("logout/", views.logout, name="logout"),
+    path("match/", views.match_debug, name="match-debug"),
+]
