@@ -181,14 +181,11 @@ def pdq_within(*, signal: str, max_distance: int) -> list[Hit]:
     The match debug question: every existing bank content whose PDQ hash is within max_distance
     (0-256) of a validated PDQ `signal`, nearest first, whatever its bank's own threshold, its
     enabled state or its bank's coinflip (the caller shows those). The same index search as every
-    lookup (TypeState.matches over this process's state). A process whose runtime has not loaded
-    PDQ yet (a web process that serves no /m, or a matcher before its first round) refreshes it
-    once: the newest snapshot, else the signals read as the loop's own first round reads them.
+    lookup (TypeState.matches over this process's state). A request never waits for a load: a
+    process whose runtime has not loaded PDQ yet starts its loop (which loads in the background)
+    and answers NotReady (503) until it has.
     """
-    runtime = get_runtime()
-    runtime.ensure_started()
-    if "pdq" not in runtime.state.types:
-        runtime.refresh()
+    get_runtime().ensure_started()
     state, type_state = type_state_get("pdq")
     return _existing(state, type_state.matches(signal, max_distance), None)
 

@@ -26,6 +26,7 @@ def test_reviewer_debugs_a_match(browser, runtime):
     make_user("rita", [REVIEWERS])
     bank = make_bank("CSAM_BANK", labels=["csam"])
     content = make_content(bank, {"pdq": PDQ}, labels=["reviewed"])
+    runtime.refresh()  # the index loaded (a page never waits for a load: it answers 503 until then)
 
     # when: the reviewer opens the match debug page, anonymous; then the login page
     browser.open("/ui/match/")

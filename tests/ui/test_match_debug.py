@@ -41,6 +41,7 @@ def contents(runtime):
     exact = make_content(first, {"pdq": PDQ}, labels=["nsfw"])
     near = make_content(second, {"pdq": _flip(PDQ, 40)})
     make_content(second, {"pdq": PDQ_FAR})
+    runtime.refresh()
     return exact, near
 
 
@@ -82,6 +83,7 @@ def test_disabled_content_is_listed_as_disabled(client, contents):
 def test_hash_in_the_query_string(client, runtime):
     bank = make_bank("NEAR")
     x = make_content(bank, {"pdq": PDQ_X})
+    runtime.refresh()
     response = client.get(f"/ui/match/?hash={PDQ_Y}&max_distance=9")
     assert _rows(response) == [(x.pk, "NEAR", 9)]
     assert _rows(client.get(f"/ui/match/?hash={PDQ_Y}&max_distance=8")) == []
@@ -95,6 +97,7 @@ def test_default_distance_is_the_deployments_threshold(client, settings):
 
 
 def test_photo_is_hashed_and_searched(client, runtime):
+    runtime.refresh()
     image = Image.effect_mandelbrot((256, 256), (-2.0, -1.5, 1.0, 1.5), 100).convert("RGB")
     data = io.BytesIO()
     image.save(data, format="PNG")
@@ -155,16 +158,22 @@ def test_unreadable_photo_is_a_form_error(client, runtime, data):
     assert response.context["result"] is None
 
 
-def test_index_not_loaded_is_a_page_error(client, runtime, monkeypatch):
-    # given a runtime that cannot load PDQ (no snapshot, too big to read): the page says so (503)
-    monkeypatch.setattr(runtime, "refresh", lambda **kwargs: False)
+def test_index_not_loaded_is_a_page_error_and_the_request_does_not_wait(client, runtime, monkeypatch):
+    # given a process whose runtime has not loaded PDQ: the request starts the loop (which loads
+    # in the background) and answers at once that the index is not ready (503), never loading it
+    # itself
+    loads = []
+    monkeypatch.setattr(runtime, "refresh", lambda **kwargs: loads.append(kwargs) or False)
+    monkeypatch.setattr(runtime, "ensure_started", lambda: loads.append("started"))
     response = client.post("/ui/match/", {"hash": PDQ, "max_distance": 31})
     assert response.status_code == 503
     assert b"index not yet ready" in response.content
+    assert loads and set(loads) == {"started"}  # started, never refreshed in the request
 
 
 def test_curators_may_use_it_too(runtime):
     make_user("carl", [CURATORS])
     client = Client()
     assert client.login(username="carl", password=PASSWORD)
+    runtime.refresh()
     assert client.post("/ui/match/", {"hash": PDQ, "max_distance": 31}).status_code == 200
