@@ -1,13 +1,13 @@
-"""Reads of the reviews app: the match log with its filters, reviews, rules, webhooks, deliveries."""
+"""Reads of the reviews app: the match log with its filters, reviews, cases, rules, webhooks, deliveries."""
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from banks.models import Bank
 from omm_project.lib.errors import NotFound
-from reviews.models import ActionRule, MatchLog, Review, WebhookDelivery, WebhookEndpoint
+from reviews.models import ActionRule, Case, CaseEvent, CaseMatch, MatchLog, Review, WebhookDelivery, WebhookEndpoint
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,7 @@ class MatchFilters:
     content_id: int | None = None
 
 
-def match_log_list(
-    *, filters: MatchFilters = MatchFilters(), newest_first: bool = True
-) -> QuerySet[MatchLog]:
+def match_log_list(*, filters: MatchFilters = MatchFilters(), newest_first: bool = True) -> QuerySet[MatchLog]:
     """The match log, filtered; newest first (the API) or oldest first (exports)."""
     queryset = MatchLog.objects.all()
     if filters.bank is not None:
@@ -106,9 +104,7 @@ def webhook_endpoint_get(*, endpoint_id: int) -> WebhookEndpoint:
         raise NotFound(f"webhook '{endpoint_id}' not found") from None
 
 
-def webhook_delivery_list(
-    *, endpoint: WebhookEndpoint, state: str | None = None
-) -> QuerySet[WebhookDelivery]:
+def webhook_delivery_list(*, endpoint: WebhookEndpoint, state: str | None = None) -> QuerySet[WebhookDelivery]:
     """An endpoint's deliveries, newest first; `state` filters (e.g. "dead" for the dead letters)."""
     queryset = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("-created_at", "-id")
     if state is not None:
@@ -122,3 +118,59 @@ def webhook_delivery_get(*, endpoint: WebhookEndpoint, delivery_id: int) -> Webh
         return WebhookDelivery.objects.get(pk=delivery_id, endpoint=endpoint)
     except WebhookDelivery.DoesNotExist:
         raise NotFound(f"delivery '{delivery_id}' of webhook '{endpoint.pk}' not found") from None
+
+
+# --- Cases ---
+
+
+@dataclass(frozen=True)
+class CaseFilters:
+    """Filters of GET /c/cases; None means "any" (reviews.api.cases.CaseQuerySerializer reads them)."""
+
+    state: str | None = None
+    bank: str | None = None
+    label: str | None = None
+    assignee: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def case_list(*, filters: CaseFilters = CaseFilters()) -> QuerySet[Case]:
+    """Cases by priority (highest first), then age (oldest first): the review queue."""
+    queryset = Case.objects.select_related("assignee")
+    if filters.state is not None:
+        queryset = queryset.filter(state=filters.state)
+    if filters.assignee is not None:
+        queryset = queryset.filter(assignee__username=filters.assignee)
+    if filters.since is not None:
+        queryset = queryset.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        queryset = queryset.filter(created_at__lt=filters.until)
+    # Bank and label look at the case's matches: EXISTS, so a case with many such matches is listed once.
+    matches = CaseMatch.objects.filter(case=OuterRef("pk"))
+    if filters.bank is not None:
+        # The name the bank had when it matched, or its current name after a rename.
+        queryset = queryset.filter(Exists(matches.filter(Q(bank_name=filters.bank) | Q(bank__name=filters.bank))))
+    if filters.label is not None:
+        queryset = queryset.filter(
+            Exists(
+                matches.filter(Q(content__labels__contains=[filters.label]) | Q(bank__labels__contains=[filters.label]))
+            )
+        )
+    return queryset.order_by("-priority", "created_at", "id")
+
+
+def case_get(*, case_id: int) -> Case:
+    """One case with its matches (their bank and content, for labels) and its events, or a 404."""
+    case = (
+        Case.objects.select_related("assignee")
+        .prefetch_related(
+            Prefetch("matches", queryset=CaseMatch.objects.select_related("bank", "content").order_by("pk")),
+            Prefetch("events", queryset=CaseEvent.objects.order_by("created_at", "pk")),
+        )
+        .filter(pk=case_id)
+        .first()
+    )
+    if case is None:
+        raise NotFound(f"case {case_id} not found")
+    return case

@@ -27,6 +27,9 @@ pytestmark = pytest.mark.django_db
 
 # The specification, written independently of omm_project.core.auth's rule table.
 ROLE_SCOPES = {"c": Scope.CURATE, "h": Scope.HASH, "m": Scope.MATCH, "metrics": Scope.METRICS}
+# The review queue: a key with either scope reaches it (curators can do everything reviewers can).
+REVIEW_PATHS = re.compile(r"/c/cases|/c/case/.*")
+REVIEW_SCOPES = (Scope.REVIEW, Scope.CURATE)
 OPEN_EXACT = {"/status", "/status/live", "/openapi/", "/openapi/openapi.json"}
 ADMIN_PREFIX = "/admin/"  # Django sessions and staff accounts, no API key
 PREFIXES = ["", "/omm", "/x"]
@@ -92,18 +95,22 @@ OPEN_ROUTES = [(m, p) for m, p in ROUTES if m == "GET" and (p in OPEN_EXACT or p
 KEYED_ROUTES = [(m, p) for m, p in ROUTES if p not in OPEN_EXACT and not p.startswith(ADMIN_PREFIX)]
 
 
-def _needed_scope(path: str) -> str | None:
-    """The scope a route needs by the spec; None: no scope grants it (refused to everyone)."""
-    return ROLE_SCOPES.get(path.strip("/").split("/")[0])
+def _needed_scopes(path: str) -> tuple[str, ...]:
+    """The scopes any of which grants a route by the spec; empty: none does (refused to everyone)."""
+    if REVIEW_PATHS.fullmatch(path):
+        return REVIEW_SCOPES
+    scope = ROLE_SCOPES.get(path.strip("/").split("/")[0])
+    return (scope,) if scope else ()
 
 
 @pytest.fixture
 def keys() -> dict[str, str]:
-    """For each scope, a key with exactly it and a key with every scope but it."""
+    """For each scope, a key with exactly it and a key with every scope but it; and every scope but review's."""
     made = {"all": api_key(list(Scope.values), name="all")}
     for scope in Scope.values:
         made[scope] = api_key([scope], name=scope)
         made["all-but-" + scope] = api_key(sorted(set(Scope.values) - {scope}), name="not-" + scope)
+    made["all-but-" + "+".join(REVIEW_SCOPES)] = api_key(sorted(set(Scope.values) - set(REVIEW_SCOPES)), name="not-rc")
     return made
 
 
@@ -173,8 +180,8 @@ def _answers(wsgi_app, method: str, path: str, key: str | None):
 
 @pytest.mark.parametrize(("method", "path"), KEYED_ROUTES, ids=[f"{m} {p}" for m, p in KEYED_ROUTES])
 def test_route_needs_a_key_of_its_scope(method, path, keys, wsgi):
-    needed = _needed_scope(path)
-    wrong_key = keys["all"] if needed is None else keys["all-but-" + needed]
+    needed = _needed_scopes(path)
+    wrong_key = keys["all-but-" + "+".join(needed)] if needed else keys["all"]
     refused = []
     # when: no key; then 401 with the JSON error shape and a Bearer challenge
     for where, status, body, headers in _answers(wsgi, method, path, None):
@@ -195,11 +202,12 @@ def test_route_needs_a_key_of_its_scope(method, path, keys, wsgi):
 def test_route_admits_a_key_of_its_scope(method, path, keys):
     # given a key with only the route's scope; then the access check lets it through (whatever
     # the view then answers to an empty request)
-    needed = _needed_scope(path)
-    if needed is None:
+    needed = _needed_scopes(path)
+    if not needed:
         pytest.fail(f"{path}: a route outside every role: give it a rule and this test an entry")
-    status, body, _ = _via_client(method, path, "", keys[needed])
-    assert status not in (401, 403), f"{method} {path} refused a '{needed}' key: {status} {body[:200]!r}"
+    for scope in needed:
+        status, body, _ = _via_client(method, path, "", keys[scope])
+        assert status not in (401, 403), f"{method} {path} refused a '{scope}' key: {status} {body[:200]!r}"
 
 
 @pytest.mark.parametrize(("method", "path"), OPEN_ROUTES, ids=[f"{m} {p}" for m, p in OPEN_ROUTES])
@@ -221,6 +229,7 @@ def test_walk_covers_every_role_and_open_route():
     assert {"/c/banks", "/h/hash", "/m/raw_lookup", "/m/lookup", "/metrics", "/admin/login/"} <= paths
     assert OPEN_EXACT <= paths
     assert any(re.fullmatch(r"/c/action_rules/1", path) for path in paths)  # router (regex) routes too
+    assert {"/c/cases", "/c/case/1", "/c/case/1/verdict", "/c/case/1/assign"} <= paths
 
 
 def test_static_files_are_open():
