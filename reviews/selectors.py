@@ -3,9 +3,11 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db import connection
+from django.db.models import BooleanField, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
-from banks.models import Bank
+from banks.models import Bank, BankContent
 from omm_project.lib.errors import NotFound
 from reviews.models import ActionRule, Case, CaseEvent, CaseMatch, MatchLog, Review, WebhookDelivery, WebhookEndpoint
 
@@ -152,12 +154,23 @@ def case_list(*, filters: CaseFilters = CaseFilters()) -> QuerySet[Case]:
         # The name the bank had when it matched, or its current name after a rename.
         queryset = queryset.filter(Exists(matches.filter(Q(bank_name=filters.bank) | Q(bank__name=filters.bank))))
     if filters.label is not None:
-        queryset = queryset.filter(
-            Exists(
-                matches.filter(Q(content__labels__contains=[filters.label]) | Q(bank__labels__contains=[filters.label]))
-            )
-        )
+        queryset = queryset.filter(_labelled(filters.label, matches))
     return queryset.order_by("-priority", "created_at", "id")
+
+
+def _labelled(label: str, matches: QuerySet[CaseMatch]) -> Exists | RawSQL:
+    """Cases with a match whose content or bank has `label` (JSON lists: PostgreSQL's @>, SQLite's json_each)."""
+    if connection.vendor == "postgresql":
+        return Exists(matches.filter(Q(content__labels__contains=[label]) | Q(bank__labels__contains=[label])))
+    cases, case_matches = Case._meta.db_table, CaseMatch._meta.db_table
+    contents, banks = BankContent._meta.db_table, Bank._meta.db_table
+    return RawSQL(
+        f"EXISTS (SELECT 1 FROM {case_matches} m WHERE m.case_id = {cases}.id AND ("
+        f"EXISTS (SELECT 1 FROM {contents} c, json_each(c.labels) l WHERE c.id = m.content_id AND l.value = %s)"
+        f" OR EXISTS (SELECT 1 FROM {banks} b, json_each(b.labels) l WHERE b.id = m.bank_id AND l.value = %s)))",
+        [label, label],
+        output_field=BooleanField(),
+    )
 
 
 def case_get(*, case_id: int) -> Case:
