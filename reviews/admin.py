@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 
-from omm_project.lib.admin import OmmModelAdmin
+from omm_project.lib.admin import OmmModelAdmin, OmmTabularInline
 from omm_project.lib.errors import OmmError
 from reviews import services
 from reviews.choices import SendState
@@ -76,7 +76,7 @@ class ReviewAdmin(ReadOnlyAdmin):
 # which writes the audit trail; the trail itself can never be changed or deleted.
 
 
-class CaseMatchInline(admin.TabularInline):
+class CaseMatchInline(OmmTabularInline):
     model = CaseMatch
     extra = 0
     can_delete = False

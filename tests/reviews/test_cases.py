@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 
 from banks.models import BankContent
 from reviews import services
@@ -313,3 +314,23 @@ def test_a_review_key_reaches_nothing_else_under_c():
     assert client.get("/c/matches").status_code == 403
     assert client.get("/c/banks").status_code == 403
     assert client.get("/c/casesx").status_code in (403, 404)
+
+
+# --- Admin ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [Case, CaseEvent])
+def test_cases_and_their_trail_cannot_be_deleted_or_changed_in_the_admin(admin_client, model):
+    get_user_model().objects.create_user(username="ann")
+    _log([make_content(make_bank())])
+    case = services.case_assign(case_id=Case.objects.get().pk, assignee="ann")
+    row = case if model is Case else CaseEvent.objects.get()
+    name = f"admin:reviews_{model._meta.model_name}"
+    assert admin_client.get(reverse(name + "_changelist")).status_code == 200
+    assert admin_client.get(reverse(name + "_delete", args=[row.pk])).status_code == 403
+    admin_client.post(
+        reverse(name + "_changelist"), {"action": "delete_selected", "_selected_action": [row.pk], "post": "yes"}
+    )
+    detail = admin_client.get(reverse(name + "_change", args=[row.pk]))
+    assert detail.status_code == 200 and b'name="_save"' not in detail.content
+    assert model.objects.filter(pk=row.pk).exists()
