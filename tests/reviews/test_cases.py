@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from banks.models import BankContent
+from banks.services import bank_content_delete
 from reviews import services
 from reviews.models import Case, CaseEvent, CaseMatch, ExchangeReport, MatchLog, Review
 from tests.builders import api_client, api_key
@@ -334,3 +335,26 @@ def test_cases_and_their_trail_cannot_be_deleted_or_changed_in_the_admin(admin_c
     detail = admin_client.get(reverse(name + "_change", args=[row.pk]))
     assert detail.status_code == 200 and b'name="_save"' not in detail.content
     assert model.objects.filter(pk=row.pk).exists()
+
+
+def test_one_content_both_true_and_false_positive_is_400_and_writes_nothing(reviewer_client):
+    content = make_content(make_bank())
+    _log([content, content])
+    case = Case.objects.get()
+    first, second = case.matches.order_by("pk")
+    body = {"matches": {str(first.pk): "true_positive", str(second.pk): "false_positive"}}
+    response = reviewer_client.post(f"/c/case/{case.pk}/verdict", body, format="json")
+    assert response.status_code == 400 and "both" in response.json()["message"]
+    assert Review.objects.count() == 0 and CaseEvent.objects.count() == 0
+    assert CaseMatch.objects.filter(verdict__isnull=False).count() == 0
+
+
+def test_a_match_of_deleted_content_takes_a_verdict_without_a_review():
+    kept, gone = make_content(make_bank("A")), make_content(make_bank("B"))
+    _log([kept, gone])
+    gone_id = gone.pk
+    bank_content_delete(content=gone)
+    case = services.case_verdict_record(case_id=Case.objects.get().pk, verdict="true_positive", actor="x")
+    assert (case.state, case.verdict) == ("closed", "true_positive")
+    assert list(Review.objects.values_list("reviewed_content_id", flat=True)) == [kept.pk]
+    assert CaseMatch.objects.get(matched_content_id=gone_id).review_id is None
