@@ -187,7 +187,7 @@ def access_decide(*, path_info: str, principal: KeyPrincipal | None, remote_addr
     if need == OPEN:
         return
     if settings.OMM_OPEN_ACCESS and (
-        need in ROLE_SCOPES if isinstance(need, str) else ROLE_SCOPES.issuperset(need or ())
+        need in ROLE_SCOPES if isinstance(need, str) else need is not None and ROLE_SCOPES.issuperset(need)
     ):
         return
     if need == _METRICS and _address_in(remote_addr, settings.OMM_METRICS_ALLOWED_NETWORKS):

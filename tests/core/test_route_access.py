@@ -240,3 +240,31 @@ def test_static_files_are_open():
     for prefix in PREFIXES:
         response = client.get("/static/admin/css/base.css", SCRIPT_NAME=prefix)
         assert response.status_code == 200, prefix
+
+
+# --- Rules that any of several scopes satisfies (the case queue: review or curate) ---------------
+
+
+def test_a_rule_of_several_scopes_admits_any_of_them_and_names_them_when_refusing():
+    from rest_framework import exceptions
+
+    from omm_project.core.auth import KeyPrincipal, access_decide, access_rule
+
+    assert access_rule("/c/cases") == access_rule("/c/case/1/verdict") == ("review", "curate")
+    assert access_rule("/c/matches") == "curate"  # the review scope reaches nothing else under /c
+    for scopes in ({"review"}, {"curate"}, {"review", "curate"}):
+        key = KeyPrincipal(key_id=1, name="k", scopes=frozenset(scopes))
+        access_decide(path_info="/c/case/1", principal=key, remote_addr="")
+    with pytest.raises(exceptions.PermissionDenied, match="'review' or 'curate'"):
+        access_decide(path_info="/c/cases", principal=KeyPrincipal(1, "k", frozenset({"match"})), remote_addr="")
+
+
+def test_open_access_waives_the_review_rule_but_never_a_route_without_a_rule(settings):
+    from rest_framework import exceptions
+
+    from omm_project.core.auth import KeyPrincipal, access_decide
+
+    settings.OMM_OPEN_ACCESS = True
+    access_decide(path_info="/c/cases", principal=None, remote_addr="")
+    with pytest.raises(exceptions.PermissionDenied):
+        access_decide(path_info="/nowhere", principal=KeyPrincipal(1, "k", frozenset({"curate"})), remote_addr="")

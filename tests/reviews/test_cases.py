@@ -1,5 +1,7 @@
 """Cases: opened and joined by the match log, verdicts, assignment, the queue API, its scopes."""
 
+from functools import partial
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
@@ -358,3 +360,28 @@ def test_a_match_of_deleted_content_takes_a_verdict_without_a_review():
     assert (case.state, case.verdict) == ("closed", "true_positive")
     assert list(Review.objects.values_list("reviewed_content_id", flat=True)) == [kept.pk]
     assert CaseMatch.objects.get(matched_content_id=gone_id).review_id is None
+
+
+def _close_or_join(i: int, *, case_id: int, content: BankContent, content_id: str) -> object:
+    if i == 0:
+        return services.case_verdict_record(case_id=case_id, verdict="skip")
+    return _log([content], content_id=content_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lookup_joining_while_a_verdict_closes_the_case_leaves_no_match_undecided_in_a_closed_case():
+    content = make_content(make_bank())
+    for round_ in range(5):
+        # Given an open case of post-N with one match
+        _log([content], content_id=f"post-{round_}")
+        case = Case.objects.get(platform_content_id=f"post-{round_}")
+        # When a whole-case verdict and a new lookup of post-N run at once
+        results = run_together(
+            partial(_close_or_join, case_id=case.pk, content=content, content_id=f"post-{round_}"), n=2
+        )
+        assert not any(isinstance(r, BaseException) for r in results), results
+        # Then the new match either joined before the close (and got the verdict) or opened a new case
+        cases = Case.objects.filter(platform_content_id=f"post-{round_}")
+        assert CaseMatch.objects.filter(case__in=cases).count() == 2
+        assert not CaseMatch.objects.filter(case__state="closed", verdict__isnull=True).exists()
+        assert cases.exclude(state="closed").count() <= 1
