@@ -385,3 +385,25 @@ def test_a_lookup_joining_while_a_verdict_closes_the_case_leaves_no_match_undeci
         assert CaseMatch.objects.filter(case__in=cases).count() == 2
         assert not CaseMatch.objects.filter(case__state="closed", verdict__isnull=True).exists()
         assert cases.exclude(state="closed").count() <= 1
+
+
+def test_retroaction_late_matches_join_the_open_case_of_their_content_id(settings):
+    # Given a live lookup of post-1 that matched bank A, remembered for retroaction
+    settings.OMM_RETROACTION_WINDOW_HOURS = 24
+    live = make_content(make_bank("A"))
+    submission_id = services.submission_remember(signal_type="pdq", signal_value=PDQ, platform_content_id="post-1")
+    services.match_log_record(
+        signal_type="pdq",
+        signal_value=PDQ,
+        hits=[hit_for(live)],
+        platform_content_id="post-1",
+        submission_id=submission_id,
+    )
+    # When content with the same PDQ enters bank B and retroaction replays post-1 (twice)
+    late = make_content(make_bank("B"))
+    assert services.retroaction_run(content_ids=[late.pk]) == 1
+    assert services.retroaction_run(content_ids=[late.pk]) == 0
+    # Then the late match joined post-1's case, once
+    case = Case.objects.get()
+    assert case.match_count == 2
+    assert sorted(case.matches.values_list("source", "bank_name")) == [("lookup", "A"), ("retroaction", "B")]
