@@ -43,7 +43,9 @@ class MatchLog(models.Model):
     bank_name = models.CharField(max_length=255, help_text="The bank's name when it matched.")
     distance = models.IntegerField(null=True, blank=True, help_text="Null for exact-match signal types.")
     rules = models.JSONField(default=list, blank=True, help_text='Action rules that fired: [{"id", "name"}].')
-    review = models.ForeignKey("Review", on_delete=models.SET_NULL, null=True, blank=True, related_name="matches")
+    review = models.ForeignKey(
+        "Review", on_delete=models.SET_NULL, null=True, blank=True, related_name="matches"
+    )
     verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True, default="")
     reviewed_at = models.DateTimeField(null=True, blank=True)
 
@@ -109,7 +111,9 @@ class Review(models.Model):
     """A reviewer's verdict on one bank content, and what followed from it."""
 
     created_at = models.DateTimeField(auto_now_add=True)
-    content = models.ForeignKey(BankContent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    content = models.ForeignKey(
+        BankContent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     reviewed_content_id = models.BigIntegerField(db_index=True)
     bank = models.ForeignKey(Bank, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     bank_name = models.CharField(max_length=255)
@@ -155,7 +159,9 @@ class ExchangeReport(OutgoingMessage):
     """One write-back of an opinion (seen, true or false positive) on one signal to its exchange."""
 
     kind = models.CharField(max_length=16, choices=ReportKind.choices)
-    review = models.ForeignKey(Review, on_delete=models.CASCADE, null=True, blank=True, related_name="reports")
+    review = models.ForeignKey(
+        Review, on_delete=models.CASCADE, null=True, blank=True, related_name="reports"
+    )
     # No database constraint: the exchange may be deleted while a lookup queues a "seen" report,
     # which must not fail the lookup's commit. Sending a report of a deleted exchange skips it.
     exchange = models.ForeignKey(
@@ -223,8 +229,12 @@ class ActionRule(models.Model):
     all_banks = models.BooleanField(default=False, help_text="Select matches in any bank.")
     banks = models.ManyToManyField(Bank, blank=True, related_name="+", help_text="Or only in these banks.")
     must_have_bank_labels = models.JSONField(default=list, blank=True, help_text="The bank has all of these.")
-    must_not_have_bank_labels = models.JSONField(default=list, blank=True, help_text="The bank has none of these.")
-    must_have_content_labels = models.JSONField(default=list, blank=True, help_text="The content has all of these.")
+    must_not_have_bank_labels = models.JSONField(
+        default=list, blank=True, help_text="The bank has none of these."
+    )
+    must_have_content_labels = models.JSONField(
+        default=list, blank=True, help_text="The content has all of these."
+    )
     must_not_have_content_labels = models.JSONField(
         default=list, blank=True, help_text="The content has none of these."
     )

@@ -108,14 +108,22 @@ def _principal_for(raw_key: str) -> "KeyPrincipal | None":
     if cached and cached[0] > now:
         return cached[1]
     try:
-        row = ApiKey.objects.filter(digest=digest, revoked_at__isnull=True).values("id", "name", "scopes").first()
+        row = (
+            ApiKey.objects.filter(digest=digest, revoked_at__isnull=True)
+            .values("id", "name", "scopes")
+            .first()
+        )
     except DatabaseError:
         # The database is briefly down: keep trusting what it said last (matchers keep serving
         # through an outage). A key never seen, or a database-less process: 503, not 500.
         if cached is not None:
             return cached[1]
         raise KeyStoreUnavailable() from None
-    principal = KeyPrincipal(key_id=row["id"], name=row["name"], scopes=frozenset(row["scopes"])) if row else None
+    principal = (
+        KeyPrincipal(key_id=row["id"], name=row["name"], scopes=frozenset(row["scopes"]))
+        if row
+        else None
+    )
     if len(_cache) > 10_000:  # unbounded growth would let junk keys exhaust memory
         _cache.clear()
     _cache[digest] = (now + CACHE_SECONDS, principal)
@@ -186,9 +194,9 @@ def access_decide(*, path_info: str, principal: KeyPrincipal | None, remote_addr
     need = access_rule(path_info)
     if need == OPEN:
         return
-    if settings.OMM_OPEN_ACCESS and (
-        need in ROLE_SCOPES if isinstance(need, str) else need is not None and ROLE_SCOPES.issuperset(need)
-    ):
+    # A rule of several scopes is waived only when all are role scopes; no rule (None), never.
+    waived = need in ROLE_SCOPES if isinstance(need, str) else need is not None and ROLE_SCOPES.issuperset(need)
+    if waived and settings.OMM_OPEN_ACCESS:
         return
     if need == _METRICS and _address_in(remote_addr, settings.OMM_METRICS_ALLOWED_NETWORKS):
         return
