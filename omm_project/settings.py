@@ -428,6 +428,14 @@ SPECTACULAR_SETTINGS = {
     # JSON endpoints also parse form bodies (DRF's parsers), but JSON is what they are for; upload
     # endpoints document their multipart bodies themselves.
     "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    # Cases have a `state` and a `verdict` of their own, beside deliveries' and reviews' (which
+    # keep the names they had before cases).
+    "ENUM_NAME_OVERRIDES": {
+        "StateEnum": "reviews.choices.SendState",
+        "VerdictEnum": "reviews.choices.Verdict",
+        "CaseStateEnum": "reviews.choices.CaseState",
+        "CaseVerdictEnum": "reviews.choices.CaseVerdict",
+    },
     # /status, /status/live and /metrics are plain Django views; the hook documents them.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -3,11 +3,21 @@
 from django import forms
 from django.contrib import admin, messages
 
-from omm_project.lib.admin import OmmModelAdmin
+from omm_project.lib.admin import OmmModelAdmin, OmmTabularInline
 from omm_project.lib.errors import OmmError
 from reviews import services
 from reviews.choices import SendState
-from reviews.models import ActionRule, ExchangeReport, MatchLog, Review, WebhookDelivery, WebhookEndpoint
+from reviews.models import (
+    ActionRule,
+    Case,
+    CaseEvent,
+    CaseMatch,
+    ExchangeReport,
+    MatchLog,
+    Review,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from reviews.services.rules import LABEL_FIELDS, label_list_validate
 
 
@@ -60,6 +70,52 @@ class ReviewAdmin(ReadOnlyAdmin):
     )
     list_filter = ("verdict", "content_disabled")
     search_fields = ("=reviewed_content_id", "reviewer")
+
+
+# Cases are read-only here: verdicts and assignments go through the API (services.case_decisions),
+# which writes the audit trail; the trail itself can never be changed or deleted.
+
+
+class CaseMatchInline(OmmTabularInline):
+    model = CaseMatch
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("id", "bank_name", "matched_content_id", "distance", "verdict", "verdict_at")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class CaseEventInline(CaseMatchInline):
+    model = CaseEvent
+    fields = readonly_fields = ("created_at", "actor", "kind", "detail")
+
+
+@admin.register(Case)
+class CaseAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "state",
+        "verdict",
+        "priority",
+        "match_count",
+        "platform_content_id",
+        "assignee",
+        "created_at",
+    )
+    list_filter = ("state", "verdict")
+    search_fields = ("platform_content_id",)
+    inlines = (CaseMatchInline, CaseEventInline)
+
+
+@admin.register(CaseEvent)
+class CaseEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "case", "created_at", "actor", "kind")
+    list_filter = ("kind",)
+    search_fields = ("actor", "=case__id")
 
 
 @admin.register(ExchangeReport)

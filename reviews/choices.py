@@ -42,3 +42,27 @@ class SendState(models.TextChoices):
 # States from which a sender may claim a row (SENDING only once its lease has run out).
 CLAIMABLE_STATES = (SendState.PENDING, SendState.RETRYING)
 FINAL_STATES = (SendState.SUCCEEDED, SendState.DEAD, SendState.UNSUPPORTED, SendState.SKIPPED)
+
+
+class CaseState(models.TextChoices):
+    """Where a case is: open (new matches join it), in_review (assigned or partly decided), closed."""
+
+    OPEN = "open", "Open"
+    IN_REVIEW = "in_review", "In review"
+    CLOSED = "closed", "Closed (every match has a verdict)"
+
+
+class CaseVerdict(models.TextChoices):
+    """A reviewer's finding on one match of a case; skip decides nothing about the content."""
+
+    TRUE_POSITIVE = "true_positive", "True positive (harmful)"
+    FALSE_POSITIVE = "false_positive", "False positive (not harmful)"
+    SKIP = "skip", "Skip (no finding)"
+
+
+class CaseEventKind(models.TextChoices):
+    """What a case event records."""
+
+    ASSIGNED = "assigned", "Assigned"
+    VERDICT = "verdict", "Verdicts given"
+    CLOSED = "closed", "Closed"

@@ -6,13 +6,14 @@ Logs outlive what they point at: ids and names of banks and content are copied i
 the foreign keys (for joins and the admin) go null when the bank or content is deleted.
 """
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from banks.models import Bank, BankContent
 from exchanges.models import ExchangeConfig
-from reviews.choices import MatchSource, ReportKind, SendState, Verdict
+from reviews.choices import CaseEventKind, CaseState, CaseVerdict, MatchSource, ReportKind, SendState, Verdict
 
 
 class MatchLog(models.Model):
@@ -278,3 +279,99 @@ class WebhookDelivery(OutgoingMessage):
 
     def __str__(self) -> str:
         return f"delivery {self.message_id} ({self.state})"
+
+
+# --- Cases ---
+
+
+class Case(models.Model):
+    """
+    One submission with matches, keyed by the caller's content id: matches of the same content id
+    join its case while it is not closed (services.cases.case_attach). Without a content id each
+    logged submission is its own case.
+    """
+
+    platform_content_id = models.CharField(max_length=512, blank=True, default="")
+    content_uri = models.TextField(blank=True, default="")
+    state = models.CharField(max_length=16, choices=CaseState.choices, default=CaseState.OPEN)
+    verdict = models.CharField(
+        max_length=16,
+        choices=CaseVerdict.choices,
+        null=True,
+        blank=True,
+        help_text="Derived from the match verdicts once every match has one (docs/reviews.md).",
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    match_count = models.PositiveIntegerField(default=0)
+    # The queue's order, highest first; for now the number of matches (docs/reviews.md, Priority).
+    priority = models.IntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "-priority", "created_at"], name="case_queue")]
+        constraints = [
+            # One case per content id that is not closed: concurrent lookups of one content id
+            # join the same case (case_attach's INSERT ... ON CONFLICT names this predicate).
+            models.UniqueConstraint(
+                fields=["platform_content_id"],
+                condition=~Q(state="closed") & ~Q(platform_content_id=""),
+                name="case_open_per_content_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"case {self.pk} ({self.state})"
+
+
+class CaseMatch(models.Model):
+    """
+    One match of a case: a copy of its match log row (the log is pruned by retention, the case
+    keeps its matches) and the reviewer's verdict on it, null until given.
+    """
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="matches")
+    match_log_id = models.BigIntegerField(help_text="The match log row (it may be pruned since).")
+    created_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=16, choices=MatchSource.choices, default=MatchSource.LOOKUP)
+    signal_type = models.CharField(max_length=64)
+    signal_value = models.TextField()
+    # As in MatchLog: no database constraint, the content or bank may be deleted meanwhile.
+    content = models.ForeignKey(
+        BankContent, on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False, related_name="+"
+    )
+    matched_content_id = models.BigIntegerField()
+    bank = models.ForeignKey(
+        Bank, on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False, related_name="+"
+    )
+    matched_bank_id = models.BigIntegerField()
+    bank_name = models.CharField(max_length=255)
+    distance = models.IntegerField(null=True, blank=True)
+    verdict = models.CharField(max_length=16, choices=CaseVerdict.choices, null=True, blank=True)
+    verdict_at = models.DateTimeField(null=True, blank=True)
+    review = models.ForeignKey(Review, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        verbose_name_plural = "case matches"
+
+    def __str__(self) -> str:
+        return f"case {self.case_id} match {self.pk}: {self.bank_name}/{self.matched_content_id}"
+
+
+class CaseEvent(models.Model):
+    """The append-only audit trail of a case: who changed what, when. Never changed or deleted."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="events")
+    created_at = models.DateTimeField(default=timezone.now)
+    actor = models.CharField(max_length=150, blank=True, default="", help_text="API key or user name.")
+    kind = models.CharField(max_length=16, choices=CaseEventKind.choices)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["case", "created_at"], name="caseevent_case")]
+
+    def __str__(self) -> str:
+        return f"case {self.case_id}: {self.kind} by {self.actor or '-'}"

@@ -1,13 +1,15 @@
-"""Reads of the reviews app: the match log with its filters, reviews, rules, webhooks, deliveries."""
+"""Reads of the reviews app: the match log with its filters, reviews, cases, rules, webhooks, deliveries."""
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import BooleanField, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
-from banks.models import Bank
+from banks.models import Bank, BankContent
 from omm_project.lib.errors import NotFound
-from reviews.models import ActionRule, MatchLog, Review, WebhookDelivery, WebhookEndpoint
+from reviews.models import ActionRule, Case, CaseEvent, CaseMatch, MatchLog, Review, WebhookDelivery, WebhookEndpoint
 
 
 @dataclass(frozen=True)
@@ -122,3 +124,70 @@ def webhook_delivery_get(*, endpoint: WebhookEndpoint, delivery_id: int) -> Webh
         return WebhookDelivery.objects.get(pk=delivery_id, endpoint=endpoint)
     except WebhookDelivery.DoesNotExist:
         raise NotFound(f"delivery '{delivery_id}' of webhook '{endpoint.pk}' not found") from None
+
+
+# --- Cases ---
+
+
+@dataclass(frozen=True)
+class CaseFilters:
+    """Filters of GET /c/cases; None means "any" (reviews.api.cases.CaseQuerySerializer reads them)."""
+
+    state: str | None = None
+    bank: str | None = None
+    label: str | None = None
+    assignee: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def case_list(*, filters: CaseFilters = CaseFilters()) -> QuerySet[Case]:
+    """Cases by priority (highest first), then age (oldest first): the review queue."""
+    queryset = Case.objects.select_related("assignee")
+    if filters.state is not None:
+        queryset = queryset.filter(state=filters.state)
+    if filters.assignee is not None:
+        queryset = queryset.filter(assignee__username=filters.assignee)
+    if filters.since is not None:
+        queryset = queryset.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        queryset = queryset.filter(created_at__lt=filters.until)
+    # Bank and label look at the case's matches: EXISTS, so a case with many such matches is listed once.
+    matches = CaseMatch.objects.filter(case=OuterRef("pk"))
+    if filters.bank is not None:
+        # The name the bank had when it matched, or its current name after a rename.
+        queryset = queryset.filter(Exists(matches.filter(Q(bank_name=filters.bank) | Q(bank__name=filters.bank))))
+    if filters.label is not None:
+        queryset = queryset.filter(_labelled(filters.label, matches))
+    return queryset.order_by("-priority", "created_at", "id")
+
+
+def _labelled(label: str, matches: QuerySet[CaseMatch]) -> Exists | RawSQL:
+    """Cases with a match whose content or bank has `label` (JSON lists: PostgreSQL's @>, SQLite's json_each)."""
+    if connection.vendor == "postgresql":
+        return Exists(matches.filter(Q(content__labels__contains=[label]) | Q(bank__labels__contains=[label])))
+    cases, case_matches = Case._meta.db_table, CaseMatch._meta.db_table
+    contents, banks = BankContent._meta.db_table, Bank._meta.db_table
+    return RawSQL(
+        f"EXISTS (SELECT 1 FROM {case_matches} m WHERE m.case_id = {cases}.id AND ("
+        f"EXISTS (SELECT 1 FROM {contents} c, json_each(c.labels) l WHERE c.id = m.content_id AND l.value = %s)"
+        f" OR EXISTS (SELECT 1 FROM {banks} b, json_each(b.labels) l WHERE b.id = m.bank_id AND l.value = %s)))",
+        [label, label],
+        output_field=BooleanField(),
+    )
+
+
+def case_get(*, case_id: int) -> Case:
+    """One case with its matches (their bank and content, for labels) and its events, or a 404."""
+    case = (
+        Case.objects.select_related("assignee")
+        .prefetch_related(
+            Prefetch("matches", queryset=CaseMatch.objects.select_related("bank", "content").order_by("pk")),
+            Prefetch("events", queryset=CaseEvent.objects.order_by("created_at", "pk")),
+        )
+        .filter(pk=case_id)
+        .first()
+    )
+    if case is None:
+        raise NotFound(f"case {case_id} not found")
+    return case

@@ -37,10 +37,14 @@ _cache: dict[str, tuple[float, "KeyPrincipal | None"]] = {}
 # No API key needed: health probes, the API description, and the admin (which has its own login:
 # Django sessions and staff accounts). Static assets never reach a view: WhiteNoise serves them.
 OPEN = "open"
-# What each route needs, by path_info: (path, exact match or prefix, scope or OPEN). First match
-# wins. A route no rule covers is refused (see access_check).
-# (Plain strings, not the enum members: this runs on every lookup, and enum hashing is slow.)
-ACCESS_RULES: tuple[tuple[str, bool, str], ...] = (
+# What each route needs, by path_info: (path, exact match or prefix, scope or OPEN, or a tuple of
+# scopes any one of which grants it). First match wins. A route no rule covers is refused (see
+# access_check). (Plain strings, not the enum members: this runs on every lookup, and enum hashing
+# is slow.)
+_REVIEW = (Scope.REVIEW.value, Scope.CURATE.value)  # curators can do everything reviewers can
+ACCESS_RULES: tuple[tuple[str, bool, str | tuple[str, ...]], ...] = (
+    ("/c/cases", True, _REVIEW),
+    ("/c/case/", False, _REVIEW),
     ("/c/", False, Scope.CURATE.value),
     ("/h/", False, Scope.HASH.value),
     ("/m/", False, Scope.MATCH.value),
@@ -53,7 +57,7 @@ ACCESS_RULES: tuple[tuple[str, bool, str], ...] = (
     ("/ui/", False, OPEN),  # the review UI: its own session login and groups (ui.groups), as the admin
 )
 # Scopes that OMM_OPEN_ACCESS (evaluation) waives: the API roles, not the metrics.
-ROLE_SCOPES = frozenset({Scope.CURATE.value, Scope.HASH.value, Scope.MATCH.value})
+ROLE_SCOPES = frozenset({Scope.CURATE.value, Scope.HASH.value, Scope.MATCH.value, Scope.REVIEW.value})
 _METRICS = Scope.METRICS.value
 
 
@@ -151,8 +155,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return AUTHENTICATE_HEADER
 
 
-def access_rule(path_info: str) -> str | None:
-    """The scope (or OPEN) a route needs, from its path_info; None when no rule covers it."""
+def access_rule(path_info: str) -> str | tuple[str, ...] | None:
+    """The scope (or OPEN, or scopes any of which grants it) a route needs; None when no rule covers it."""
     for path, exact, need in ACCESS_RULES:
         if path_info == path if exact else path_info.startswith(path):
             return need
@@ -191,7 +195,9 @@ def access_decide(*, path_info: str, principal: KeyPrincipal | None, remote_addr
     need = access_rule(path_info)
     if need == OPEN:
         return
-    if need in ROLE_SCOPES and settings.OMM_OPEN_ACCESS:
+    # A rule of several scopes is waived only when all are role scopes; no rule (None), never.
+    waived = need in ROLE_SCOPES if isinstance(need, str) else need is not None and ROLE_SCOPES.issuperset(need)
+    if waived and settings.OMM_OPEN_ACCESS:
         return
     if need == _METRICS and _address_in(remote_addr, settings.OMM_METRICS_ALLOWED_NETWORKS):
         return
@@ -201,7 +207,10 @@ def access_decide(*, path_info: str, principal: KeyPrincipal | None, remote_addr
         # A route was added without a rule: refuse it to everyone until it gets one.
         logger.error("No access rule covers %s; refused (add one to ACCESS_RULES)", path_info)
         raise exceptions.PermissionDenied("No API key scope grants this route.")
-    if need not in principal.scopes:
+    if isinstance(need, tuple):
+        if principal.scopes.isdisjoint(need):
+            raise exceptions.PermissionDenied(f"This API key lacks the {' or '.join(map(repr, need))} scope.")
+    elif need not in principal.scopes:
         raise exceptions.PermissionDenied(f"This API key lacks the '{need}' scope.")
 
 

@@ -7,4 +7,5 @@ class Scope(models.TextChoices):
     HASH = "hash", "Hash content (/h)"
     MATCH = "match", "Match signals (/m)"
     CURATE = "curate", "Curate banks and exchanges (/c)"
+    REVIEW = "review", "Review cases (/c/cases, /c/case/); curate grants it too"
     METRICS = "metrics", "Scrape Prometheus metrics (/metrics)"

@@ -102,7 +102,7 @@ def time_parse(value: str, *, name: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _unless_empty(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+def unless_empty(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """A query parameter's check where an empty value means the filter is not given (None)."""
     return lambda value: None if value == "" else parse(value)
 
@@ -135,42 +135,42 @@ class MatchQuerySerializer(serializers.Serializer):
     since = CheckedCharField(
         required=False,
         allow_blank=True,
-        check=_unless_empty(partial(time_parse, name="since")),
+        check=unless_empty(partial(time_parse, name="since")),
         help_text="ISO 8601 date/time or unix seconds (inclusive).",
     )
     until = CheckedCharField(
         required=False,
         allow_blank=True,
-        check=_unless_empty(partial(time_parse, name="until")),
+        check=unless_empty(partial(time_parse, name="until")),
         help_text="ISO 8601 date/time or unix seconds (exclusive).",
     )
     verdict = CheckedChoiceField(
         choices=Verdict.choices,
         required=False,
         allow_blank=True,
-        check=_unless_empty(_one_of("verdict", Verdict.values)),
+        check=unless_empty(_one_of("verdict", Verdict.values)),
     )
     source = CheckedChoiceField(
         choices=MatchSource.choices,
         required=False,
         allow_blank=True,
-        check=_unless_empty(_one_of("source", MatchSource.values)),
+        check=unless_empty(_one_of("source", MatchSource.values)),
     )
     content_id = CheckedIntegerField(
-        required=False, check=_unless_empty(_match_content_id), help_text="The matched bank content id."
+        required=False, check=unless_empty(_match_content_id), help_text="The matched bank content id."
     )
     reviewed = CheckedBooleanField(
         required=False,
-        check=_unless_empty(partial(bool_parse, field="reviewed", text=True)),
+        check=unless_empty(partial(bool_parse, field="reviewed", text=True)),
         help_text="Only reviewed (true) or unreviewed (false).",
     )
     bank = CheckedCharField(
         required=False,
         allow_blank=True,
-        check=_unless_empty(str),
+        check=unless_empty(str),
         help_text="Bank name (at match time, or current).",
     )
-    signal_type = CheckedCharField(required=False, allow_blank=True, check=_unless_empty(str))
+    signal_type = CheckedCharField(required=False, allow_blank=True, check=unless_empty(str))
 
     def validate_until(self, until: datetime | None) -> datetime | None:
         # Checked here, before verdict and the rest, because the range was always the third check.
@@ -460,6 +460,6 @@ class DeliveryQuerySerializer(serializers.Serializer):
         choices=SendState.choices,
         required=False,
         allow_blank=True,
-        check=_unless_empty(_one_of("state", SendState.values)),
+        check=unless_empty(_one_of("state", SendState.values)),
         help_text="e.g. dead for the dead letters",
     )

@@ -1,9 +1,9 @@
-"""reviews API routes under /c: match log, reviews, action rules, webhooks."""
+"""reviews API routes under /c: match log, reviews, cases, action rules, webhooks."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from reviews.api import views
+from reviews.api import cases, views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("action_rules", views.ActionRuleViewSet, basename="action-rule")
@@ -13,6 +13,10 @@ urlpatterns = [
     path("matches", views.MatchListView.as_view(), name="match-list"),
     path("matches/export", views.MatchExportView.as_view(), name="match-export"),
     path("matches/<int:match_id>", views.MatchDetailView.as_view(), name="match-detail"),
+    path("cases", cases.CaseListView.as_view(), name="case-list"),
+    path("case/<int:case_id>", cases.CaseDetailView.as_view(), name="case-detail"),
+    path("case/<int:case_id>/verdict", cases.CaseVerdictView.as_view(), name="case-verdict"),
+    path("case/<int:case_id>/assign", cases.CaseAssignView.as_view(), name="case-assign"),
     path("reviews", views.ReviewListView.as_view(), name="review-list"),
     path("reviews/<int:review_id>", views.ReviewDetailView.as_view(), name="review-detail"),
     path(

@@ -1,6 +1,7 @@
 """
 The match log. match_log_record is on the lookup's hot path: with no action rules and no exchange
-asking for "seen" reports it is one INSERT; rules and exchange switches come from a per-process
+asking for "seen" reports it is one INSERT of the rows and two of their case (services.cases),
+in one transaction; rules and exchange switches come from a per-process
 snapshot (services.rules), and content labels cost one query only when a rule may fire.
 """
 
@@ -22,6 +23,7 @@ from reviews import exchange_adapter
 from reviews.choices import FINAL_STATES, MatchSource, ReportKind
 from reviews.models import ExchangeReport, MatchLog, WebhookDelivery
 from reviews.services._outgoing import deliveries_enqueue, reports_enqueue
+from reviews.services.cases import case_attach
 from reviews.services.rules import RuleSpec, RulesSnapshot, rules_bank_candidates, rules_snapshot
 from reviews.services.webhooks import webhook_message_id
 
@@ -99,11 +101,10 @@ def match_log_record(
         for i, hit in enumerate(hits)
     ]
     seen_hits = [hit for hit in hits if hit.bank_id in snapshot.seen_bank_ids]
-    if not fired and not seen_hits:
-        MatchLog.objects.bulk_create(rows)  # the common case: one statement, no transaction
-        return [row.pk for row in rows]
-    with transaction.atomic():
+    # No savepoint: in the common case the rows and their case are three statements and a commit.
+    with transaction.atomic(savepoint=False):
         MatchLog.objects.bulk_create(rows)
+        case_attach(rows=rows)
         if fired:
             _deliveries_create(rows, fired, snapshot=snapshot, content_labels=content_labels)
         if seen_hits:

@@ -16,13 +16,14 @@ import banks.api.serializers as bank_serializers
 import exchanges.api.serializers as exchange_serializers
 import hashing.api.serializers as hash_serializers
 import matching.api.serializers as match_serializers
+import reviews.api.cases as case_serializers
 import reviews.api.serializers as review_serializers
 from banks.models import Bank, BankContent
 from banks.services import bank_content_create, bank_create
 from exchanges.services import exchange_create
 from omm_project.lib.inputs import JSON_MAX_DEPTH, bool_parse, json_loads
-from reviews.models import ActionRule, Review, WebhookDelivery, WebhookEndpoint
-from reviews.services import action_rule_create, webhook_endpoint_create
+from reviews.models import ActionRule, Case, CaseEvent, Review, WebhookDelivery, WebhookEndpoint
+from reviews.services import MatchHit, action_rule_create, match_log_record, webhook_endpoint_create
 from tests.builders import PDQ
 
 pytestmark = pytest.mark.django_db
@@ -73,6 +74,12 @@ def world(db) -> dict:
     delivery = WebhookDelivery.objects.create(
         message_id="msg_1", endpoint=hook, payload={}, state="dead"
     )
+    match_log_record(
+        signal_type="pdq",
+        signal_value=PDQ,
+        hits=[MatchHit(content_id=content.pk, bank_id=bank.pk, bank_name=bank.name)],
+        platform_content_id="post-1",
+    )
     return {
         "bank_name": "BANK",
         "exchange_name": "EX",
@@ -80,6 +87,7 @@ def world(db) -> dict:
         "content_id": content.pk,
         "webhook_id": hook.pk,
         "delivery_id": delivery.pk,
+        "case_id": Case.objects.get().pk,
         "match_id": 1,
         "review_id": 1,
         "rule": rule.pk,
@@ -111,6 +119,8 @@ def _state() -> tuple:
         list(WebhookEndpoint.objects.order_by("pk").values_list("name", "enabled", "secret_sealed")),
         list(ActionRule.objects.order_by("pk").values_list("name", "enabled", "all_banks")),
         Review.objects.count(),
+        list(Case.objects.order_by("pk").values_list("state", "assignee", "verdict")),
+        CaseEvent.objects.count(),
     )
 
 
@@ -479,7 +489,7 @@ def test_exchange_api_json_unknown_key_is_400(curator_client):
 
 def _input_serializer_classes():
     modules = [bank_serializers, exchange_serializers, hash_serializers, match_serializers,
-               review_serializers]
+               review_serializers, case_serializers]
     for module in modules:
         for name, value in vars(module).items():
             if (isinstance(value, type) and issubclass(value, serializers.Serializer)

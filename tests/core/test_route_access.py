@@ -27,6 +27,9 @@ pytestmark = pytest.mark.django_db
 
 # The specification, written independently of omm_project.core.auth's rule table.
 ROLE_SCOPES = {"c": Scope.CURATE, "h": Scope.HASH, "m": Scope.MATCH, "metrics": Scope.METRICS}
+# The review queue: a key with either scope reaches it (curators can do everything reviewers can).
+REVIEW_PATHS = re.compile(r"/c/cases|/c/case/.*")
+REVIEW_SCOPES = (Scope.REVIEW, Scope.CURATE)
 OPEN_EXACT = {"/status", "/status/live", "/openapi/", "/openapi/openapi.json"}
 ADMIN_PREFIX = "/admin/"  # Django sessions and staff accounts, no API key
 UI_PREFIX = "/ui/"  # the review UI: Django sessions and groups, no API key (tests/ui checks its groups)
@@ -94,18 +97,22 @@ OPEN_ROUTES = [(m, p) for m, p in ROUTES if m == "GET" and (p in OPEN_EXACT or p
 KEYED_ROUTES = [(m, p) for m, p in ROUTES if p not in OPEN_EXACT and not p.startswith(SESSION_PREFIXES)]
 
 
-def _needed_scope(path: str) -> str | None:
-    """The scope a route needs by the spec; None: no scope grants it (refused to everyone)."""
-    return ROLE_SCOPES.get(path.strip("/").split("/")[0])
+def _needed_scopes(path: str) -> tuple[str, ...]:
+    """The scopes any of which grants a route by the spec; empty: none does (refused to everyone)."""
+    if REVIEW_PATHS.fullmatch(path):
+        return REVIEW_SCOPES
+    scope = ROLE_SCOPES.get(path.strip("/").split("/")[0])
+    return (scope,) if scope else ()
 
 
 @pytest.fixture
 def keys() -> dict[str, str]:
-    """For each scope, a key with exactly it and a key with every scope but it."""
+    """For each scope, a key with exactly it and a key with every scope but it; and every scope but review's."""
     made = {"all": api_key(list(Scope.values), name="all")}
     for scope in Scope.values:
         made[scope] = api_key([scope], name=scope)
         made["all-but-" + scope] = api_key(sorted(set(Scope.values) - {scope}), name="not-" + scope)
+    made["all-but-" + "+".join(REVIEW_SCOPES)] = api_key(sorted(set(Scope.values) - set(REVIEW_SCOPES)), name="not-rc")
     return made
 
 
@@ -175,8 +182,8 @@ def _answers(wsgi_app, method: str, path: str, key: str | None):
 
 @pytest.mark.parametrize(("method", "path"), KEYED_ROUTES, ids=[f"{m} {p}" for m, p in KEYED_ROUTES])
 def test_route_needs_a_key_of_its_scope(method, path, keys, wsgi):
-    needed = _needed_scope(path)
-    wrong_key = keys["all"] if needed is None else keys["all-but-" + needed]
+    needed = _needed_scopes(path)
+    wrong_key = keys["all-but-" + "+".join(needed)] if needed else keys["all"]
     refused = []
     # when: no key; then 401 with the JSON error shape and a Bearer challenge
     for where, status, body, headers in _answers(wsgi, method, path, None):
@@ -197,11 +204,12 @@ def test_route_needs_a_key_of_its_scope(method, path, keys, wsgi):
 def test_route_admits_a_key_of_its_scope(method, path, keys):
     # given a key with only the route's scope; then the access check lets it through (whatever
     # the view then answers to an empty request)
-    needed = _needed_scope(path)
-    if needed is None:
+    needed = _needed_scopes(path)
+    if not needed:
         pytest.fail(f"{path}: a route outside every role: give it a rule and this test an entry")
-    status, body, _ = _via_client(method, path, "", keys[needed])
-    assert status not in (401, 403), f"{method} {path} refused a '{needed}' key: {status} {body[:200]!r}"
+    for scope in needed:
+        status, body, _ = _via_client(method, path, "", keys[scope])
+        assert status not in (401, 403), f"{method} {path} refused a '{scope}' key: {status} {body[:200]!r}"
 
 
 @pytest.mark.parametrize(("method", "path"), OPEN_ROUTES, ids=[f"{m} {p}" for m, p in OPEN_ROUTES])
@@ -228,6 +236,7 @@ def test_walk_covers_every_role_and_open_route():
     assert {"/c/banks", "/h/hash", "/m/raw_lookup", "/m/lookup", "/metrics", "/admin/login/", "/ui/login/"} <= paths
     assert OPEN_EXACT <= paths
     assert any(re.fullmatch(r"/c/action_rules/1", path) for path in paths)  # router (regex) routes too
+    assert {"/c/cases", "/c/case/1", "/c/case/1/verdict", "/c/case/1/assign"} <= paths
 
 
 def test_static_files_are_open():
@@ -238,3 +247,31 @@ def test_static_files_are_open():
     for prefix in PREFIXES:
         response = client.get("/static/admin/css/base.css", SCRIPT_NAME=prefix)
         assert response.status_code == 200, prefix
+
+
+# --- Rules that any of several scopes satisfies (the case queue: review or curate) ---------------
+
+
+def test_a_rule_of_several_scopes_admits_any_of_them_and_names_them_when_refusing():
+    from rest_framework import exceptions
+
+    from omm_project.core.auth import KeyPrincipal, access_decide, access_rule
+
+    assert access_rule("/c/cases") == access_rule("/c/case/1/verdict") == ("review", "curate")
+    assert access_rule("/c/matches") == "curate"  # the review scope reaches nothing else under /c
+    for scopes in ({"review"}, {"curate"}, {"review", "curate"}):
+        key = KeyPrincipal(key_id=1, name="k", scopes=frozenset(scopes))
+        access_decide(path_info="/c/case/1", principal=key, remote_addr="")
+    with pytest.raises(exceptions.PermissionDenied, match="'review' or 'curate'"):
+        access_decide(path_info="/c/cases", principal=KeyPrincipal(1, "k", frozenset({"match"})), remote_addr="")
+
+
+def test_open_access_waives_the_review_rule_but_never_a_route_without_a_rule(settings):
+    from rest_framework import exceptions
+
+    from omm_project.core.auth import KeyPrincipal, access_decide
+
+    settings.OMM_OPEN_ACCESS = True
+    access_decide(path_info="/c/cases", principal=None, remote_addr="")
+    with pytest.raises(exceptions.PermissionDenied):
+        access_decide(path_info="/nowhere", principal=KeyPrincipal(1, "k", frozenset({"curate"})), remote_addr="")

@@ -53,7 +53,10 @@ def live(transactional_db, settings, monkeypatch):
     match = ok(client.get("/c/matches"))["results"][0]
     review = ok(client.post("/c/reviews", {"content_ids": [content["id"]], "verdict": "true_positive"},
                             format="json"))["reviews"][0]
+    case = ok(client.get("/c/cases"))["results"][0]
+    ok(client.post(f"/c/case/{case['id']}/verdict", {"verdict": "skip", "note": "n"}, format="json"))
     ids = {
+        "case_id": case["id"],
         "bank_name": "BANK_A",
         "content_id": content["id"],
         "exchange_name": "SAMPLE_X",

@@ -466,13 +466,13 @@ def test_lookups_query_the_database_only_to_log_matches(matcher_client, loaded, 
     # given a serving process: the API key and the action rules snapshot are cached
     matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq"})
     try:
-        # then raw lookups and lookups without a match need no database, and a match one INSERT
+        # then raw lookups and lookups without a match need no database, and a match three INSERTs
         with django_assert_num_queries(0):
             assert matcher_client.get("/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq"}).status_code == 200
             assert matcher_client.get("/m/lookup", {"signal": PDQ_FAR, "signal_type": "pdq"}).json() == {}
-        with django_assert_num_queries(1):  # the match log row
+        with django_assert_num_queries(3):  # the match log row, its case (opened or joined), the case match
             assert matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq"}).json()
-        with django_assert_num_queries(2):  # details: one query for all matches, then the match log
+        with django_assert_num_queries(4):  # details: one query for all matches, then the match log and case
             matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq", "include_details": "1"})
     finally:
         rules_cache_clear()

@@ -107,9 +107,11 @@ def test_lookup_remembers_every_signal_and_links_its_matches_when_retroaction_is
     assert MatchLog.objects.values_list("submission_id", flat=True).get() == submissions["hit"]
 
 
-def test_lookup_with_retroaction_on_costs_two_inserts(matcher_client, loaded, retroaction, django_assert_num_queries):
+def test_lookup_with_retroaction_on_costs_one_more_insert(
+    matcher_client, loaded, retroaction, django_assert_num_queries
+):
     matcher_client.get("/m/lookup", LOOKUP)  # caches the API key and the action rules
-    with django_assert_num_queries(2):  # the submission, then the match log row
+    with django_assert_num_queries(4):  # the submission, then the match log row, its case and case match
         matcher_client.get("/m/lookup", LOOKUP)
     with django_assert_num_queries(1):  # a miss: the submission only
         matcher_client.get("/m/lookup", {"signal": PDQ_FAR, "signal_type": "pdq"})
