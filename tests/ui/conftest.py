@@ -14,6 +14,11 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from banks.models import BankContent
+from reviews import services
+from reviews.models import Case
+from tests.builders import PDQ
+
 PASSWORD = "a-test-password-1"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -26,6 +31,21 @@ def make_user(username: str, groups: list[str]) -> User:
     for name in groups:
         user.groups.add(Group.objects.get_or_create(name=name)[0])
     return user
+
+
+def make_case(contents: list[BankContent], *, content_id: str = "post-1", uri: str = "", distance: int = 0) -> Case:
+    """The case a lookup of `content_id` matching `contents` opens or joins (the match log's service)."""
+    services.match_log_record(
+        signal_type="pdq",
+        signal_value=PDQ,
+        hits=[
+            services.MatchHit(content_id=c.pk, bank_id=c.bank_id, bank_name=c.bank.name, distance=distance)
+            for c in contents
+        ],
+        platform_content_id=content_id,
+        content_uri=uri,
+    )
+    return Case.objects.filter(platform_content_id=content_id).latest("pk")
 
 
 @pytest.fixture(scope="session")
