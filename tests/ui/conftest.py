@@ -13,6 +13,8 @@ from django.contrib.auth.models import Group, User
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from banks.models import BankContent
 from reviews import services
@@ -99,6 +101,12 @@ class Browser:
             return not self.find_all(css)
         finally:
             self.driver.implicitly_wait(IMPLICIT_WAIT_SECONDS)
+
+    def wait_for_text(self, css: str, text: str) -> None:
+        """Wait until the element at `css` contains `text` (a click's page load is not awaited)."""
+        WebDriverWait(self.driver, IMPLICIT_WAIT_SECONDS).until(
+            expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
+        )
 
     def table_rows(self, css: str) -> list[list[str]]:
         """The text of each body cell of the table at `css`, row by row."""
