@@ -198,3 +198,18 @@ def test_case_posts_need_the_csrf_token():
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     response = client.post(f"/ui/case/{case.pk}/", {"verdict": "skip", "csrfmiddlewaretoken": token})
     assert response.status_code == 302
+
+
+def test_a_match_decided_meanwhile_is_409_and_the_rest_is_not_written(client):
+    # given a two-match case whose first match someone decided after the page was opened
+    bank = make_bank("A")
+    case = make_case([make_content(bank), make_content(bank, {"pdq": PDQ_X})])
+    first, second = case.matches.order_by("pk")
+    assert client.post(f"/ui/case/{case.pk}/", {f"match-{first.pk}": "skip"}).status_code == 302
+    # when the stale form sends both; then 409 with the service's message, the second still undecided
+    body = {f"match-{first.pk}": "true_positive", f"match-{second.pk}": "true_positive"}
+    response = client.post(f"/ui/case/{case.pk}/", body)
+    assert response.status_code == 409
+    assert b"already have a verdict" in response.content
+    second.refresh_from_db()
+    assert second.verdict is None
