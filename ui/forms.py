@@ -1,12 +1,16 @@
-"""The UI's forms: login, and the match debug page's question."""
+"""The UI's forms: login, the match debug page's question, the queue's filters, a case's decisions."""
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 
+from banks.services import NOTE_MAX_LENGTH
 from matching.lookup import signal_parse, signal_type_resolve
 from omm_project.core.login_throttle import ThrottledAdminAuthenticationForm
 from omm_project.lib.errors import InvalidInput
+from reviews.choices import CaseState, CaseVerdict
+from reviews.models import CaseMatch
 
 PDQ_MAX_DISTANCE = 256  # a PDQ hash has 256 bits
 
@@ -65,3 +69,60 @@ class MatchDebugForm(forms.Form):
             if len(given) != 1:
                 raise forms.ValidationError("Paste a PDQ hash or choose a photo (one of the two).", code="one_input")
         return cleaned
+
+
+# --- Queue and case ---------------------------------------------------------------------------
+
+# The queue shows the cases still to decide unless a state is chosen.
+QUEUE_STATES = [("", "Open and in review"), *CaseState.choices]
+
+
+class QueueFilterForm(forms.Form):
+    """The queue's filters (a GET form); an empty field is no filter."""
+
+    state = forms.ChoiceField(choices=QUEUE_STATES, required=False)
+    bank = forms.CharField(required=False, max_length=255)
+    label = forms.CharField(required=False, max_length=255)
+    assignee = forms.CharField(required=False, max_length=get_user_model()._meta.get_field("username").max_length)
+
+    def filters(self) -> dict[str, str]:
+        """The filters given, for reviews.selectors.CaseFilters."""
+        return {name: value for name, value in self.cleaned_data.items() if value}
+
+
+class CaseVerdictForm(forms.Form):
+    """
+    A verdict per match (one radio group each, `match-<id>`, shown for the undecided ones; a match
+    left blank keeps no verdict) or, with a whole-case button (`verdict`), one verdict for every
+    undecided match.
+    """
+
+    verdict = forms.ChoiceField(choices=CaseVerdict.choices, required=False)
+    note = forms.CharField(required=False, max_length=NOTE_MAX_LENGTH)
+
+    def __init__(self, *args, matches: list[CaseMatch], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for match in matches:
+            self.fields[f"match-{match.pk}"] = forms.ChoiceField(
+                choices=CaseVerdict.choices, required=False, widget=forms.RadioSelect, label=f"match {match.pk}"
+            )
+
+    def matches(self) -> dict[int, str]:
+        """{case match id: verdict} of the radios chosen."""
+        return {
+            int(name.removeprefix("match-")): value
+            for name, value in self.cleaned_data.items()
+            if name.startswith("match-") and value
+        }
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not self.errors and not cleaned.get("verdict") and not self.matches():
+            raise forms.ValidationError("Choose a verdict for at least one match.", code="no_verdict")
+        return cleaned
+
+
+class CaseAssignForm(forms.Form):
+    """Assign the case to the user who sends it, or unassign it."""
+
+    assign = forms.ChoiceField(choices=[("me", "Assign to me"), ("nobody", "Unassign")])

@@ -1,15 +1,18 @@
 """
-What the UI's pages compute. The pages ask the apps below them (hashing, matching) and never
-compare hashes themselves: "does this match" has one code path, matching's.
+What the UI's pages compute. The pages ask the apps below them (hashing, matching, reviews) and
+never compare hashes themselves: "does this match" has one code path, matching's.
 """
 
 import time
 from dataclasses import dataclass
 
+from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
 from hashing.services import media_hash
 from matching.lookup import content_enabled, hit_details, pdq_within
+from reviews.choices import CaseEventKind, CaseVerdict
+from reviews.models import CaseEvent, CaseMatch
 
 # A page lists this many contents at most (a distance of 256 matches every PDQ in every bank).
 MATCH_DEBUG_ROWS = 500
@@ -85,3 +88,53 @@ def match_debug(*, pdq: str, photo: UploadedFile | None, max_distance: int) -> M
         rows=rows,
         total=len(hits),
     )
+
+
+# --- Case page ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseMatchRow:
+    """One match of a case as its page shows it: the match, its labels now, its verdict radios."""
+
+    match: CaseMatch
+    bank_labels: list[str]
+    content_labels: list[str]
+    content_gone: bool  # the bank content was deleted since the match
+    field: forms.BoundField | None  # the verdict radios, for an undecided match
+
+
+def case_match_row(match: CaseMatch, form: forms.Form) -> CaseMatchRow:
+    return CaseMatchRow(
+        match=match,
+        bank_labels=(match.bank.labels or []) if match.bank is not None else [],
+        content_labels=(match.content.labels or []) if match.content is not None else [],
+        content_gone=match.content is None,
+        field=form[f"match-{match.pk}"] if match.verdict is None else None,
+    )
+
+
+@dataclass(frozen=True)
+class CaseEventRow:
+    """One event of a case's trail, in words."""
+
+    event: CaseEvent
+    summary: str
+
+
+def _verdict_words(verdict: str | None) -> str:
+    return CaseVerdict(verdict).label if verdict in CaseVerdict.values else str(verdict)
+
+
+def case_event_row(event: CaseEvent) -> CaseEventRow:
+    detail = event.detail or {}
+    if event.kind == CaseEventKind.VERDICT:
+        given = "; ".join(f"match {pk}: {_verdict_words(v)}" for pk, v in detail.get("matches", {}).items())
+        summary = given + (f" (note: {detail['note']})" if detail.get("note") else "")
+    elif event.kind == CaseEventKind.ASSIGNED:
+        summary = f"from {detail.get('from') or 'nobody'} to {detail.get('to') or 'nobody'}"
+    elif event.kind == CaseEventKind.CLOSED:
+        summary = f"case verdict: {_verdict_words(detail.get('verdict'))}"
+    else:
+        summary = str(detail)
+    return CaseEventRow(event=event, summary=summary)

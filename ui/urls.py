@@ -11,4 +11,6 @@ urlpatterns = [
     path("login/", views.login, name="login"),
     path("logout/", views.logout, name="logout"),
     path("match/", views.match_debug, name="match-debug"),
+    path("queue/", views.queue, name="queue"),
+    path("case/<int:case_id>/", views.case, name="case"),
 ]

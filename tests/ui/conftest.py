@@ -13,6 +13,13 @@ from django.contrib.auth.models import Group, User
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from banks.models import BankContent
+from reviews import services
+from reviews.models import Case
+from tests.builders import PDQ
 
 PASSWORD = "a-test-password-1"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -26,6 +33,21 @@ def make_user(username: str, groups: list[str]) -> User:
     for name in groups:
         user.groups.add(Group.objects.get_or_create(name=name)[0])
     return user
+
+
+def make_case(contents: list[BankContent], *, content_id: str = "post-1", uri: str = "", distance: int = 0) -> Case:
+    """The case a lookup of `content_id` matching `contents` opens or joins (the match log's service)."""
+    services.match_log_record(
+        signal_type="pdq",
+        signal_value=PDQ,
+        hits=[
+            services.MatchHit(content_id=c.pk, bank_id=c.bank_id, bank_name=c.bank.name, distance=distance)
+            for c in contents
+        ],
+        platform_content_id=content_id,
+        content_uri=uri,
+    )
+    return Case.objects.filter(platform_content_id=content_id).latest("pk")
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +101,12 @@ class Browser:
             return not self.find_all(css)
         finally:
             self.driver.implicitly_wait(IMPLICIT_WAIT_SECONDS)
+
+    def wait_for_text(self, css: str, text: str) -> None:
+        """Wait until the element at `css` contains `text` (a click's page load is not awaited)."""
+        WebDriverWait(self.driver, IMPLICIT_WAIT_SECONDS).until(
+            expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
+        )
 
     def table_rows(self, css: str) -> list[list[str]]:
         """The text of each body cell of the table at `css`, row by row."""

@@ -5,13 +5,16 @@ in none of a page's groups gets 403; a member of any of its groups gets 200. A p
 groups fails the walk (fail closed).
 """
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test import Client
 from django.urls import URLResolver, get_resolver
 
-from tests.ui.conftest import PASSWORD, make_user
+from tests.builders import make_bank, make_content
+from tests.ui.conftest import PASSWORD, make_case, make_user
 from ui.groups import ALL_GROUPS, CURATORS, REVIEW_GROUPS, REVIEWERS
 
 pytestmark = pytest.mark.django_db
@@ -20,15 +23,28 @@ pytestmark = pytest.mark.django_db
 AUTH_PAGES = {"/ui/login/", "/ui/logout/"}
 
 
+# A sample value for each route parameter, made in the test's database: {parameter: maker}.
+SAMPLES = {"<int:case_id>": lambda: str(make_case([make_content(make_bank("SAMPLE"))]).pk)}
+
+
 def _ui_pages() -> list[tuple[str, object]]:
-    """(path, view) of every route under /ui/; the UI's routes take no parameters yet."""
+    """(path, view) of every route under /ui/; a parameter stays as written in the route (SAMPLES)."""
     (ui,) = [e for e in get_resolver().url_patterns if isinstance(e, URLResolver) and str(e.pattern) == "ui/"]
     pages = []
     for entry in ui.url_patterns:
         route = str(entry.pattern)
-        assert "<" not in route, f"/ui/{route}: give this walk a sample value for its parameters"
+        parameters = re.findall(r"<[^>]+>", route)
+        assert set(parameters) <= set(SAMPLES), f"/ui/{route}: give this walk a sample value for {parameters}"
         pages.append(("/ui/" + route, entry.callback))
     return pages
+
+
+def _sample(path: str) -> str:
+    """The path with a real value for each parameter."""
+    for parameter, maker in SAMPLES.items():
+        if parameter in path:
+            path = path.replace(parameter, maker())
+    return path
 
 
 PAGES = [(path, view) for path, view in _ui_pages() if path not in AUTH_PAGES]
@@ -43,11 +59,12 @@ def _client(*groups: str) -> Client:
 
 def test_walk_finds_the_pages():
     paths = {path for path, _ in _ui_pages()}
-    assert {"/ui/", "/ui/login/", "/ui/logout/", "/ui/match/"} <= paths
+    assert {"/ui/", "/ui/login/", "/ui/logout/", "/ui/match/", "/ui/queue/", "/ui/case/<int:case_id>/"} <= paths
 
 
 @pytest.mark.parametrize(("path", "view"), PAGES, ids=[p for p, _ in PAGES])
 def test_page_admits_its_groups_only(path, view):
+    path = _sample(path)
     groups = getattr(view, "ui_groups", None)
     assert groups, f"{path}: a UI page must name its groups (ui.groups.group_required)"
     assert groups <= set(ALL_GROUPS)

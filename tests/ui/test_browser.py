@@ -2,14 +2,15 @@
 The UI in a real browser (headless chromium through selenium, on pytest-django's live server),
 with a screenshot of every page visited (see the `browser` fixture for where they go): a reviewer
 logs in, pastes a banked hash into the match debug page and sees the content with its distance,
-uploads a reference photo and sees its hash and quality, logs out.
+uploads a reference photo and sees its hash and quality, logs out; a reviewer opens the queue,
+opens the top case, gives a verdict per match and sees the case closed with its events.
 """
 
 import pytest
 
-from tests.builders import PDQ, make_bank, make_content
+from tests.builders import PDQ, PDQ_X, make_bank, make_content
 from tests.hashing.reference_data import NO_DATA, PDQ_DATA_DIR, expected_pdq_rows
-from tests.ui.conftest import PASSWORD, make_user
+from tests.ui.conftest import PASSWORD, make_case, make_user
 from ui.groups import REVIEWERS
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,3 +82,52 @@ def test_reviewer_debugs_a_match(browser, runtime):
     browser.open("/ui/match/")
     assert "/ui/login/" in browser.driver.current_url
     assert len(browser.shots) == 6
+
+
+def test_reviewer_works_the_queue(browser):
+    # given a reviewer, a two-match case and a one-match case opened before it
+    make_user("rita", [REVIEWERS])
+    csam = make_content(make_bank("CSAM_BANK", labels=["csam"]), {"pdq": PDQ}, labels=["reviewed"])
+    terror = make_content(make_bank("TERROR_BANK"), {"pdq": PDQ_X})
+    small = make_case([csam], content_id="post-small")
+    top = make_case([csam, terror], content_id="post-top", uri="https://example.org/p/top.jpg", distance=4)
+
+    # when the reviewer logs in to the queue; then the two cases, the two-match one first
+    browser.open("/ui/queue/")
+    browser.find("input[name=username]").send_keys("rita")
+    browser.find("input[name=password]").send_keys(PASSWORD)
+    browser.find("#login").click()
+    rows = browser.table_rows("#cases")
+    assert [row[:5] for row in rows] == [
+        [str(top.pk), "post-top", "Open", "2", "2"],
+        [str(small.pk), "post-small", "Open", "1", "1"],
+    ]
+    browser.shot("queue")
+
+    # when the top case is opened; then its submission and its two matches side by side
+    browser.find(f"#cases a[href='/ui/case/{top.pk}/']").click()
+    assert browser.find("#case-content-id").text == "post-top"
+    assert "https://example.org/p/top.jpg" in browser.find("#case-uri").text
+    assert len(browser.find_all("article.match.undecided")) == 2
+    browser.shot("case")
+
+    # when: "t" chooses true positive for the first match (the page's shortcut), a click false
+    # positive for the second, and the verdicts are recorded
+    first, second = top.matches.order_by("pk")
+    browser.find("body").send_keys("t")
+    assert browser.find(f"input[name=match-{first.pk}][value=true_positive]").is_selected()
+    browser.find(f"input[name=match-{second.pk}][value=false_positive]").click()
+    browser.find("#record").click()
+
+    # then the case is closed, true positive, with its events
+    browser.wait_for_text("#case-state", "Closed")
+    assert browser.find("#case-verdict").text == "True positive (harmful)"
+    assert browser.absent("article.match.undecided")
+    events = browser.table_rows("#events")
+    assert [row[1:3] for row in events] == [["rita", "Verdicts given"], ["rita", "Closed"]]
+    browser.shot("case-closed")
+
+    # and the queue now holds the other case only
+    browser.find("nav a[href='/ui/queue/']").click()
+    assert [row[0] for row in browser.table_rows("#cases")] == [str(small.pk)]
+    assert len(browser.shots) == 3
