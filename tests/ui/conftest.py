@@ -102,6 +102,13 @@ class Browser:
         finally:
             self.driver.implicitly_wait(IMPLICIT_WAIT_SECONDS)
 
+    def click_to_load(self, css: str) -> None:
+        """Click what loads a new page (a link, a form's submit) and wait until the old page is
+        gone, so what is read next is the new page's (selenium does not await a click's load)."""
+        old = self.driver.find_element(By.TAG_NAME, "html")
+        self.find(css).click()
+        WebDriverWait(self.driver, IMPLICIT_WAIT_SECONDS).until(expected_conditions.staleness_of(old))
+
     def wait_for_text(self, css: str, text: str) -> None:
         """Wait until the element at `css` contains `text` (a click's page load is not awaited)."""
         WebDriverWait(self.driver, IMPLICIT_WAIT_SECONDS).until(

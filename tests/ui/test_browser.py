@@ -35,7 +35,7 @@ def test_reviewer_debugs_a_match(browser, runtime):
     browser.shot("login")
     browser.find("input[name=username]").send_keys("rita")
     browser.find("input[name=password]").send_keys(PASSWORD)
-    browser.find("#login").click()
+    browser.click_to_load("#login")
 
     # then: back on the match debug page, logged in
     assert browser.driver.current_url.endswith("/ui/match/")
@@ -45,7 +45,7 @@ def test_reviewer_debugs_a_match(browser, runtime):
 
     # when: the banked hash is pasted; then the content is listed with its bank, distance and labels
     browser.find("input[name=hash]").send_keys(PDQ)
-    browser.find("#search").click()
+    browser.click_to_load("#search")
     assert browser.find("#result-hash").text == PDQ
     assert "pasted" in browser.find("#result-quality").text
     assert browser.table_rows("#matches") == [[str(content.pk), "CSAM_BANK", "0", "reviewed", "enabled", "—"]]
@@ -55,7 +55,7 @@ def test_reviewer_debugs_a_match(browser, runtime):
     field = browser.find("input[name=hash]")
     field.clear()
     field.send_keys("not-a-hash")
-    browser.find("#search").click()
+    browser.click_to_load("#search")
     assert "Not a PDQ hash" in browser.find(".field-error").text
     assert browser.absent("#result")
     browser.shot("bad-hash")
@@ -67,7 +67,7 @@ def test_reviewer_debugs_a_match(browser, runtime):
     expected_pdq, expected_quality = rows[PHOTO]
     browser.find("input[name=hash]").clear()
     browser.find("input[name=photo]").send_keys(str(PDQ_DATA_DIR / PHOTO))
-    browser.find("#search").click()
+    browser.click_to_load("#search")
     assert browser.find("#result-hash").text == expected_pdq
     assert browser.find("#result-quality").text == str(expected_quality)
     assert browser.find("#result-photo").text == PHOTO.rsplit("/", 1)[1]
@@ -76,7 +76,7 @@ def test_reviewer_debugs_a_match(browser, runtime):
     browser.shot("photo-matches")
 
     # when: the reviewer logs out; then the login page, and the pages are closed again
-    browser.find("#logout").click()
+    browser.click_to_load("#logout")
     assert "/ui/login/" in browser.driver.current_url
     browser.shot("logged-out")
     browser.open("/ui/match/")
@@ -96,7 +96,7 @@ def test_reviewer_works_the_queue(browser):
     browser.open("/ui/queue/")
     browser.find("input[name=username]").send_keys("rita")
     browser.find("input[name=password]").send_keys(PASSWORD)
-    browser.find("#login").click()
+    browser.click_to_load("#login")
     rows = browser.table_rows("#cases")
     assert [row[:5] for row in rows] == [
         [str(top.pk), "post-top", "Open", "2", "2"],
@@ -105,7 +105,7 @@ def test_reviewer_works_the_queue(browser):
     browser.shot("queue")
 
     # when the top case is opened; then its submission and its two matches side by side
-    browser.find(f"#cases a[href='/ui/case/{top.pk}/']").click()
+    browser.click_to_load(f"#cases a[href='/ui/case/{top.pk}/']")
     assert browser.find("#case-content-id").text == "post-top"
     assert "https://example.org/p/top.jpg" in browser.find("#case-uri").text
     assert len(browser.find_all("article.match.undecided")) == 2
@@ -117,7 +117,7 @@ def test_reviewer_works_the_queue(browser):
     browser.find("body").send_keys("t")
     assert browser.find(f"input[name=match-{first.pk}][value=true_positive]").is_selected()
     browser.find(f"input[name=match-{second.pk}][value=false_positive]").click()
-    browser.find("#record").click()
+    browser.click_to_load("#record")
 
     # then the case is closed, true positive, with its events
     browser.wait_for_text("#case-state", "Closed")
@@ -128,6 +128,6 @@ def test_reviewer_works_the_queue(browser):
     browser.shot("case-closed")
 
     # and the queue now holds the other case only
-    browser.find("nav a[href='/ui/queue/']").click()
+    browser.click_to_load("nav a[href='/ui/queue/']")
     assert [row[0] for row in browser.table_rows("#cases")] == [str(small.pk)]
     assert len(browser.shots) == 3
