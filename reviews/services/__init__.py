@@ -14,7 +14,7 @@ The modules below hold the rest; everything is re-exported here.
 
 from reviews.services._outgoing import SendOutcome, backoff_seconds, messages_enqueue_due
 from reviews.services.case_decisions import case_assign, case_verdict_derive, case_verdict_record
-from reviews.services.cases import case_attach, case_priority
+from reviews.services.cases import case_attach
 from reviews.services.match_log import (
     PLATFORM_CONTENT_ID_MAX_LENGTH,
     MatchHit,
@@ -61,7 +61,6 @@ __all__ = [
     "backoff_seconds",
     "case_assign",
     "case_attach",
-    "case_priority",
     "case_verdict_derive",
     "case_verdict_record",
     "exchange_report_retry",

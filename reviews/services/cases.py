@@ -19,6 +19,8 @@ from reviews.models import Case, CaseMatch, MatchLog
 # Opens a case, or joins the open (not closed) case of the same content id. The ON CONFLICT
 # predicate is the one of the constraint `case_open_per_content_id` (reviews.models.Case); an
 # empty content id is outside it, so such a submission always opens its own case.
+# A case's priority (higher is reviewed first; ties go to the oldest) is its number of matches,
+# and this statement is the one place that sets it, on opening and on joining.
 _CASE_UPSERT = f"""
 INSERT INTO {Case._meta.db_table}
     (platform_content_id, content_uri, state, match_count, priority, created_at, updated_at)
@@ -32,11 +34,6 @@ DO UPDATE SET
     updated_at = excluded.updated_at
 RETURNING id
 """
-
-
-def case_priority(*, match_count: int) -> int:
-    """A case's priority (higher is reviewed first; ties go to the oldest): its number of matches."""
-    return match_count
 
 
 def case_attach(*, rows: Sequence[MatchLog]) -> int:
@@ -53,7 +50,7 @@ def case_attach(*, rows: Sequence[MatchLog]) -> int:
                 first.content_uri,
                 CaseState.OPEN.value,
                 len(rows),
-                case_priority(match_count=len(rows)),
+                len(rows),  # priority: the match count (see _CASE_UPSERT)
                 first.created_at,
                 first.created_at,
             ],
