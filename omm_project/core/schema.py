@@ -5,7 +5,7 @@ the schema class named in settings, this module). tests/core/test_schema_fuzz.py
 whole schema to what the API answers.
 """
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
@@ -21,30 +21,6 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "An omm API key (`manage.py create_api_key`); X-API-Key also works.",
         }
-
-
-class NameFieldSchema(OpenApiSerializerFieldExtension):
-    """
-    A lib.fields.NameField is a string of its rule's shape: not empty, the rule's pattern and
-    maximum length; for a rule that strips, only "not blank" (a padded name may be longer).
-    Only what the rule enforces exactly, so that what the fuzzer takes for schema-valid and
-    schema-invalid agrees with the API.
-    """
-
-    target_class = "omm_project.lib.fields.NameField"
-
-    def map_serializer_field(self, auto_schema, direction):
-        rule = self.target.rule
-        schema: dict = {"type": "string", "minLength": 1}
-        if rule.strip:
-            # The rule checks the stripped name: say only that it is not blank.
-            if rule.pattern is None:
-                schema["pattern"] = r"\S"
-            return schema
-        schema["maxLength"] = rule.max_length
-        if rule.pattern is not None:
-            schema["pattern"] = rule.pattern
-        return schema
 
 
 class ErrorSerializer(serializers.Serializer):

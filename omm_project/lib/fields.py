@@ -1,5 +1,5 @@
 """
-DRF fields for HMA-style inputs (query parameters, body booleans, names, rule fields), shared by
+DRF fields for HMA-style inputs (query parameters, body booleans, rule fields), shared by
 the apps' input serializers.
 
 Rule fields are typed fields (the DRF base class gives the OpenAPI type: string, number, integer,
@@ -14,10 +14,10 @@ from collections.abc import Callable
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.fields import SkipField, empty
+from rest_framework.fields import empty
 
 from omm_project.lib.api import parse_csv
-from omm_project.lib.inputs import NameRule, bool_parse
+from omm_project.lib.inputs import bool_parse
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -52,36 +52,6 @@ class BodyBoolField(QueryBoolField):
     """A boolean in a JSON body: true or false only (lib.inputs.bool_parse)."""
 
     text = False
-
-
-@extend_schema_field(OpenApiTypes.STR)
-class NameField(serializers.Field):
-    """
-    A name checked by its app's lib.inputs.NameRule, with the rule's own messages. A name that is
-    absent (in a full, not partial, body) or null reaches the rule too, so it answers the rule's
-    "missing" message rather than DRF's "This field is required." / "may not be null".
-    """
-
-    def __init__(self, rule: NameRule, **kwargs: object) -> None:
-        self.rule = rule
-        super().__init__(**kwargs)
-
-    def validate_empty_values(self, data: object) -> tuple[bool, object]:
-        if self.read_only:
-            return True, self.get_default()
-        if data is empty:
-            if getattr(self.root, "partial", False):
-                raise SkipField()
-            if not self.required:
-                return True, self.get_default()
-            data = None
-        return False, data
-
-    def to_internal_value(self, data: object) -> str:
-        return self.rule.check(data)
-
-    def to_representation(self, value: str) -> str:
-        return value
 
 
 # --- Rule fields ---------------------------------------------------------------------------------

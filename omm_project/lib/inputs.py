@@ -12,12 +12,9 @@ renderer echoing it back) and become a 500.
 
 from __future__ import annotations
 
-import enum
 import json
 import math
-import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 
 from omm_project.lib.errors import InvalidInput
 
@@ -68,62 +65,6 @@ def query_bool(value: str | None, *, field: str, default: bool) -> bool:
     if value is None:
         return default
     return bool_parse(value, field=field, text=True)
-
-
-# --- Names ---------------------------------------------------------------------------------------
-
-
-class NameProblem(enum.Enum):
-    """What is wrong with a name, in the order NameRule checks."""
-
-    MISSING = "missing"  # None or "" ("" after stripping, for a rule that strips)
-    NOT_TEXT = "not_text"  # not a string
-    TOO_LONG = "too_long"
-    PATTERN = "pattern"  # does not match the rule's pattern
-
-
-@dataclass(frozen=True)
-class NameRule:
-    """
-    The one shape of a name rule (banks, exchanges, reviews' rules and webhooks): a string, not
-    empty, at most `max_length` characters, matching `pattern` if given, stripped first if
-    `strip`. The wording stays each app's (HMA's messages differ per endpoint): `messages` maps
-    every NameProblem to the text of its 400. A rule is a module constant of the app that owns
-    the name; its validator, DRF field (lib.fields.NameField) and commands all call `check`.
-    """
-
-    max_length: int
-    messages: Mapping[NameProblem, str]
-    pattern: str | None = None
-    strip: bool = False
-
-    def __post_init__(self) -> None:
-        missing = set(NameProblem) - set(self.messages) - ({NameProblem.PATTERN} if self.pattern is None else set())
-        if missing:
-            raise ValueError(f"NameRule needs a message for {sorted(p.value for p in missing)}")
-
-    def problem(self, value: object) -> NameProblem | None:
-        """The first thing wrong with `value`, or None if it is a valid name."""
-        if value is None or value == "":
-            return NameProblem.MISSING
-        if not isinstance(value, str):
-            return NameProblem.NOT_TEXT
-        name = value.strip() if self.strip else value
-        if not name:
-            return NameProblem.MISSING
-        if len(name) > self.max_length:
-            return NameProblem.TOO_LONG
-        if self.pattern is not None and not re.fullmatch(self.pattern, name):
-            return NameProblem.PATTERN
-        return None
-
-    def check(self, value: object) -> str:
-        """The name (stripped if the rule strips), or a 400 with the rule's message."""
-        problem = self.problem(value)
-        if problem is not None:
-            raise InvalidInput(self.messages[problem])
-        name = str(value)
-        return name.strip() if self.strip else name
 
 
 # --- Text ---------------------------------------------------------------------------------------
