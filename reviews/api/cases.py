@@ -1,6 +1,5 @@
 """Cases under /c (review or curate scope): the queue, one case, verdicts and assignment."""
 
-from functools import partial
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -13,8 +12,7 @@ from banks.services import NOTE_MAX_LENGTH, note_validate
 from omm_project.lib.api import body_object, validated
 from omm_project.lib.errors import InvalidInput
 from reviews import selectors, services
-from reviews.api.fields import CheckedCharField
-from reviews.api.serializers import time_parse, unless_empty
+from reviews.api.serializers import time_filter_field, time_range_check
 from reviews.choices import CaseEventKind, CaseState, CaseVerdict
 from reviews.models import Case, CaseEvent, CaseMatch
 from reviews.selectors import CaseFilters
@@ -129,23 +127,12 @@ class CaseQuerySerializer(serializers.Serializer):
         required=False, allow_blank=True, help_text="Cases with a match whose bank or content has this label."
     )
     assignee = serializers.CharField(required=False, allow_blank=True, help_text="Username of the assignee.")
-    since = CheckedCharField(
-        required=False,
-        allow_blank=True,
-        check=unless_empty(partial(time_parse, name="since")),
-        help_text="Opened at or after: ISO 8601 date/time or unix seconds.",
-    )
-    until = CheckedCharField(
-        required=False,
-        allow_blank=True,
-        check=unless_empty(partial(time_parse, name="until")),
-        help_text="Opened before: ISO 8601 date/time or unix seconds.",
-    )
+    since = time_filter_field("since", "Opened at or after: ISO 8601 date/time or unix seconds.")
+    until = time_filter_field("until", "Opened before: ISO 8601 date/time or unix seconds.")
 
     def validate(self, data: dict) -> dict:
         given = {name: value for name, value in data.items() if value not in ("", None)}
-        if "since" in given and "until" in given and given["since"] > given["until"]:
-            raise InvalidInput("since must not be after until")
+        time_range_check(given.get("since"), given.get("until"))
         return given
 
 

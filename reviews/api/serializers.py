@@ -107,6 +107,19 @@ def unless_empty(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return lambda value: None if value == "" else parse(value)
 
 
+def time_filter_field(name: str, help_text: str) -> CheckedCharField:
+    """A `since` or `until` query filter: a time (time_parse), or empty for "not given"."""
+    return CheckedCharField(
+        required=False, allow_blank=True, check=unless_empty(partial(time_parse, name=name)), help_text=help_text
+    )
+
+
+def time_range_check(since: datetime | None, until: datetime | None) -> None:
+    """A 400 when both ends of a time filter are given and since is after until."""
+    if since is not None and until is not None and since > until:
+        raise InvalidInput("since must not be after until")
+
+
 def _one_of(name: str, values: list[str]) -> Callable[[str], str]:
     def check(value: str) -> str:
         if value not in values:
@@ -132,18 +145,8 @@ class MatchQuerySerializer(serializers.Serializer):
     (an empty value means the filter is not given). Checked in the order the fields are declared.
     """
 
-    since = CheckedCharField(
-        required=False,
-        allow_blank=True,
-        check=unless_empty(partial(time_parse, name="since")),
-        help_text="ISO 8601 date/time or unix seconds (inclusive).",
-    )
-    until = CheckedCharField(
-        required=False,
-        allow_blank=True,
-        check=unless_empty(partial(time_parse, name="until")),
-        help_text="ISO 8601 date/time or unix seconds (exclusive).",
-    )
+    since = time_filter_field("since", "ISO 8601 date/time or unix seconds (inclusive).")
+    until = time_filter_field("until", "ISO 8601 date/time or unix seconds (exclusive).")
     verdict = CheckedChoiceField(
         choices=Verdict.choices,
         required=False,
@@ -175,8 +178,8 @@ class MatchQuerySerializer(serializers.Serializer):
     def validate_until(self, until: datetime | None) -> datetime | None:
         # Checked here, before verdict and the rest, because the range was always the third check.
         since = self.initial_data.get("since") or None
-        if until is not None and since is not None and time_parse(since, name="since") > until:
-            raise InvalidInput("since must not be after until")
+        if until is not None and since is not None:
+            time_range_check(time_parse(since, name="since"), until)
         return until
 
 
