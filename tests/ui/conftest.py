@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -107,7 +108,20 @@ class Browser:
         gone, so what is read next is the new page's (selenium does not await a click's load)."""
         old = self.driver.find_element(By.TAG_NAME, "html")
         self.find(css).click()
-        WebDriverWait(self.driver, IMPLICIT_WAIT_SECONDS).until(expected_conditions.staleness_of(old))
+
+        def old_page_gone(driver) -> bool:
+            try:
+                old.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as exc:
+                # Chromium sometimes answers a node of a replaced page with this instead of "stale".
+                if "does not belong to the document" in str(exc):
+                    return True
+                raise
+            return False
+
+        WebDriverWait(self.driver, IMPLICIT_WAIT_SECONDS).until(old_page_gone)
 
     def wait_for_text(self, css: str, text: str) -> None:
         """Wait until the element at `css` contains `text` (a click's page load is not awaited)."""
