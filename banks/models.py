@@ -21,6 +21,16 @@ class HashIndexOnPostgres(models.Index):
         return super().create_sql(model, schema_editor, using=using, **kwargs)
 
 
+class BankSeverity(models.IntegerChoices):
+    """How harmful a bank's content is; the severity of a case is the highest of its matches' banks."""
+
+    NONE = 0, "None"
+    LOW = 1, "Low"
+    MEDIUM = 2, "Medium"
+    HIGH = 3, "High"
+    CRITICAL = 4, "Critical"
+
+
 class LiveBankManager(models.Manager):
     """Banks that are not being deleted: the only ones the API, matching and rules see."""
 
@@ -42,6 +52,26 @@ class Bank(models.Model):
         default=1.0, help_text="Share of lookups this bank takes part in (0 = off, 1 = always)."
     )
     labels = models.JSONField(default=list, blank=True, help_text="Free-form labels (strings).")
+    # Review settings (docs/reviews.md): read by the reviews app, never part of HMA's bank shape.
+    severity = models.PositiveSmallIntegerField(
+        choices=BankSeverity.choices,
+        default=BankSeverity.NONE,
+        help_text="Raises the priority of the cases its content matches.",
+    )
+    suppressing = models.BooleanField(
+        default=False,
+        help_text="A negative bank of known false positives: a submission that matches it opens no "
+        "case and fires no action (its matches are still returned, flagged, and logged as suppressed).",
+    )
+    quarantine_threshold = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Quarantine a content of this bank that matches more than this many distinct "
+        "content ids within the quarantine window; empty: never.",
+    )
+    quarantine_window_hours = models.PositiveIntegerField(
+        default=24, help_text="The window of the quarantine threshold, in hours."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -59,6 +89,8 @@ class Bank(models.Model):
                 condition=Q(matching_enabled_ratio__gte=0) & Q(matching_enabled_ratio__lte=1),
                 name="bank_ratio_in_0_1",
             ),
+            models.CheckConstraint(condition=Q(severity__lte=4), name="bank_severity_0_4"),
+            models.CheckConstraint(condition=Q(quarantine_window_hours__gte=1), name="bank_quarantine_window_ge_1"),
         ]
 
     def __str__(self) -> str:
@@ -111,9 +143,7 @@ class ContentSignal(models.Model):
     """One hash of one content, normalised by its signal type's python-threatexchange class."""
 
     # No separate index on content_id: the one_signal_per_type unique index starts with it.
-    content = models.ForeignKey(
-        BankContent, on_delete=models.CASCADE, related_name="signals", db_index=False
-    )
+    content = models.ForeignKey(BankContent, on_delete=models.CASCADE, related_name="signals", db_index=False)
     signal_type = models.CharField(max_length=64)
     signal_value = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)

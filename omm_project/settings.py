@@ -265,6 +265,16 @@ OMM_EXCHANGE_REPORT_MAX_ATTEMPTS = env.int("OMM_EXCHANGE_REPORT_MAX_ATTEMPTS", d
 OMM_FALSE_POSITIVE_DISABLES = env.bool("OMM_FALSE_POSITIVE_DISABLES", default=False)
 # Action rules, bank labels and exchanges' reporting switches are cached per process this long.
 OMM_ACTION_RULES_CACHE_SECONDS = env.float("OMM_ACTION_RULES_CACHE_SECONDS", default=10.0)
+# Live clusters of submissions (docs/reviews.md, Clusters): on by default for matched submissions.
+OMM_CLUSTERING = env.bool("OMM_CLUSTERING", default=True)
+# Also cluster submissions that matched no bank ("have we seen this before"); off for privacy.
+OMM_CLUSTER_ALL_SUBMISSIONS = env.bool("OMM_CLUSTER_ALL_SUBMISSIONS", default=False)
+# The rolling window of clustering: older submissions leave the clusterer's memory and the table.
+OMM_CLUSTER_WINDOW_HOURS = env.float("OMM_CLUSTER_WINDOW_HOURS", default=168.0)
+# A PDQ submission joins a cluster whose member is within this Hamming distance.
+OMM_CLUSTER_PDQ_THRESHOLD = env.int("OMM_CLUSTER_PDQ_THRESHOLD", default=31)
+# A cluster with more submissions than this in an hour is spreading (priority up, webhook event).
+OMM_CLUSTER_SPREADING_PER_HOUR = env.int("OMM_CLUSTER_SPREADING_PER_HOUR", default=50)
 
 # --- Matching ---
 # PDQ distance at or below which two hashes match (HMA and python-threatexchange use 31); a bank's

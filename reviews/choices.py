@@ -66,3 +66,20 @@ class CaseEventKind(models.TextChoices):
     ASSIGNED = "assigned", "Assigned"
     VERDICT = "verdict", "Verdicts given"
     CLOSED = "closed", "Closed"
+
+
+class QuarantineState(models.TextChoices):
+    """Where a quarantined bank content is: held (no actions, no cases) until a curator decides."""
+
+    QUARANTINED = "quarantined", "Quarantined (matches logged, no actions)"
+    RELEASED = "released", "Released (confirmed; never quarantined again)"
+    DISABLED = "disabled", "Disabled (a false positive; matches no more)"
+
+
+class WebhookEvent(models.TextChoices):
+    """The event types omm POSTs to webhooks (docs/reviews.md, Webhooks)."""
+
+    MATCH_CREATED = "match.created", "A rule fired on one match (rules with per-match delivery)"
+    CASE_MATCHED = "case.matched", "A rule fired on a case (once per case and rule)"
+    CLUSTER_SPREADING = "cluster.spreading", "A cluster grows faster than the spreading threshold"
+    CONTENT_QUARANTINED = "content.quarantined", "A bank content was quarantined as noisy"

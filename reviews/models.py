@@ -13,7 +13,17 @@ from django.utils import timezone
 
 from banks.models import Bank, BankContent
 from exchanges.models import ExchangeConfig
-from reviews.choices import CaseEventKind, CaseState, CaseVerdict, MatchSource, ReportKind, SendState, Verdict
+from reviews.choices import (
+    CaseEventKind,
+    CaseState,
+    CaseVerdict,
+    MatchSource,
+    QuarantineState,
+    ReportKind,
+    SendState,
+    Verdict,
+    WebhookEvent,
+)
 
 
 class MatchLog(models.Model):
@@ -43,9 +53,13 @@ class MatchLog(models.Model):
     bank_name = models.CharField(max_length=255, help_text="The bank's name when it matched.")
     distance = models.IntegerField(null=True, blank=True, help_text="Null for exact-match signal types.")
     rules = models.JSONField(default=list, blank=True, help_text='Action rules that fired: [{"id", "name"}].')
-    review = models.ForeignKey(
-        "Review", on_delete=models.SET_NULL, null=True, blank=True, related_name="matches"
+    suppressed = models.BooleanField(
+        default=False, help_text="The submission matched a suppressing bank: no case, no action."
     )
+    quarantined = models.BooleanField(
+        default=False, help_text="The matched content was quarantined (noisy): no case, no action."
+    )
+    review = models.ForeignKey("Review", on_delete=models.SET_NULL, null=True, blank=True, related_name="matches")
     verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True, default="")
     reviewed_at = models.DateTimeField(null=True, blank=True)
 
@@ -55,6 +69,9 @@ class MatchLog(models.Model):
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="matchlog_created"),
             models.Index(fields=["bank_name", "-created_at"], name="matchlog_bank_name"),
+            # Quarantine counts a content's distinct submitters within a window; reviews mark a
+            # content's unreviewed rows.
+            models.Index(fields=["matched_content_id", "created_at"], name="matchlog_content_created"),
         ]
         constraints = [
             # Retroaction replays a submission against new content; running it twice, or after
@@ -78,6 +95,10 @@ class Submission(models.Model):
     signal_value = models.TextField()
     platform_content_id = models.CharField(max_length=512, blank=True, default="")
     content_uri = models.TextField(blank=True, default="")
+    # Set by the clusterer (docs/reviews.md, Clusters), a few seconds after the lookup.
+    cluster = models.ForeignKey(
+        "Cluster", on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False, related_name="submissions"
+    )
 
     class Meta:
         indexes = [
@@ -111,9 +132,7 @@ class Review(models.Model):
     """A reviewer's verdict on one bank content, and what followed from it."""
 
     created_at = models.DateTimeField(auto_now_add=True)
-    content = models.ForeignKey(
-        BankContent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+    content = models.ForeignKey(BankContent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     reviewed_content_id = models.BigIntegerField(db_index=True)
     bank = models.ForeignKey(Bank, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     bank_name = models.CharField(max_length=255)
@@ -159,9 +178,7 @@ class ExchangeReport(OutgoingMessage):
     """One write-back of an opinion (seen, true or false positive) on one signal to its exchange."""
 
     kind = models.CharField(max_length=16, choices=ReportKind.choices)
-    review = models.ForeignKey(
-        Review, on_delete=models.CASCADE, null=True, blank=True, related_name="reports"
-    )
+    review = models.ForeignKey(Review, on_delete=models.CASCADE, null=True, blank=True, related_name="reports")
     # No database constraint: the exchange may be deleted while a lookup queues a "seen" report,
     # which must not fail the lookup's commit. Sending a report of a deleted exchange skips it.
     exchange = models.ForeignKey(
@@ -204,6 +221,11 @@ class WebhookEndpoint(models.Model):
     secret_sealed = models.CharField(max_length=400, editable=False)
     enabled = models.BooleanField(default=True)
     description = models.TextField(blank=True, default="")
+    events = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Events it receives besides its rules' matches: cluster.spreading, content.quarantined.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -229,16 +251,17 @@ class ActionRule(models.Model):
     all_banks = models.BooleanField(default=False, help_text="Select matches in any bank.")
     banks = models.ManyToManyField(Bank, blank=True, related_name="+", help_text="Or only in these banks.")
     must_have_bank_labels = models.JSONField(default=list, blank=True, help_text="The bank has all of these.")
-    must_not_have_bank_labels = models.JSONField(
-        default=list, blank=True, help_text="The bank has none of these."
-    )
-    must_have_content_labels = models.JSONField(
-        default=list, blank=True, help_text="The content has all of these."
-    )
+    must_not_have_bank_labels = models.JSONField(default=list, blank=True, help_text="The bank has none of these.")
+    must_have_content_labels = models.JSONField(default=list, blank=True, help_text="The content has all of these.")
     must_not_have_content_labels = models.JSONField(
         default=list, blank=True, help_text="The content has none of these."
     )
     webhook = models.ForeignKey(WebhookEndpoint, on_delete=models.PROTECT, related_name="rules")
+    per_match = models.BooleanField(
+        default=False,
+        help_text="Send one match.created webhook per matched bank content, instead of one "
+        "case.matched webhook per case (the default).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -266,7 +289,13 @@ class WebhookDelivery(OutgoingMessage):
     )
     rule_name = models.CharField(max_length=100, blank=True, default="")
     match = models.ForeignKey(MatchLog, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    event_type = models.CharField(max_length=64, default="match.created")
+    case = models.ForeignKey(
+        "Case", on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False, related_name="+"
+    )
+    event_type = models.CharField(max_length=64, choices=WebhookEvent.choices, default=WebhookEvent.MATCH_CREATED)
+    # What an event is about, for events sent once per subject and endpoint ("case:<id>:rule:<id>",
+    # "cluster:<id>", "content:<id>"); empty for per-match deliveries.
+    subject = models.CharField(max_length=100, blank=True, default="")
     payload = models.JSONField()
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
 
@@ -275,6 +304,15 @@ class WebhookDelivery(OutgoingMessage):
         indexes = [
             models.Index(fields=["endpoint", "-created_at", "-id"], name="delivery_endpoint_created"),
             models.Index(fields=["state", "next_attempt_at"], name="delivery_due"),
+        ]
+        constraints = [
+            # Once per subject: a case's rule fires once however many submissions join the case,
+            # and a second clusterer or quarantine run cannot announce the same thing twice.
+            models.UniqueConstraint(
+                fields=["endpoint", "event_type", "subject"],
+                condition=~Q(subject=""),
+                name="delivery_once_per_subject",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -305,7 +343,12 @@ class Case(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     match_count = models.PositiveIntegerField(default=0)
-    # The queue's order, highest first; for now the number of matches (docs/reviews.md, Priority).
+    severity = models.PositiveSmallIntegerField(default=0, help_text="The highest severity of its matches' banks.")
+    cluster = models.ForeignKey("Cluster", on_delete=models.SET_NULL, null=True, blank=True, related_name="cases")
+    cluster_size = models.PositiveIntegerField(default=0, help_text="Its cluster's submissions, as last counted.")
+    spreading = models.BooleanField(default=False, help_text="Its cluster is spreading.")
+    # The queue's order, highest first (docs/reviews.md, Priority); written only through
+    # services.cases.PRIORITY_SQL, from severity, spreading, match count and cluster size.
     priority = models.IntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -350,12 +393,20 @@ class CaseMatch(models.Model):
     matched_bank_id = models.BigIntegerField()
     bank_name = models.CharField(max_length=255)
     distance = models.IntegerField(null=True, blank=True)
+    submission_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The remembered submission, when there is one (its cluster is the case's)."
+    )
     verdict = models.CharField(max_length=16, choices=CaseVerdict.choices, null=True, blank=True)
     verdict_at = models.DateTimeField(null=True, blank=True)
     review = models.ForeignKey(Review, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     class Meta:
         verbose_name_plural = "case matches"
+        indexes = [
+            models.Index(
+                fields=["submission_id"], condition=Q(submission_id__isnull=False), name="casematch_submission"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"case {self.case_id} match {self.pk}: {self.bank_name}/{self.matched_content_id}"
@@ -375,3 +426,79 @@ class CaseEvent(models.Model):
 
     def __str__(self) -> str:
         return f"case {self.case_id}: {self.kind} by {self.actor or '-'}"
+
+
+# --- Clusters ---
+
+
+class Cluster(models.Model):
+    """
+    Recent submissions of near-identical content (docs/reviews.md, Clusters): a submission joins
+    the cluster of its nearest neighbour within the window and threshold, or starts one. Counts are
+    kept by the clusterer; hourly_counts maps "YYYY-MM-DDTHH" (UTC) to submissions in that hour,
+    trimmed to the window.
+    """
+
+    signal_type = models.CharField(max_length=64)
+    representative_value = models.TextField(help_text="The signal of the submission that started it.")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    submission_count = models.PositiveIntegerField(default=0)
+    content_id_count = models.PositiveIntegerField(default=0, help_text="Distinct content ids among its submissions.")
+    last_hour_count = models.PositiveIntegerField(default=0, help_text="Submissions in the hour up to last_seen_at.")
+    hourly_counts = models.JSONField(default=dict, blank=True)
+    spreading_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-submission_count", "-id"], name="cluster_size"),
+            models.Index(fields=["-last_hour_count", "-id"], name="cluster_growth"),
+            models.Index(fields=["last_seen_at"], name="cluster_last_seen"),
+        ]
+
+    def __str__(self) -> str:
+        return f"cluster {self.pk} ({self.signal_type}, {self.submission_count} submissions)"
+
+
+class ClusteringCursor(models.Model):
+    """How far the clusterer has read the submissions of one signal type (it goes in id order)."""
+
+    signal_type = models.CharField(max_length=64, unique=True)
+    last_submission_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.signal_type} clustered up to submission {self.last_submission_id}"
+
+
+# --- Quarantine ---
+
+
+class Quarantine(models.Model):
+    """
+    A noisy bank content: it matched more distinct content ids within its bank's window than the
+    bank's threshold. While quarantined its matches are logged (flagged) but open no case and fire
+    no action; a curator releases it (never quarantined again) or disables it.
+    """
+
+    content = models.ForeignKey(
+        BankContent, on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False, related_name="+"
+    )
+    matched_content_id = models.BigIntegerField(unique=True)
+    bank = models.ForeignKey(
+        Bank, on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False, related_name="+"
+    )
+    matched_bank_id = models.BigIntegerField()
+    bank_name = models.CharField(max_length=255)
+    state = models.CharField(max_length=16, choices=QuarantineState.choices, default=QuarantineState.QUARANTINED)
+    distinct_content_ids = models.PositiveIntegerField(help_text="Distinct content ids it matched when quarantined.")
+    window_hours = models.PositiveIntegerField()
+    quarantined_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "-quarantined_at"], name="quarantine_state")]
+
+    def __str__(self) -> str:
+        return f"quarantine of {self.bank_name}/{self.matched_content_id} ({self.state})"

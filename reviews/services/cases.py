@@ -16,44 +16,74 @@ from django.db import connection
 from reviews.choices import CaseState
 from reviews.models import Case, CaseMatch, MatchLog
 
+# The priority of a case (higher is reviewed first; ties go to the oldest), written once: from
+# the severity of its banks (0-4), whether its cluster is spreading, and how often it is seen (its
+# matches plus its cluster's submissions, capped so it never outweighs a severity step).
+# Arguments are SQL expressions, so the case upsert and the clusterer's updates share it.
+PRIORITY_SEVERITY_STEP = 1_000_000
+PRIORITY_SPREADING = 100_000
+PRIORITY_SEEN_CAP = 99_999
+
+
+def priority_sql(*, severity: str, spreading: str, match_count: str, cluster_size: str) -> str:
+    """The SQL expression of a case's priority from these four SQL expressions."""
+    return (
+        f"(({severity}) * {PRIORITY_SEVERITY_STEP}"
+        f" + CASE WHEN ({spreading}) THEN {PRIORITY_SPREADING} ELSE 0 END"
+        f" + LEAST(({match_count}) + ({cluster_size}), {PRIORITY_SEEN_CAP}))"
+    )
+
+
+_T = Case._meta.db_table
+
 # Opens a case, or joins the open (not closed) case of the same content id. The ON CONFLICT
 # predicate is the one of the constraint `case_open_per_content_id` (reviews.models.Case); an
-# empty content id is outside it, so such a submission always opens its own case.
-# A case's priority (higher is reviewed first; ties go to the oldest) is its number of matches,
-# and this statement is the one place that sets it, on opening and on joining.
+# empty content id is outside it, so such a submission always opens its own case. In DO UPDATE,
+# `{_T}.x` is the existing row and `excluded.x` the one proposed.
 _CASE_UPSERT = f"""
-INSERT INTO {Case._meta.db_table}
-    (platform_content_id, content_uri, state, match_count, priority, created_at, updated_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
+INSERT INTO {_T}
+    (platform_content_id, content_uri, state, match_count, severity, cluster_size, spreading,
+     priority, created_at, updated_at)
+VALUES (%(content_id)s, %(content_uri)s, %(state)s, %(match_count)s, %(severity)s, 0, false,
+        {priority_sql(severity="%(severity)s", spreading="false", match_count="%(match_count)s", cluster_size="0")},
+        %(now)s, %(now)s)
 ON CONFLICT (platform_content_id) WHERE (NOT (state = 'closed') AND NOT (platform_content_id = ''))
 DO UPDATE SET
-    match_count = {Case._meta.db_table}.match_count + excluded.match_count,
-    priority = {Case._meta.db_table}.match_count + excluded.match_count,
+    match_count = {_T}.match_count + excluded.match_count,
+    severity = GREATEST({_T}.severity, excluded.severity),
+    priority = {
+    priority_sql(
+        severity=f"GREATEST({_T}.severity, excluded.severity)",
+        spreading=f"{_T}.spreading",
+        match_count=f"{_T}.match_count + excluded.match_count",
+        cluster_size=f"{_T}.cluster_size",
+    )
+},
     content_uri = CASE WHEN excluded.content_uri <> '' THEN excluded.content_uri
-                       ELSE {Case._meta.db_table}.content_uri END,
+                       ELSE {_T}.content_uri END,
     updated_at = excluded.updated_at
 RETURNING id
 """
 
 
-def case_attach(*, rows: Sequence[MatchLog]) -> int:
+def case_attach(*, rows: Sequence[MatchLog], severity: int = 0) -> int:
     """
     Open a case for these just-logged matches of one submission, or join the open case of their
-    content id; returns the case id. Two statements; the caller holds the transaction.
+    content id; returns the case id. `severity` is the highest of their banks'. Two statements;
+    the caller holds the transaction.
     """
     first = rows[0]
     with connection.cursor() as cursor:
         cursor.execute(
             _CASE_UPSERT,
-            [
-                first.platform_content_id,
-                first.content_uri,
-                CaseState.OPEN.value,
-                len(rows),
-                len(rows),  # priority: the match count (see _CASE_UPSERT)
-                first.created_at,
-                first.created_at,
-            ],
+            {
+                "content_id": first.platform_content_id,
+                "content_uri": first.content_uri,
+                "state": CaseState.OPEN.value,
+                "match_count": len(rows),
+                "severity": severity,
+                "now": first.created_at,
+            },
         )
         case_id = cursor.fetchone()[0]
     CaseMatch.objects.bulk_create(
@@ -71,6 +101,7 @@ def case_attach(*, rows: Sequence[MatchLog]) -> int:
                 matched_bank_id=row.matched_bank_id,
                 bank_name=row.bank_name,
                 distance=row.distance,
+                submission_id=row.submission_id,
             )
             for row in rows
         ]

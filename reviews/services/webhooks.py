@@ -121,6 +121,53 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
         ) from None
 
 
+def _iso(value) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def event_deliveries_create(*, event_type: str, subject: str, data: dict[str, Any]) -> list[int]:
+    """
+    Announce an event that is not a rule's match (cluster.spreading, content.quarantined) to every
+    enabled endpoint subscribed to it (WebhookEndpoint.events): one delivery per endpoint, sent
+    after commit, at most once per (endpoint, event, subject) whoever calls this again. Returns
+    the ids of the deliveries of this subject that are pending (new or not yet sent).
+    """
+    if not subject:
+        raise ValueError("an event delivery needs a subject")
+    # Filtered here, not with a JSON "contains" lookup: there are few endpoints, and SQLite
+    # (the embedded default) has no such lookup.
+    endpoint_ids = [
+        pk
+        for pk, events in WebhookEndpoint.objects.filter(enabled=True).values_list("pk", "events")
+        if event_type in (events or ())
+    ]
+    if not endpoint_ids:
+        return []
+    now = timezone.now()
+    payload = {"type": event_type, "timestamp": _iso(now), "data": data}
+    WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(
+                message_id=webhook_message_id(),
+                endpoint_id=pk,
+                event_type=event_type,
+                subject=subject,
+                payload=payload,
+                created_at=now,
+            )
+            for pk in endpoint_ids
+        ],
+        ignore_conflicts=True,  # delivery_once_per_subject: announced before, by this or another run
+    )
+    ids = list(
+        WebhookDelivery.objects.filter(
+            event_type=event_type, subject=subject, endpoint_id__in=endpoint_ids, state=SendState.PENDING
+        ).values_list("pk", flat=True)
+    )
+    deliveries_enqueue(ids)  # a second message for a pending delivery is harmless: sends claim by CAS
+    return ids
+
+
 def webhook_message_id() -> str:
     """A new webhook-id: unique per message, the same on each of its attempts."""
     return f"msg_{uuid.uuid4().hex}"

@@ -335,3 +335,32 @@ def test_documented_receiver_example_verifies_a_real_delivery(local_server, allo
     _docs_verify(services.webhook_endpoint_secret(endpoint=delivery.endpoint), request.headers, request.body, now)
     with pytest.raises(ValueError, match="bad signature"):
         _docs_verify(signing.secret_generate(), request.headers, request.body, now)
+
+
+def test_event_is_delivered_once_per_subject_to_subscribed_enabled_endpoints_only(
+    django_capture_on_commit_callbacks,
+):
+    from reviews.services.webhooks import event_deliveries_create
+
+    subscribed, _ = make_webhook("https://hooks.example.org/a", name="subscribed")
+    subscribed.events = ["cluster.spreading"]
+    subscribed.save()
+    other, _ = make_webhook("https://hooks.example.org/b", name="other-event")
+    other.events = ["content.quarantined"]
+    other.save()
+    disabled, _ = make_webhook("https://hooks.example.org/c", name="disabled")
+    disabled.events = ["cluster.spreading"]
+    disabled.enabled = False
+    disabled.save()
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        first = event_deliveries_create(event_type="cluster.spreading", subject="cluster:7", data={"cluster": 7})
+        again = event_deliveries_create(event_type="cluster.spreading", subject="cluster:7", data={"cluster": 7})
+    assert len(first) == 1 and again == first
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.endpoint_id == subscribed.pk
+    assert delivery.payload["type"] == "cluster.spreading" and delivery.payload["data"] == {"cluster": 7}
+    assert len(callbacks) == 2  # enqueued after commit; a second message is harmless (claimed by CAS)
+    assert event_deliveries_create(event_type="cluster.spreading", subject="cluster:8", data={}) != first
+    with pytest.raises(ValueError):
+        event_deliveries_create(event_type="cluster.spreading", subject="", data={})
