@@ -137,6 +137,7 @@ class CaseFilters:
     bank: str | None = None
     label: str | None = None
     assignee: str | None = None
+    min_priority: int | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -148,6 +149,8 @@ def case_list(*, filters: CaseFilters = CaseFilters()) -> QuerySet[Case]:
         queryset = queryset.filter(state=filters.state)
     if filters.assignee is not None:
         queryset = queryset.filter(assignee__username=filters.assignee)
+    if filters.min_priority is not None:
+        queryset = queryset.filter(priority__gte=filters.min_priority)
     if filters.since is not None:
         queryset = queryset.filter(created_at__gte=filters.since)
     if filters.until is not None:

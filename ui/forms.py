@@ -84,6 +84,7 @@ class QueueFilterForm(forms.Form):
     bank = forms.CharField(required=False, max_length=255)
     label = forms.CharField(required=False, max_length=255)
     assignee = forms.CharField(required=False, max_length=get_user_model()._meta.get_field("username").max_length)
+    min_priority = forms.IntegerField(required=False, min_value=0, label="Priority at least")
 
     def filters(self) -> dict[str, str]:
         """The filters given, for reviews.selectors.CaseFilters."""

@@ -127,6 +127,9 @@ class CaseQuerySerializer(serializers.Serializer):
         required=False, allow_blank=True, help_text="Cases with a match whose bank or content has this label."
     )
     assignee = serializers.CharField(required=False, allow_blank=True, help_text="Username of the assignee.")
+    min_priority = serializers.IntegerField(
+        required=False, min_value=0, help_text="Cases whose priority is at least this (docs/reviews.md, Priority)."
+    )
     since = time_filter_field("since", "Opened at or after: ISO 8601 date/time or unix seconds.")
     until = time_filter_field("until", "Opened before: ISO 8601 date/time or unix seconds.")
 

@@ -277,10 +277,21 @@ def test_case_filters(reviewer_client):
     assert ids("assignee=ann") == ["in-b"] and ids("state=in_review") == ["in-b"]
     assert ids("state=closed") == []
     assert ids("since=2000-01-01") == ["in-a", "in-b"] and ids("until=2000-01-01") == []
+    Case.objects.filter(pk=in_b.pk).update(priority=7)
+    assert ids("min_priority=7") == ["in-b"] and ids("min_priority=8") == []
 
 
 @pytest.mark.parametrize(
-    "query", ["state=shut", "since=yesterday", "until=x", "since=2026-02-01&until=2026-01-01", "page_size=0"]
+    "query",
+    [
+        "state=shut",
+        "min_priority=-1",
+        "min_priority=high",
+        "since=yesterday",
+        "until=x",
+        "since=2026-02-01&until=2026-01-01",
+        "page_size=0",
+    ],
 )
 def test_bad_case_filters_are_400(reviewer_client, query):
     response = reviewer_client.get("/c/cases?" + query)

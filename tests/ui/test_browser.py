@@ -98,9 +98,9 @@ def test_reviewer_works_the_queue(browser):
     browser.find("input[name=password]").send_keys(PASSWORD)
     browser.click_to_load("#login")
     rows = browser.table_rows("#cases")
-    assert [row[:5] for row in rows] == [
-        [str(top.pk), "post-top", "Open", "2", "2"],
-        [str(small.pk), "post-small", "Open", "1", "1"],
+    assert [row[:6] for row in rows] == [  # case, content id, state, matches, severity, priority
+        [str(top.pk), "post-top", "Open", "2", "0", "2"],
+        [str(small.pk), "post-small", "Open", "1", "0", "1"],
     ]
     browser.shot("queue")
 
