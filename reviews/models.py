@@ -355,7 +355,15 @@ class Case(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["state", "-priority", "created_at"], name="case_queue")]
+        # The queue reads one page in priority order straight off an index, whatever the state
+        # filter: one state, not closed (the UI's default), or any (the API's).
+        indexes = [
+            models.Index(fields=["state", "-priority", "created_at", "id"], name="case_queue"),
+            models.Index(
+                fields=["-priority", "created_at", "id"], condition=~Q(state="closed"), name="case_queue_not_closed"
+            ),
+            models.Index(fields=["-priority", "created_at", "id"], name="case_priority"),
+        ]
         constraints = [
             # One case per content id that is not closed: concurrent lookups of one content id
             # join the same case (case_attach's INSERT ... ON CONFLICT names this predicate).
@@ -403,6 +411,9 @@ class CaseMatch(models.Model):
     class Meta:
         verbose_name_plural = "case matches"
         indexes = [
+            # The bank filter of the queue: by the name a bank had when it matched, or by its id.
+            models.Index(fields=["bank_name", "case"], name="casematch_bank_name"),
+            models.Index(fields=["matched_bank_id", "case"], name="casematch_bank_id"),
             models.Index(
                 fields=["submission_id"], condition=Q(submission_id__isnull=False), name="casematch_submission"
             ),

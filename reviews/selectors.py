@@ -29,9 +29,7 @@ class MatchFilters:
     content_id: int | None = None
 
 
-def match_log_list(
-    *, filters: MatchFilters = MatchFilters(), newest_first: bool = True
-) -> QuerySet[MatchLog]:
+def match_log_list(*, filters: MatchFilters = MatchFilters(), newest_first: bool = True) -> QuerySet[MatchLog]:
     """The match log, filtered; newest first (the API) or oldest first (exports)."""
     queryset = MatchLog.objects.all()
     if filters.bank is not None:
@@ -108,9 +106,7 @@ def webhook_endpoint_get(*, endpoint_id: int) -> WebhookEndpoint:
         raise NotFound(f"webhook '{endpoint_id}' not found") from None
 
 
-def webhook_delivery_list(
-    *, endpoint: WebhookEndpoint, state: str | None = None
-) -> QuerySet[WebhookDelivery]:
+def webhook_delivery_list(*, endpoint: WebhookEndpoint, state: str | None = None) -> QuerySet[WebhookDelivery]:
     """An endpoint's deliveries, newest first; `state` filters (e.g. "dead" for the dead letters)."""
     queryset = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("-created_at", "-id")
     if state is not None:
@@ -159,7 +155,9 @@ def case_list(*, filters: CaseFilters = CaseFilters()) -> QuerySet[Case]:
     matches = CaseMatch.objects.filter(case=OuterRef("pk"))
     if filters.bank is not None:
         # The name the bank had when it matched, or its current name after a rename.
-        queryset = queryset.filter(Exists(matches.filter(Q(bank_name=filters.bank) | Q(bank__name=filters.bank))))
+        # By id for the current name (not a join): each side of the OR then has its own index.
+        current = Bank.objects.filter(name=filters.bank).values("pk")
+        queryset = queryset.filter(Exists(matches.filter(Q(bank_name=filters.bank) | Q(matched_bank_id__in=current))))
     if filters.label is not None:
         queryset = queryset.filter(_labelled(filters.label, matches))
     return queryset.order_by("-priority", "created_at", "id")

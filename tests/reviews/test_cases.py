@@ -418,3 +418,23 @@ def test_retroaction_late_matches_join_the_open_case_of_their_content_id(setting
     case = Case.objects.get()
     assert case.match_count == 2
     assert sorted(case.matches.values_list("source", "bank_name")) == [("lookup", "A"), ("retroaction", "B")]
+
+
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [({}, "case_priority"), ({"state": "open"}, "case_queue"), ({"not_closed": True}, "case_queue_not_closed")],
+)
+def test_a_queue_page_is_read_in_order_off_an_index(filters, index):
+    """The queue's orders have their indexes: a page is read off one, never sorted (bench/bench_cases.py)."""
+    from django.db import connection
+
+    from reviews.selectors import CaseFilters, case_list
+
+    not_closed = filters.pop("not_closed", False)
+    queryset = case_list(filters=CaseFilters(**filters))
+    if not_closed:  # the UI queue's default (ui.views.queue)
+        queryset = queryset.exclude(state="closed")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would be read whole and sorted
+        plan = queryset[:50].explain()
+    assert f" {index} " in plan and "Sort" not in plan, plan

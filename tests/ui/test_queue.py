@@ -91,6 +91,22 @@ def test_queue_is_paginated_by_50(client):
     assert b"?bank=A&amp;page=2" in client.get("/ui/queue/?bank=A").content
 
 
+def test_queue_and_case_page_query_counts_do_not_grow_with_cases(client, django_assert_num_queries):
+    # given many open cases, some assigned, each with two matches
+    rita = Case._meta.get_field("assignee").related_model.objects.get(username="rita")
+    bank = make_bank("A", labels=["csam"])
+    a, b = make_content(bank), make_content(bank, {"pdq": PDQ_X})
+    cases = [make_case([a, b], content_id=f"post-{i}") for i in range(QUEUE_PAGE_SIZE + 5)]
+    Case.objects.filter(pk__in=[c.pk for c in cases[::3]]).update(assignee=rita)
+    # then the queue page is five queries (session, user, groups, count, the page with assignees),
+    # filtered or not, and a case page six, whatever the number of cases or matches
+    for path in ("/ui/queue/", "/ui/queue/?bank=A&label=csam&min_priority=1", "/ui/queue/?page=2"):
+        with django_assert_num_queries(5):
+            assert client.get(path).status_code == 200
+    with django_assert_num_queries(6):
+        assert client.get(f"/ui/case/{cases[0].pk}/").status_code == 200
+
+
 # --- Case -------------------------------------------------------------------------------------
 
 
