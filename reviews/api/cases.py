@@ -154,6 +154,15 @@ class CaseVerdictInputSerializer(serializers.Serializer):
         required=False, allow_blank=True, max_length=NOTE_MAX_LENGTH, help_text="Stored on the reviews."
     )
 
+    add_to_bank = serializers.CharField(
+        required=False,
+        max_length=255,
+        help_text="Add the case's submitted signals to this bank as new content (needs a true_positive).",
+    )
+    disable_false_positives = serializers.BooleanField(
+        required=False, help_text="Disable the content of false positives (default: OMM_FALSE_POSITIVE_DISABLES)."
+    )
+
     def validate_matches(self, matches: dict) -> dict[int, str]:
         ids = {}
         for key, verdict in matches.items():

@@ -4,13 +4,14 @@ write-back and content effects) and its assignee. Every change writes a CaseEven
 """
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from banks.models import BankContent
+from banks.models import Bank, BankContent
+from banks.services import bank_content_create
 from omm_project.lib.errors import Conflict, InvalidInput, NotFound
 from reviews.choices import CaseEventKind, CaseState, CaseVerdict, Verdict
 from reviews.models import Case, CaseEvent, CaseMatch
@@ -45,14 +46,24 @@ def case_verdict_record(
     verdict: str | None = None,
     note: str = "",
     actor: str = "",
+    add_to_bank: str | None = None,
+    disable_false_positives: bool | None = None,
 ) -> Case:
     """
     Give verdicts on a case's matches: `matches` ({case match id: verdict}) or `verdict` for every
     match that has none yet. True and false positives go through review_record (write-back to
-    exchanges, a false positive disables the content per OMM_FALSE_POSITIVE_DISABLES); skip
-    records only the verdict. The case closes when every match has a verdict. 404 unknown case,
-    409 closed case or a match that already has a verdict, 400 a match id of another case.
+    exchanges; a false positive disables the content when `disable_false_positives`, None meaning
+    OMM_FALSE_POSITIVE_DISABLES); skip records only the verdict. `add_to_bank` (with at least one
+    true positive) adds the case's submission, its submitted signals, to that bank as new content,
+    so what the platform found matches from now on. The case closes when every match has a
+    verdict. 404 unknown case, 409 closed case or a match that already has a verdict, 400 a match
+    id of another case, an unknown bank, or add_to_bank without a true positive.
     """
+    target = None
+    if add_to_bank is not None:
+        target = Bank.objects.filter(name=add_to_bank).first()
+        if target is None:
+            raise InvalidInput(f"add_to_bank: no bank {add_to_bank!r}")
     with transaction.atomic():
         case = _case_locked(case_id)
         case_matches = {m.pk: m for m in CaseMatch.objects.filter(case=case).order_by("pk")}
@@ -66,8 +77,17 @@ def case_verdict_record(
             if decided:
                 raise Conflict(f"matches already have a verdict: {decided}")
             wanted = dict(matches)
+        if target is not None and CaseVerdict.TRUE_POSITIVE not in wanted.values():
+            raise InvalidInput("add_to_bank needs at least one true_positive verdict")
         now = timezone.now()
-        review_of = _reviews_record(case, [case_matches[pk] for pk in wanted], wanted, note=note, actor=actor)
+        review_of = _reviews_record(
+            case,
+            [case_matches[pk] for pk in wanted],
+            wanted,
+            note=note,
+            actor=actor,
+            disable_false_positives=disable_false_positives,
+        )
         for pk, given in wanted.items():
             match = case_matches[pk]
             match.verdict, match.verdict_at = given, now
@@ -78,15 +98,11 @@ def case_verdict_record(
         case.closed_at = now if case.state == CaseState.CLOSED else None
         case.updated_at = now
         case.save(update_fields=["verdict", "state", "closed_at", "updated_at"])
-        events = [
-            CaseEvent(
-                case=case,
-                created_at=now,
-                actor=actor,
-                kind=CaseEventKind.VERDICT,
-                detail={"matches": {str(pk): v for pk, v in wanted.items()}, "note": note},
-            )
-        ]
+        detail: dict = {"matches": {str(pk): v for pk, v in wanted.items()}, "note": note}
+        if target is not None:
+            added = _submission_add(case, case_matches.values(), bank=target, actor=actor)
+            detail["added_to_bank"] = {"bank": target.name, "content_id": added.pk}
+        events = [CaseEvent(case=case, created_at=now, actor=actor, kind=CaseEventKind.VERDICT, detail=detail)]
         if case.state == CaseState.CLOSED:
             events.append(
                 CaseEvent(
@@ -97,8 +113,28 @@ def case_verdict_record(
     return case
 
 
+def _submission_add(case: Case, matches: Iterable[CaseMatch], *, bank: Bank, actor: str) -> BankContent:
+    """The case's submitted signals (the first of each type) as one new content of `bank`."""
+    signals: dict[str, str] = {}
+    for match in matches:
+        signals.setdefault(match.signal_type, match.signal_value)
+    return bank_content_create(
+        bank=bank,
+        signals=signals,
+        platform_content_id=case.platform_content_id,
+        content_uri=case.content_uri,
+        note=f"case {case.pk}, by {actor}"[:255] if actor else f"case {case.pk}",
+    )
+
+
 def _reviews_record(
-    case: Case, targets: list[CaseMatch], wanted: Mapping[int, str], *, note: str, actor: str
+    case: Case,
+    targets: list[CaseMatch],
+    wanted: Mapping[int, str],
+    *,
+    note: str,
+    actor: str,
+    disable_false_positives: bool | None,
 ) -> dict[tuple[int, str], int]:
     """
     One review_record call per true/false positive verdict for the contents that still exist;
@@ -122,7 +158,11 @@ def _reviews_record(
         ids = sorted(content_ids & existing)
         if ids:
             for review in review_record(
-                content_ids=ids, verdict=Verdict(given), note=note or f"case {case.pk}", reviewer=actor
+                content_ids=ids,
+                verdict=Verdict(given),
+                note=note or f"case {case.pk}",
+                reviewer=actor,
+                disable_on_false_positive=disable_false_positives,
             ):
                 review_of[(review.reviewed_content_id, given)] = review.pk
     return review_of

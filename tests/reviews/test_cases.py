@@ -126,6 +126,62 @@ def test_per_match_verdicts_review_the_content_and_close_the_case(reviewer_clien
     assert CaseEvent.objects.count() == 3 and Review.objects.count() == 2
 
 
+def test_a_true_positive_case_adds_its_submission_to_a_bank(reviewer_client):
+    from banks.models import ContentSignal
+
+    matched = make_content(make_bank("A"))
+    own = make_bank("OWN_FINDINGS")
+    _log([matched], content_id="post-7", uri="https://example.org/p/7")
+    _log([matched], content_id="post-7", signal_type="video_md5")
+    case = Case.objects.get()
+    response = reviewer_client.post(
+        f"/c/case/{case.pk}/verdict", {"verdict": "true_positive", "add_to_bank": "OWN_FINDINGS"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    # then the submission is a new content of that bank, with both submitted signals
+    added = BankContent.objects.get(bank=own)
+    assert (added.platform_content_id, added.content_uri) == ("post-7", "https://example.org/p/7")
+    assert dict(ContentSignal.objects.filter(content=added).values_list("signal_type", "signal_value")) == {
+        "pdq": PDQ,
+        "video_md5": MD5,
+    }
+    verdict_event = response.json()["events"][0]
+    assert verdict_event["detail"]["added_to_bank"] == {"bank": "OWN_FINDINGS", "content_id": added.pk}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"verdict": "false_positive", "add_to_bank": "OWN"}, "needs at least one true_positive"),
+        ({"verdict": "true_positive", "add_to_bank": "NO_SUCH_BANK"}, "no bank"),
+        ({"verdict": "true_positive", "add_to_bank": ""}, ""),
+        ({"verdict": "true_positive", "disable_false_positives": "maybe"}, ""),
+    ],
+)
+def test_bad_add_to_bank_is_400_and_changes_nothing(reviewer_client, body, message):
+    make_bank("OWN")
+    _log([make_content(make_bank("A"))])
+    case = Case.objects.get()
+    response = reviewer_client.post(f"/c/case/{case.pk}/verdict", body, format="json")
+    assert response.status_code == 400 and message in response.json()["message"]
+    assert Case.objects.get().state == "open" and not Review.objects.exists() and not CaseEvent.objects.exists()
+    assert BankContent.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "asked", "disabled"), [(True, False, False), (False, True, True), (True, None, True)]
+)
+def test_a_case_verdict_can_override_the_false_positive_setting(reviewer_client, settings, setting, asked, disabled):
+    settings.OMM_FALSE_POSITIVE_DISABLES = setting
+    content = make_content(make_bank("A"))
+    _log([content])
+    body = {"verdict": "false_positive"}
+    if asked is not None:
+        body["disable_false_positives"] = asked
+    reviewer_client.post(f"/c/case/{Case.objects.get().pk}/verdict", body, format="json")
+    assert (BankContent.objects.get(pk=content.pk).disable_until_ts == 0) is disabled
+
+
 def test_a_whole_case_verdict_writes_back_to_the_exchange(reviewer_client):
     content = make_exchange_content(api="sample", name="EX", report_true_positive_enabled=True)
     _log([content])
