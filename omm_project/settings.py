@@ -266,6 +266,15 @@ OMM_FALSE_POSITIVE_DISABLES = env.bool("OMM_FALSE_POSITIVE_DISABLES", default=Fa
 # Action rules, bank labels and exchanges' reporting switches are cached per process this long.
 OMM_ACTION_RULES_CACHE_SECONDS = env.float("OMM_ACTION_RULES_CACHE_SECONDS", default=10.0)
 
+# --- Review UI (docs/ui.md) ---
+# Show the submission's and the bank content's media on the case page, fetched from their URIs
+# (the OMM_URL_* address policy applies) when a reviewer opens the page. Off: nothing is fetched.
+# A preview is re-encoded in memory and answered with Cache-Control: no-store; it is never stored.
+OMM_UI_PREVIEW = env.bool("OMM_UI_PREVIEW", default=False)
+# The largest media a preview fetches (413 above it; also capped by OMM_MAX_REMOTE_FILE_BYTES and
+# by the 16 MiB a fetch keeps in memory, so a preview never touches the disk).
+OMM_UI_PREVIEW_MAX_BYTES = env.int("OMM_UI_PREVIEW_MAX_BYTES", default=10 * 1024 * 1024)
+
 # --- Matching ---
 # PDQ distance at or below which two hashes match (HMA and python-threatexchange use 31); a bank's
 # own threshold (/c/bank/<name>/match_settings) replaces it for that bank.
