@@ -242,6 +242,11 @@ class OpenCasesByPriority:
     rows: list[tuple[int, int]]  # (priority, cases), the `limit` highest priorities
     total: int  # every case still to decide, also those below the rows shown
 
+    @property
+    def complete(self) -> bool:
+        """Whether the rows hold every case still to decide (no lower priority left out)."""
+        return sum(n for _, n in self.rows) == self.total
+
 
 def open_case_counts_by_priority(*, limit: int = 20) -> OpenCasesByPriority:
     """Cases still to decide per priority (one grouped query on the queue's index) and their total."""

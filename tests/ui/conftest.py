@@ -152,6 +152,12 @@ class Browser:
             expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
         )
 
+    def wait_for_class(self, css: str, name: str) -> None:
+        """Wait until the element at `css` has the class `name` (a script adds it when done)."""
+        WebDriverWait(self.driver, IMPLICIT_WAIT_SECONDS).until(
+            lambda driver: name in (driver.find_element(By.CSS_SELECTOR, css).get_attribute("class") or "").split()
+        )
+
     def table_rows(self, css: str) -> list[list[str]]:
         """The text of each body cell of the table at `css`, row by row."""
         rows = self.find_all(f"{css} tbody tr")

@@ -106,6 +106,7 @@ def test_open_cases_by_priority_leave_out_closed_ones():
     assert result.rows == [(3, 3), (1, 1)]
     assert result.total == 4
     assert (top.rows, top.total) == ([(3, 3)], 4)
+    assert result.complete and not top.complete
 
 
 def test_dashboard_window_is_the_last_30_utc_days():
