@@ -86,10 +86,16 @@ def bank_content_preview_uri_get(*, content_id: int) -> str:
     return uri
 
 
+def _formats() -> tuple[str, ...]:
+    """PREVIEW_FORMATS this Pillow build has (Image.open raises KeyError for one it lacks)."""
+    Image.init()
+    return tuple(name for name in PREVIEW_FORMATS if name in Image.OPEN)
+
+
 def _shrink(data: IO[bytes]) -> bytes:
     """Decode an image (pixel cap from the header first), shrink it and encode it as JPEG."""
     try:
-        image = Image.open(data, formats=PREVIEW_FORMATS)
+        image = Image.open(data, formats=_formats())
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise NotAnImage(f"not an image this page can show ({type(exc).__name__})") from None
     with image:

@@ -198,3 +198,21 @@ def test_preview_size_cap_keeps_the_media_in_memory(settings):
     assert preview.preview_max_bytes() == SPOOL_MEMORY_BYTES
     settings.OMM_UI_PREVIEW_MAX_BYTES = 1024
     assert preview.preview_max_bytes() == 1024
+
+
+@pytest.mark.parametrize("image_format", ["WEBP", "GIF", "TIFF", "BMP", "JPEG"])
+def test_preview_reencodes_web_formats_as_jpeg(reviewer, previews_on, image_server, image_format):
+    # given a half-transparent blue image in each format (JPEG and BMP have no alpha)
+    source = io.BytesIO()
+    mode = "RGB" if image_format == "JPEG" else "RGBA"
+    Image.new(mode, (1000, 500), (0, 0, 255, 128) if mode == "RGBA" else (0, 0, 255)).save(source, image_format)
+    image_server.add_bytes("/media", source.getvalue(), "application/octet-stream")  # the type is not trusted
+    case = _case(image_server.url("/media"))
+
+    response = reviewer.get(f"/ui/case/{case.pk}/preview/")
+
+    assert (response.status_code, response["Content-Type"]) == (200, "image/jpeg")
+    image = Image.open(io.BytesIO(response.content))
+    assert (image.format, image.size) == ("JPEG", (800, 400))
+    red, green, blue = image.getpixel((10, 10))
+    assert blue > 240 and red < 140  # blue; transparency laid on white, not on black
