@@ -2,7 +2,8 @@
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -190,3 +191,60 @@ def exchanges_readiness() -> dict:
         "exchanges": rows,
         "indexes": index_detail,
     }
+
+
+@dataclass(frozen=True)
+class ExchangeFetchOverview:
+    """One exchange's fetching at a glance (the UI's dashboard): its state and how far behind it is."""
+
+    name: str
+    api: str
+    state: str  # disabled, running, failing, up to date, catching up, never fetched
+    last_fetch_complete_at: datetime | None
+    last_fetch_succeeded: bool | None
+    checkpoint_at: datetime | None  # the checkpoint's progress time: fetched up to here
+    checkpoint_age_seconds: float | None  # the lag: now - checkpoint_at
+    consecutive_failures: int
+    last_error: str
+    next_attempt_at: datetime | None
+
+
+def _fetch_state(exchange: ExchangeConfig, status: ExchangeFetchStatus, now: datetime) -> str:
+    if not exchange.fetching_enabled:
+        return "disabled"
+    if _running_since(status, now) is not None:
+        return "running"
+    if status.last_fetch_succeeded is False:
+        return "failing"
+    if status.last_fetch_complete_at is None:
+        return "never fetched"
+    return "up to date" if status.up_to_date else "catching up"
+
+
+def exchange_fetch_overview() -> list[ExchangeFetchOverview]:
+    """Every exchange's fetch state, last fetch and checkpoint age, by name: one query."""
+    now = timezone.now()
+    rows = []
+    for exchange in ExchangeConfig.objects.select_related("fetch_status").order_by("name"):
+        try:
+            status = exchange.fetch_status
+        except ExchangeFetchStatus.DoesNotExist:  # never fetched: no status row yet
+            status = ExchangeFetchStatus(exchange=exchange)
+        checkpoint_at = (
+            datetime.fromtimestamp(status.checkpoint_ts, tz=UTC) if status.checkpoint_ts is not None else None
+        )
+        rows.append(
+            ExchangeFetchOverview(
+                name=exchange.name,
+                api=exchange.api,
+                state=_fetch_state(exchange, status, now),
+                last_fetch_complete_at=status.last_fetch_complete_at,
+                last_fetch_succeeded=status.last_fetch_succeeded,
+                checkpoint_at=checkpoint_at,
+                checkpoint_age_seconds=(now - checkpoint_at).total_seconds() if checkpoint_at else None,
+                consecutive_failures=status.consecutive_failures,
+                last_error=status.last_error_message if status.last_fetch_succeeded is False else "",
+                next_attempt_at=status.next_attempt_at,
+            )
+        )
+    return rows

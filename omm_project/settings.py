@@ -276,6 +276,15 @@ OMM_CLUSTER_PDQ_THRESHOLD = env.int("OMM_CLUSTER_PDQ_THRESHOLD", default=31)
 # A cluster with more submissions than this in an hour is spreading (priority up, webhook event).
 OMM_CLUSTER_SPREADING_PER_HOUR = env.int("OMM_CLUSTER_SPREADING_PER_HOUR", default=50)
 
+# --- Review UI (docs/ui.md) ---
+# Show the submission's and the bank content's media on the case page, fetched from their URIs
+# (the OMM_URL_* address policy applies) when a reviewer opens the page. Off: nothing is fetched.
+# A preview is re-encoded in memory and answered with Cache-Control: no-store; it is never stored.
+OMM_UI_PREVIEW = env.bool("OMM_UI_PREVIEW", default=False)
+# The largest media a preview fetches (413 above it; also capped by OMM_MAX_REMOTE_FILE_BYTES and
+# by the 16 MiB a fetch keeps in memory, so a preview never touches the disk).
+OMM_UI_PREVIEW_MAX_BYTES = env.int("OMM_UI_PREVIEW_MAX_BYTES", default=10 * 1024 * 1024)
+
 # --- Matching ---
 # PDQ distance at or below which two hashes match (HMA and python-threatexchange use 31); a bank's
 # own threshold (/c/bank/<name>/match_settings) replaces it for that bank.

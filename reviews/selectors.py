@@ -1,14 +1,16 @@
 """Reads of the reviews app: the match log with its filters, reviews, cases, rules, webhooks, deliveries."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from django.db import connection
-from django.db.models import BooleanField, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import BooleanField, Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import TruncDate
 
 from banks.models import Bank, BankContent
 from omm_project.lib.errors import NotFound
+from reviews.choices import CaseState
 from reviews.models import ActionRule, Case, CaseEvent, CaseMatch, MatchLog, Review, WebhookDelivery, WebhookEndpoint
 
 
@@ -192,3 +194,63 @@ def case_get(*, case_id: int) -> Case:
     if case is None:
         raise NotFound(f"case {case_id} not found")
     return case
+
+
+# --- Activity (the UI's dashboard) ---
+
+
+@dataclass(frozen=True)
+class DayBankCount:
+    """How many of something one bank had on one UTC day."""
+
+    day: date
+    bank_name: str
+    count: int
+
+
+def match_counts_per_day(*, since: datetime) -> list[DayBankCount]:
+    """Match log rows per UTC day and bank (its name at match time) since `since`: one grouped query."""
+    rows = (
+        MatchLog.objects.filter(created_at__gte=since)
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("day", "bank_name")
+        .annotate(n=Count("id"))
+        .order_by("day", "bank_name")
+    )
+    return [DayBankCount(day=r["day"], bank_name=r["bank_name"], count=r["n"]) for r in rows]
+
+
+def case_counts_per_day(*, since: datetime) -> list[DayBankCount]:
+    """
+    Cases opened per UTC day and bank since `since`: one grouped query. A case counts once for each
+    bank it has a match in (its matches' bank names at match time), so a day's banks may sum to
+    more than the cases opened that day.
+    """
+    rows = (
+        CaseMatch.objects.filter(case__created_at__gte=since)
+        .annotate(day=TruncDate("case__created_at", tzinfo=UTC))
+        .values("day", "bank_name")
+        .annotate(n=Count("case_id", distinct=True))
+        .order_by("day", "bank_name")
+    )
+    return [DayBankCount(day=r["day"], bank_name=r["bank_name"], count=r["n"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class OpenCasesByPriority:
+    """The cases still to decide (open, in review): how many at each priority, highest first."""
+
+    rows: list[tuple[int, int]]  # (priority, cases), the `limit` highest priorities
+    total: int  # every case still to decide, also those below the rows shown
+
+    @property
+    def complete(self) -> bool:
+        """Whether the rows hold every case still to decide (no lower priority left out)."""
+        return sum(n for _, n in self.rows) == self.total
+
+
+def open_case_counts_by_priority(*, limit: int = 20) -> OpenCasesByPriority:
+    """Cases still to decide per priority (one grouped query on the queue's index) and their total."""
+    to_decide = Case.objects.exclude(state=CaseState.CLOSED)
+    rows = to_decide.values("priority").annotate(n=Count("id")).order_by("-priority").values_list("priority", "n")
+    return OpenCasesByPriority(rows=list(rows[:limit]), total=to_decide.count())

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from ui import views
+from ui import views, views_dashboard, views_preview
 
 app_name = "ui"
 
@@ -13,4 +13,7 @@ urlpatterns = [
     path("match/", views.match_debug, name="match-debug"),
     path("queue/", views.queue, name="queue"),
     path("case/<int:case_id>/", views.case, name="case"),
+    path("case/<int:case_id>/preview/", views_preview.case_preview, name="case-preview"),
+    path("content/<int:content_id>/preview/", views_preview.content_preview, name="content-preview"),
+    path("dashboard/", views_dashboard.dashboard, name="dashboard"),
 ]

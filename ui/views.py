@@ -14,7 +14,7 @@ from omm_project.lib.errors import NotFound, OmmError
 from reviews.choices import CaseState
 from reviews.selectors import CaseFilters, case_get, case_list
 from reviews.services.case_decisions import case_assign, case_verdict_record
-from ui import services
+from ui import preview, services
 from ui.forms import CaseAssignForm, CaseVerdictForm, LoginForm, MatchDebugForm, QueueFilterForm
 from ui.groups import REVIEW_GROUPS, group_required
 
@@ -156,6 +156,7 @@ class CaseView(View):
             "assign_form": assign_form or CaseAssignForm(),
             "closed": case.state == CaseState.CLOSED,
             "mine": case.assignee_id == request.user.pk,
+            "previews": preview.previews_enabled(),
         }
         return render(request, "ui/case.html", context, status=status)
 

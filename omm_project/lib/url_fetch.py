@@ -124,13 +124,14 @@ def _open(session: requests.Session, url: str, deadline: float) -> requests.Resp
     raise FetchFailed(f"more than {MAX_REDIRECTS} redirects")
 
 
-def url_fetch(url: str) -> FetchedMedia:
+def url_fetch(url: str, *, max_bytes: int | None = None) -> FetchedMedia:
     """
     Download `url` safely into a spooled temp file. 400 (UnsafeUrl, FetchFailed) or 413; the
-    caller closes the result (it is a context manager).
+    caller closes the result (it is a context manager). `max_bytes` lowers the size cap for this
+    fetch (it never raises it above OMM_MAX_REMOTE_FILE_BYTES).
     """
     url = url_validate(url)
-    cap = max_remote_file_bytes()
+    cap = max_remote_file_bytes() if max_bytes is None else min(max_bytes, max_remote_file_bytes())
     timeout = fetch_timeout_seconds()
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115 (the caller closes it)
     size = 0

@@ -5,11 +5,14 @@ chromium-driver, driven by selenium) that saves a screenshot of every page a tes
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
+from PIL import Image
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -21,6 +24,7 @@ from banks.models import BankContent
 from reviews import services
 from reviews.models import Case
 from tests.builders import PDQ
+from tests.hashing.conftest import MediaServer
 
 PASSWORD = "a-test-password-1"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,6 +53,25 @@ def make_case(contents: list[BankContent], *, content_id: str = "post-1", uri: s
         content_uri=uri,
     )
     return Case.objects.filter(platform_content_id=content_id).latest("pk")
+
+
+def png_bytes(size: tuple[int, int] = (1200, 900)) -> bytes:
+    """A colourful PNG (a gradient with a red square) to serve as submitted or banked media."""
+    image = Image.linear_gradient("L").resize(size).convert("RGB")
+    image.paste((200, 30, 30), (size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def image_server() -> Iterator[MediaServer]:
+    """A local server of media for previews: /photo.png is an image (reaching it needs allow_loopback)."""
+    media = MediaServer()
+    media.add_bytes("/photo.png", png_bytes(), "image/png")
+    media.server.start()
+    yield media
+    media.server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +150,12 @@ class Browser:
         """Wait until the element at `css` contains `text` (a click's page load is not awaited)."""
         WebDriverWait(self.driver, IMPLICIT_WAIT_SECONDS).until(
             expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
+        )
+
+    def wait_for_class(self, css: str, name: str) -> None:
+        """Wait until the element at `css` has the class `name` (a script adds it when done)."""
+        WebDriverWait(self.driver, IMPLICIT_WAIT_SECONDS).until(
+            lambda driver: name in (driver.find_element(By.CSS_SELECTOR, css).get_attribute("class") or "").split()
         )
 
     def table_rows(self, css: str) -> list[list[str]]:

@@ -23,8 +23,18 @@ pytestmark = pytest.mark.django_db
 AUTH_PAGES = {"/ui/login/", "/ui/logout/"}
 
 
-# A sample value for each route parameter, made in the test's database: {parameter: maker}.
-SAMPLES = {"<int:case_id>": lambda: str(make_case([make_content(make_bank("SAMPLE"))]).pk)}
+# A sample value for each route parameter, made in the test's database: {parameter: maker}. A
+# maker gets the URL of a served image, so the preview pages have media to answer 200 with.
+SAMPLES = {
+    "<int:case_id>": lambda media: str(make_case([make_content(make_bank("SAMPLE"))], uri=media).pk),
+    "<int:content_id>": lambda media: str(make_content(make_bank("SAMPLE"), original_media_uri=media).pk),
+}
+
+
+@pytest.fixture(autouse=True)
+def _previews_served(settings, allow_loopback):
+    """Previews on (they are off by default) and reachable on loopback, so their pages answer 200."""
+    settings.OMM_UI_PREVIEW = True
 
 
 def _ui_pages() -> list[tuple[str, object]]:
@@ -39,11 +49,11 @@ def _ui_pages() -> list[tuple[str, object]]:
     return pages
 
 
-def _sample(path: str) -> str:
+def _sample(path: str, media: str) -> str:
     """The path with a real value for each parameter."""
     for parameter, maker in SAMPLES.items():
         if parameter in path:
-            path = path.replace(parameter, maker())
+            path = path.replace(parameter, maker(media))
     return path
 
 
@@ -60,11 +70,12 @@ def _client(*groups: str) -> Client:
 def test_walk_finds_the_pages():
     paths = {path for path, _ in _ui_pages()}
     assert {"/ui/", "/ui/login/", "/ui/logout/", "/ui/match/", "/ui/queue/", "/ui/case/<int:case_id>/"} <= paths
+    assert {"/ui/case/<int:case_id>/preview/", "/ui/content/<int:content_id>/preview/", "/ui/dashboard/"} <= paths
 
 
 @pytest.mark.parametrize(("path", "view"), PAGES, ids=[p for p, _ in PAGES])
-def test_page_admits_its_groups_only(path, view):
-    path = _sample(path)
+def test_page_admits_its_groups_only(path, view, image_server):
+    path = _sample(path, image_server.url("/photo.png"))
     groups = getattr(view, "ui_groups", None)
     assert groups, f"{path}: a UI page must name its groups (ui.groups.group_required)"
     assert groups <= set(ALL_GROUPS)

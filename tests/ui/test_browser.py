@@ -3,11 +3,16 @@ The UI in a real browser (headless chromium through selenium, on pytest-django's
 with a screenshot of every page visited (see the `browser` fixture for where they go): a reviewer
 logs in, pastes a banked hash into the match debug page and sees the content with its distance,
 uploads a reference photo and sees its hash and quality, logs out; a reviewer opens the queue,
-opens the top case, gives a verdict per match and sees the case closed with its events.
+opens the top case, reveals its media previews, gives a verdict per match and sees the case
+closed with its events; a reviewer reads the dashboard's charts and tables.
 """
+
+from datetime import timedelta
 
 import pytest
 
+from exchanges.services import exchange_create
+from reviews.models import Case, MatchLog
 from tests.builders import PDQ, PDQ_X, make_bank, make_content
 from tests.hashing.reference_data import NO_DATA, PDQ_DATA_DIR, expected_pdq_rows
 from tests.ui.conftest import PASSWORD, make_case, make_user
@@ -84,13 +89,18 @@ def test_reviewer_debugs_a_match(browser, runtime):
     assert len(browser.shots) == 6
 
 
-def test_reviewer_works_the_queue(browser):
-    # given a reviewer, a two-match case and a one-match case opened before it
+def test_reviewer_works_the_queue(browser, image_server, settings, allow_loopback):
+    # given previews on, a reviewer, a two-match case (its submission and one bank content
+    # have media on a local server) and a one-match case opened before it
+    settings.OMM_UI_PREVIEW = True
+    photo = image_server.url("/photo.png")
     make_user("rita", [REVIEWERS])
-    csam = make_content(make_bank("CSAM_BANK", labels=["csam"]), {"pdq": PDQ}, labels=["reviewed"])
+    csam = make_content(
+        make_bank("CSAM_BANK", labels=["csam"]), {"pdq": PDQ}, labels=["reviewed"], original_media_uri=photo
+    )
     terror = make_content(make_bank("TERROR_BANK"), {"pdq": PDQ_X})
     small = make_case([csam], content_id="post-small")
-    top = make_case([csam, terror], content_id="post-top", uri="https://example.org/p/top.jpg", distance=4)
+    top = make_case([csam, terror], content_id="post-top", uri=photo, distance=4)
 
     # when the reviewer logs in to the queue; then the two cases, the two-match one first
     browser.open("/ui/queue/")
@@ -104,16 +114,32 @@ def test_reviewer_works_the_queue(browser):
     ]
     browser.shot("queue")
 
-    # when the top case is opened; then its submission and its two matches side by side
+    # when the top case is opened; then its submission and its two matches side by side, the
+    # submission's and the banked content's previews blurred
     browser.click_to_load(f"#cases a[href='/ui/case/{top.pk}/']")
     assert browser.find("#case-content-id").text == "post-top"
-    assert "https://example.org/p/top.jpg" in browser.find("#case-uri").text
+    assert photo in browser.find("#case-uri").text
     assert len(browser.find_all("article.match.undecided")) == 2
+    first, second = top.matches.order_by("pk")
+    previews = ["#case-preview", f"#content-preview-{first.pk}"]
+    for preview in previews:
+        browser.wait_for_class(f"{preview}", "loaded")
+        assert "concealed" in browser.find(f"{preview} img").get_attribute("class")
+    assert browser.absent(f"#content-preview-{second.pk}")  # that content has no media URI
+    assert browser.driver.execute_script("return document.querySelector('#case-preview img').naturalWidth") == 800
     browser.shot("case")
+
+    # when "r" is pressed; then every preview is revealed; a click on one blurs it again
+    browser.find("body").send_keys("r")
+    for preview in previews:
+        assert "concealed" not in browser.find(f"{preview} img").get_attribute("class")
+    assert "Revealed" in browser.find("#case-preview .preview-state").text
+    browser.shot("case-preview-revealed")
+    browser.find("#case-preview img").click()
+    assert "concealed" in browser.find("#case-preview img").get_attribute("class")
 
     # when: "t" chooses true positive for the first match (the page's shortcut), a click false
     # positive for the second, and the verdicts are recorded
-    first, second = top.matches.order_by("pk")
     browser.find("body").send_keys("t")
     assert browser.find(f"input[name=match-{first.pk}][value=true_positive]").is_selected()
     browser.find(f"input[name=match-{second.pk}][value=false_positive]").click()
@@ -130,4 +156,39 @@ def test_reviewer_works_the_queue(browser):
     # and the queue now holds the other case only
     browser.click_to_load("nav a[href='/ui/queue/']")
     assert [row[0] for row in browser.table_rows("#cases")] == [str(small.pk)]
-    assert len(browser.shots) == 3
+    assert len(browser.shots) == 4
+
+
+def test_reviewer_reads_the_dashboard(browser):
+    # given matches and cases in two banks over the last days (case i opened i days ago), and an
+    # exchange never fetched yet
+    make_user("rita", [REVIEWERS])
+    csam = make_content(make_bank("CSAM_BANK"), {"pdq": PDQ})
+    terror = make_content(make_bank("TERROR_BANK"), {"pdq": PDQ_X})
+    for i in range(8):
+        case = make_case([csam, terror] if i % 3 else [csam], content_id=f"post-{i}")
+        opened = case.created_at - timedelta(days=i)
+        Case.objects.filter(pk=case.pk).update(created_at=opened)
+        MatchLog.objects.filter(platform_content_id=case.platform_content_id).update(created_at=opened)
+    exchange_create(name="SAMPLE", api="sample", fetch_now=False)
+
+    # when the reviewer logs in and opens the dashboard from the navigation
+    browser.open("/ui/")
+    browser.find("input[name=username]").send_keys("rita")
+    browser.find("input[name=password]").send_keys(PASSWORD)
+    browser.click_to_load("#login")
+    browser.click_to_load("nav a[href='/ui/dashboard/']")
+
+    # then Chart.js drew both charts, one series per bank, from the page's data
+    for canvas in ("matches-chart", "cases-chart"):
+        labels = browser.driver.execute_script(
+            "var c = Chart.getChart(arguments[0]); return c && c.data.datasets.map(d => d.label);", canvas
+        )
+        assert labels == ["CSAM_BANK", "TERROR_BANK"], canvas
+        assert browser.find(f"#{canvas}").size["height"] > 100
+    assert browser.find("#matches-total").text == "13"
+    assert browser.table_rows("#open-by-priority") == [["2", "5"], ["1", "3"]]
+    assert browser.table_rows("#exchanges")[0][:3] == ["SAMPLE", "sample", "never fetched"]
+    assert [row[0] for row in browser.table_rows("#indexes")] == ["pdq", "video_md5"]
+    browser.driver.set_window_size(1280, 1500)  # the whole page in the screenshot
+    browser.shot("dashboard")
