@@ -180,6 +180,7 @@ def main() -> None:
         ("ui", ui, "/ui/queue/?bank=BANK_3"),
         ("ui", ui, f"/ui/queue/?page={middle}"),
         ("ui", ui, f"/ui/case/{case_id}/"),
+        ("ui", ui, "/ui/dashboard/"),
     ]
     print(f"\n{'request':<48} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'queries':>8}")
     for _, client, path in requests:
