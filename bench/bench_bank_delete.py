@@ -104,10 +104,8 @@ def main() -> None:
     request_s = time.monotonic() - started
     assert response.status_code == 200, response.content
     assert BankContent.objects.filter(bank_id=bank.pk).count() == args.n
-    print(
-        f"DELETE /c/bank/BIG: {response.status_code} in {request_s * 1000:.0f} ms "
-        f"({args.n:,} contents still there, bank hidden: {not Bank.objects.filter(pk=bank.pk).exists()})"
-    )
+    print(f"DELETE /c/bank/BIG: {response.status_code} in {request_s * 1000:.0f} ms "
+          f"({args.n:,} contents still there, bank hidden: {not Bank.objects.filter(pk=bank.pk).exists()})")
     base = rss_mib()
     started = time.monotonic()
     with PeakRss() as peak:
@@ -116,11 +114,9 @@ def main() -> None:
     assert outcome.done and outcome.contents_deleted == args.n, outcome
     assert not Bank.all_objects.filter(pk=bank.pk).exists()
     assert BankContent.objects.count() == 1000 and ContentSignal.objects.count() == 1000
-    print(
-        f"purge: {args.n:,} contents in {purge_s:.1f} s ({args.n / purge_s:,.0f}/s), windows of "
-        f"{args.batch_size}; peak RSS {peak.peak:.0f} MiB, {peak.peak - base:+.0f} MiB over the "
-        f"{base:.0f} MiB before it"
-    )
+    print(f"purge: {args.n:,} contents in {purge_s:.1f} s ({args.n / purge_s:,.0f}/s), windows of "
+          f"{args.batch_size}; peak RSS {peak.peak:.0f} MiB, {peak.peak - base:+.0f} MiB over the "
+          f"{base:.0f} MiB before it")
     with open("/proc/loadavg") as f:
         print(f"load average: {f.read().strip()}")
 

@@ -46,7 +46,9 @@ def write_signals(path: Path, n: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=1_000_000, help="signals in the file (default 1M)")
     parser.add_argument("--batch-size", type=int, default=None, help="records per committed batch")
     parser.add_argument("--pytx-file", action="store_true", help="use pytx's LocalFileSignalExchangeAPI")
@@ -122,7 +124,9 @@ def main() -> None:
 
         def rss_at(fraction: float) -> float:
             target = fraction * args.n
-            return next((rss for count, rss in samples if count >= target), samples[-1][1] if samples else 0.0)
+            return next(
+                (rss for count, rss in samples if count >= target), samples[-1][1] if samples else 0.0
+            )
 
         from banks.models import ContentSignal
 
@@ -137,7 +141,9 @@ def main() -> None:
         print(f"peak RSS:          {peak_mb:.0f} MB (whole process, incl. Django and imports)")
         if args.refetch:
             t0 = time.perf_counter()
-            services.exchange_fetch(exchange_id=exchange.pk, force=True, time_limit=None, batch_size=args.batch_size)
+            services.exchange_fetch(
+                exchange_id=exchange.pk, force=True, time_limit=None, batch_size=args.batch_size
+            )
             elapsed = time.perf_counter() - t0
             print(f"unchanged re-read: {elapsed:.1f}s ({args.n / elapsed:,.0f} signals/s compared)")
 

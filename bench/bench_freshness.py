@@ -94,7 +94,9 @@ def one_round(rng, c_url: str, m_url: str, curator_key: str, matcher_key: str) -
     assert listed(m_url, matcher_key, value, content_id)
     time.sleep(rng.uniform(0, 1.5))
     started = time.monotonic()
-    status, body = call("PUT", f"{c_url}/c/bank/{BANK}/content/{content_id}", curator_key, {"disable_until_ts": 0})
+    status, body = call(
+        "PUT", f"{c_url}/c/bank/{BANK}/content/{content_id}", curator_key, {"disable_until_ts": 0}
+    )
     assert status == 200, body
     out["disable"] = wait_until(lambda: not listed(m_url, matcher_key, value, content_id)) - started
 
@@ -107,7 +109,9 @@ def one_round(rng, c_url: str, m_url: str, curator_key: str, matcher_key: str) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -153,7 +153,10 @@ def identical_to_reference(path: Path) -> bool:
     ours = core.hash_photo_bytes(path.read_bytes())
     ours_file = core.hash_photo_file(path)
     expected_signal = reference_hash if reference_quality >= PdqSignal.QUALITY_THRESHOLD else ""
-    return ours == ours_file == core.PhotoHash(reference_hash, reference_quality) and signal_hash == expected_signal
+    return (
+        ours == ours_file == core.PhotoHash(reference_hash, reference_quality)
+        and signal_hash == expected_signal
+    )
 
 
 def _label(path: Path) -> str:

@@ -111,7 +111,9 @@ class BackendsCpu:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=None, help="Writers (default: the import's).")
@@ -145,7 +147,8 @@ def main() -> None:
     with connection.cursor() as cursor:
         if postgres:
             cursor.execute(
-                "TRUNCATE banks_bank, banks_bankcontent, banks_contentsignal, banks_bankchange RESTART IDENTITY CASCADE"
+                "TRUNCATE banks_bank, banks_bankcontent, banks_contentsignal, banks_bankchange "
+                "RESTART IDENTITY CASCADE"
             )
         else:
             for model in (ContentSignal, BankContent, BankChange, Bank):
@@ -156,7 +159,8 @@ def main() -> None:
         started = time.perf_counter()
         csv_write(path, args.n, args.seed)
         print(
-            f"generated {args.n:,} rows ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.1f}s"
+            f"generated {args.n:,} rows ({path.stat().st_size / 2**20:.0f} MiB) in "
+            f"{time.perf_counter() - started:.1f}s"
         )
         print(
             f"database: {connection.vendor} ({'ORM fallback' if args.orm else 'default path'}), "

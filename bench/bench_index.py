@@ -49,7 +49,9 @@ def random_hashes(rng: np.random.Generator, n: int) -> np.ndarray:
     return words.view(np.uint8).reshape(n, 32)
 
 
-def make_queries(rng: np.random.Generator, hashes: np.ndarray, count: int, max_flip: int) -> np.ndarray:
+def make_queries(
+    rng: np.random.Generator, hashes: np.ndarray, count: int, max_flip: int
+) -> np.ndarray:
     """Half perturbed members (0..max_flip bits flipped), half random hashes."""
     n_member = count // 2 if len(hashes) else 0
     qs = random_hashes(rng, count).copy()
@@ -117,17 +119,31 @@ def load_child(path: str, threads: int | None) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--threshold", type=int, default=31)
-    ap.add_argument("--max-flip", type=int, default=40, help="bits flipped in perturbed member queries")
+    ap.add_argument(
+        "--max-flip", type=int, default=40, help="bits flipped in perturbed member queries"
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None, help="build threads (default: min(2, cpus))")
-    ap.add_argument("--compare-queries", type=int, default=300, help="queries for the faiss / TE comparisons")
-    ap.add_argument("--faiss-max-n", type=int, default=20_000_000, help="skip IndexBinaryFlat above this N")
-    ap.add_argument("--te-max-n", type=int, default=1_000_000, help="skip threatexchange PDQIndex above this N")
-    ap.add_argument("--sweep", default="0,10,31,45,52", help="extra thresholds to time (comma list, '' = none)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="build threads (default: min(2, cpus))"
+    )
+    ap.add_argument(
+        "--compare-queries", type=int, default=300, help="queries for the faiss / TE comparisons"
+    )
+    ap.add_argument(
+        "--faiss-max-n", type=int, default=20_000_000, help="skip IndexBinaryFlat above this N"
+    )
+    ap.add_argument(
+        "--te-max-n", type=int, default=1_000_000, help="skip threatexchange PDQIndex above this N"
+    )
+    ap.add_argument(
+        "--sweep", default="0,10,31,45,52", help="extra thresholds to time (comma list, '' = none)"
+    )
     ap.add_argument("--snapshot-dir", default=None)
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--_load-child", dest="load_child", default=None, help=argparse.SUPPRESS)
@@ -220,7 +236,9 @@ def main() -> None:
         with open(path, "rb") as f:
             loaded = read_snapshot(f, threads=args.threads).index
         out["snapshot_load_s"] = round(time.perf_counter() - t0, 3)
-        ok = all(same_result(index.search_one(q, T), loaded.search_one(q, T)) for q in queries[:100])
+        ok = all(
+            same_result(index.search_one(q, T), loaded.search_one(q, T)) for q in queries[:100]
+        )
         out["snapshot_roundtrip_identical"] = ok
         del loaded
         gc.collect()
@@ -255,7 +273,9 @@ def main() -> None:
             return ids[I], D.astype(np.int32)
 
         flat_q(cq[0])
-        out["faiss_flat"] = summarize(f"faiss IndexBinaryFlat 1thr ({len(cq)} q)", time_queries(flat_q, cq))
+        out["faiss_flat"] = summarize(
+            f"faiss IndexBinaryFlat 1thr ({len(cq)} q)", time_queries(flat_q, cq)
+        )
         out["faiss_flat_identical"] = all(same_result(a, flat_q(q)) for a, q in zip(ours, cq, strict=True))
         print(
             f"  faiss flat: add {out['faiss_flat_build_s']} s, identical results: {out['faiss_flat_identical']}",
@@ -283,7 +303,9 @@ def main() -> None:
             return te.query(h)
 
         te_q(qhex[0])
-        out["te_pdqindex"] = summarize(f"TE PDQIndex 1thr T=31 ({len(cq)} q)", time_queries(te_q, qhex))
+        out["te_pdqindex"] = summarize(
+            f"TE PDQIndex 1thr T=31 ({len(cq)} q)", time_queries(te_q, qhex)
+        )
         if T == 31:
             ident = 0
             for (a_ids, a_d), h in zip(ours, qhex, strict=True):

@@ -101,29 +101,14 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="omm-live-import-"))
     port = free_port()
     server = start_gunicorn(
-        roles="matcher",
-        app="matching.wsgi:application",
-        port=port,
-        worker_class="gthread",
-        threads=4,
+        roles="matcher", app="matching.wsgi:application", port=port, worker_class="gthread", threads=4,
         log_path=workdir / "gunicorn.log",
     )
     celery = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "celery"),
-            "-A",
-            "omm_project",
-            "worker",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=REPO,
-        env={**os.environ, "OMM_ROLES": "curator"},
-        stdout=open(workdir / "celery.log", "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        [str(Path(sys.executable).parent / "celery"), "-A", "omm_project", "worker", "--concurrency", "1",
+         "--loglevel", "INFO"],
+        cwd=REPO, env={**os.environ, "OMM_ROLES": "curator"}, stdout=open(workdir / "celery.log", "wb"),
+        stderr=subprocess.STDOUT, start_new_session=True,
     )
 
     def get(path: str) -> tuple[float, dict]:

@@ -139,7 +139,9 @@ def seed_pdq(*, bank_name: str, n: int, seed: int = 42, reseed: bool = False) ->
         rng = np.random.default_rng(seed)
         hashes = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
         hexed = hashes.tobytes().hex()
-        s_columns, s_values = _insert_values(ContentSignal, {"content": 0, "signal_type": "pdq", "signal_value": ""})
+        s_columns, s_values = _insert_values(
+            ContentSignal, {"content": 0, "signal_type": "pdq", "signal_value": ""}
+        )
         names = [c.strip('"') for c in s_columns]
         content_at, value_at = names.index("content_id"), names.index("signal_value")
         template = [str(v) if v is not None else "\\N" for v in s_values]
@@ -153,7 +155,9 @@ def seed_pdq(*, bank_name: str, n: int, seed: int = 42, reseed: bool = False) ->
                     buffer.write("\t".join(row))
                     buffer.write("\n")
                 buffer.seek(0)
-                cursor.copy_expert(f"COPY {ContentSignal._meta.db_table} ({', '.join(s_columns)}) FROM STDIN", buffer)
+                cursor.copy_expert(
+                    f"COPY {ContentSignal._meta.db_table} ({', '.join(s_columns)}) FROM STDIN", buffer
+                )
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {BankContent._meta.db_table}")
         cursor.execute(f"ANALYZE {ContentSignal._meta.db_table}")
@@ -349,7 +353,9 @@ def main() -> None:
     import shutil
     import tempfile
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--connections", type=int, default=8, help="HMA's figures imply about 8 in flight.")
@@ -398,7 +404,9 @@ def main() -> None:
     if args.skip_build:
         snapshot = IndexSnapshot.objects.filter(signal_type="pdq", status="ready").latest("id")
     else:
-        snapshot = IndexSnapshot.objects.get(pk=index_build_task.apply(args=["pdq"], kwargs={"force": True}).get())
+        snapshot = IndexSnapshot.objects.get(
+            pk=index_build_task.apply(args=["pdq"], kwargs={"force": True}).get()
+        )
     build_wall = time.monotonic() - started
     index_build_task.apply(args=["video_md5"])
 

@@ -39,7 +39,9 @@ def exchange_sources_for(*, content_ids: list[int]) -> dict[int, ExchangeSource]
 
 def seen_reporting_bank_ids() -> frozenset[int]:
     """Banks whose exchange wants to hear that its content matched (report_seen_enabled)."""
-    return frozenset(ExchangeConfig.objects.filter(report_seen_enabled=True).values_list("bank_id", flat=True))
+    return frozenset(
+        ExchangeConfig.objects.filter(report_seen_enabled=True).values_list("bank_id", flat=True)
+    )
 
 
 def exchange_get(*, exchange_id: int) -> ExchangeConfig | None:

@@ -31,7 +31,9 @@ class MatchFilters:
     content_id: int | None = None
 
 
-def match_log_list(*, filters: MatchFilters = MatchFilters(), newest_first: bool = True) -> QuerySet[MatchLog]:
+def match_log_list(
+    *, filters: MatchFilters = MatchFilters(), newest_first: bool = True
+) -> QuerySet[MatchLog]:
     """The match log, filtered; newest first (the API) or oldest first (exports)."""
     queryset = MatchLog.objects.all()
     if filters.bank is not None:
@@ -108,7 +110,9 @@ def webhook_endpoint_get(*, endpoint_id: int) -> WebhookEndpoint:
         raise NotFound(f"webhook '{endpoint_id}' not found") from None
 
 
-def webhook_delivery_list(*, endpoint: WebhookEndpoint, state: str | None = None) -> QuerySet[WebhookDelivery]:
+def webhook_delivery_list(
+    *, endpoint: WebhookEndpoint, state: str | None = None
+) -> QuerySet[WebhookDelivery]:
     """An endpoint's deliveries, newest first; `state` filters (e.g. "dead" for the dead letters)."""
     queryset = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("-created_at", "-id")
     if state is not None:

@@ -36,7 +36,9 @@ class Unsupported(Exception):
 Reporter = Callable[..., str]
 
 
-def _stopncii(api: Any, *, kind: str, signal_type: type[SignalType], signal: str, tags: list[str], record: Any) -> str:
+def _stopncii(
+    api: Any, *, kind: str, signal_type: type[SignalType], signal: str, tags: list[str], record: Any
+) -> str:
     from threatexchange.exchanges.clients.stopncii.api import (
         StopNCIICSPFeedbackValue as Feedback,
     )
@@ -89,7 +91,12 @@ def _fb_threatexchange(
     for descriptor_id in descriptor_ids:
         _, error, body = api.client.react_to_threat_descriptor(descriptor_id, reaction)
         # The client returns the Graph API's JSON without checking the status.
-        if error is not None or not isinstance(body, Mapping) or body.get("error") or body.get("success") is False:
+        if (
+            error is not None
+            or not isinstance(body, Mapping)
+            or body.get("error")
+            or body.get("success") is False
+        ):
             detail = body.get("error") if isinstance(body, Mapping) else body
             raise RuntimeError(f"ThreatExchange refused {reaction} on descriptor {descriptor_id}: {detail}")
     return f"ThreatExchange {reaction} on descriptor(s) {descriptor_ids}"
@@ -111,7 +118,9 @@ def _local_file(
     return f"appended to {path.name}"
 
 
-def _generic(api: Any, *, kind: str, signal_type: type[SignalType], signal: str, tags: list[str], record: Any) -> str:
+def _generic(
+    api: Any, *, kind: str, signal_type: type[SignalType], signal: str, tags: list[str], record: Any
+) -> str:
     if kind == ReportKind.SEEN:
         raise Unsupported(f"{type(api).__name__} cannot report that a signal was seen")
     category = (

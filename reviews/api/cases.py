@@ -1,5 +1,6 @@
 """Cases under /c (review or curate scope): the queue, one case, verdicts and assignment."""
 
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView

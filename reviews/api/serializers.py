@@ -202,7 +202,9 @@ class _ExportFormatField(CheckedChoiceField):
 class ExportFormatSerializer(serializers.Serializer):
     """The format of GET /c/matches/export, checked before the filters."""
 
-    format = _ExportFormatField(choices=["csv", "jsonl"], check=_export_format, help_text="csv or jsonl (JSON lines).")
+    format = _ExportFormatField(
+        choices=["csv", "jsonl"], check=_export_format, help_text="csv or jsonl (JSON lines)."
+    )
 
 
 class ExportQuerySerializer(ExportFormatSerializer, MatchQuerySerializer):
@@ -346,7 +348,9 @@ class ActionRuleInputSerializer(CheckedInputSerializer):
 
     name = CheckedCharField(required=False, check=partial(name_validate, what="Rule"))
     enabled = CheckedBooleanField(required=False, check=partial(bool_parse, field="enabled"))
-    description = CheckedCharField(required=False, allow_blank=True, check=partial(text_validate, field="description"))
+    description = CheckedCharField(
+        required=False, allow_blank=True, check=partial(text_validate, field="description")
+    )
     all_banks = CheckedBooleanField(
         required=False, check=partial(bool_parse, field="all_banks"), help_text="Select matches in any bank."
     )
@@ -410,7 +414,9 @@ class WebhookInputSerializer(CheckedInputSerializer):
         required=False, check=webhook_url_validate, help_text="http(s) URL; the SSRF rules of content URLs apply."
     )
     enabled = CheckedBooleanField(required=False, check=partial(bool_parse, field="enabled"))
-    description = CheckedCharField(required=False, allow_blank=True, check=partial(text_validate, field="description"))
+    description = CheckedCharField(
+        required=False, allow_blank=True, check=partial(text_validate, field="description")
+    )
     secret = CheckedCharField(
         required=False, check=webhook_secret_validate, help_text="Creation only: your own whsec_ secret."
     )

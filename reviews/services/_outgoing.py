@@ -127,7 +127,9 @@ def messages_enqueue_due(*, stale_after: timedelta = timedelta(minutes=2)) -> di
         | Q(state=SendState.RETRYING, next_attempt_at__lt=now - stale_after)
         | Q(state=SendState.SENDING, lease_expires_at__lt=now)
     )
-    delivery_ids = list(WebhookDelivery.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:5000])
+    delivery_ids = list(
+        WebhookDelivery.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:5000]
+    )
     report_ids = list(ExchangeReport.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:5000])
     deliveries_enqueue(delivery_ids)
     reports_enqueue(report_ids)

@@ -157,7 +157,9 @@ def _rules_fired(
     """{hit index: rules that fire} and the labels of the content involved (one query, if any)."""
     if not snapshot.rules:
         return {}, {}
-    candidates = [(i, rule) for i, hit in enumerate(hits) for rule in rules_bank_candidates(snapshot, hit.bank_id)]
+    candidates = [
+        (i, rule) for i, hit in enumerate(hits) for rule in rules_bank_candidates(snapshot, hit.bank_id)
+    ]
     if not candidates:
         return {}, {}
     content_ids = {hits[i].content_id for i, _ in candidates}
@@ -177,7 +179,9 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def _payload(row: MatchLog, rule: RuleSpec, *, snapshot: RulesSnapshot, content_labels: dict[int, list[str]]) -> dict:
+def _payload(
+    row: MatchLog, rule: RuleSpec, *, snapshot: RulesSnapshot, content_labels: dict[int, list[str]]
+) -> dict:
     """The webhook body of one fired rule (Standard Webhooks' {type, timestamp, data})."""
     return {
         "type": EVENT_MATCH_CREATED,
@@ -209,7 +213,9 @@ def _seen_reports_create(*, signal_type: str, hits: Sequence[MatchHit]) -> list[
     """Queue one "seen" report per exchange signal that matched and was not reported before."""
     sources = {
         cid: src
-        for cid, src in exchange_adapter.exchange_sources_for(content_ids=sorted({h.content_id for h in hits})).items()
+        for cid, src in exchange_adapter.exchange_sources_for(
+            content_ids=sorted({h.content_id for h in hits})
+        ).items()
         if src.report_seen
     }
     if not sources:

@@ -192,9 +192,9 @@ def retroaction_run(*, content_ids: list[int]) -> int:
     if not found:
         return 0
     logged = set(
-        MatchLog.objects.filter(submission_id__in=list(found), matched_content_id__in=content_ids).values_list(
-            "submission_id", "matched_content_id"
-        )
+        MatchLog.objects.filter(
+            submission_id__in=list(found), matched_content_id__in=content_ids
+        ).values_list("submission_id", "matched_content_id")
     )
     submissions = Submission.objects.in_bulk(list(found))
     count = 0
@@ -233,7 +233,9 @@ def submissions_prune(*, batch_size: int = 5000) -> int:
     deleted = 0
     while True:
         ids = list(
-            Submission.objects.filter(created_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:batch_size]
+            Submission.objects.filter(created_at__lt=cutoff)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
         )
         if not ids:
             return deleted

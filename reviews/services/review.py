@@ -146,7 +146,9 @@ def review_record(
         ExchangeReport.objects.bulk_create(reports)
         reports_enqueue([r.pk for r in reports])
     logger.info("recorded %d %s review(s); %d exchange report(s) queued", len(reviews), verdict, len(reports))
-    return list(Review.objects.filter(pk__in=[r.pk for r in reviews]).prefetch_related("reports").order_by("pk"))
+    return list(
+        Review.objects.filter(pk__in=[r.pk for r in reviews]).prefetch_related("reports").order_by("pk")
+    )
 
 
 def _add_to_bank(
@@ -199,7 +201,9 @@ def _review_reports(
         source = sources.get(review.reviewed_content_id)
         if source is None:
             continue
-        wanted = source.report_true_positive if verdict == Verdict.TRUE_POSITIVE else source.report_false_positive
+        wanted = (
+            source.report_true_positive if verdict == Verdict.TRUE_POSITIVE else source.report_false_positive
+        )
         if not wanted:
             continue
         for signal in contents[review.reviewed_content_id].signals.all():

@@ -193,7 +193,11 @@ _cached: tuple[float, RulesSnapshot] | None = None
 
 def _load() -> RulesSnapshot:
     rules = []
-    queryset = ActionRule.objects.filter(enabled=True, webhook__enabled=True).prefetch_related("banks").order_by("pk")
+    queryset = (
+        ActionRule.objects.filter(enabled=True, webhook__enabled=True)
+        .prefetch_related("banks")
+        .order_by("pk")
+    )
     for rule in queryset:
         rules.append(
             RuleSpec(
@@ -207,7 +211,9 @@ def _load() -> RulesSnapshot:
                 must_not_have_content_labels=frozenset(rule.must_not_have_content_labels),
             )
         )
-    bank_labels = {pk: tuple(labels or ()) for pk, labels in Bank.objects.values_list("pk", "labels")} if rules else {}
+    bank_labels = (
+        {pk: tuple(labels or ()) for pk, labels in Bank.objects.values_list("pk", "labels")} if rules else {}
+    )
     return RulesSnapshot(tuple(rules), bank_labels, exchange_adapter.seen_reporting_bank_ids())
 
 

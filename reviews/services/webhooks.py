@@ -186,11 +186,15 @@ def webhook_post(*, url: str, secret: str, message_id: str, body: bytes) -> int:
         "Content-Type": "application/json",
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signing.sign(secret=secret, message_id=message_id, timestamp=timestamp, body=body),
+        "webhook-signature": signing.sign(
+            secret=secret, message_id=message_id, timestamp=timestamp, body=body
+        ),
     }
     timeout = settings.OMM_WEBHOOK_TIMEOUT_SECONDS
     with outbound.session(user_agent=USER_AGENT) as session, outbound.deadline(timeout):
-        response = session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
+        response = session.post(
+            url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
+        )
         response.close()  # the body is not needed; do not let a receiver stream us megabytes
         return response.status_code
 
@@ -239,7 +243,9 @@ def webhook_delivery_send(*, delivery_id: int) -> SendOutcome:
             last_status_code=None,
         )
     if 200 <= status < 300:
-        message_finish(WebhookDelivery, delivery.pk, state=SendState.SUCCEEDED, last_status_code=status, last_error="")
+        message_finish(
+            WebhookDelivery, delivery.pk, state=SendState.SUCCEEDED, last_status_code=status, last_error=""
+        )
         return SendOutcome(delivery.pk, SendState.SUCCEEDED, sent=True)
     logger.info("webhook delivery %s to %s: HTTP %s", delivery.message_id, endpoint.name, status)
     return message_fail(
@@ -254,7 +260,9 @@ def webhook_delivery_send(*, delivery_id: int) -> SendOutcome:
 @transaction.atomic
 def webhook_delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
     """Send a dead or skipped delivery again, with a fresh set of attempts; 409 for any other state."""
-    updated = WebhookDelivery.objects.filter(pk=delivery.pk, state__in=[SendState.DEAD, SendState.SKIPPED]).update(
+    updated = WebhookDelivery.objects.filter(
+        pk=delivery.pk, state__in=[SendState.DEAD, SendState.SKIPPED]
+    ).update(
         state=SendState.PENDING,
         attempts=0,
         next_attempt_at=None,
@@ -262,7 +270,9 @@ def webhook_delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
         updated_at=timezone.now(),
     )
     if not updated:
-        raise Conflict(f"Delivery {delivery.pk} is {delivery.state}; only dead or skipped deliveries can be retried")
+        raise Conflict(
+            f"Delivery {delivery.pk} is {delivery.state}; only dead or skipped deliveries can be retried"
+        )
     deliveries_enqueue([delivery.pk])
     delivery.refresh_from_db()
     return delivery

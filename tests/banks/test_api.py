@@ -246,9 +246,8 @@ def test_content_get_bad_bool_is_400(curator_client):
 
 def test_content_update_disable_and_note(curator_client):
     content = bank_content_create(bank=bank_create(name="A"), signals={"pdq": PDQ}, note="old")
-    response = curator_client.put(
-        f"/c/bank/A/content/{content.pk}", {"disable_until_ts": "0", "note": ""}, format="json"
-    )
+    response = curator_client.put(f"/c/bank/A/content/{content.pk}", {"disable_until_ts": "0", "note": ""},
+                                  format="json")
     assert response.status_code == 200
     assert response.json()["disable_until_ts"] == 0
     assert "note" not in response.json()

@@ -67,7 +67,8 @@ def last_change_id() -> int:
 def signals_of(bank: Bank) -> dict[str, BankContent]:
     """{signal_value: content} of a bank (one signal per content, as imports write them)."""
     return {
-        s.signal_value: s.content for s in ContentSignal.objects.filter(content__bank=bank).select_related("content")
+        s.signal_value: s.content
+        for s in ContentSignal.objects.filter(content__bank=bank).select_related("content")
     }
 
 
@@ -117,7 +118,9 @@ def test_import_csv_writes_contents_signals_and_changes(tmp_path):
 
 def test_import_tsv_with_a_column_named_after_the_signal_type(tmp_path):
     bank = bank_create(name="TSV")
-    path = write(tmp_path, "signals.tsv", f'pdq\tcontent_id\tmetadata\n{PDQ}\tp1\t{{"a": "b"}}\n{PDQ2}\tp2\t\n')
+    path = write(
+        tmp_path, "signals.tsv", f'pdq\tcontent_id\tmetadata\n{PDQ}\tp1\t{{"a": "b"}}\n{PDQ2}\tp2\t\n'
+    )
 
     out, _ = run("TSV", path)
 
@@ -520,7 +523,7 @@ def test_orm_fallback_writes_what_copy_writes():
 def test_copy_keeps_text_that_copy_formats_escape():
     # given values holding what COPY's formats escape or read as NULL: tabs, backslashes, \\N,
     # commas, quotes, line breaks (JSON lines carries them all)
-    odd = ["a\tb", "back\\slash", "\\N", 'say "hi", then', "line\nbreak\r"]
+    odd = ['a\tb', "back\\slash", "\\N", 'say "hi", then', "line\nbreak\r"]
     lines = [
         json.dumps({"pdq": f"{i:064x}", "content_id": text, "labels": [text], "metadata": {text: text}, "note": text})
         for i, text in enumerate(odd)
@@ -669,7 +672,9 @@ def tricky_values(length: int) -> list[str]:
     return values
 
 
-@pytest.mark.parametrize(("signal_type", "length"), [(PdqSignal, 64), (VideoMD5Signal, 32)], ids=["pdq", "video_md5"])
+@pytest.mark.parametrize(
+    ("signal_type", "length"), [(PdqSignal, 64), (VideoMD5Signal, 32)], ids=["pdq", "video_md5"]
+)
 def test_validation_accepts_exactly_what_the_class_accepts(signal_type, length):
     validate = SignalValidator()
     fast = parsing._FAST_VALID[signal_type]
@@ -720,7 +725,7 @@ def test_signal_values_have_a_hash_index_that_exact_lookups_use():
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", [ContentSignal._meta.db_table])
         definitions = [row[0] for row in cursor.fetchall()]
     assert [d for d in definitions if "(signal_value)" in d] == [
-        f"CREATE INDEX signal_value_hash ON public.{ContentSignal._meta.db_table} USING hash (signal_value)"
+        f'CREATE INDEX signal_value_hash ON public.{ContentSignal._meta.db_table} USING hash (signal_value)'
     ]
     with transaction.atomic():
         with connection.cursor() as cursor:

@@ -91,7 +91,9 @@ def rule_on_bank(db):
     return content
 
 
-def test_lookup_firing_rules_answers_and_commits_with_the_broker_down(broker, rule_on_bank, runtime, matcher_client):
+def test_lookup_firing_rules_answers_and_commits_with_the_broker_down(
+    broker, rule_on_bank, runtime, matcher_client
+):
     # Given a rule on a bank whose content is loaded by the matcher, and a dead broker
     runtime.refresh()
     broker.down()

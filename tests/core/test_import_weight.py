@@ -39,6 +39,8 @@ def test_a_process_that_does_not_hash_never_loads_the_image_libraries(module):
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "omm_project.settings", "OMM_ROLES": "matcher"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"{module} loads {done.stdout.strip()}"

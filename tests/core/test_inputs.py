@@ -71,7 +71,9 @@ def world(db) -> dict:
     exchange_create(name="EX", api="sample", api_json={}, fetch_now=False)
     hook, _ = webhook_endpoint_create(name="hook", url="https://example.com/hook")
     rule = action_rule_create(name="rule", webhook_id=hook.pk, all_banks=True)
-    delivery = WebhookDelivery.objects.create(message_id="msg_1", endpoint=hook, payload={}, state="dead")
+    delivery = WebhookDelivery.objects.create(
+        message_id="msg_1", endpoint=hook, payload={}, state="dead"
+    )
     match_log_record(
         signal_type="pdq",
         signal_value=PDQ,
@@ -154,24 +156,17 @@ def test_content_put_with_hma_unknown_key_is_400_and_changes_nothing(curator_cli
 
 def test_known_hma_fields_stay_accepted(curator_client, world):
     # HMA's own keys of each write body (docs HMA_API.md) still answer 2xx.
-    assert (
-        curator_client.post(
-            "/c/banks", {"name": "B2", "enabled_ratio": 0.5, "enabled": True}, format="json"
-        ).status_code
-        == 201
-    )
-    assert (
-        curator_client.put(
-            "/c/bank/B2", {"name": "B3", "enabled": False, "enabled_ratio": 0.25}, format="json"
-        ).status_code
-        == 200
-    )
+    assert curator_client.post("/c/banks", {"name": "B2", "enabled_ratio": 0.5, "enabled": True},
+                               format="json").status_code == 201
+    assert curator_client.put("/c/bank/B2", {"name": "B3", "enabled": False, "enabled_ratio": 0.25},
+                              format="json").status_code == 200
     url = f"/c/bank/BANK/content/{world['content_id']}"
     assert curator_client.put(url, {"disable_until_ts": 1, "note": "n"}, format="json").status_code == 200
     body = {"pdq": PDQ, "note": "n", "metadata": {"content_id": "c", "content_uri": "u", "json": {}}}
     assert curator_client.post("/c/bank/BANK/signal", body, format="json").status_code == 200
     assert curator_client.put("/c/exchange/EX", {"enabled": False}, format="json").status_code == 200
-    assert curator_client.post("/c/exchanges/api/sample", {"credential_json": None}, format="json").status_code == 200
+    assert curator_client.post("/c/exchanges/api/sample", {"credential_json": None},
+                               format="json").status_code == 200
 
 
 def test_multipart_unknown_text_field_is_400(hasher_client):
@@ -191,24 +186,10 @@ def test_bool_parse_json_takes_only_true_and_false(value):
     assert bool_parse(True, field="x") is True and bool_parse(False, field="x") is False
 
 
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("true", True),
-        ("TRUE", True),
-        (" yes ", True),
-        ("1", True),
-        ("on", True),
-        ("t", True),
-        ("Y", True),
-        ("false", False),
-        ("No", False),
-        ("0", False),
-        ("off", False),
-        ("f", False),
-        ("n", False),
-    ],
-)
+@pytest.mark.parametrize("text, expected", [
+    ("true", True), ("TRUE", True), (" yes ", True), ("1", True), ("on", True), ("t", True), ("Y", True),
+    ("false", False), ("No", False), ("0", False), ("off", False), ("f", False), ("n", False),
+])
 def test_bool_parse_text_spellings(text, expected):
     assert bool_parse(text, field="x", text=True) is expected
 
@@ -249,7 +230,8 @@ BODY_BOOLEANS = [
     ("post", "/c/action_rules", {"name": "r2", "webhook_id": "{hook}", "all_banks": True}, "enabled"),
     ("patch", "/c/action_rules/{rule}", {}, "all_banks"),
     ("patch", "/c/action_rules/{rule}", {}, "enabled"),
-    ("post", "/c/reviews", {"content_ids": ["{content_id}"], "verdict": "false_positive"}, "disable_on_false_positive"),
+    ("post", "/c/reviews", {"content_ids": ["{content_id}"], "verdict": "false_positive"},
+     "disable_on_false_positive"),
 ]
 
 
@@ -313,7 +295,6 @@ def test_every_boolean_query_parameter_is_strict(full_client, world, method, pat
 
 
 # --- Text and JSON the database cannot store ---------------------------------------------------------
-
 
 def _signal_body(metadata: str, note: str = '""') -> str:
     """A POST /c/bank/<b>/signal body with this metadata and note (JSON text, spliced as given)."""
@@ -381,19 +362,20 @@ def test_json_loads_names_the_place():
 
 def test_multipart_text_fields_are_checked(curator_client, world):
     count = BankContent.objects.count()
-    for fields in (
-        {"note": "a\x00b"},
-        {"metadata": '{"json": {"a": 1e999}}'},
-        {"metadata": '{"json": {"a": "\\u0000"}}'},
-    ):
-        response = curator_client.post("/c/bank/BANK/content", {"photo": _png(), **fields}, format="multipart")
+    for fields in ({"note": "a\x00b"}, {"metadata": '{"json": {"a": 1e999}}'},
+                   {"metadata": '{"json": {"a": "\\u0000"}}'}):
+        response = curator_client.post(
+            "/c/bank/BANK/content", {"photo": _png(), **fields}, format="multipart"
+        )
         assert response.status_code == 400, (fields, response.content[:300])
         assert _is_json_error(response)
     assert BankContent.objects.count() == count
 
 
 def test_form_body_nul_is_400(curator_client):
-    response = curator_client.post("/c/banks", "name=A%00B", content_type="application/x-www-form-urlencoded")
+    response = curator_client.post(
+        "/c/banks", "name=A%00B", content_type="application/x-www-form-urlencoded"
+    )
     assert response.status_code == 400 and _is_json_error(response)
     assert not Bank.objects.exists()
 
@@ -450,15 +432,9 @@ def test_every_write_route_refuses_nul_and_surrogates_in_the_body(full_client, w
 
 
 def test_get_with_nul_in_names(full_client, world):
-    for url in (
-        "/c/bank/%00",
-        "/c/bank/A%00/content",
-        "/c/exchange/%00/status",
-        "/m/raw_lookup?signal=%00&signal_type=pdq",
-        "/m/lookup?signal=%00&signal_type=pdq",
-        "/c/matches?bank=%00",
-        "/c/matches/export?format=csv&signal_type=%00",
-    ):
+    for url in ("/c/bank/%00", "/c/bank/A%00/content", "/c/exchange/%00/status",
+                "/m/raw_lookup?signal=%00&signal_type=pdq", "/m/lookup?signal=%00&signal_type=pdq",
+                "/c/matches?bank=%00", "/c/matches/export?format=csv&signal_type=%00"):
         response = full_client.get(url)
         assert response.status_code == 400, url
         assert response.json()["code"] == "invalid"
@@ -512,23 +488,13 @@ def test_exchange_api_json_unknown_key_is_400(curator_client):
 
 
 def _input_serializer_classes():
-    modules = [
-        bank_serializers,
-        exchange_serializers,
-        hash_serializers,
-        match_serializers,
-        review_serializers,
-        case_serializers,
-    ]
+    modules = [bank_serializers, exchange_serializers, hash_serializers, match_serializers,
+               review_serializers, case_serializers]
     for module in modules:
         for name, value in vars(module).items():
-            if (
-                isinstance(value, type)
-                and issubclass(value, serializers.Serializer)
-                and name.endswith(
-                    ("QuerySerializer", "InputSerializer", "CreateSerializer", "UpdateSerializer", "SetSerializer")
-                )
-            ):
+            if (isinstance(value, type) and issubclass(value, serializers.Serializer)
+                    and name.endswith(("QuerySerializer", "InputSerializer", "CreateSerializer",
+                                       "UpdateSerializer", "SetSerializer"))):
                 yield value
 
 

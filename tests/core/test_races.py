@@ -24,6 +24,7 @@ def curator_key() -> str:
     return api_key(["curate"], name="races")
 
 
+
 def _webhook() -> WebhookEndpoint:
     return review_services.webhook_endpoint_create(name="existing", url=HOOK)[0]
 
@@ -32,17 +33,11 @@ def _webhook() -> WebhookEndpoint:
 # the threads start (it may create what the body refers to).
 CREATES = {
     "bank": ("/c/banks", lambda: {"name": "SAME"}, Bank),
-    "exchange": (
-        "/c/exchanges",
-        lambda: {"bank": "SAME", "api": "sample", "api_json": {"enabled": False}},
-        ExchangeConfig,
-    ),
+    "exchange": ("/c/exchanges", lambda: {"bank": "SAME", "api": "sample", "api_json": {"enabled": False}},
+                 ExchangeConfig),
     "webhook": ("/c/webhooks", lambda: {"name": "same", "url": HOOK}, WebhookEndpoint),
-    "action_rule": (
-        "/c/action_rules",
-        lambda: {"name": "same", "webhook_id": _webhook().pk, "all_banks": True},
-        ActionRule,
-    ),
+    "action_rule": ("/c/action_rules", lambda: {"name": "same", "webhook_id": _webhook().pk, "all_banks": True},
+                    ActionRule),
 }
 
 
@@ -81,11 +76,8 @@ def _rule(i: int) -> int:
 
 RENAMES = {
     "bank": ("/c/bank/{}", lambda i: bank_create(name=f"B{i}").name, {"name": "SAME"}),
-    "webhook": (
-        "/c/webhooks/{}",
-        lambda i: review_services.webhook_endpoint_create(name=f"w{i}", url=HOOK)[0].pk,
-        {"name": "same"},
-    ),
+    "webhook": ("/c/webhooks/{}", lambda i: review_services.webhook_endpoint_create(name=f"w{i}", url=HOOK)[0].pk,
+                {"name": "same"}),
     "action_rule": ("/c/action_rules/{}", _rule, {"name": "same"}),
 }
 

@@ -112,11 +112,8 @@ def test_hostile_strings_in_any_input_never_give_a_server_error(api_key):
     for result in schema.get_all_operations():
         operation = result.ok()
         raw = openapi["paths"][operation.path][operation.method.lower()]
-        path_defaults = {
-            p["name"]: ("1" if p["schema"].get("type") == "integer" else "X")
-            for p in raw.get("parameters", [])
-            if p["in"] == "path"
-        }
+        path_defaults = {p["name"]: ("1" if p["schema"].get("type") == "integer" else "X")
+                         for p in raw.get("parameters", []) if p["in"] == "path"}
         for location, name in _string_inputs(openapi, raw):
             for value in HOSTILE:
                 parts: dict = {"path_parameters": dict(path_defaults)}

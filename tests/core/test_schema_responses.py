@@ -39,27 +39,20 @@ def live(transactional_db, settings, monkeypatch):
         return response.json() if response.content else None
 
     ok(client.post("/c/banks", {"name": "BANK_A", "labels": ["l1"]}, format="json"))
-    content = ok(
-        client.post(
-            "/c/bank/BANK_A/signal",
-            {"pdq": PDQ, "note": "n", "labels": ["c1"], "metadata": {"content_id": "p1", "json": {"k": 1}}},
-            format="json",
-        )
-    )
+    content = ok(client.post("/c/bank/BANK_A/signal", {"pdq": PDQ, "note": "n", "labels": ["c1"],
+                                                        "metadata": {"content_id": "p1", "json": {"k": 1}}},
+                             format="json"))
     ok(client.put("/c/bank/BANK_A/match_settings", {"pdq_threshold": 20}, format="json"))
     ok(client.post("/c/exchanges", {"bank": "SAMPLE_X", "api": "sample", "api_json": {}}, format="json"))
-    webhook = ok(
-        client.post("/c/webhooks", {"name": "W", "url": "https://hooks.schemathesis.invalid/x"}, format="json")
-    )
-    rule = ok(
-        client.post("/c/action_rules", {"name": "R", "webhook_id": webhook["id"], "all_banks": True}, format="json")
-    )
+    webhook = ok(client.post("/c/webhooks", {"name": "W", "url": "https://hooks.schemathesis.invalid/x"},
+                             format="json"))
+    rule = ok(client.post("/c/action_rules", {"name": "R", "webhook_id": webhook["id"], "all_banks": True},
+                          format="json"))
     fresh.refresh()
     ok(client.get("/m/lookup", {"signal": PDQ, "signal_type": "pdq", "content_id": "p9"}))
     match = ok(client.get("/c/matches"))["results"][0]
-    review = ok(client.post("/c/reviews", {"content_ids": [content["id"]], "verdict": "true_positive"}, format="json"))[
-        "reviews"
-    ][0]
+    review = ok(client.post("/c/reviews", {"content_ids": [content["id"]], "verdict": "true_positive"},
+                            format="json"))["reviews"][0]
     case = ok(client.get("/c/cases"))["results"][0]
     ok(client.post(f"/c/case/{case['id']}/verdict", {"verdict": "skip", "note": "n"}, format="json"))
     ids = {
@@ -101,7 +94,9 @@ def test_every_get_answer_with_real_data_matches_the_schema(live):
         operation = result.ok()
         if operation.method.upper() != "GET" or operation.path in ("/h/hash", "/c/webhooks/{id}/deliveries"):
             continue  # (hashing a URL fetches it; no delivery exists without a worker)
-        case = operation.Case(path_parameters=_path_parameters(operation.path, ids), query=QUERIES.get(operation.path))
+        case = operation.Case(
+            path_parameters=_path_parameters(operation.path, ids), query=QUERIES.get(operation.path)
+        )
         response = case.call_and_validate(headers={"Authorization": f"Bearer {key}"}, checks=CHECKS)
         assert response.status_code == 200, (operation.path, response.status_code, response.text[:300])
         checked.append(operation.path)
@@ -132,10 +127,8 @@ def test_keys_known_only_at_run_time_are_additional_properties(anon_client):
 @pytest.mark.parametrize("body", [None, {}])
 def test_compare_without_signal_types_is_400(matcher_client, body):
     # HMA and omm answered 200 {} to a missing or empty body
-    response = (
-        matcher_client.post("/m/compare", body, format="json")
-        if body is not None
-        else (matcher_client.post("/m/compare"))
+    response = matcher_client.post("/m/compare", body, format="json") if body is not None else (
+        matcher_client.post("/m/compare")
     )
     assert response.status_code == 400
     assert "at least one signal type" in response.json()["message"]

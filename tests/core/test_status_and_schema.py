@@ -144,7 +144,6 @@ def test_cached_key_keeps_working_while_the_database_is_down(monkeypatch):
     from django.db import OperationalError
 
     from omm_project.core import auth
-
     raw = api_key(["match"], name="m")
     assert auth._principal_for(raw).scopes == {"match"}
     # when its cache entry has expired and the database is down

@@ -51,7 +51,9 @@ class Entry:
         if not self.deleted:
             parts.append(f"<classification>{self.classification}</classification>")
             parts.append(
-                "<fingerprints>" + "".join(f"<{k}>{v}</{k}>" for k, v in self.fingerprints.items()) + "</fingerprints>"
+                "<fingerprints>"
+                + "".join(f"<{k}>{v}</{k}>" for k, v in self.fingerprints.items())
+                + "</fingerprints>"
             )
         return f"<{tag}>{''.join(parts)}</{tag}>"
 
@@ -87,7 +89,9 @@ class FakeNCMEC:
             return 500, "<error>boom</error>"
         if self.malformed:
             return 200, "<queryResult><images count='1'><image><member"
-        window = sorted((e for e in self.entries.values() if start_ts <= e.ts < end_ts), key=lambda e: (e.ts, e.id))
+        window = sorted(
+            (e for e in self.entries.values() if start_ts <= e.ts < end_ts), key=lambda e: (e.ts, e.id)
+        )
         page = window[start : start + size]
         body = []
         for kind in ("image", "video"):
@@ -111,7 +115,9 @@ class FakeNCMEC:
             body.append(f"<paging><next>{escape('/v2/entries?' + params)}</next></paging>")
         xml = (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-            '<queryResult xmlns="https://hashsharing.ncmec.org/hashsharing/v2">' + "".join(body) + "</queryResult>"
+            '<queryResult xmlns="https://hashsharing.ncmec.org/hashsharing/v2">'
+            + "".join(body)
+            + "</queryResult>"
         )
         return 200, xml
 

@@ -39,7 +39,8 @@ def test_api_schema_shapes(curator_client):
         ("api_token", "string", True)
     ]
     ncmec = {
-        f["name"]: f for f in curator_client.get("/c/exchanges/api/ncmec/schema").json()["config_schema"]["fields"]
+        f["name"]: f
+        for f in curator_client.get("/c/exchanges/api/ncmec/schema").json()["config_schema"]["fields"]
     }
     assert (
         ncmec["environment"]["type"] == "enum"
@@ -56,7 +57,10 @@ def test_api_schema_shapes(curator_client):
 
 def test_api_unknown_is_404(curator_client):
     assert curator_client.get("/c/exchanges/api/nope").status_code == 404
-    assert curator_client.post("/c/exchanges/api/nope", {"credential_json": {}}, format="json").status_code == 404
+    assert (
+        curator_client.post("/c/exchanges/api/nope", {"credential_json": {}}, format="json").status_code
+        == 404
+    )
     response = curator_client.get("/c/exchanges/api/nope/schema")
     assert response.status_code == 404
     assert response.json() == {"message": "Exchange API 'nope' not found", "code": "not_found"}
@@ -99,11 +103,15 @@ def test_credentials_set_clear_and_never_returned(curator_client, caplog):
         ("fb_threatexchange", {"credential_json": {"api_token": "not-a-token-value"}}, "not valid"),
     ],
 )
-def test_credentials_bad_input_is_400_names_no_value_and_stores_nothing(curator_client, api, body, message_part):
+def test_credentials_bad_input_is_400_names_no_value_and_stores_nothing(
+    curator_client, api, body, message_part
+):
     response = curator_client.post(f"/c/exchanges/api/{api}", body, format="json")
     assert response.status_code == 400
     assert message_part in response.json()["message"]
-    assert "12345678" not in response.json()["message"] and "not-a-token-value" not in response.json()["message"]
+    assert (
+        "12345678" not in response.json()["message"] and "not-a-token-value" not in response.json()["message"]
+    )
     assert not ExchangeCredential.objects.exists()
 
 
@@ -187,7 +195,9 @@ def test_exchange_create_makes_its_bank(curator_client):
 
 
 def test_exchange_create_enabled_false_is_honoured(curator_client):
-    curator_client.post("/c/exchanges", {"bank": "OFF", "api": "sample", "api_json": {"enabled": False}}, format="json")
+    curator_client.post(
+        "/c/exchanges", {"bank": "OFF", "api": "sample", "api_json": {"enabled": False}}, format="json"
+    )
     assert ExchangeConfig.objects.get().fetching_enabled is False
 
 
@@ -258,7 +268,9 @@ def test_exchange_get_of_an_uninstalled_api_shows_the_basics(curator_client, set
         "api": "removed",
         "enabled": True,
     }
-    assert services.exchange_fetch(exchange_id=exchange.pk).error.startswith("FetchError: Exchange API 'removed'")
+    assert services.exchange_fetch(exchange_id=exchange.pk).error.startswith(
+        "FetchError: Exchange API 'removed'"
+    )
 
 
 def test_exchange_update_returns_json_and_applies(curator_client, django_capture_on_commit_callbacks):
@@ -444,7 +456,9 @@ def test_exchange_endpoints_need_a_key_with_curate_scope(anon_client, matcher_cl
     assert list(ExchangeConfig.objects.values_list("name", flat=True)) == ["EX"]
 
 
-def test_content_list_query_count_is_constant_for_exchange_content(curator_client, django_assert_max_num_queries):
+def test_content_list_query_count_is_constant_for_exchange_content(
+    curator_client, django_assert_max_num_queries
+):
     exchange = services.exchange_create(name="EX", api="sample", fetch_now=False)
     services.exchange_fetch(exchange_id=exchange.pk)
     curator_client.get("/c/banks")  # warm the key cache

@@ -30,17 +30,24 @@ def make_sample(name: str = "SAMPLE") -> ExchangeConfig:
 def make_file_exchange(tmp_path, lines: list[str], name: str = "FILE") -> ExchangeConfig:
     path = tmp_path / f"{name}.txt"
     path.write_text("".join(f"{line}\n" for line in lines))
-    return services.exchange_create(name=name, api="local_file", api_json={"filename": str(path)}, fetch_now=False)
+    return services.exchange_create(
+        name=name, api="local_file", api_json={"filename": str(path)}, fetch_now=False
+    )
 
 
 def bank_signals(exchange: ExchangeConfig) -> set[tuple[str, str]]:
-    return set(ContentSignal.objects.filter(content__bank=exchange.bank).values_list("signal_type", "signal_value"))
+    return set(
+        ContentSignal.objects.filter(content__bank=exchange.bank).values_list("signal_type", "signal_value")
+    )
 
 
 def test_sample_exchange_end_to_end_through_the_celery_task(curator_client):
     # given a sample exchange created through the API
     assert (
-        curator_client.post("/c/exchanges", {"bank": "SEED_SAMPLE", "api": "sample"}, format="json").status_code == 201
+        curator_client.post(
+            "/c/exchanges", {"bank": "SEED_SAMPLE", "api": "sample"}, format="json"
+        ).status_code
+        == 201
     )
     exchange = ExchangeConfig.objects.get(name="SEED_SAMPLE")
     # when the real Celery task runs
@@ -191,13 +198,17 @@ def test_one_fetch_per_exchange_and_expired_leases_are_taken_over():
     assert services.exchange_fetch(exchange_id=exchange.pk).result == "locked"
     assert not ExchangeItem.objects.exists()
     # when that worker crashed and its lease ran out
-    ExchangeFetchStatus.objects.filter(pk=exchange.pk).update(lock_expires_at=timezone.now() - timedelta(seconds=1))
+    ExchangeFetchStatus.objects.filter(pk=exchange.pk).update(
+        lock_expires_at=timezone.now() - timedelta(seconds=1)
+    )
     assert services.exchange_fetch(exchange_id=exchange.pk).result == "done"
     assert ExchangeItem.objects.count() == 18
 
 
 def test_disabled_exchange_is_not_fetched_nor_shown_running():
-    exchange = services.exchange_create(name="OFF", api="sample", api_json={"enabled": False}, fetch_now=False)
+    exchange = services.exchange_create(
+        name="OFF", api="sample", api_json={"enabled": False}, fetch_now=False
+    )
     assert services.exchange_fetch(exchange_id=exchange.pk).result == "disabled"
     assert ExchangeFetchStatus.objects.get(pk=exchange.pk).running_fetch_started_at is None
 
@@ -211,7 +222,9 @@ def test_fetch_all_enqueues_due_enabled_exchanges(django_capture_on_commit_callb
     due = make_sample("DUE")
     services.exchange_create(name="OFF", api="sample", api_json={"enabled": False}, fetch_now=False)
     backing_off = make_sample("BACKING_OFF")
-    ExchangeFetchStatus.objects.filter(pk=backing_off.pk).update(next_attempt_at=timezone.now() + timedelta(hours=1))
+    ExchangeFetchStatus.objects.filter(pk=backing_off.pk).update(
+        next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
     running = make_sample("RUNNING")
     ExchangeFetchStatus.objects.filter(pk=running.pk).update(
         lock_token="x", lock_expires_at=timezone.now() + timedelta(minutes=1)

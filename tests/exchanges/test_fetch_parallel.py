@@ -206,7 +206,9 @@ def committed_upto(exchange, position: int) -> bool:
         expected[f"{signal_type}:{value}"] = metadata is not None  # the last occurrence wins
     expected = {key: present for key, present in expected.items() if key not in later}
     stored = set(
-        ExchangeItem.objects.filter(exchange=exchange, fetch_key__in=list(expected)).values_list("fetch_key", flat=True)
+        ExchangeItem.objects.filter(exchange=exchange, fetch_key__in=list(expected)).values_list(
+            "fetch_key", flat=True
+        )
     )
     return stored == {key for key, present in expected.items() if present}
 

@@ -64,7 +64,9 @@ def stored(exchange: ExchangeConfig) -> dict[str, dict[str, str]]:
 
 def seed(fake_ncmec, n_images: int = 7, n_videos: int = 2) -> None:
     for i in range(n_images):
-        fake_ncmec.put(Entry(f"img{i}", T0 - 1000 + i, "image", fingerprints={"pdq": pdq(i + 1), "md5": md5(i)}))
+        fake_ncmec.put(
+            Entry(f"img{i}", T0 - 1000 + i, "image", fingerprints={"pdq": pdq(i + 1), "md5": md5(i)})
+        )
     for i in range(n_videos):
         fake_ncmec.put(Entry(f"vid{i}", T0 - 990 + i, "video", fingerprints={"md5": md5(100 + i)}))
 

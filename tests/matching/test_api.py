@@ -34,9 +34,13 @@ def test_raw_lookup_returns_ids(matcher_client, loaded):
 
 
 def test_raw_lookup_with_distance_has_hma_shape(matcher_client, loaded):
-    response = matcher_client.get("/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq", "include_distance": "true"})
+    response = matcher_client.get(
+        "/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq", "include_distance": "true"}
+    )
     assert response.json() == {"matches": [{"bank_content_id": loaded["near"].pk, "distance": "9"}]}
-    response = matcher_client.get("/m/raw_lookup", {"signal": MD5, "signal_type": "video_md5", "include_distance": "1"})
+    response = matcher_client.get(
+        "/m/raw_lookup", {"signal": MD5, "signal_type": "video_md5", "include_distance": "1"}
+    )
     assert response.json() == {"matches": [{"bank_content_id": loaded["video"].pk, "distance": "-"}]}
 
 
@@ -56,7 +60,9 @@ def test_raw_lookup_banks_filter(matcher_client, runtime, loaded):
     runtime.refresh()
     response = matcher_client.get("/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq", "banks": "OTHER"})
     assert response.json() == {"matches": [theirs.pk]}
-    response = matcher_client.get("/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq", "banks": "BANK_A, OTHER"})
+    response = matcher_client.get(
+        "/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq", "banks": "BANK_A, OTHER"}
+    )
     assert sorted(response.json()["matches"]) == sorted([theirs.pk, loaded["near"].pk])
     response = matcher_client.get("/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq", "banks": "NOPE"})
     assert response.json() == {"matches": []}
@@ -75,7 +81,9 @@ def test_raw_lookup_with_details(matcher_client, runtime, bank):
         labels=["csam"],
     )
     runtime.refresh()
-    response = matcher_client.get("/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq", "include_details": "true"})
+    response = matcher_client.get(
+        "/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq", "include_details": "true"}
+    )
     (match,) = response.json()["matches"]
     assert match["bank_content_id"] == content.pk and match["distance"] == "9"
     assert match["bank_name"] == "BANK_A" and match["distance_int"] == 9
@@ -89,7 +97,9 @@ def test_raw_lookup_with_details(matcher_client, runtime, bank):
 
 
 @pytest.mark.parametrize("path", ["/m/lookup", "/m/raw_lookup"])
-def test_details_show_the_exchange_provenance_the_content_endpoint_shows(runtime, curator_client, matcher_client, path):
+def test_details_show_the_exchange_provenance_the_content_endpoint_shows(
+    runtime, curator_client, matcher_client, path
+):
     # given content fetched from an exchange (the sample exchange's PDQ examples)
     from threatexchange.signal_type.pdq.signal import PdqSignal
 
@@ -210,7 +220,9 @@ def test_lookup_banks_filter(matcher_client, runtime, loaded):
 
 
 def test_lookup_with_details(matcher_client, loaded):
-    body = matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq", "include_details": "yes"}).json()
+    body = matcher_client.get(
+        "/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq", "include_details": "yes"}
+    ).json()
     (match,) = body["BANK_A"]
     assert match["bank_name"] == "BANK_A" and match["distance"] == "9" and "metadata" in match
 
@@ -239,8 +251,12 @@ def _media_hashes(signals: dict, quality: int | None = 100):
 
 
 def test_lookup_by_url_groups_by_signal_type(matcher_client, loaded):
-    with mock.patch("hashing.services.media_hash_from_url", return_value=_media_hashes({"pdq": PDQ_Y})) as hash_url:
-        response = matcher_client.get("/m/lookup", {"url": "https://example.com/a.jpg", "content_type": "photo"})
+    with mock.patch(
+        "hashing.services.media_hash_from_url", return_value=_media_hashes({"pdq": PDQ_Y})
+    ) as hash_url:
+        response = matcher_client.get(
+            "/m/lookup", {"url": "https://example.com/a.jpg", "content_type": "photo"}
+        )
     assert response.status_code == 200
     assert response.json() == {"pdq": {"BANK_A": [{"bank_content_id": loaded["near"].pk, "distance": "9"}]}}
     assert hash_url.call_args.kwargs == {
@@ -254,9 +270,14 @@ def test_lookup_by_url_groups_by_signal_type(matcher_client, loaded):
 
 def test_lookup_by_url_with_signal_type_returns_that_type_only(matcher_client, loaded):
     with mock.patch("hashing.services.media_hash_from_url", return_value=_media_hashes({"pdq": PDQ_Y})):
-        body = matcher_client.get("/m/lookup", {"url": "https://example.com/a.jpg", "signal_type": "pdq"}).json()
+        body = matcher_client.get(
+            "/m/lookup", {"url": "https://example.com/a.jpg", "signal_type": "pdq"}
+        ).json()
         assert list(body) == ["BANK_A"]
-        assert matcher_client.get("/m/lookup", {"url": "https://x.example/a", "signal_type": "video_md5"}).json() == {}
+        assert (
+            matcher_client.get("/m/lookup", {"url": "https://x.example/a", "signal_type": "video_md5"}).json()
+            == {}
+        )
 
 
 def test_lookup_by_url_of_low_quality_photo_is_400(matcher_client, loaded):
@@ -279,7 +300,11 @@ def test_lookup_by_url_without_hasher_role_is_403(matcher_client, loaded, settin
 def _checkerboard_png(cell: int = 16) -> bytes:
     image = Image.new("RGB", (128, 128))
     image.putdata(
-        [(255, 255, 255) if ((x // cell + y // cell) % 2) else (0, 0, 0) for y in range(128) for x in range(128)]
+        [
+            (255, 255, 255) if ((x // cell + y // cell) % 2) else (0, 0, 0)
+            for y in range(128)
+            for x in range(128)
+        ]
     )
     out = io.BytesIO()
     image.save(out, format="PNG")

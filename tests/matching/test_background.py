@@ -49,7 +49,9 @@ def test_background_loop_serves_new_content_and_snapshots(runtime, settings):
         assert _wait_for(lambda: runtime.readiness_failure() is None)
         # when content is added, then it matches without anyone calling refresh
         added = bank_content_create(bank=bank, signals={"pdq": PDQ_X})
-        assert _wait_for(lambda: [m.content_id for m in runtime.state.types["pdq"].matches(PDQ_Y, 31)] == [added.pk])
+        assert _wait_for(
+            lambda: [m.content_id for m in runtime.state.types["pdq"].matches(PDQ_Y, 31)] == [added.pk]
+        )
         # and a published snapshot is loaded in the background
         snapshot = services.index_build(signal_type="pdq")
         assert _wait_for(lambda: runtime.state.types["pdq"].snapshot_id == snapshot.pk)

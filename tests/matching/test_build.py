@@ -93,7 +93,9 @@ def test_index_build_skipped_while_another_build_holds_the_lock(bank):
 def test_index_lock_of_crashed_worker_lapses(db):
     assert services.index_lock_acquire(signal_type="pdq", lease_seconds=60)
     assert services.index_lock_acquire(signal_type="pdq") is None
-    IndexBuildLock.objects.filter(signal_type="pdq").update(expires_at=timezone.now() - timezone.timedelta(seconds=1))
+    IndexBuildLock.objects.filter(signal_type="pdq").update(
+        expires_at=timezone.now() - timezone.timedelta(seconds=1)
+    )
     assert services.index_lock_acquire(signal_type="pdq") is not None
 
 

@@ -177,7 +177,9 @@ def test_snapshot_keeps_tombstones_exact_and_generic():
     assert [m.id for m in snap.index.search("bball now?")] == [3]
     assert snap.index.search("héllo wörld") == []
     # explicit resolver (mapping) and unknown type
-    assert read_snapshot(io.BytesIO(_roundtrip(generic)[1]), signal_types={"raw_text": RawTextSignal})
+    assert read_snapshot(
+        io.BytesIO(_roundtrip(generic)[1]), signal_types={"raw_text": RawTextSignal}
+    )
     with pytest.raises(SnapshotError, match="unknown signal type"):
         read_snapshot(io.BytesIO(_roundtrip(generic)[1]), signal_types={})
 

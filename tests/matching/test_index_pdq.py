@@ -50,7 +50,9 @@ def random_data():
     hashes = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
     ids = rng.permutation(n).astype(np.int64) * 7 + 3
     members = rng.integers(0, n, size=200)
-    queries = np.stack([_flip(rng, hashes[m], int(k)) for m, k in zip(members, np.arange(200) % 41, strict=True)])
+    queries = np.stack(
+        [_flip(rng, hashes[m], int(k)) for m, k in zip(members, np.arange(200) % 41, strict=True)]
+    )
     return hashes, ids, queries
 
 

@@ -45,7 +45,9 @@ def test_runtime_loads_newest_snapshot_and_matches(runtime, bank):
     state = runtime.state.types["pdq"]
     assert state.snapshot_id == snapshot.pk
     matches = state.matches(PDQ_Y, 31)
-    assert [(m.content_id, m.distance, m.distance_str, m.bank_id) for m in matches] == [(near.pk, 9, "9", bank.pk)]
+    assert [(m.content_id, m.distance, m.distance_str, m.bank_id) for m in matches] == [
+        (near.pk, 9, "9", bank.pk)
+    ]
     assert ids(runtime, PDQ_Y, threshold=8) == []
     assert [m.distance_str for m in runtime.state.types["video_md5"].matches(MD5, 0)] == ["-"]
     assert ids(runtime, MD5, "video_md5") == [video.pk]

@@ -137,5 +137,7 @@ def test_fast_path_not_ready_is_503_like_django(wsgi, runtime, keys):
 def test_other_requests_go_to_django(wsgi, runtime, keys):
     status, body, _ = _call(wsgi.application, _environ("", keys["match"], path="/m/index/status"))
     assert status == 200 and "pdq" in body
-    status, _, _ = _call(wsgi.application, _environ("signal_type=pdq&signal=" + PDQ_A, keys["match"], method="POST"))
+    status, _, _ = _call(
+        wsgi.application, _environ("signal_type=pdq&signal=" + PDQ_A, keys["match"], method="POST")
+    )
     assert status == 405

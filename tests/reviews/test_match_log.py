@@ -93,7 +93,9 @@ def test_fired_rule_enqueues_delivery_after_commit(django_capture_on_commit_call
     match = MatchLog.objects.get(pk=match_id)
     assert match.rules == [{"id": rule.pk, "name": "rule"}]
     delivery = WebhookDelivery.objects.get()
-    assert delivery.state == SendState.PENDING and delivery.match_id == match_id and delivery.endpoint == webhook
+    assert (
+        delivery.state == SendState.PENDING and delivery.match_id == match_id and delivery.endpoint == webhook
+    )
     assert len(callbacks) == 1
     data = delivery.payload["data"]
     assert delivery.payload["type"] == "match.created"

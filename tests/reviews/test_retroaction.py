@@ -108,7 +108,9 @@ def test_retroaction_skips_pairs_the_live_lookup_logged(window):
     # Given a lookup that matched the content live and passed its submission id on
     content = make_content(make_bank())
     submission_id = _submit("pdq", PDQ)
-    services.match_log_record(signal_type="pdq", signal_value=PDQ, hits=[hit_for(content)], submission_id=submission_id)
+    services.match_log_record(
+        signal_type="pdq", signal_value=PDQ, hits=[hit_for(content)], submission_id=submission_id
+    )
     # When retroaction replays it
     assert services.retroaction_run(content_ids=[content.pk]) == 0
     # Then the pair is logged once, by the lookup

@@ -16,7 +16,9 @@ def test_review_true_positive_marks_unreviewed_matches(curator_client):
     content = make_content(make_bank("HARM"))
     other = make_content(make_bank("OTHER"))
     services.match_log_record(signal_type="pdq", signal_value=PDQ, hits=[hit_for(content)])
-    services.review_record(content_ids=[content.pk], verdict="false_positive", disable_on_false_positive=False)
+    services.review_record(
+        content_ids=[content.pk], verdict="false_positive", disable_on_false_positive=False
+    )
     services.match_log_record(signal_type="pdq", signal_value=PDQ, hits=[hit_for(content), hit_for(other)])
     # When a reviewer says it is harmful
     response = curator_client.post(
@@ -28,7 +30,9 @@ def test_review_true_positive_marks_unreviewed_matches(curator_client):
     assert response.status_code == 201
     (review,) = response.json()["reviews"]
     assert review["content_id"] == content.pk and review["bank"] == "HARM"
-    assert review["verdict"] == "true_positive" and review["labels"] == ["csam"] and review["note"] == "checked"
+    assert (
+        review["verdict"] == "true_positive" and review["labels"] == ["csam"] and review["note"] == "checked"
+    )
     assert review["matches_marked"] == 1 and review["content_disabled"] is False
     assert review["reviewer"].startswith("test-") and review["exchange_reports"] == []
     assert MatchLog.objects.filter(verdict="true_positive", review_id=review["id"]).count() == 1
@@ -55,7 +59,9 @@ def test_review_false_positive_follows_the_setting_by_default(curator_client, se
     settings.OMM_FALSE_POSITIVE_DISABLES = False
     curator_client.post("/c/reviews", {"content_ids": [first.pk], "verdict": "false_positive"}, format="json")
     settings.OMM_FALSE_POSITIVE_DISABLES = True
-    curator_client.post("/c/reviews", {"content_ids": [second.pk], "verdict": "false_positive"}, format="json")
+    curator_client.post(
+        "/c/reviews", {"content_ids": [second.pk], "verdict": "false_positive"}, format="json"
+    )
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.disable_until_ts == BankContent.ENABLED
@@ -98,12 +104,16 @@ def test_review_adds_content_to_a_bank_once(curator_client):
 def test_review_many_contents_in_one_request(curator_client):
     bank = make_bank()
     ids = [make_content(bank).pk for _ in range(3)]
-    response = curator_client.post("/c/reviews", {"content_ids": ids, "verdict": "true_positive"}, format="json")
+    response = curator_client.post(
+        "/c/reviews", {"content_ids": ids, "verdict": "true_positive"}, format="json"
+    )
     assert [r["content_id"] for r in response.json()["reviews"]] == ids
     assert Review.objects.count() == 3
 
 
-def test_review_queues_exchange_reports_only_when_switched_on(curator_client, django_capture_on_commit_callbacks):
+def test_review_queues_exchange_reports_only_when_switched_on(
+    curator_client, django_capture_on_commit_callbacks
+):
     # Given content of an exchange that reports true positives, and of one that does not
     reported = make_exchange_content(
         api="sample", name="TP_ON", signals={"pdq": PDQ, "video_md5": MD5}, report_true_positive_enabled=True
@@ -187,7 +197,9 @@ def test_review_list_detail_and_filters(curator_client):
     services.review_record(content_ids=[b.pk], verdict="false_positive")
     body = curator_client.get("/c/reviews").json()
     assert [r["content_id"] for r in body["results"]] == [b.pk, a.pk]
-    assert [r["content_id"] for r in curator_client.get("/c/reviews?verdict=true_positive").json()["results"]] == [a.pk]
+    assert [
+        r["content_id"] for r in curator_client.get("/c/reviews?verdict=true_positive").json()["results"]
+    ] == [a.pk]
     assert curator_client.get(f"/c/reviews?content_id={b.pk}").json()["count"] == 1
     assert curator_client.get("/c/reviews?verdict=nope").status_code == 400
     review_id = body["results"][0]["id"]
@@ -205,7 +217,9 @@ def test_review_list_query_count_is_constant(curator_client, django_assert_num_q
     assert len(response.json()["results"]) == 10
 
 
-@pytest.mark.parametrize(("method", "path"), [("get", "/c/reviews"), ("post", "/c/reviews"), ("get", "/c/reviews/1")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("get", "/c/reviews"), ("post", "/c/reviews"), ("get", "/c/reviews/1")]
+)
 def test_review_endpoints_need_curate_scope(anon_client, matcher_client, method, path):
     content = make_content(make_bank())
     body = {"content_ids": [content.pk], "verdict": "true_positive"}

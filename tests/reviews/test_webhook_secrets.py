@@ -43,7 +43,9 @@ def test_created_secret_is_sealed_in_the_row(curator_client):
     # When an endpoint is created with a generated secret, and one with the caller's own
     generated = curator_client.post("/c/webhooks", {"name": "gen", "url": HOOK}, format="json").json()
     own_secret = signing.secret_generate()
-    own = curator_client.post("/c/webhooks", {"name": "own", "url": HOOK, "secret": own_secret}, format="json").json()
+    own = curator_client.post(
+        "/c/webhooks", {"name": "own", "url": HOOK, "secret": own_secret}, format="json"
+    ).json()
     # Then neither row holds its secret in clear, and each opens to the secret shown once
     for body, secret in ((generated, generated["secret"]), (own, own_secret)):
         _assert_not_in_row(body["id"], secret)

@@ -35,7 +35,9 @@ def _delivery(url: str) -> WebhookDelivery:
 
 def _make_due(delivery: WebhookDelivery) -> None:
     """What passing the backoff time looks like to the database."""
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
 
 
 def test_signature_matches_the_standard_webhooks_reference_vector():
@@ -65,7 +67,9 @@ def test_verify_accepts_any_listed_signature_and_refuses_stale_or_wrong_ones():
         now=1100,
     )
     with pytest.raises(signing.InvalidSignature):
-        signing.verify(secret=secret, message_id="msg_1", timestamp="1000", signature_header=good, body=b"{}", now=1000)
+        signing.verify(
+            secret=secret, message_id="msg_1", timestamp="1000", signature_header=good, body=b"{}", now=1000
+        )
     with pytest.raises(signing.InvalidSignature):
         signing.verify(
             secret=secret,
@@ -107,7 +111,9 @@ def test_delivery_posts_signed_body_to_local_receiver(local_server, allow_loopba
     assert body["data"]["platform_content_id"] == "post-1"
     assert body["data"]["rule"]["name"] == "rule"
     delivery.refresh_from_db()
-    assert delivery.state == SendState.SUCCEEDED and delivery.attempts == 1 and delivery.last_status_code == 200
+    assert (
+        delivery.state == SendState.SUCCEEDED and delivery.attempts == 1 and delivery.last_status_code == 200
+    )
 
 
 def test_delivery_retries_after_500_with_backoff_then_succeeds(local_server, allow_loopback, settings):
@@ -215,7 +221,9 @@ def test_claim_is_exclusive_until_the_lease_expires(local_server, allow_loopback
     # Then nobody else gets it while the lease holds
     assert message_claim(WebhookDelivery, delivery.pk) is None
     # When that worker dies and its lease runs out
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
     # Then another run takes it over and sends it
     assert services.webhook_delivery_send(delivery_id=delivery.pk).state == SendState.SUCCEEDED
     assert WebhookDelivery.objects.get().attempts == 2
@@ -257,7 +265,9 @@ def test_disabled_endpoint_skips_delivery(local_server, allow_loopback):
     assert local_server.requests == []
 
 
-def test_dead_delivery_can_be_retried(local_server, allow_loopback, settings, django_capture_on_commit_callbacks):
+def test_dead_delivery_can_be_retried(
+    local_server, allow_loopback, settings, django_capture_on_commit_callbacks
+):
     settings.OMM_WEBHOOK_MAX_ATTEMPTS = 1
     local_server.statuses = [500]
     delivery = _delivery(local_server.url)
@@ -292,7 +302,9 @@ def test_link_local_is_refused_even_when_private_addresses_are_allowed(settings)
     assert endpoint.url == "http://127.0.0.1:8080/hook"
 
 
-def test_messages_enqueue_due_picks_lost_messages(local_server, allow_loopback, django_capture_on_commit_callbacks):
+def test_messages_enqueue_due_picks_lost_messages(
+    local_server, allow_loopback, django_capture_on_commit_callbacks
+):
     delivery = _delivery(local_server.url)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(minutes=10))
     counts = services.messages_enqueue_due()

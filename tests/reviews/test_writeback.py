@@ -130,7 +130,9 @@ def test_threatexchange_reacts_on_each_descriptor(local_server, allow_loopback, 
     # Given ThreatExchange content with two descriptors and a reaction-only opinion
     monkeypatch.setattr(ThreatExchangeAPI, "_TE_BASE_URL", local_server.url)
     local_server.response_body = json.dumps({"success": True}).encode()
-    exchange_api_credentials_set(api_cls=apis.api_get("fb_threatexchange"), credential_json={"api_token": TE_TOKEN})
+    exchange_api_credentials_set(
+        api_cls=apis.api_get("fb_threatexchange"), credential_json={"api_token": TE_TOKEN}
+    )
     opinions = [
         {"is_mine": False, "category": 2, "tags": ["a"], "owner_app_id": 1, "descriptor_id": 111},
         {"is_mine": False, "category": 2, "tags": [], "owner_app_id": 2, "descriptor_id": 222},
@@ -156,12 +158,16 @@ def test_threatexchange_reacts_on_each_descriptor(local_server, allow_loopback, 
 def test_threatexchange_error_body_is_a_failure_with_token_scrubbed(local_server, allow_loopback, monkeypatch):
     monkeypatch.setattr(ThreatExchangeAPI, "_TE_BASE_URL", local_server.url)
     local_server.response_body = json.dumps({"error": {"message": f"bad token {TE_TOKEN}"}}).encode()
-    exchange_api_credentials_set(api_cls=apis.api_get("fb_threatexchange"), credential_json={"api_token": TE_TOKEN})
+    exchange_api_credentials_set(
+        api_cls=apis.api_get("fb_threatexchange"), credential_json={"api_token": TE_TOKEN}
+    )
     content = make_exchange_content(
         api="fb_threatexchange",
         name="TE",
         api_json={"privacy_group": 1234},
-        value={"opinions": [{"is_mine": False, "category": 2, "tags": [], "owner_app_id": 1, "descriptor_id": 9}]},
+        value={
+            "opinions": [{"is_mine": False, "category": 2, "tags": [], "owner_app_id": 1, "descriptor_id": 9}]
+        },
         report_false_positive_enabled=True,
     )
     report = _review(content, "false_positive")
@@ -202,7 +208,9 @@ def test_pytx_file_report_opinion_is_broken_upstream(tmp_path):
         FileCollaborationConfig(name="F", api="local_file", enabled=True, filename=str(signal_file))
     )
     with pytest.raises(ValueError, match="mode"):
-        api.report_opinion(VideoMD5Signal, MD5, SignalOpinion(True, SignalOpinionCategory.POSITIVE_CLASS, set()))
+        api.report_opinion(
+            VideoMD5Signal, MD5, SignalOpinion(True, SignalOpinionCategory.POSITIVE_CLASS, set())
+        )
 
 
 @pytest.mark.parametrize(("verdict", "labels"), [("false_positive", []), ("true_positive", ["with-a-label"])])
@@ -238,7 +246,9 @@ def test_report_skipped_when_switched_off_or_exchange_deleted():
     second = _review(content, "true_positive")
     exchange = ExchangeConfig.objects.get(name="SAMPLE")
     exchange_update(exchange=exchange, changes={"report_true_positive_enabled": False})
-    assert services.exchange_report_send(report_id=first.pk).detail == "true_positive reporting is switched off"
+    assert (
+        services.exchange_report_send(report_id=first.pk).detail == "true_positive reporting is switched off"
+    )
     exchange_delete(exchange=exchange, keep_bank=True)
     outcome = services.exchange_report_send(report_id=second.pk)
     assert outcome.state == SendState.SKIPPED and outcome.detail == "exchange deleted"

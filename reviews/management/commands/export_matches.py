@@ -15,7 +15,9 @@ class Command(OmmCommand):
         parser.add_argument("--since", help="ISO 8601 date/time or unix seconds (inclusive).")
         parser.add_argument("--until", help="ISO 8601 date/time or unix seconds (exclusive).")
         parser.add_argument("--bank", help="Bank name (at match time, or current).")
-        parser.add_argument("--reviewed", choices=["true", "false"], help="Only reviewed or unreviewed matches.")
+        parser.add_argument(
+            "--reviewed", choices=["true", "false"], help="Only reviewed or unreviewed matches."
+        )
         parser.add_argument("--verdict", help="true_positive or false_positive.")
         parser.add_argument("-o", "--output", help="File to write (default: standard output).")
 
