@@ -9,7 +9,17 @@ from django.db.models.expressions import RawSQL
 
 from banks.models import Bank, BankContent
 from omm_project.lib.errors import NotFound
-from reviews.models import ActionRule, Case, CaseEvent, CaseMatch, MatchLog, Review, WebhookDelivery, WebhookEndpoint
+from reviews.models import (
+    ActionRule,
+    Case,
+    CaseEvent,
+    CaseMatch,
+    MatchLog,
+    Quarantine,
+    Review,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 
 @dataclass(frozen=True)
@@ -191,3 +201,40 @@ def case_get(*, case_id: int) -> Case:
     if case is None:
         raise NotFound(f"case {case_id} not found")
     return case
+
+
+# --- Quarantine ---
+
+
+@dataclass(frozen=True)
+class QuarantineFilters:
+    """Filters of GET /c/quarantine; None means "any" (reviews.api.quarantine reads them)."""
+
+    state: str | None = None
+    bank: str | None = None
+
+
+def quarantine_list(*, filters: QuarantineFilters = QuarantineFilters()) -> QuerySet[Quarantine]:
+    """Quarantined contents, newest first (index quarantine_state when filtered by state)."""
+    queryset = Quarantine.objects.all()
+    if filters.state is not None:
+        queryset = queryset.filter(state=filters.state)
+    if filters.bank is not None:
+        # The name the bank had when the content was quarantined, or its current name after a rename.
+        queryset = queryset.filter(
+            Q(bank_name=filters.bank) | Q(matched_bank_id__in=Bank.objects.filter(name=filters.bank).values("pk"))
+        )
+    return queryset.order_by("-quarantined_at", "-id")
+
+
+def quarantine_get(*, quarantine_id: int) -> Quarantine:
+    """One quarantine, or a 404."""
+    quarantine = Quarantine.objects.filter(pk=quarantine_id).first()
+    if quarantine is None:
+        raise NotFound(f"quarantine {quarantine_id} not found")
+    return quarantine
+
+
+def quarantine_held_count(*, quarantine: Quarantine) -> int:
+    """Its content's match log rows that are held now (no case yet)."""
+    return MatchLog.objects.filter(matched_content_id=quarantine.matched_content_id, quarantined=True).count()
