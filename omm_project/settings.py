@@ -454,6 +454,7 @@ SPECTACULAR_SETTINGS = {
         "VerdictEnum": "reviews.choices.Verdict",
         "CaseStateEnum": "reviews.choices.CaseState",
         "CaseVerdictEnum": "reviews.choices.CaseVerdict",
+        "QuarantineStateEnum": "reviews.choices.QuarantineState",
     },
     # /status, /status/live and /metrics are plain Django views; the hook documents them.
     "POSTPROCESSING_HOOKS": [

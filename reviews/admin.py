@@ -14,6 +14,7 @@ from reviews.models import (
     CaseMatch,
     ExchangeReport,
     MatchLog,
+    Quarantine,
     Review,
     WebhookDelivery,
     WebhookEndpoint,
@@ -116,6 +117,25 @@ class CaseEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "case", "created_at", "actor", "kind")
     list_filter = ("kind",)
     search_fields = ("actor", "=case__id")
+
+
+@admin.register(Quarantine)
+class QuarantineAdmin(ReadOnlyAdmin):
+    """Read-only: curators decide through /c/quarantine or the UI's quarantine page (services)."""
+
+    list_display = (
+        "id",
+        "state",
+        "bank_name",
+        "matched_content_id",
+        "distinct_content_ids",
+        "window_hours",
+        "quarantined_at",
+        "decided_at",
+        "decided_by",
+    )
+    list_filter = ("state", "bank_name")
+    search_fields = ("=matched_content_id", "bank_name")
 
 
 @admin.register(ExchangeReport)

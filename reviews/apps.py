@@ -7,7 +7,11 @@ class ReviewsConfig(AppConfig):
 
     def ready(self) -> None:
         from banks.services import BankHooks, bank_hooks_register
+        from omm_project.lib.metrics import register_provider
+        from reviews.metrics import quarantine_metrics
         from reviews.services.retroaction import bank_contents_added, retroaction_enabled
+
+        register_provider(quarantine_metrics)
 
         # New bank content (any writer: the API, file imports, exchange fetches) is replayed
         # against recent lookups; banks sits below reviews, so it calls back through its hooks.

@@ -11,7 +11,17 @@ from django.db.models.functions import TruncDate
 from banks.models import Bank, BankContent
 from omm_project.lib.errors import NotFound
 from reviews.choices import CaseState
-from reviews.models import ActionRule, Case, CaseEvent, CaseMatch, MatchLog, Review, WebhookDelivery, WebhookEndpoint
+from reviews.models import (
+    ActionRule,
+    Case,
+    CaseEvent,
+    CaseMatch,
+    MatchLog,
+    Quarantine,
+    Review,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 
 @dataclass(frozen=True)
@@ -258,3 +268,40 @@ def open_case_counts_by_priority(*, limit: int = 20) -> OpenCasesByPriority:
     to_decide = Case.objects.exclude(state=CaseState.CLOSED)
     rows = to_decide.values("priority").annotate(n=Count("id")).order_by("-priority").values_list("priority", "n")
     return OpenCasesByPriority(rows=list(rows[:limit]), total=to_decide.count())
+
+
+# --- Quarantine ---
+
+
+@dataclass(frozen=True)
+class QuarantineFilters:
+    """Filters of GET /c/quarantine; None means "any" (reviews.api.quarantine reads them)."""
+
+    state: str | None = None
+    bank: str | None = None
+
+
+def quarantine_list(*, filters: QuarantineFilters = QuarantineFilters()) -> QuerySet[Quarantine]:
+    """Quarantined contents, newest first (index quarantine_state when filtered by state)."""
+    queryset = Quarantine.objects.all()
+    if filters.state is not None:
+        queryset = queryset.filter(state=filters.state)
+    if filters.bank is not None:
+        # The name the bank had when the content was quarantined, or its current name after a rename.
+        queryset = queryset.filter(
+            Q(bank_name=filters.bank) | Q(matched_bank_id__in=Bank.objects.filter(name=filters.bank).values("pk"))
+        )
+    return queryset.order_by("-quarantined_at", "-id")
+
+
+def quarantine_get(*, quarantine_id: int) -> Quarantine:
+    """One quarantine, or a 404."""
+    quarantine = Quarantine.objects.filter(pk=quarantine_id).first()
+    if quarantine is None:
+        raise NotFound(f"quarantine {quarantine_id} not found")
+    return quarantine
+
+
+def quarantine_held_count(*, quarantine: Quarantine) -> int:
+    """Its content's match log rows that are held now (no case yet)."""
+    return MatchLog.objects.filter(matched_content_id=quarantine.matched_content_id, quarantined=True).count()

@@ -66,3 +66,10 @@ def enqueue_due_task() -> None:
     counts["retroaction_batches"] = services.retroaction_enqueue_due()
     if any(counts.values()):
         logger.info("re-enqueued %s", counts)
+
+
+@shared_task(name="reviews.quarantine_sweep", soft_time_limit=300, time_limit=330)
+def quarantine_sweep_task(quarantine_id: int) -> None:
+    """After a release: attach to cases the matches other processes held before they knew of it."""
+    attached = services.quarantine_sweep(quarantine_id=quarantine_id)
+    logger.info("quarantine %s sweep: %d held match(es) joined cases", quarantine_id, attached)

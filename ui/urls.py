@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from ui import views, views_dashboard, views_preview
+from ui import views, views_dashboard, views_preview, views_quarantine
 
 app_name = "ui"
 
@@ -16,4 +16,5 @@ urlpatterns = [
     path("case/<int:case_id>/preview/", views_preview.case_preview, name="case-preview"),
     path("content/<int:content_id>/preview/", views_preview.content_preview, name="content-preview"),
     path("dashboard/", views_dashboard.dashboard, name="dashboard"),
+    path("quarantine/", views_quarantine.quarantine, name="quarantine"),
 ]

@@ -1,9 +1,9 @@
-"""reviews API routes under /c: match log, reviews, cases, action rules, webhooks."""
+"""reviews API routes under /c: match log, reviews, cases, quarantine, action rules, webhooks."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from reviews.api import cases, views
+from reviews.api import cases, quarantine, views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("action_rules", views.ActionRuleViewSet, basename="action-rule")
@@ -17,6 +17,14 @@ urlpatterns = [
     path("case/<int:case_id>", cases.CaseDetailView.as_view(), name="case-detail"),
     path("case/<int:case_id>/verdict", cases.CaseVerdictView.as_view(), name="case-verdict"),
     path("case/<int:case_id>/assign", cases.CaseAssignView.as_view(), name="case-assign"),
+    path("quarantine", quarantine.QuarantineListView.as_view(), name="quarantine-list"),
+    path("quarantine/<int:quarantine_id>", quarantine.QuarantineDetailView.as_view(), name="quarantine-detail"),
+    path(
+        "quarantine/<int:quarantine_id>/release", quarantine.QuarantineReleaseView.as_view(), name="quarantine-release"
+    ),
+    path(
+        "quarantine/<int:quarantine_id>/disable", quarantine.QuarantineDisableView.as_view(), name="quarantine-disable"
+    ),
     path("reviews", views.ReviewListView.as_view(), name="review-list"),
     path("reviews/<int:review_id>", views.ReviewDetailView.as_view(), name="review-detail"),
     path(

@@ -21,6 +21,13 @@ from reviews.services.match_log import (
     match_log_prune,
     match_log_record,
 )
+from reviews.services.quarantine import (
+    quarantine_cache_clear,
+    quarantine_disable,
+    quarantine_held,
+    quarantine_release,
+    quarantine_sweep,
+)
 from reviews.services.retroaction import (
     retroaction_batch_run,
     retroaction_enabled,
@@ -74,6 +81,11 @@ __all__ = [
     "retroaction_matcher_register",
     "retroaction_enqueue_due",
     "retroaction_run",
+    "quarantine_cache_clear",
+    "quarantine_disable",
+    "quarantine_held",
+    "quarantine_release",
+    "quarantine_sweep",
     "review_record",
     "rules_cache_clear",
     "rules_snapshot",

@@ -24,6 +24,7 @@ from reviews.choices import FINAL_STATES, MatchSource, ReportKind
 from reviews.models import ExchangeReport, MatchLog, WebhookDelivery
 from reviews.services._outgoing import deliveries_enqueue, reports_enqueue
 from reviews.services.cases import case_attach
+from reviews.services.quarantine import quarantine_held
 from reviews.services.rules import RuleSpec, RulesSnapshot, rules_bank_candidates, rules_snapshot
 from reviews.services.webhooks import webhook_message_id
 
@@ -80,7 +81,11 @@ def match_log_record(
     hits = _plain_hits(hits)
     now = timezone.now()
     snapshot = rules_snapshot()
+    # Matches of noisy (quarantined) contents are logged, flagged, with no case and no action.
+    held = quarantine_held(snapshot=snapshot, hits=hits, platform_content_id=platform_content_id, now=now)
     fired, content_labels = _rules_fired(snapshot, hits)
+    if held:
+        fired = {i: rules for i, rules in fired.items() if hits[i].content_id not in held}
     rows = [
         MatchLog(
             created_at=now,
@@ -97,6 +102,7 @@ def match_log_record(
             bank_name=hit.bank_name,
             distance=hit.distance,
             rules=[{"id": rule.id, "name": rule.name} for rule in fired.get(i, ())],
+            quarantined=hit.content_id in held,
         )
         for i, hit in enumerate(hits)
     ]
@@ -104,7 +110,9 @@ def match_log_record(
     # No savepoint: in the common case the rows and their case are three statements and a commit.
     with transaction.atomic(savepoint=False):
         MatchLog.objects.bulk_create(rows)
-        case_attach(rows=rows)
+        open_rows = [row for row in rows if not row.quarantined] if held else rows
+        if open_rows:
+            case_attach(rows=open_rows)
         if fired:
             _deliveries_create(rows, fired, snapshot=snapshot, content_labels=content_labels)
         if seen_hits:

@@ -1,12 +1,13 @@
 """
 Action rules: their validation and writes, and the per-process snapshot the hot path evaluates
-(rules, bank labels, exchanges' reporting switches), refreshed every OMM_ACTION_RULES_CACHE_SECONDS.
+(rules, bank labels, exchanges' reporting switches, banks' quarantine settings), refreshed every
+OMM_ACTION_RULES_CACHE_SECONDS.
 """
 
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -185,6 +186,10 @@ class RulesSnapshot:
     rules: tuple[RuleSpec, ...]
     bank_labels: dict[int, tuple[str, ...]]
     seen_bank_ids: frozenset[int]
+    # Banks with a quarantine threshold (services.quarantine), by bank id; empty: no bank has one,
+    # and the match log never asks about quarantine.
+    quarantine_threshold: dict[int, int] = field(default_factory=dict)
+    quarantine_window_hours: dict[int, int] = field(default_factory=dict)
 
 
 _lock = threading.Lock()
@@ -214,7 +219,18 @@ def _load() -> RulesSnapshot:
     bank_labels = (
         {pk: tuple(labels or ()) for pk, labels in Bank.objects.values_list("pk", "labels")} if rules else {}
     )
-    return RulesSnapshot(tuple(rules), bank_labels, exchange_adapter.seen_reporting_bank_ids())
+    quarantine = list(
+        Bank.objects.filter(quarantine_threshold__isnull=False).values_list(
+            "pk", "quarantine_threshold", "quarantine_window_hours"
+        )
+    )
+    return RulesSnapshot(
+        tuple(rules),
+        bank_labels,
+        exchange_adapter.seen_reporting_bank_ids(),
+        quarantine_threshold={pk: threshold for pk, threshold, _ in quarantine},
+        quarantine_window_hours={pk: hours for pk, _, hours in quarantine},
+    )
 
 
 def rules_snapshot() -> RulesSnapshot:

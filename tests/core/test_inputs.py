@@ -22,7 +22,7 @@ from banks.models import Bank, BankContent
 from banks.services import bank_content_create, bank_create
 from exchanges.services import exchange_create
 from omm_project.lib.inputs import JSON_MAX_DEPTH, bool_parse, json_loads
-from reviews.models import ActionRule, Case, CaseEvent, Review, WebhookDelivery, WebhookEndpoint
+from reviews.models import ActionRule, Case, CaseEvent, Quarantine, Review, WebhookDelivery, WebhookEndpoint
 from reviews.services import MatchHit, action_rule_create, match_log_record, webhook_endpoint_create
 from tests.builders import PDQ
 
@@ -88,6 +88,15 @@ def world(db) -> dict:
         "webhook_id": hook.pk,
         "delivery_id": delivery.pk,
         "case_id": Case.objects.get().pk,
+        "quarantine_id": Quarantine.objects.create(
+            content=content,
+            matched_content_id=content.pk,
+            bank=bank,
+            matched_bank_id=bank.pk,
+            bank_name=bank.name,
+            distinct_content_ids=3,
+            window_hours=24,
+        ).pk,
         "match_id": 1,
         "review_id": 1,
         "rule": rule.pk,
@@ -121,6 +130,7 @@ def _state() -> tuple:
         Review.objects.count(),
         list(Case.objects.order_by("pk").values_list("state", "assignee", "verdict")),
         CaseEvent.objects.count(),
+        list(Quarantine.objects.order_by("pk").values_list("state", "decided_by")),
     )
 
 

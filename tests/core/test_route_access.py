@@ -237,6 +237,7 @@ def test_walk_covers_every_role_and_open_route():
     assert OPEN_EXACT <= paths
     assert any(re.fullmatch(r"/c/action_rules/1", path) for path in paths)  # router (regex) routes too
     assert {"/c/cases", "/c/case/1", "/c/case/1/verdict", "/c/case/1/assign"} <= paths
+    assert {"/c/quarantine", "/c/quarantine/1", "/c/quarantine/1/release", "/c/quarantine/1/disable"} <= paths
 
 
 def test_static_files_are_open():

@@ -16,9 +16,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from banks.models import Bank
 from matching import runtime as runtime_module
 from matching.wsgi import application
 from omm_project.core.choices import Scope
+from reviews.services import quarantine_cache_clear, rules_cache_clear
 from tests.builders import PDQ, api_client, api_key
 
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -55,6 +57,11 @@ def live(transactional_db, settings, monkeypatch):
                             format="json"))["reviews"][0]
     case = ok(client.get("/c/cases"))["results"][0]
     ok(client.post(f"/c/case/{case['id']}/verdict", {"verdict": "skip", "note": "n"}, format="json"))
+    # A noisy bank (no API sets its threshold yet): the next lookup quarantines its content.
+    Bank.objects.filter(name="BANK_A").update(quarantine_threshold=0)
+    rules_cache_clear()
+    ok(client.get("/m/lookup", {"signal": PDQ, "signal_type": "pdq", "content_id": "p10"}))
+    quarantine = ok(client.get("/c/quarantine"))["results"][0]
     ids = {
         "case_id": case["id"],
         "bank_name": "BANK_A",
@@ -65,10 +72,13 @@ def live(transactional_db, settings, monkeypatch):
         "review_id": review["id"],
         "webhook_id": webhook["id"],
         "rule_id": rule["id"],
+        "quarantine_id": quarantine["id"],
     }
     schema = schemathesis.openapi.from_wsgi("/openapi/openapi.json", application)
     yield schema, raw, ids
     fresh.stop()
+    rules_cache_clear()
+    quarantine_cache_clear()
 
 
 QUERIES = {

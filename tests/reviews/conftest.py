@@ -71,8 +71,10 @@ def local_server() -> Iterator[LocalServer]:
 @pytest.fixture(autouse=True)
 def _fresh_rules_cache():
     services.rules_cache_clear()
+    services.quarantine_cache_clear()
     yield
     services.rules_cache_clear()
+    services.quarantine_cache_clear()
 
 
 def make_webhook(url: str, name: str = "hook") -> tuple[WebhookEndpoint, str]:

@@ -71,6 +71,7 @@ def test_walk_finds_the_pages():
     paths = {path for path, _ in _ui_pages()}
     assert {"/ui/", "/ui/login/", "/ui/logout/", "/ui/match/", "/ui/queue/", "/ui/case/<int:case_id>/"} <= paths
     assert {"/ui/case/<int:case_id>/preview/", "/ui/content/<int:content_id>/preview/", "/ui/dashboard/"} <= paths
+    assert "/ui/quarantine/" in paths
 
 
 @pytest.mark.parametrize(("path", "view"), PAGES, ids=[p for p, _ in PAGES])
@@ -149,3 +150,10 @@ def test_migration_creates_the_groups():
     assert not Group.objects.filter(name__in=ALL_GROUPS).exists()
     call_command("migrate", "ui", verbosity=0)
     assert set(Group.objects.filter(name__in=ALL_GROUPS).values_list("name", flat=True)) == set(ALL_GROUPS)
+
+
+def test_reviewers_cannot_open_or_decide_the_quarantine():
+    # the quarantine is the curators' (as /c/quarantine is the curate scope's)
+    reviewer = _client(REVIEWERS)
+    assert reviewer.get("/ui/quarantine/").status_code == 403
+    assert reviewer.post("/ui/quarantine/", {"quarantine": 1, "decision": "release"}).status_code == 403

@@ -4,7 +4,8 @@ with a screenshot of every page visited (see the `browser` fixture for where the
 logs in, pastes a banked hash into the match debug page and sees the content with its distance,
 uploads a reference photo and sees its hash and quality, logs out; a reviewer opens the queue,
 opens the top case, reveals its media previews, gives a verdict per match and sees the case
-closed with its events; a reviewer reads the dashboard's charts and tables.
+closed with its events; a reviewer reads the dashboard's charts and tables; a curator releases
+a quarantined hash and sees its state change.
 """
 
 from datetime import timedelta
@@ -16,7 +17,8 @@ from reviews.models import Case, MatchLog
 from tests.builders import PDQ, PDQ_X, make_bank, make_content
 from tests.hashing.reference_data import NO_DATA, PDQ_DATA_DIR, expected_pdq_rows
 from tests.ui.conftest import PASSWORD, make_case, make_user
-from ui.groups import REVIEWERS
+from tests.ui.test_quarantine_page import make_quarantine
+from ui.groups import CURATORS, REVIEWERS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -192,3 +194,39 @@ def test_reviewer_reads_the_dashboard(browser):
     assert [row[0] for row in browser.table_rows("#indexes")] == ["pdq", "video_md5"]
     browser.driver.set_window_size(1280, 1500)  # the whole page in the screenshot
     browser.shot("dashboard")
+
+
+def test_curator_releases_a_quarantined_hash(browser):
+    # given a curator and two contents quarantined as noisy
+    make_user("cora", [CURATORS])
+    older = make_quarantine("STOCK_IMAGES")
+    noisy = make_quarantine("MEMES", content_ids=("post-1", "post-2", "post-3"))
+
+    # when the curator logs in to the quarantine page; then both, the newest first, undecided
+    browser.open("/ui/quarantine/")
+    browser.find("input[name=username]").send_keys("cora")
+    browser.find("input[name=password]").send_keys(PASSWORD)
+    browser.click_to_load("#login")
+    rows = browser.table_rows("#quarantines")
+    assert [row[:3] + row[5:6] for row in rows] == [
+        ["MEMES", str(noisy.matched_content_id), "1", "Quarantined"],
+        ["STOCK_IMAGES", str(older.matched_content_id), "1", "Quarantined"],
+    ]
+    assert len(browser.find_all("#quarantines button.release")) == 2
+    browser.shot("quarantine")
+
+    # when the MEMES content is released
+    browser.click_to_load(f"#quarantine-{noisy.pk} button.release")
+
+    # then its state is released by cora, its buttons gone; the other still waits
+    browser.wait_for_text(f"#quarantine-{noisy.pk} td.decision-state", "Released")
+    assert "cora" in browser.find(f"#quarantine-{noisy.pk}").text
+    assert browser.absent(f"#quarantine-{noisy.pk} button")
+    assert len(browser.find_all(f"#quarantine-{older.pk} button")) == 2
+    browser.shot("quarantine-released")
+
+    # and its three held matches joined cases, in the queue
+    browser.click_to_load("nav a[href='/ui/queue/']")
+    assert {row[1] for row in browser.table_rows("#cases")} == {"post-1", "post-2", "post-3"}
+    browser.shot("queue-after-release")
+    assert len(browser.shots) == 3
