@@ -145,7 +145,7 @@ def test_webhook_deliveries_list_and_state_filter(curator_client):
     assert body["count"] == 3
     first = body["results"][0]
     assert first["message_id"].startswith("msg_") and first["rule_name"] == "rule"
-    assert first["payload"]["type"] == "match.created"
+    assert first["payload"]["type"] == "case.matched"  # no content id: each submission is its own case
     assert curator_client.get(f"/c/webhooks/{webhook.pk}/deliveries?state=dead").json()["count"] == 1
     assert curator_client.get(f"/c/webhooks/{webhook.pk}/deliveries?state=bogus").status_code == 400
 
