@@ -17,7 +17,9 @@ HOOK = "https://hooks.example.org/omm"
 
 
 def test_webhook_create_shows_secret_once(curator_client):
-    response = curator_client.post("/c/webhooks", {"name": "soc", "url": HOOK, "description": "SOC"}, format="json")
+    response = curator_client.post(
+        "/c/webhooks", {"name": "soc", "url": HOOK, "description": "SOC"}, format="json"
+    )
     assert response.status_code == 201
     body = response.json()
     assert body["secret"].startswith("whsec_")
@@ -30,7 +32,9 @@ def test_webhook_create_shows_secret_once(curator_client):
 
 def test_webhook_create_with_own_secret(curator_client):
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-    response = curator_client.post("/c/webhooks", {"name": "own", "url": HOOK, "secret": secret}, format="json")
+    response = curator_client.post(
+        "/c/webhooks", {"name": "own", "url": HOOK, "secret": secret}, format="json"
+    )
     assert response.status_code == 201 and response.json()["secret"] == secret
 
 
@@ -64,13 +68,21 @@ def test_webhook_create_duplicate_name_is_409(curator_client):
 
 def test_webhook_update_keeps_secret_and_checks_url(curator_client):
     webhook, secret = make_webhook(HOOK)
-    response = curator_client.patch(f"/c/webhooks/{webhook.pk}", {"enabled": False, "url": HOOK + "/v2"}, format="json")
+    response = curator_client.patch(
+        f"/c/webhooks/{webhook.pk}", {"enabled": False, "url": HOOK + "/v2"}, format="json"
+    )
     assert response.status_code == 200 and response.json()["enabled"] is False
     assert response.json()["url"] == HOOK + "/v2"
     assert (
-        curator_client.put(f"/c/webhooks/{webhook.pk}", {"url": "http://10.1.2.3/"}, format="json").status_code == 400
+        curator_client.put(
+            f"/c/webhooks/{webhook.pk}", {"url": "http://10.1.2.3/"}, format="json"
+        ).status_code
+        == 400
     )
-    assert curator_client.put(f"/c/webhooks/{webhook.pk}", {"secret": "whsec_x"}, format="json").status_code == 400
+    assert (
+        curator_client.put(f"/c/webhooks/{webhook.pk}", {"secret": "whsec_x"}, format="json").status_code
+        == 400
+    )
     webhook.refresh_from_db()
     assert services.webhook_endpoint_secret(endpoint=webhook) == secret and webhook.url == HOOK + "/v2"
 
@@ -126,7 +138,9 @@ def _deliveries(n: int) -> WebhookEndpoint:
 
 def test_webhook_deliveries_list_and_state_filter(curator_client):
     webhook = _deliveries(3)
-    WebhookDelivery.objects.filter(pk=WebhookDelivery.objects.order_by("pk").first().pk).update(state=SendState.DEAD)
+    WebhookDelivery.objects.filter(pk=WebhookDelivery.objects.order_by("pk").first().pk).update(
+        state=SendState.DEAD
+    )
     body = curator_client.get(f"/c/webhooks/{webhook.pk}/deliveries").json()
     assert body["count"] == 3
     first = body["results"][0]
@@ -234,7 +248,9 @@ def test_action_rule_update_changes_only_given_fields(curator_client):
     assert response.status_code == 200
     body = response.json()
     assert body["enabled"] is False and body["banks"] == ["A"] and body["must_have_content_labels"] == ["x"]
-    response = curator_client.put(f"/c/action_rules/{rule.pk}", {"banks": [], "all_banks": True}, format="json")
+    response = curator_client.put(
+        f"/c/action_rules/{rule.pk}", {"banks": [], "all_banks": True}, format="json"
+    )
     assert response.json()["banks"] == [] and response.json()["all_banks"] is True
 
 
@@ -242,7 +258,9 @@ def test_action_rule_update_bad_input_changes_nothing(curator_client):
     bank = make_bank("A")
     webhook, _ = make_webhook(HOOK)
     rule = make_rule(webhook, banks=[bank])
-    response = curator_client.put(f"/c/action_rules/{rule.pk}", {"banks": [], "name": "renamed"}, format="json")
+    response = curator_client.put(
+        f"/c/action_rules/{rule.pk}", {"banks": [], "name": "renamed"}, format="json"
+    )
     assert response.status_code == 400
     rule.refresh_from_db()
     assert rule.name == "rule" and list(rule.banks.values_list("name", flat=True)) == ["A"]
@@ -310,41 +328,22 @@ def test_rule_and_webhook_endpoints_need_curate_scope(anon_client, matcher_clien
     ("method", "path", "body", "status", "message"),
     [
         # a null is DRF's answer before any rule of the field, whichever field comes first
-        (
-            "post",
-            "/c/webhooks",
-            {"name": "", "url": HOOK, "description": None},
-            400,
-            "description: This field may not be null.",
-        ),
+        ("post", "/c/webhooks", {"name": "", "url": HOOK, "description": None}, 400,
+         "description: This field may not be null."),
         ("post", "/c/action_rules", {"name": None}, 400, "name: This field may not be null."),
-        (
-            "post",
-            "/c/reviews",
-            {"content_ids": [1], "verdict": "nope", "note": None},
-            400,
-            "note: This field may not be null.",
-        ),
-        ("patch", "/c/webhooks/{other}", {"enabled": None, "secret": "x"}, 400, "enabled: This field may not be null."),
+        ("post", "/c/reviews", {"content_ids": [1], "verdict": "nope", "note": None}, 400,
+         "note: This field may not be null."),
+        ("patch", "/c/webhooks/{other}", {"enabled": None, "secret": "x"}, 400,
+         "enabled: This field may not be null."),
         # then required pairs and refused keys, then a 404, then the fields in the services' order
         ("post", "/c/action_rules", {"name": 5}, 400, "name and webhook_id are required"),
         ("patch", "/c/webhooks/{other}", {"name": 5, "secret": "x"}, 400, "secret cannot be changed"),
         ("patch", "/c/action_rules/999999", {"name": 5}, 404, "not found"),
         ("patch", "/c/webhooks/999999", {"name": 5}, 404, "not found"),
-        (
-            "post",
-            "/c/action_rules",
-            {"name": "r", "webhook_id": "{hook}", "all_banks": "x", "enabled": "x"},
-            400,
-            "enabled must be a boolean",
-        ),
-        (
-            "post",
-            "/c/reviews",
-            {"content_ids": [1], "verdict": "true_positive", "add_to_bank": 5, "disable_on_false_positive": "x"},
-            400,
-            "disable_on_false_positive",
-        ),
+        ("post", "/c/action_rules", {"name": "r", "webhook_id": "{hook}", "all_banks": "x", "enabled": "x"},
+         400, "enabled must be a boolean"),
+        ("post", "/c/reviews", {"content_ids": [1], "verdict": "true_positive", "add_to_bank": 5,
+                                "disable_on_false_positive": "x"}, 400, "disable_on_false_positive"),
         # a taken name answers in its place: before later fields for rules and webhook updates...
         ("post", "/c/action_rules", {"name": "rule", "webhook_id": "x"}, 409, "already exists"),
         ("patch", "/c/action_rules/{rule}", {"name": "rule2", "enabled": "x"}, 409, "already exists"),
