@@ -2,6 +2,7 @@
 
 import datetime
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.utils import timezone
@@ -9,13 +10,55 @@ from django.utils import timezone
 from banks import services
 from banks.models import Bank, BankContent, ContentSignal
 from omm_project.lib.admin import OmmModelAdmin, OmmTabularInline
+from omm_project.lib.errors import OmmError
+
+REVIEW_SETTINGS = ("severity", "suppressing", "quarantine_threshold", "quarantine_window_hours")
+
+
+class BankForm(forms.ModelForm):
+    class Meta:
+        model = Bank
+        fields = ("name", "matching_enabled_ratio", "labels", *REVIEW_SETTINGS)
+
+    def clean_quarantine_threshold(self) -> int | None:
+        # The API's rule (null or >= 1; the column also takes 0), as a message next to the field.
+        try:
+            return services.quarantine_threshold_validate(self.cleaned_data.get("quarantine_threshold"))
+        except OmmError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+    def clean_quarantine_window_hours(self) -> int:
+        try:
+            return services.quarantine_window_hours_validate(self.cleaned_data.get("quarantine_window_hours"))
+        except OmmError as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
 @admin.register(Bank)
 class BankAdmin(OmmModelAdmin):
-    list_display = ("name", "state", "matching_enabled_ratio", "labels", "content_count", "updated_at")
+    form = BankForm
+    list_display = (
+        "name",
+        "state",
+        "matching_enabled_ratio",
+        "labels",
+        "severity",
+        "suppressing",
+        "quarantine_threshold",
+        "content_count",
+        "updated_at",
+    )
+    list_filter = ("severity", "suppressing")
     search_fields = ("name",)
     readonly_fields = ("created_at", "updated_at", "deleting_since")
+    fieldsets = (
+        (None, {"fields": ("name", "matching_enabled_ratio", "labels")}),
+        (
+            "Review settings (docs/reviews.md): severity, suppression, noisy-hash quarantine",
+            {"fields": REVIEW_SETTINGS},
+        ),
+        ("History", {"fields": ("created_at", "updated_at", "deleting_since")}),
+    )
 
     def get_queryset(self, request):
         # Banks being deleted in the background too, so their progress shows (content count).
@@ -51,6 +94,9 @@ class BankAdmin(OmmModelAdmin):
             created = services.bank_create(name=obj.name, matching_enabled_ratio=obj.matching_enabled_ratio,
                                            labels=obj.labels)
             obj.pk = created.pk
+        changed = [name for name in REVIEW_SETTINGS if name in form.changed_data]
+        if changed:
+            services.bank_review_settings_update(bank=obj, changes={name: getattr(obj, name) for name in changed})
 
     def delete_model(self, request, obj: Bank) -> None:
         services.bank_delete(bank=obj)

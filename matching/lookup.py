@@ -112,11 +112,25 @@ def _existing(state: MatcherState, matches: list[Match], banks: Sequence[str] | 
     return hits
 
 
-def raw_lookup(*, signal_type: type[SignalType], signal: str, banks: Sequence[str] | None = None) -> list[Hit]:
+class LookupHits(list[Hit]):
+    """The hits of one lookup, and whether they are suppressed (they include a suppression bank's)."""
+
+    def __init__(self, hits: Sequence[Hit], *, suppressed: bool) -> None:
+        super().__init__(hits)
+        self.suppressed = suppressed
+
+
+def hits_suppressed(state: MatcherState, hits: Sequence[Hit]) -> bool:
+    """reviews' one rule of suppression, on the banks of the state these hits were found in."""
+    return reviews.submission_suppressed((h.bank_id for h in hits), state.suppressing_bank_ids)
+
+
+def raw_lookup(*, signal_type: type[SignalType], signal: str, banks: Sequence[str] | None = None) -> LookupHits:
     """HMA's raw lookup: every hit of existing content (no enabled or ratio filtering)."""
     started = time.perf_counter()
     state, matches = _matches(signal_type, signal_parse(signal_type, signal))
-    hits = _existing(state, matches, banks)
+    existing = _existing(state, matches, banks)
+    hits = LookupHits(existing, suppressed=hits_suppressed(state, existing))
     name = signal_type.get_name()
     metrics.lookup_observe(endpoint="raw_lookup", signal_type=name, seconds=time.perf_counter() - started)
     # Bank names come from the matcher's bank table in memory: counting costs no query.
@@ -249,17 +263,20 @@ def lookup_recorded(
     bypass_coinflip: bool = False,
     platform_content_id: str = "",
     content_uri: str = "",
-) -> list[Hit]:
+) -> LookupHits:
     """
     /m/lookup of one signal: lookup(), then remember the signal for retroaction (when on) and log
     its matches, with the caller's content id and URI. A database error in those writes is logged
     and counted (omm_match_log_errors_total) and the matches are still returned: matching keeps
-    serving through a database outage.
+    serving through a database outage. Suppression is decided once, here, from the state the hits
+    came from, so the answer's flag and the match log agree.
     """
     started = time.perf_counter()
     value = signal_parse(signal_type, signal)
-    hits = _lookup(signal_type, value, banks, seed, bypass_coinflip)
     name = signal_type.get_name()
+    state, type_state = type_state_get(name)
+    hits = _lookup_in(state, type_state, value, banks, seed, bypass_coinflip)
+    suppressed = hits_suppressed(state, hits)
     try:
         submission_id = reviews.submission_remember(
             signal_type=name,
@@ -275,24 +292,60 @@ def lookup_recorded(
                 platform_content_id=platform_content_id,
                 content_uri=content_uri,
                 submission_id=submission_id,
+                suppressed=suppressed,
             )
     except DatabaseError:
         logger.exception("lookup of a %s signal: could not write the match log; answering anyway", name)
         metrics.match_log_error_count()
     metrics.lookup_observe(endpoint="lookup", signal_type=name, seconds=time.perf_counter() - started)
     metrics.matches_count(signal_type=name, hits=hits)
-    return hits
+    return LookupHits(hits, suppressed=suppressed)
 
 
-def group_by_bank(hits: list[Hit], details: dict[int, dict] | None = None) -> dict[str, list[dict]]:
-    """HMA's shape {"<BANK>": [{"bank_content_id", "distance"}, ...]} (distance as a string)."""
+# The flag of a suppressed answer's entries; absent otherwise, so a normal answer is HMA's exactly.
+SUPPRESSED_FLAG = {"suppressed": True}
+
+
+def group_by_bank(hits: LookupHits | list[Hit], details: dict[int, dict] | None = None) -> dict[str, list[dict]]:
+    """
+    HMA's shape {"<BANK>": [{"bank_content_id", "distance"}, ...]} (distance as a string); each
+    entry of suppressed hits also says "suppressed": true.
+    """
+    flag = SUPPRESSED_FLAG if getattr(hits, "suppressed", False) else None
     grouped: dict[str, list[dict]] = {}
     for hit in hits:
         entry = {"bank_content_id": hit.content_id, "distance": hit.distance_str}
         if details is not None:
             entry.update(details.get(hit.content_id, {}))
+        if flag:
+            entry.update(flag)
         grouped.setdefault(hit.bank_name, []).append(entry)
     return grouped
+
+
+def raw_lookup_answer(
+    hits: LookupHits, *, include_distance: bool, details: dict[int, dict] | None = None
+) -> dict:
+    """
+    The body of /m/raw_lookup (the DRF view and matching.wsgi's fast path both answer with it):
+    {"matches": [content id, ...]}, or objects {bank_content_id, distance, ...} with
+    include_distance or details. Suppressed hits add "suppressed": true to the answer and to each
+    object entry (ids alone have no room for it).
+    """
+    if details is not None:
+        matches: list = [
+            {"bank_content_id": h.content_id, "distance": h.distance_str, **details.get(h.content_id, {})}
+            for h in hits
+        ]
+    elif include_distance:
+        matches = [{"bank_content_id": h.content_id, "distance": h.distance_str} for h in hits]
+    else:
+        matches = [h.content_id for h in hits]
+    if not hits.suppressed:
+        return {"matches": matches}
+    if details is not None or include_distance:
+        matches = [{**entry, **SUPPRESSED_FLAG} for entry in matches]
+    return {"matches": matches, **SUPPRESSED_FLAG}
 
 
 def hit_details(hits: list[Hit]) -> dict[int, dict]:

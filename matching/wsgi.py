@@ -93,9 +93,7 @@ def _raw_lookup(query: dict[str, str]) -> dict:
         signal=query["signal"],
         banks=parse_csv(query.get("banks")) or None,
     )
-    if include_distance:
-        return {"matches": [{"bank_content_id": h.content_id, "distance": h.distance_str} for h in hits]}
-    return {"matches": [h.content_id for h in hits]}
+    return lookup.raw_lookup_answer(hits, include_distance=include_distance)
 
 
 def _error(exc: Exception) -> tuple[int, dict, list[tuple[str, str]]]:

@@ -166,9 +166,16 @@ class WebhookEndpointForm(forms.ModelForm):
     # A plain field: the service checks the URL (scheme, SSRF rules), and no scheme is assumed.
     url = forms.CharField(max_length=2000)
 
+    events = forms.TypedMultipleChoiceField(
+        choices=[(e, e) for e in services.webhooks.SUBSCRIBABLE_EVENTS],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Events it also receives besides its rules' matches.",
+    )
+
     class Meta:
         model = WebhookEndpoint
-        fields = ("name", "url", "enabled", "description")
+        fields = ("name", "url", "enabled", "description", "events")
 
     def clean_url(self) -> str:
         # The SSRF rules, shown next to the field rather than as an error page.
@@ -190,11 +197,21 @@ class WebhookEndpointAdmin(OmmModelAdmin):
     def save_model(self, request, obj: WebhookEndpoint, form, change: bool) -> None:
         if change:
             current = WebhookEndpoint.objects.get(pk=obj.pk)
-            changes = {"name": obj.name, "url": obj.url, "enabled": obj.enabled, "description": obj.description}
+            changes = {
+                "name": obj.name,
+                "url": obj.url,
+                "enabled": obj.enabled,
+                "description": obj.description,
+                "events": list(obj.events or []),
+            }
             services.webhook_endpoint_update(endpoint=current, changes=changes)
         else:
             created, secret = services.webhook_endpoint_create(
-                name=obj.name, url=obj.url, enabled=obj.enabled, description=obj.description
+                name=obj.name,
+                url=obj.url,
+                enabled=obj.enabled,
+                description=obj.description,
+                events=list(obj.events or []),
             )
             obj.pk = created.pk
             messages.warning(request, f"Secret of '{created.name}' (shown only now): {secret}")
@@ -212,7 +229,7 @@ class WebhookEndpointAdmin(OmmModelAdmin):
 class ActionRuleForm(forms.ModelForm):
     class Meta:
         model = ActionRule
-        fields = ("name", "enabled", "description", "webhook", "all_banks", "banks", *LABEL_FIELDS)
+        fields = ("name", "enabled", "description", "webhook", "per_match", "all_banks", "banks", *LABEL_FIELDS)
 
     def clean(self):
         data = super().clean()
@@ -229,7 +246,7 @@ class ActionRuleForm(forms.ModelForm):
 @admin.register(ActionRule)
 class ActionRuleAdmin(OmmModelAdmin):
     form = ActionRuleForm
-    list_display = ("name", "enabled", "all_banks", "webhook", "updated_at")
+    list_display = ("name", "enabled", "per_match", "all_banks", "webhook", "updated_at")
     list_filter = ("enabled", "webhook")
     list_select_related = ("webhook",)
     search_fields = ("name",)
@@ -243,6 +260,7 @@ class ActionRuleAdmin(OmmModelAdmin):
             "enabled": data["enabled"],
             "description": data["description"],
             "webhook_id": data["webhook"].pk,
+            "per_match": data["per_match"],
             "all_banks": data["all_banks"],
             "banks": [bank.name for bank in data["banks"]],
             **{field: data.get(field) or [] for field in LABEL_FIELDS},

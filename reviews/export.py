@@ -36,6 +36,7 @@ FIELDS = [
     "verdict",
     "reviewed_at",
     "review_id",
+    "suppressed",  # last: a column added later, so CSV readers by position keep working
 ]
 _COLUMNS = [
     "pk",
@@ -53,6 +54,7 @@ _COLUMNS = [
     "verdict",
     "reviewed_at",
     "review_id",
+    "suppressed",
 ]
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK_ROWS = 2000
@@ -77,6 +79,7 @@ def _record(row: tuple) -> dict:
         verdict,
         reviewed_at,
         review_id,
+        suppressed,
     ) = row
     return {
         "id": pk,
@@ -95,6 +98,7 @@ def _record(row: tuple) -> dict:
         "verdict": verdict or None,
         "reviewed_at": _DATETIME.to_representation(reviewed_at) if reviewed_at else None,
         "review_id": review_id,
+        "suppressed": suppressed,
     }
 
 

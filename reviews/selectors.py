@@ -39,6 +39,7 @@ class MatchFilters:
     source: str | None = None
     signal_type: str | None = None
     content_id: int | None = None
+    suppressed: bool | None = None
 
 
 def match_log_list(
@@ -65,6 +66,8 @@ def match_log_list(
         queryset = queryset.filter(signal_type=filters.signal_type)
     if filters.content_id is not None:
         queryset = queryset.filter(matched_content_id=filters.content_id)
+    if filters.suppressed is not None:
+        queryset = queryset.filter(suppressed=filters.suppressed)
     return queryset.order_by(*(("-created_at", "-id") if newest_first else ("created_at", "id")))
 
 

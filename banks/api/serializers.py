@@ -6,18 +6,26 @@ from banks.models import Bank, BankContent
 from banks.selectors import content_collab, content_collab_metadata
 from banks.services import (
     NOTE_MAX_LENGTH,
+    SEVERITY_NAMES,
     bank_name_validate,
     bank_ratio_validate,
     content_metadata_parse,
     disable_until_ts_validate,
     labels_validate,
     note_validate,
+    quarantine_threshold_validate,
+    quarantine_window_hours_validate,
+    severity_name,
+    severity_validate,
     signals_validate,
+    suppressing_validate,
 )
 from omm_project.lib.fields import (
     BodyBoolField,
     CsvField,
+    RuleBooleanField,
     RuleCharField,
+    RuleChoiceField,
     RuleDictField,
     RuleFloatField,
     RuleIntegerField,
@@ -66,6 +74,47 @@ class BankUpdateSerializer(RuleSerializer):
     enabled_ratio = RuleFloatField(rule=bank_ratio_validate, required=False, allow_null=True)
     enabled = BodyBoolField(required=False, allow_null=True)
     labels = RuleListField(rule=labels_validate, required=False)
+
+
+class BankReviewSettingsSerializer(serializers.ModelSerializer):
+    """GET/PUT /c/bank/<name>/review_settings: severity, suppression and quarantine (beyond HMA)."""
+
+    bank = serializers.CharField(source="name")
+    severity = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Bank
+        fields = ["bank", "severity", "suppressing", "quarantine_threshold", "quarantine_window_hours", "updated_at"]
+
+    def get_severity(self, bank: Bank) -> str:
+        return severity_name(bank.severity)
+
+
+class BankReviewSettingsInputSerializer(RuleSerializer):
+    """PUT /c/bank/<name>/review_settings: every key optional; only those given change."""
+
+    severity = RuleChoiceField(
+        rule=severity_validate,
+        choices=list(SEVERITY_NAMES),
+        required=False,
+        help_text="Raises the priority of the cases its content matches: " + ", ".join(SEVERITY_NAMES) + ".",
+    )
+    suppressing = RuleBooleanField(
+        rule=suppressing_validate,
+        required=False,
+        help_text="A negative bank: a submission that matches it opens no case and fires no action.",
+    )
+    quarantine_threshold = RuleIntegerField(
+        rule=quarantine_threshold_validate,
+        null_to_rule=True,
+        required=False,
+        allow_null=True,
+        help_text="Quarantine a content that matches more distinct content ids than this within the window; "
+        "null: never.",
+    )
+    quarantine_window_hours = RuleIntegerField(
+        rule=quarantine_window_hours_validate, required=False, help_text="The quarantine window, in hours (>= 1)."
+    )
 
 
 class BankContentSerializer(serializers.ModelSerializer):

@@ -14,6 +14,8 @@ from banks.api.serializers import (
     BankContentUpdateSerializer,
     BankCreateSerializer,
     BankMetadataSerializer,
+    BankReviewSettingsInputSerializer,
+    BankReviewSettingsSerializer,
     BankSerializer,
     BankSignalInputSerializer,
     BankUpdateSerializer,
@@ -94,6 +96,26 @@ class BankMetadataView(APIView):
         bank = selectors.bank_get(name=bank_name)
         stats = selectors.bank_stats(bank=bank)
         return Response(BankMetadataSerializer({**vars(bank), **stats}).data)
+
+
+class BankReviewSettingsView(APIView):
+    """
+    GET and PUT (partial) a bank's review settings: severity, suppression, quarantine. A route of
+    its own, beyond HMA, so HMA clients see the same bank JSON (docs/reviews.md).
+    """
+
+    @extend_schema(responses=BankReviewSettingsSerializer)
+    def get(self, request: Request, bank_name: str) -> Response:
+        return Response(BankReviewSettingsSerializer(selectors.bank_get(name=bank_name)).data)
+
+    @extend_schema(request=BankReviewSettingsInputSerializer, responses=BankReviewSettingsSerializer)
+    def put(self, request: Request, bank_name: str) -> Response:
+        body = body_object(request, BankReviewSettingsInputSerializer)
+        drf_checks_run(BankReviewSettingsInputSerializer, body)
+        bank = selectors.bank_get(name=bank_name)  # an unknown bank's 404 comes before a rule's 400
+        changes = validated(BankReviewSettingsInputSerializer, body)
+        bank = services.bank_review_settings_update(bank=bank, changes=changes)
+        return Response(BankReviewSettingsSerializer(bank).data)
 
 
 INCLUDE_PARAMS = [

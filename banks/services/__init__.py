@@ -3,7 +3,8 @@ Writes to banks and their content. Every write that changes what matches records
 
 banks: banks themselves; contents: one content at a time; bulk: the one bulk writer of contents,
 signals and change rows (imports, exchange fetches); copy: PostgreSQL COPY; purge: background
-deletion of banks; hooks: what higher apps register. media (content from media or a URL) is not
+deletion of banks; hooks: what higher apps register; review_settings: severity, suppression and
+quarantine settings, read by the reviews app. media (content from media or a URL) is not
 re-exported here: it loads hashing's image libraries (about 55 MiB), which only the processes
 serving the upload route need; import banks.services.media.
 """
@@ -36,10 +37,20 @@ from banks.services.purge import (
     bank_purge,
     banks_purge_enqueue_pending,
 )
+from banks.services.review_settings import (
+    SEVERITY_NAMES,
+    bank_review_settings_update,
+    quarantine_threshold_validate,
+    quarantine_window_hours_validate,
+    severity_name,
+    severity_validate,
+    suppressing_validate,
+)
 
 __all__ = [
     "NOTE_MAX_LENGTH",
     "PURGE_TIME_LIMIT_SECONDS",
+    "SEVERITY_NAMES",
     "BankHooks",
     "bank_content_bulk_sync",
     "bank_content_create",
@@ -52,11 +63,17 @@ __all__ = [
     "bank_hooks_register",
     "bank_name_validate",
     "bank_purge",
+    "bank_review_settings_update",
     "bank_ratio_validate",
     "bank_update",
     "banks_purge_enqueue_pending",
     "bulk_insert_rows",
     "content_metadata_parse",
+    "quarantine_threshold_validate",
+    "quarantine_window_hours_validate",
+    "severity_name",
+    "severity_validate",
+    "suppressing_validate",
     "contents_added_wanted",
     "disable_until_ts_validate",
     "labels_validate",

@@ -94,6 +94,10 @@ class LookupMatchSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_null=True)
     labels = serializers.ListField(child=serializers.CharField(), required=False)
     disable_until_ts = serializers.IntegerField(required=False)
+    suppressed = serializers.BooleanField(
+        required=False,
+        help_text="Present (true) when the submission matched a suppression bank: logged, no case, no action.",
+    )
 
 
 class IndexStatusSerializer(serializers.Serializer):

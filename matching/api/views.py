@@ -134,7 +134,10 @@ class RawLookupView(MatchingView):
                 "matches": serializers.ListField(
                     help_text="Content ids; with include_distance or include_details, objects "
                     "{bank_content_id, distance, ...}."
-                )
+                ),
+                "suppressed": serializers.BooleanField(
+                    required=False, help_text="Present (true) when the matches include a suppression bank's."
+                ),
             },
         ),
     )
@@ -154,17 +157,8 @@ class RawLookupView(MatchingView):
             signal=params["signal"],
             banks=parse_csv(query.get("banks")) or None,
         )
-        if params["include_details"]:
-            details = lookup.hit_details(hits)
-            matches = [
-                {"bank_content_id": h.content_id, "distance": h.distance_str, **details.get(h.content_id, {})}
-                for h in hits
-            ]
-        elif params["include_distance"]:
-            matches = [{"bank_content_id": h.content_id, "distance": h.distance_str} for h in hits]
-        else:
-            matches = [h.content_id for h in hits]
-        return Response({"matches": matches})
+        details = lookup.hit_details(hits) if params["include_details"] else None
+        return Response(lookup.raw_lookup_answer(hits, include_distance=params["include_distance"], details=details))
 
 
 class LookupView(MatchingView):

@@ -124,9 +124,9 @@ def banks_read(bank_ids: Iterable[int] | None = None) -> dict[int, BankInfo | No
         wanted = set(bank_ids)
         qs = qs.filter(id__in=wanted)
     found: dict[int, BankInfo | None] = {
-        pk: BankInfo(pk, name, float(ratio), threshold)
-        for pk, name, ratio, threshold in qs.values_list(
-            "id", "name", "matching_enabled_ratio", "match_settings__pdq_threshold"
+        pk: BankInfo(pk, name, float(ratio), threshold, suppressing)
+        for pk, name, ratio, threshold, suppressing in qs.values_list(
+            "id", "name", "matching_enabled_ratio", "match_settings__pdq_threshold", "suppressing"
         )
     }
     for pk in wanted or ():

@@ -25,6 +25,7 @@ class BankInfo:
     name: str
     ratio: float
     pdq_threshold: int | None = None  # the bank's own, else the deployment's
+    suppressing: bool = False  # a suppression bank (reviews.services.suppression)
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,11 @@ class MatcherState:
     def max_bank_pdq_threshold(self) -> int:
         """The widest per-bank PDQ threshold (-1 when no bank has its own)."""
         return max((b.pdq_threshold for b in self.banks.values() if b.pdq_threshold is not None), default=-1)
+
+    @cached_property
+    def suppressing_bank_ids(self) -> frozenset[int]:
+        """The suppression banks: a lookup that matches one is answered flagged (matching.lookup)."""
+        return frozenset(pk for pk, b in self.banks.items() if b.suppressing)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from banks.services import NOTE_MAX_LENGTH, note_validate
 from omm_project.lib.api import body_object, validated
 from omm_project.lib.errors import InvalidInput
+from omm_project.lib.fields import BodyBoolField
 from reviews import selectors, services
 from reviews.api.serializers import time_filter_field, time_range_check
 from reviews.choices import CaseEventKind, CaseState, CaseVerdict
@@ -160,7 +161,7 @@ class CaseVerdictInputSerializer(serializers.Serializer):
         max_length=255,
         help_text="Add the case's submitted signals to this bank as new content (needs a true_positive).",
     )
-    disable_false_positives = serializers.BooleanField(
+    disable_false_positives = BodyBoolField(
         required=False, help_text="Disable the content of false positives (default: OMM_FALSE_POSITIVE_DISABLES)."
     )
 

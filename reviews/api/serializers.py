@@ -43,7 +43,12 @@ from reviews.services.rules import (
     text_validate,
     webhook_id_validate,
 )
-from reviews.services.webhooks import webhook_secret_validate, webhook_url_validate
+from reviews.services.webhooks import (
+    SUBSCRIBABLE_EVENTS,
+    webhook_events_validate,
+    webhook_secret_validate,
+    webhook_url_validate,
+)
 
 
 class MatchRuleSerializer(serializers.Serializer):
@@ -174,6 +179,11 @@ class MatchQuerySerializer(serializers.Serializer):
         help_text="Bank name (at match time, or current).",
     )
     signal_type = CheckedCharField(required=False, allow_blank=True, check=unless_empty(str))
+    suppressed = CheckedBooleanField(
+        required=False,
+        check=unless_empty(partial(bool_parse, field="suppressed", text=True)),
+        help_text="Only matches of suppressed submissions (true) or the others (false).",
+    )
 
     def validate_until(self, until: datetime | None) -> datetime | None:
         # Checked here, before verdict and the rest, because the range was always the third check.
@@ -328,6 +338,7 @@ class ActionRuleSerializer(serializers.ModelSerializer):
             "must_not_have_bank_labels",
             "must_have_content_labels",
             "must_not_have_content_labels",
+            "per_match",
             "webhook_id",
             "webhook",
             "created_at",
@@ -367,8 +378,22 @@ class ActionRuleInputSerializer(CheckedInputSerializer):
     webhook_id = CheckedIntegerField(
         required=False, check=webhook_id_validate, help_text="The webhook endpoint to POST to."
     )
+    per_match = CheckedBooleanField(
+        required=False,
+        check=partial(bool_parse, field="per_match"),
+        help_text="One match.created webhook per match (true), or one case.matched per case (false, the default).",
+    )
 
-    check_order = ("name", "webhook_id", "enabled", "description", "all_banks", *LABEL_FIELDS, "banks")
+    check_order = (
+        "name",
+        "webhook_id",
+        "enabled",
+        "description",
+        "all_banks",
+        *LABEL_FIELDS,
+        "banks",
+        "per_match",
+    )
 
     def validate_name(self, name: str) -> str:
         # Right after the name's shape, as the service checked it before it took typed arguments.
@@ -385,7 +410,7 @@ class WebhookSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = WebhookEndpoint
-        fields = ["id", "name", "url", "enabled", "description", "created_at", "updated_at"]
+        fields = ["id", "name", "url", "enabled", "description", "events", "created_at", "updated_at"]
 
 
 class WebhookCreatedSerializer(WebhookSerializer):
@@ -420,6 +445,12 @@ class WebhookInputSerializer(CheckedInputSerializer):
     secret = CheckedCharField(
         required=False, check=webhook_secret_validate, help_text="Creation only: your own whsec_ secret."
     )
+    events = CheckedListField(
+        child=serializers.ChoiceField(choices=SUBSCRIBABLE_EVENTS),
+        required=False,
+        check=webhook_events_validate,
+        help_text="Events it also receives besides its rules' matches: " + ", ".join(SUBSCRIBABLE_EVENTS) + ".",
+    )
 
     def validate_name(self, name: str) -> str:
         # An update answers a taken name before the other fields (a creation, after them all: the
@@ -452,6 +483,7 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
             "rule_id",
             "rule_name",
             "match_id",
+            "case_id",
             "payload",
         ]
 

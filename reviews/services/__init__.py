@@ -2,7 +2,9 @@
 Writes and workflows of the reviews app. Public integration points for other apps:
 
 - match_log_record(signal_type=, signal_value=, hits=[MatchHit], platform_content_id=,
-  content_uri=, source=, submission_id=) -> list[int]: call after a lookup that matched.
+  content_uri=, source=, submission_id=, suppressed=) -> list[int]: call after a lookup that matched.
+- submission_suppressed(bank_ids, suppressing_bank_ids) -> bool: the one rule of suppression
+  banks; matching applies it to its lookup answers and passes the decision to match_log_record.
 - submission_remember(signal_type=, signal_value=, platform_content_id=, content_uri=) -> int | None:
   call for every lookup (no-op unless OMM_RETROACTION_WINDOW_HOURS > 0); pass the id on.
 - retroaction_enqueue(content_ids=[...]): call after new content is committed to a bank.
@@ -46,6 +48,7 @@ from reviews.services.rules import (
     rules_cache_clear,
     rules_snapshot,
 )
+from reviews.services.suppression import submission_suppressed
 from reviews.services.webhooks import (
     webhook_body,
     webhook_delivery_retry,
@@ -90,6 +93,7 @@ __all__ = [
     "rules_cache_clear",
     "rules_snapshot",
     "submission_remember",
+    "submission_suppressed",
     "submissions_prune",
     "webhook_body",
     "webhook_delivery_retry",

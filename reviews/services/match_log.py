@@ -1,8 +1,10 @@
 """
 The match log. match_log_record is on the lookup's hot path: with no action rules and no exchange
 asking for "seen" reports it is one INSERT of the rows and two of their case (services.cases),
-in one transaction; rules and exchange switches come from a per-process
-snapshot (services.rules), and content labels cost one query only when a rule may fire.
+in one transaction (a suppressed submission: the rows only); rules, bank settings and exchange
+switches come from a per-process snapshot (services.rules), and content labels cost one query
+only when a rule may fire. A per-case rule's delivery costs one more (reading back which
+deliveries were new).
 """
 
 import logging
@@ -20,18 +22,18 @@ from django.utils import timezone
 from banks.models import BankContent, ContentSignal
 from omm_project.lib.errors import InvalidInput
 from reviews import exchange_adapter
-from reviews.choices import FINAL_STATES, MatchSource, ReportKind
+from reviews.choices import FINAL_STATES, MatchSource, ReportKind, WebhookEvent
 from reviews.models import ExchangeReport, MatchLog, WebhookDelivery
 from reviews.services._outgoing import deliveries_enqueue, reports_enqueue
 from reviews.services.cases import case_attach
 from reviews.services.quarantine import quarantine_held
 from reviews.services.rules import RuleSpec, RulesSnapshot, rules_bank_candidates, rules_snapshot
+from reviews.services.suppression import submission_suppressed
 from reviews.services.webhooks import webhook_message_id
 
 logger = logging.getLogger(__name__)
 
 PLATFORM_CONTENT_ID_MAX_LENGTH = 512
-EVENT_MATCH_CREATED = "match.created"
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,15 @@ def match_log_record(
     content_uri: str = "",
     source: str = MatchSource.LOOKUP,
     submission_id: int | None = None,
+    suppressed: bool | None = None,
 ) -> list[int]:
     """
-    Log the matches of one submitted signal, fire the action rules they select (webhook
-    deliveries, sent after commit) and queue "seen" reports for exchanges that want them.
-    Returns the new match log ids, in `hits` order. `submission_id` is what
+    Log the matches of one submitted signal, open or join its case and fire the action rules they
+    select (webhook deliveries, sent after commit) and queue "seen" reports for exchanges that
+    want them. Returns the new match log ids, in `hits` order. `submission_id` is what
     submission_remember returned for this signal, so retroaction never logs the pair again.
+    `suppressed` is the caller's decision (services.suppression; matching decides from its bank
+    table so its answer and the log agree); None decides here, from the rules snapshot.
     Raises InvalidInput (400) for a platform_content_id over 512 characters or an unknown source.
     """
     if not hits:
@@ -81,11 +86,17 @@ def match_log_record(
     hits = _plain_hits(hits)
     now = timezone.now()
     snapshot = rules_snapshot()
-    # Matches of noisy (quarantined) contents are logged, flagged, with no case and no action.
-    held = quarantine_held(snapshot=snapshot, hits=hits, platform_content_id=platform_content_id, now=now)
-    fired, content_labels = _rules_fired(snapshot, hits)
-    if held:
-        fired = {i: rules for i, rules in fired.items() if hits[i].content_id not in held}
+    if suppressed is None:
+        suppressed = submission_suppressed((h.bank_id for h in hits), snapshot.suppressing_bank_ids)
+    # Matches of noisy (quarantined) contents are logged, flagged, with no case and no action
+    # (services.quarantine); a suppressed submission is not counted towards quarantine.
+    quarantined = (
+        frozenset()
+        if suppressed
+        else quarantine_held(snapshot=snapshot, hits=hits, platform_content_id=platform_content_id, now=now)
+    )
+    held = _held(hits, suppressed=suppressed, quarantined=quarantined)
+    fired, content_labels = _rules_fired(snapshot, hits, held=held)
     rows = [
         MatchLog(
             created_at=now,
@@ -101,23 +112,36 @@ def match_log_record(
             matched_bank_id=hit.bank_id,
             bank_name=hit.bank_name,
             distance=hit.distance,
+            suppressed=suppressed,
+            quarantined=hit.content_id in quarantined,
             rules=[{"id": rule.id, "name": rule.name} for rule in fired.get(i, ())],
-            quarantined=hit.content_id in held,
         )
         for i, hit in enumerate(hits)
     ]
+    in_case = [row for row, hold in zip(rows, held, strict=True) if not hold]
+    # "Seen" reports are kept for held rows too: they tell an exchange that its signal was seen on
+    # this platform, which is true whatever the platform decides to do about the submission
+    # (suppression is a local verdict on our content, not an opinion on the exchange's signal).
     seen_hits = [hit for hit in hits if hit.bank_id in snapshot.seen_bank_ids]
     # No savepoint: in the common case the rows and their case are three statements and a commit.
     with transaction.atomic(savepoint=False):
         MatchLog.objects.bulk_create(rows)
-        open_rows = [row for row in rows if not row.quarantined] if held else rows
-        if open_rows:
-            case_attach(rows=open_rows)
-        if fired:
-            _deliveries_create(rows, fired, snapshot=snapshot, content_labels=content_labels)
+        if in_case:
+            case_id = case_attach(rows=in_case, severity=snapshot.severity_of(r.matched_bank_id for r in in_case))
+            if fired:
+                _deliveries_create(rows, fired, case_id=case_id, snapshot=snapshot, content_labels=content_labels)
         if seen_hits:
             _seen_reports_create(signal_type=signal_type, hits=seen_hits)
     return [row.pk for row in rows]
+
+
+def _held(hits: Sequence[MatchHit], *, suppressed: bool, quarantined: frozenset[int]) -> list[bool]:
+    """
+    Per hit, whether it is held: logged (flagged) but kept out of cases and actions. The one place
+    that decides it: every hit of a suppressed submission (services.suppression), and the hits of
+    quarantined contents (services.quarantine).
+    """
+    return [suppressed or hit.content_id in quarantined for hit in hits]
 
 
 def _plain_hits(hits: Sequence[HitLike]) -> list[MatchHit]:
@@ -133,40 +157,93 @@ def _plain_hits(hits: Sequence[HitLike]) -> list[MatchHit]:
     ]
 
 
+def case_rule_subject(case_id: int, rule_id: int) -> str:
+    """The subject of a per-case delivery: a rule fires once per case (delivery_once_per_subject)."""
+    return f"case:{case_id}:rule:{rule_id}"
+
+
 def _deliveries_create(
     rows: Sequence[MatchLog],
     fired: dict[int, list[RuleSpec]],
     *,
+    case_id: int,
     snapshot: RulesSnapshot,
     content_labels: dict[int, list[str]],
 ) -> None:
-    """One webhook delivery per fired rule of each logged row, sent after commit."""
-    deliveries = [
-        WebhookDelivery(
-            message_id=webhook_message_id(),
-            endpoint_id=rule.webhook_id,
-            rule_id=rule.id,
-            rule_name=rule.name,
-            match=rows[i],
-            event_type=EVENT_MATCH_CREATED,
-            payload=_payload(rows[i], rule, snapshot=snapshot, content_labels=content_labels),
-            created_at=rows[i].created_at,
+    """
+    The webhook deliveries of the fired rules, sent after commit: for a per-match rule one
+    match.created per logged row; for the others one case.matched per rule with the rows it
+    selected, unless the rule already fired for this case (an earlier submission of the content).
+    """
+    per_match: list[WebhookDelivery] = []
+    per_case: dict[int, tuple[RuleSpec, list[MatchLog]]] = {}
+    for i, rules in sorted(fired.items()):
+        for rule in rules:
+            if rule.per_match:
+                payload = _payload(rows[i], rule, snapshot, content_labels)
+                per_match.append(
+                    _delivery(rule, payload, created_at=rows[i].created_at, case_id=case_id, match=rows[i])
+                )
+            else:
+                per_case.setdefault(rule.id, (rule, []))[1].append(rows[i])
+    ids: list[int] = []
+    if per_match:
+        WebhookDelivery.objects.bulk_create(per_match)
+        ids += [d.pk for d in per_match]
+    if per_case:
+        case_deliveries = [
+            _delivery(
+                rule,
+                _case_payload(case_id, selected, rule, snapshot, content_labels),
+                created_at=selected[0].created_at,
+                case_id=case_id,
+                subject=case_rule_subject(case_id, rule.id),
+            )
+            for rule, selected in per_case.values()
+        ]
+        # Racing submissions of one content id join one case; its upsert makes the later one wait
+        # for the earlier's commit, so the constraint sees the earlier's delivery and skips ours.
+        WebhookDelivery.objects.bulk_create(case_deliveries, ignore_conflicts=True)
+        ids += WebhookDelivery.objects.filter(message_id__in=[d.message_id for d in case_deliveries]).values_list(
+            "pk", flat=True
         )
-        for i, rules in fired.items()
-        for rule in rules
-    ]
-    WebhookDelivery.objects.bulk_create(deliveries)
-    deliveries_enqueue([d.pk for d in deliveries])
+    deliveries_enqueue(ids)
+
+
+def _delivery(
+    rule: RuleSpec,
+    payload: dict,
+    *,
+    created_at: datetime,
+    case_id: int,
+    match: MatchLog | None = None,
+    subject: str = "",
+) -> WebhookDelivery:
+    return WebhookDelivery(
+        message_id=webhook_message_id(),
+        endpoint_id=rule.webhook_id,
+        rule_id=rule.id,
+        rule_name=rule.name,
+        match=match,
+        case_id=case_id,
+        event_type=payload["type"],
+        subject=subject,
+        payload=payload,
+        created_at=created_at,
+    )
 
 
 def _rules_fired(
-    snapshot: RulesSnapshot, hits: Sequence[MatchHit]
+    snapshot: RulesSnapshot, hits: Sequence[MatchHit], *, held: Sequence[bool]
 ) -> tuple[dict[int, list[RuleSpec]], dict[int, list[str]]]:
-    """{hit index: rules that fire} and the labels of the content involved (one query, if any)."""
+    """{hit index: rules that fire} for hits not held, and the labels of the content involved (one query, if any)."""
     if not snapshot.rules:
         return {}, {}
     candidates = [
-        (i, rule) for i, hit in enumerate(hits) for rule in rules_bank_candidates(snapshot, hit.bank_id)
+        (i, rule)
+        for i, hit in enumerate(hits)
+        if not held[i]
+        for rule in rules_bank_candidates(snapshot, hit.bank_id)
     ]
     if not candidates:
         return {}, {}
@@ -187,12 +264,24 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def _payload(
-    row: MatchLog, rule: RuleSpec, *, snapshot: RulesSnapshot, content_labels: dict[int, list[str]]
-) -> dict:
-    """The webhook body of one fired rule (Standard Webhooks' {type, timestamp, data})."""
+def _bank_and_content(row: MatchLog, snapshot: RulesSnapshot, content_labels: dict[int, list[str]]) -> dict:
     return {
-        "type": EVENT_MATCH_CREATED,
+        "bank": {
+            "id": row.matched_bank_id,
+            "name": row.bank_name,
+            "labels": list(snapshot.bank_labels.get(row.matched_bank_id, ())),
+        },
+        "content": {
+            "id": row.matched_content_id,
+            "labels": content_labels.get(row.matched_content_id, []),
+        },
+    }
+
+
+def _payload(row: MatchLog, rule: RuleSpec, snapshot: RulesSnapshot, content_labels: dict[int, list[str]]) -> dict:
+    """The match.created body of a per-match rule (Standard Webhooks' {type, timestamp, data})."""
+    return {
+        "type": WebhookEvent.MATCH_CREATED.value,
         "timestamp": _iso(row.created_at),
         "data": {
             "match_id": row.pk,
@@ -203,16 +292,41 @@ def _payload(
             "platform_content_id": row.platform_content_id or None,
             "content_uri": row.content_uri or None,
             "distance": row.distance,
-            "bank": {
-                "id": row.matched_bank_id,
-                "name": row.bank_name,
-                "labels": list(snapshot.bank_labels.get(row.matched_bank_id, ())),
-            },
-            "content": {
-                "id": row.matched_content_id,
-                "labels": content_labels.get(row.matched_content_id, []),
-            },
+            **_bank_and_content(row, snapshot, content_labels),
             "rule": {"id": rule.id, "name": rule.name},
+        },
+    }
+
+
+def _case_payload(
+    case_id: int,
+    rows: Sequence[MatchLog],
+    rule: RuleSpec,
+    snapshot: RulesSnapshot,
+    content_labels: dict[int, list[str]],
+) -> dict:
+    """The case.matched body of a per-case rule: the case and the submission's matches the rule selected."""
+    first = rows[0]
+    return {
+        "type": WebhookEvent.CASE_MATCHED.value,
+        "timestamp": _iso(first.created_at),
+        "data": {
+            "case_id": case_id,
+            "matched_at": _iso(first.created_at),
+            "source": first.source,
+            "platform_content_id": first.platform_content_id or None,
+            "content_uri": first.content_uri or None,
+            "rule": {"id": rule.id, "name": rule.name},
+            "matches": [
+                {
+                    "match_id": row.pk,
+                    "signal_type": row.signal_type,
+                    "signal_value": row.signal_value,
+                    "distance": row.distance,
+                    **_bank_and_content(row, snapshot, content_labels),
+                }
+                for row in rows
+            ],
         },
     }
 

@@ -101,10 +101,10 @@ def quarantine_held(
     announced by a content.quarantined event). Called before the submission's rows are written;
     a content whose bank has no threshold is never looked at.
     """
-    thresholds = snapshot.quarantine_threshold
-    if not thresholds:
+    watching = snapshot.quarantining_bank_ids
+    if not watching:
         return _NONE
-    watched = {hit.content_id: hit for hit in hits if hit.bank_id in thresholds}
+    watched = {hit.content_id: hit for hit in hits if hit.bank_id in watching}
     if not watched:
         return _NONE
     states = _states()
@@ -115,8 +115,8 @@ def quarantine_held(
             if state in HOLDING_STATES:
                 held.add(content_id)
             continue  # released: never held again
-        threshold = thresholds[hit.bank_id]
-        window_hours = snapshot.quarantine_window_hours.get(hit.bank_id, 24)
+        settings_ = snapshot.bank_review_settings(hit.bank_id)
+        threshold, window_hours = settings_.quarantine_threshold, settings_.quarantine_window_hours
         if _crosses(content_id, platform_content_id, threshold=threshold, since=now - timedelta(hours=window_hours)):
             if _quarantine(hit, threshold=threshold, window_hours=window_hours, now=now) in HOLDING_STATES:
                 held.add(content_id)

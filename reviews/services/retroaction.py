@@ -197,6 +197,11 @@ def retroaction_run(*, content_ids: list[int]) -> int:
         ).values_list("submission_id", "matched_content_id")
     )
     submissions = Submission.objects.in_bulk(list(found))
+    # A submission once suppressed stays suppressed: its late matches in other banks are the same
+    # known false positive. Otherwise match_log_record decides from the late matches' banks.
+    suppressed_before = set(
+        MatchLog.objects.filter(submission_id__in=list(found), suppressed=True).values_list("submission_id", flat=True)
+    )
     count = 0
     for sid in sorted(found):
         submission = submissions.get(sid)
@@ -214,6 +219,7 @@ def retroaction_run(*, content_ids: list[int]) -> int:
                         content_uri=submission.content_uri,
                         source=MatchSource.RETROACTION,
                         submission_id=sid,
+                        suppressed=True if sid in suppressed_before else None,
                     )
                 )
         except IntegrityError:  # a concurrent run (or the live lookup) logged the pair first

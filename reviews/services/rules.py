@@ -1,6 +1,7 @@
 """
 Action rules: their validation and writes, and the per-process snapshot the hot path evaluates
-(rules, bank labels, exchanges' reporting switches, banks' quarantine settings), refreshed every
+(rules, bank labels and review settings (severity, suppression, quarantine), exchanges' reporting
+switches), refreshed every
 OMM_ACTION_RULES_CACHE_SECONDS.
 """
 
@@ -8,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -102,14 +104,19 @@ def action_rule_create(
     must_not_have_bank_labels: Sequence[str] = (),
     must_have_content_labels: Sequence[str] = (),
     must_not_have_content_labels: Sequence[str] = (),
+    per_match: bool = False,
 ) -> ActionRule:
-    """Create an action rule; 400 if it selects no bank or names unknown ones, 409 if the name is taken."""
+    """
+    Create an action rule; 400 if it selects no bank or names unknown ones, 409 if the name is taken.
+    `per_match`: one match.created delivery per match instead of one case.matched per case.
+    """
     rule = ActionRule(
         name=name,
         webhook_id=webhook_id,
         enabled=enabled,
         description=description,
         all_banks=all_banks,
+        per_match=per_match,
         must_have_bank_labels=list(must_have_bank_labels),
         must_not_have_bank_labels=list(must_not_have_bank_labels),
         must_have_content_labels=list(must_have_content_labels),
@@ -165,6 +172,7 @@ class RuleSpec:
     must_not_have_bank_labels: frozenset[str]
     must_have_content_labels: frozenset[str]
     must_not_have_content_labels: frozenset[str]
+    per_match: bool = False  # one match.created per match; else one case.matched per case
 
     def selects_bank(self, bank_id: int, bank_labels: Iterable[str]) -> bool:
         """Whether a match in this bank passes the bank and bank-label conditions."""
@@ -180,16 +188,45 @@ class RuleSpec:
 
 
 @dataclass(frozen=True)
+class BankReviewSettings:
+    """A bank's review settings (banks.models.Bank), as the hot path and the quarantine read them."""
+
+    severity: int = 0
+    suppressing: bool = False
+    quarantine_threshold: int | None = None  # None: never quarantine this bank's content
+    quarantine_window_hours: int = 24
+
+
+NO_REVIEW_SETTINGS = BankReviewSettings()
+
+
+@dataclass(frozen=True)
 class RulesSnapshot:
     """What match_log_record needs besides its arguments, loaded at most every few seconds."""
 
     rules: tuple[RuleSpec, ...]
     bank_labels: dict[int, tuple[str, ...]]
     seen_bank_ids: frozenset[int]
-    # Banks with a quarantine threshold (services.quarantine), by bank id; empty: no bank has one,
-    # and the match log never asks about quarantine.
-    quarantine_threshold: dict[int, int] = field(default_factory=dict)
-    quarantine_window_hours: dict[int, int] = field(default_factory=dict)
+    # Every live bank's review settings; a bank missing here (created since) has the defaults.
+    bank_settings: dict[int, BankReviewSettings] = field(default_factory=dict)
+
+    @cached_property
+    def suppressing_bank_ids(self) -> frozenset[int]:
+        """The banks whose matches suppress a submission (reviews.services.suppression)."""
+        return frozenset(pk for pk, s in self.bank_settings.items() if s.suppressing)
+
+    @cached_property
+    def quarantining_bank_ids(self) -> frozenset[int]:
+        """The banks with a quarantine threshold: only their matches are counted for quarantine."""
+        return frozenset(pk for pk, s in self.bank_settings.items() if s.quarantine_threshold is not None)
+
+    def bank_review_settings(self, bank_id: int) -> BankReviewSettings:
+        """A bank's review settings (the defaults for a bank the snapshot does not know yet)."""
+        return self.bank_settings.get(bank_id, NO_REVIEW_SETTINGS)
+
+    def severity_of(self, bank_ids: Iterable[int]) -> int:
+        """The highest severity of these banks (0 for none): a case's severity."""
+        return max((self.bank_review_settings(b).severity for b in bank_ids), default=0)
 
 
 _lock = threading.Lock()
@@ -214,23 +251,20 @@ def _load() -> RulesSnapshot:
                 must_not_have_bank_labels=frozenset(rule.must_not_have_bank_labels),
                 must_have_content_labels=frozenset(rule.must_have_content_labels),
                 must_not_have_content_labels=frozenset(rule.must_not_have_content_labels),
+                per_match=rule.per_match,
             )
         )
-    bank_labels = (
-        {pk: tuple(labels or ()) for pk, labels in Bank.objects.values_list("pk", "labels")} if rules else {}
-    )
-    quarantine = list(
-        Bank.objects.filter(quarantine_threshold__isnull=False).values_list(
-            "pk", "quarantine_threshold", "quarantine_window_hours"
-        )
-    )
-    return RulesSnapshot(
-        tuple(rules),
-        bank_labels,
-        exchange_adapter.seen_reporting_bank_ids(),
-        quarantine_threshold={pk: threshold for pk, threshold, _ in quarantine},
-        quarantine_window_hours={pk: hours for pk, _, hours in quarantine},
-    )
+    bank_labels: dict[int, tuple[str, ...]] = {}
+    bank_settings: dict[int, BankReviewSettings] = {}
+    # One query for both, every refresh: severity and suppression apply with or without rules.
+    for pk, labels, *settings_row in Bank.objects.values_list(
+        "pk", "labels", "severity", "suppressing", "quarantine_threshold", "quarantine_window_hours"
+    ):
+        bank_labels[pk] = tuple(labels or ())
+        settings_ = BankReviewSettings(*settings_row)
+        if settings_ != NO_REVIEW_SETTINGS:  # most banks have none: keep the table small
+            bank_settings[pk] = settings_
+    return RulesSnapshot(tuple(rules), bank_labels, exchange_adapter.seen_reporting_bank_ids(), bank_settings)
 
 
 def rules_snapshot() -> RulesSnapshot:

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import requests
@@ -25,7 +25,7 @@ from omm_project.lib.db import model_update, unique_or_conflict
 from omm_project.lib.errors import Conflict, InvalidInput
 from omm_project.lib.outbound import UnsafeUrl, url_validate
 from reviews import signing
-from reviews.choices import SendState
+from reviews.choices import SendState, WebhookEvent
 from reviews.models import ActionRule, WebhookDelivery, WebhookEndpoint
 from reviews.services._outgoing import (
     SendOutcome,
@@ -61,15 +61,36 @@ def webhook_secret_validate(secret: object) -> str | None:
     return secret  # type: ignore[return-value]
 
 
+# Events an endpoint subscribes to itself; match.created and case.matched come from its rules.
+SUBSCRIBABLE_EVENTS = [WebhookEvent.CLUSTER_SPREADING.value, WebhookEvent.CONTENT_QUARANTINED.value]
+
+
+def webhook_events_validate(events: object) -> list[str]:
+    """A list of subscribable event types (deduplicated, order kept; null is none), or a 400."""
+    if events is None:
+        return []
+    if not isinstance(events, list) or not all(isinstance(e, str) and e in SUBSCRIBABLE_EVENTS for e in events):
+        raise InvalidInput(
+            f"events must be a list of {SUBSCRIBABLE_EVENTS} (rules send match.created and case.matched)"
+        )
+    return list(dict.fromkeys(events))
+
+
 @transaction.atomic
 def webhook_endpoint_create(
-    *, name: str, url: str, enabled: bool = True, description: str = "", secret: str | None = None
+    *,
+    name: str,
+    url: str,
+    enabled: bool = True,
+    description: str = "",
+    secret: str | None = None,
+    events: Sequence[str] = (),
 ) -> tuple[WebhookEndpoint, str]:
     """
     Create an endpoint from checked values (the validators above; name_validate, text_validate);
     returns it and its secret, which is shown this once. 409 on a taken name.
     """
-    endpoint = WebhookEndpoint(name=name, url=url, enabled=enabled, description=description)
+    endpoint = WebhookEndpoint(name=name, url=url, enabled=enabled, description=description, events=list(events))
     secret = signing.secret_generate() if secret is None else secret
     endpoint.secret_sealed = _secret_seal(secret)
     with unique_or_conflict(f"Webhook '{name}' already exists"):  # a taken name, or a concurrent create won
@@ -80,7 +101,7 @@ def webhook_endpoint_create(
 @transaction.atomic
 def webhook_endpoint_update(*, endpoint: WebhookEndpoint, changes: Mapping[str, Any]) -> WebhookEndpoint:
     """
-    Change an endpoint's name, URL, switch or description, as named in `changes` (never its
+    Change an endpoint's name, URL, switch, description or events, as named in `changes` (never its
     secret: rotate it). Only those columns are written: `endpoint` may be stale (a concurrent
     rotation stays).
     """

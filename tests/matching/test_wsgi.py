@@ -114,6 +114,34 @@ def test_fast_path_answers_like_django(wsgi, runtime, bank, keys, query, key_nam
     assert fast[2]["X-Request-ID"]
 
 
+SUPPRESSED_CASES = [
+    "signal_type=pdq&signal=" + PDQ_Y,
+    "signal_type=pdq&signal=" + PDQ_Y + "&include_distance=true",
+    "signal_type=pdq&signal=" + PDQ_Y + "&banks=BANK_A",  # the suppression bank's match filtered out
+    "signal_type=pdq&signal=" + PDQ_Y + "&banks=OTHER",
+]
+
+
+@pytest.mark.parametrize("query", SUPPRESSED_CASES)
+def test_fast_path_flags_suppressed_matches_like_django(wsgi, runtime, bank, keys, query):
+    # Given OTHER is a suppression bank (the matcher reads it with the bank table)
+    add(bank, pdq=PDQ_X)
+    other = bank_create(name="OTHER")
+    other.suppressing = True
+    other.save(update_fields=["suppressing"])
+    add(other, pdq=PDQ_Y)
+    services.index_build(signal_type="pdq")
+    runtime.refresh()
+    # When both paths answer
+    fast = _call(wsgi.application, _environ(query, keys["match"]))
+    slow = _call(wsgi.django_application, _environ(query, keys["match"]))
+    # Then alike, flagged exactly when OTHER's match is among the answer's
+    assert fast[:2] == slow[:2]
+    assert fast[1].get("suppressed") is (True if "BANK_A" not in query else None)
+    if "include_distance" in query:
+        assert all(entry["suppressed"] is True for entry in fast[1]["matches"])
+
+
 @pytest.mark.parametrize(
     "query",
     ["signal_type=pdq&signal=%00", "signal_type=pdq&signal=" + PDQ_A + "&banks=BANK_A%00", "%00=1"],

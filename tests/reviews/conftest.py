@@ -87,10 +87,16 @@ def make_rule(
     name: str = "rule",
     banks: list[Bank] | None = None,
     all_banks: bool = False,
+    per_match: bool = False,
     **labels: list[str],
 ) -> ActionRule:
     return services.action_rule_create(
-        name=name, webhook_id=webhook.pk, all_banks=all_banks, banks=[b.name for b in banks or []], **labels
+        name=name,
+        webhook_id=webhook.pk,
+        all_banks=all_banks,
+        banks=[b.name for b in banks or []],
+        per_match=per_match,
+        **labels,
     )
 
 

@@ -145,7 +145,7 @@ def test_webhook_deliveries_list_and_state_filter(curator_client):
     assert body["count"] == 3
     first = body["results"][0]
     assert first["message_id"].startswith("msg_") and first["rule_name"] == "rule"
-    assert first["payload"]["type"] == "match.created"
+    assert first["payload"]["type"] == "case.matched"  # no content id: each submission is its own case
     assert curator_client.get(f"/c/webhooks/{webhook.pk}/deliveries?state=dead").json()["count"] == 1
     assert curator_client.get(f"/c/webhooks/{webhook.pk}/deliveries?state=bogus").status_code == 400
 
@@ -374,3 +374,43 @@ def test_input_bodies_document_real_types():
     review = components["ReviewCreateRequest"]["properties"]
     assert review["content_ids"] == {**review["content_ids"], "type": "array", "maxItems": 1000, "minItems": 1}
     assert review["content_ids"]["items"]["type"] == "integer" and review["note"]["maxLength"] == 255
+
+
+# --- #14: per-case delivery and event subscriptions ------------------------------------------------
+
+
+def test_action_rule_per_match_defaults_to_false_and_can_be_set(curator_client):
+    webhook, _ = make_webhook(HOOK)
+    make_bank("A")
+    created = curator_client.post(
+        "/c/action_rules", {"name": "r", "webhook_id": webhook.pk, "banks": ["A"]}, format="json"
+    ).json()
+    assert created["per_match"] is False
+    changed = curator_client.patch(f"/c/action_rules/{created['id']}", {"per_match": True}, format="json")
+    assert changed.status_code == 200 and changed.json()["per_match"] is True
+    assert ActionRule.objects.get().per_match is True
+    bad = curator_client.patch(f"/c/action_rules/{created['id']}", {"per_match": "yes"}, format="json")
+    assert bad.status_code == 400 and "per_match" in bad.json()["message"]
+    assert ActionRule.objects.get().per_match is True
+
+
+def test_webhook_events_subscribable_ones_only(curator_client):
+    created = curator_client.post(
+        "/c/webhooks",
+        {"name": "ev", "url": HOOK, "events": ["content.quarantined", "cluster.spreading", "cluster.spreading"]},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["events"] == ["content.quarantined", "cluster.spreading"]
+    pk = created.json()["id"]
+    for bad in (["match.created"], ["case.matched"], ["nope"], "cluster.spreading", [1]):
+        response = curator_client.patch(f"/c/webhooks/{pk}", {"events": bad}, format="json")
+        assert response.status_code == 400 and "events" in response.json()["message"], bad
+    assert WebhookEndpoint.objects.get().events == ["content.quarantined", "cluster.spreading"]
+    cleared = curator_client.patch(f"/c/webhooks/{pk}", {"events": []}, format="json")
+    assert cleared.status_code == 200 and cleared.json()["events"] == []
+    assert (
+        curator_client.post("/c/webhooks", {"name": "x", "url": HOOK, "events": ["x"]}, format="json").status_code
+        == 400
+    )
+    assert WebhookEndpoint.objects.count() == 1

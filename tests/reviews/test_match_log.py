@@ -57,16 +57,30 @@ def test_match_log_record_hot_path_is_three_inserts(django_assert_num_queries):
     assert MatchLog.objects.count() == 5
 
 
-def test_match_log_record_with_rules_stays_cheap(django_assert_max_num_queries):
+def test_match_log_record_with_per_match_rules_stays_cheap(django_assert_num_queries):
     bank = make_bank()
     contents = [make_content(bank) for _ in range(10)]
     webhook, _ = make_webhook(HOOK)
-    make_rule(webhook, banks=[bank], must_have_content_labels=[])
+    make_rule(webhook, banks=[bank], must_have_content_labels=[], per_match=True)
     services.rules_snapshot()
     # labels, insert matches, the case, its matches, insert deliveries (one transaction, no savepoint)
-    with django_assert_max_num_queries(5):
+    with django_assert_num_queries(5):
         services.match_log_record(signal_type="pdq", signal_value=PDQ, hits=[hit_for(c) for c in contents])
     assert WebhookDelivery.objects.count() == 10
+
+
+def test_match_log_record_with_per_case_rules_stays_cheap(django_assert_num_queries):
+    bank = make_bank()
+    contents = [make_content(bank) for _ in range(10)]
+    webhook, _ = make_webhook(HOOK)
+    make_rule(webhook, name="one", banks=[bank])
+    make_rule(webhook, name="two", all_banks=True)
+    services.rules_snapshot()
+    # labels, insert matches, the case, its matches, insert deliveries (skipping any the case had),
+    # read back the ids of the new ones
+    with django_assert_num_queries(6):
+        services.match_log_record(signal_type="pdq", signal_value=PDQ, hits=[hit_for(c) for c in contents])
+    assert WebhookDelivery.objects.count() == 2
 
 
 def test_match_log_record_refuses_long_platform_content_id():
@@ -78,12 +92,12 @@ def test_match_log_record_refuses_long_platform_content_id():
     assert not MatchLog.objects.exists()
 
 
-def test_fired_rule_enqueues_delivery_after_commit(django_capture_on_commit_callbacks):
-    # Given a rule on a bank
+def test_fired_per_match_rule_enqueues_delivery_after_commit(django_capture_on_commit_callbacks):
+    # Given a per-match rule on a bank
     bank = make_bank("SEL", labels=["csam"])
     content = make_content(bank, labels=["verified"])
     webhook, _ = make_webhook(HOOK)
-    rule = make_rule(webhook, banks=[bank])
+    rule = make_rule(webhook, banks=[bank], per_match=True)
     # When a lookup matched its content
     with django_capture_on_commit_callbacks() as callbacks:
         (match_id,) = services.match_log_record(
@@ -215,7 +229,7 @@ def test_prune_deletes_old_rows_and_finished_deliveries(settings):
     bank = make_bank()
     content = make_content(bank)
     webhook, _ = make_webhook(HOOK)
-    make_rule(webhook, banks=[bank])
+    make_rule(webhook, banks=[bank], per_match=True)
     old = services.match_log_record(signal_type="pdq", signal_value=PDQ, hits=[hit_for(content)] * 2)
     new = services.match_log_record(signal_type="pdq", signal_value=PDQ, hits=[hit_for(content)])
     past = timezone.now() - timedelta(days=40)
@@ -246,7 +260,7 @@ def test_match_log_record_takes_numpy_integers_from_indexes():
     bank = make_bank()
     content = make_content(bank)
     webhook, _ = make_webhook(HOOK)
-    make_rule(webhook, banks=[bank])
+    make_rule(webhook, banks=[bank], per_match=True)
     hit = services.MatchHit(np.int64(content.pk), np.int64(bank.pk), bank.name, np.int32(7))
     (match_id,) = services.match_log_record(signal_type="pdq", signal_value=PDQ, hits=[hit])
     assert MatchLog.objects.get(pk=match_id).distance == 7

@@ -107,7 +107,7 @@ def test_delivery_posts_signed_body_to_local_receiver(local_server, allow_loopba
         now=int(request.headers["webhook-timestamp"]),
     )
     body = request.json()
-    assert body["type"] == "match.created"
+    assert body["type"] == "case.matched"  # a rule's default: one delivery per case
     assert body["data"]["platform_content_id"] == "post-1"
     assert body["data"]["rule"]["name"] == "rule"
     delivery.refresh_from_db()

@@ -19,10 +19,14 @@ class Command(OmmCommand):
             "--reviewed", choices=["true", "false"], help="Only reviewed or unreviewed matches."
         )
         parser.add_argument("--verdict", help="true_positive or false_positive.")
+        parser.add_argument(
+            "--suppressed", choices=["true", "false"], help="Only matches of suppressed submissions, or the others."
+        )
         parser.add_argument("-o", "--output", help="File to write (default: standard output).")
 
     def handle(self, *args, **options) -> None:
-        params = {k: options[k] for k in ("since", "until", "bank", "reviewed", "verdict") if options.get(k)}
+        names = ("since", "until", "bank", "reviewed", "verdict", "suppressed")
+        params = {k: options[k] for k in names if options.get(k)}
         filters = match_filters(params)  # the API's parameters and answers
         queryset = selectors.match_log_list(filters=filters, newest_first=False)
         lines = export.export_lines(queryset, options["format"])
