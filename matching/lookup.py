@@ -251,7 +251,8 @@ def lookup_recorded(
     content_uri: str = "",
 ) -> list[Hit]:
     """
-    /m/lookup of one signal: lookup(), then remember the signal for retroaction (when on) and log
+    /m/lookup of one signal: lookup(), then remember the signal for retroaction and the clusterer
+    (when they want it) and log
     its matches, with the caller's content id and URI. A database error in those writes is logged
     and counted (omm_match_log_errors_total) and the matches are still returned: matching keeps
     serving through a database outage.
@@ -266,6 +267,7 @@ def lookup_recorded(
             signal_value=value,
             platform_content_id=platform_content_id,
             content_uri=content_uri,
+            matched=bool(hits),
         )
         if hits:
             reviews.match_log_record(

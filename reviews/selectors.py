@@ -9,7 +9,17 @@ from django.db.models.expressions import RawSQL
 
 from banks.models import Bank, BankContent
 from omm_project.lib.errors import NotFound
-from reviews.models import ActionRule, Case, CaseEvent, CaseMatch, MatchLog, Review, WebhookDelivery, WebhookEndpoint
+from reviews.models import (
+    ActionRule,
+    Case,
+    CaseEvent,
+    CaseMatch,
+    Cluster,
+    MatchLog,
+    Review,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 
 @dataclass(frozen=True)
@@ -191,3 +201,44 @@ def case_get(*, case_id: int) -> Case:
     if case is None:
         raise NotFound(f"case {case_id} not found")
     return case
+
+
+# --- Clusters ---
+
+CLUSTER_SORTS = {"size": ("-submission_count", "-id"), "growth": ("-last_hour_count", "-id")}
+CLUSTER_CASES_SHOWN = 100
+
+
+@dataclass(frozen=True)
+class ClusterFilters:
+    """Filters of GET /c/clusters; None means "any"."""
+
+    signal_type: str | None = None
+    spreading: bool | None = None
+
+
+def cluster_list(*, filters: ClusterFilters = ClusterFilters(), sort: str = "size") -> QuerySet[Cluster]:
+    """Clusters, biggest (sort "size") or fastest growing in their last hour (sort "growth") first."""
+    queryset = Cluster.objects.all()
+    if filters.signal_type is not None:
+        queryset = queryset.filter(signal_type=filters.signal_type)
+    if filters.spreading is not None:
+        queryset = queryset.filter(spreading_since__isnull=not filters.spreading)
+    return queryset.order_by(*CLUSTER_SORTS[sort])
+
+
+def cluster_get(*, cluster_id: int) -> Cluster:
+    """One cluster, or a 404."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None:
+        raise NotFound(f"cluster {cluster_id} not found")
+    return cluster
+
+
+def cluster_cases(*, cluster: Cluster, limit: int = CLUSTER_CASES_SHOWN) -> list[Case]:
+    """A cluster's cases as the queue orders them (not closed first), at most `limit`."""
+    return list(
+        Case.objects.filter(cluster=cluster)
+        .annotate(is_closed=Q(state="closed"))
+        .order_by("is_closed", "-priority", "created_at", "id")[:limit]
+    )

@@ -45,12 +45,14 @@ def case_verdict_record(
     verdict: str | None = None,
     note: str = "",
     actor: str = "",
+    cluster_id: int | None = None,
 ) -> Case:
     """
     Give verdicts on a case's matches: `matches` ({case match id: verdict}) or `verdict` for every
     match that has none yet. True and false positives go through review_record (write-back to
     exchanges, a false positive disables the content per OMM_FALSE_POSITIVE_DISABLES); skip
-    records only the verdict. The case closes when every match has a verdict. 404 unknown case,
+    records only the verdict. The case closes when every match has a verdict; `cluster_id` says in
+    its audit trail that the verdict was given to its whole cluster. 404 unknown case,
     409 closed case or a match that already has a verdict, 400 a match id of another case.
     """
     with transaction.atomic():
@@ -84,7 +86,11 @@ def case_verdict_record(
                 created_at=now,
                 actor=actor,
                 kind=CaseEventKind.VERDICT,
-                detail={"matches": {str(pk): v for pk, v in wanted.items()}, "note": note},
+                detail={
+                    "matches": {str(pk): v for pk, v in wanted.items()},
+                    "note": note,
+                    **({"cluster": cluster_id} if cluster_id is not None else {}),
+                },
             )
         ]
         if case.state == CaseState.CLOSED:
