@@ -190,7 +190,7 @@ def _labelled(label: str, matches: QuerySet[CaseMatch]) -> Exists | RawSQL:
 def case_get(*, case_id: int) -> Case:
     """One case with its matches (their bank and content, for labels) and its events, or a 404."""
     case = (
-        Case.objects.select_related("assignee")
+        Case.objects.select_related("assignee", "cluster")
         .prefetch_related(
             Prefetch("matches", queryset=CaseMatch.objects.select_related("bank", "content").order_by("pk")),
             Prefetch("events", queryset=CaseEvent.objects.order_by("created_at", "pk")),

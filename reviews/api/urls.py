@@ -1,9 +1,9 @@
-"""reviews API routes under /c: match log, reviews, cases, action rules, webhooks."""
+"""reviews API routes under /c: match log, reviews, cases, clusters, action rules, webhooks."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from reviews.api import cases, views
+from reviews.api import cases, clusters, views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("action_rules", views.ActionRuleViewSet, basename="action-rule")
@@ -17,6 +17,9 @@ urlpatterns = [
     path("case/<int:case_id>", cases.CaseDetailView.as_view(), name="case-detail"),
     path("case/<int:case_id>/verdict", cases.CaseVerdictView.as_view(), name="case-verdict"),
     path("case/<int:case_id>/assign", cases.CaseAssignView.as_view(), name="case-assign"),
+    path("clusters", clusters.ClusterListView.as_view(), name="cluster-list"),
+    path("cluster/<int:cluster_id>", clusters.ClusterDetailView.as_view(), name="cluster-detail"),
+    path("cluster/<int:cluster_id>/verdict", clusters.ClusterVerdictView.as_view(), name="cluster-verdict"),
     path("reviews", views.ReviewListView.as_view(), name="review-list"),
     path("reviews/<int:review_id>", views.ReviewDetailView.as_view(), name="review-detail"),
     path(
