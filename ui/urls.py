@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from ui import views
+from ui import views, views_clusters
 
 app_name = "ui"
 
@@ -13,4 +13,5 @@ urlpatterns = [
     path("match/", views.match_debug, name="match-debug"),
     path("queue/", views.queue, name="queue"),
     path("case/<int:case_id>/", views.case, name="case"),
+    path("cluster/<int:cluster_id>/", views_clusters.cluster, name="cluster"),
 ]
