@@ -1,5 +1,7 @@
 """Clusters under /c (review or curate scope): the list, one cluster with its cases, a verdict on all of them."""
 
+from functools import partial
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
@@ -9,8 +11,11 @@ from rest_framework.views import APIView
 
 from banks.services import NOTE_MAX_LENGTH, note_validate
 from omm_project.lib.api import body_object, validated
+from omm_project.lib.inputs import bool_parse
 from reviews import selectors, services
 from reviews.api.cases import _actor as actor_of  # who acts: the same rule as for cases
+from reviews.api.fields import CheckedBooleanField
+from reviews.api.serializers import unless_empty
 from reviews.choices import CaseState, CaseVerdict
 from reviews.models import Case, Cluster
 from reviews.selectors import CLUSTER_SORTS, ClusterFilters
@@ -95,7 +100,11 @@ class ClusterQuerySerializer(serializers.Serializer):
         help_text="size: most submissions first (the default); growth: most in their last hour first.",
     )
     signal_type = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    spreading = serializers.ChoiceField(choices=["true", "false"], required=False, allow_blank=True)
+    spreading = CheckedBooleanField(
+        required=False,
+        check=unless_empty(partial(bool_parse, field="spreading", text=True)),
+        help_text="Only spreading clusters (true) or the others (false).",
+    )
 
     def validate(self, data: dict) -> dict:
         return {name: value for name, value in data.items() if value not in ("", None)}
@@ -127,10 +136,7 @@ class ClusterListView(GenericAPIView):
     )
     def get(self, request: Request) -> Response:
         query = validated(ClusterQuerySerializer, request.query_params)
-        spreading = query.get("spreading")
-        filters = ClusterFilters(
-            signal_type=query.get("signal_type"), spreading=None if spreading is None else spreading == "true"
-        )
+        filters = ClusterFilters(signal_type=query.get("signal_type"), spreading=query.get("spreading"))
         page = self.paginate_queryset(selectors.cluster_list(filters=filters, sort=query.get("sort", "size")))
         return self.get_paginated_response(ClusterSerializer(page, many=True).data)
 

@@ -59,6 +59,7 @@ def test_clusters_are_listed_by_size_or_growth_and_filtered(reviewer):
     first = by_growth["results"][0]
     assert first["spreading"] is True and first["submission_count"] == 3 and first["last_hour_count"] == 7
     assert [c["id"] for c in reviewer.get("/c/clusters", {"spreading": "true"}).json()["results"]] == [fast.pk]
+    assert [c["id"] for c in reviewer.get("/c/clusters", {"spreading": "no"}).json()["results"]] == [big.pk, md5.pk]
     assert [c["id"] for c in reviewer.get("/c/clusters", {"signal_type": "video_md5"}).json()["results"]] == [md5.pk]
     assert reviewer.get("/c/clusters", {"spreading": ""}).json()["count"] == 3  # empty: not given
 
