@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from threatexchange.signal_type.signal_base import SignalType
 
 from banks.models import BankContent
@@ -262,22 +262,25 @@ def lookup_recorded(
     hits = _lookup(signal_type, value, banks, seed, bypass_coinflip)
     name = signal_type.get_name()
     try:
-        submission_id = reviews.submission_remember(
-            signal_type=name,
-            signal_value=value,
-            platform_content_id=platform_content_id,
-            content_uri=content_uri,
-            matched=bool(hits),
-        )
-        if hits:
-            reviews.match_log_record(
+        # One commit for the submission and its matches: a commit is most of a write's cost, and the
+        # clusterer then never reads a submission whose case is not written yet.
+        with transaction.atomic(savepoint=False):
+            submission_id = reviews.submission_remember(
                 signal_type=name,
                 signal_value=value,
-                hits=hits,
                 platform_content_id=platform_content_id,
                 content_uri=content_uri,
-                submission_id=submission_id,
+                matched=bool(hits),
             )
+            if hits:
+                reviews.match_log_record(
+                    signal_type=name,
+                    signal_value=value,
+                    hits=hits,
+                    platform_content_id=platform_content_id,
+                    content_uri=content_uri,
+                    submission_id=submission_id,
+                )
     except DatabaseError:
         logger.exception("lookup of a %s signal: could not write the match log; answering anyway", name)
         metrics.match_log_error_count()
