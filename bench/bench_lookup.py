@@ -16,6 +16,14 @@ raw_lookup over HTTP at scale, through the real code paths:
    (which, unlike requests/s, other load on a shared machine barely changes);
 6. builds a new snapshot and times the matcher's swap to it, with the RSS peak it causes.
 
+With --clustering, instead: the cost of live clusters (docs/reviews.md, Clusters) on
+/m/lookup, in one run: two matchers, one with OMM_CLUSTERING=false and one with it on, and
+--rounds alternating wrk phases of --duration seconds against each (off, on, off, on ...). During
+each "on" phase a clusterer process drains the submissions as beat's task would (every second,
+clusters_update); it pauses between batches during "off" phases. The queries: near-duplicates of
+banked hashes (matched: logged, a case, and with clustering a remembered submission) and random
+ones (unmatched). Prints each phase's requests/s and the ratio on/off (the bar: >= 0.9).
+
 Defaults: DATABASE_URL=postgres://postgres@127.0.0.1:5432/omm_matching_bench,
 REDIS_URL=redis://127.0.0.1:6379/11. Needs wrk (apt-get install wrk). The helpers at the top are
 shared with bench_freshness.py.
@@ -388,7 +396,15 @@ def main() -> None:
     )
     parser.add_argument("--skip-build", action="store_true", help="Serve the newest snapshot as it is.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object instead of lines.")
+    parser.add_argument("--clustering", action="store_true", help="Compare /m/lookup with clustering off and on.")
+    parser.add_argument("--rounds", type=int, default=3, help="With --clustering: off/on phase pairs.")
     args = parser.parse_args()
+    if args.clustering:
+        setup_django()
+        seed_pdq(bank_name=BANK, n=args.n, reseed=args.reseed)
+        report = clustering_compare(args)
+        print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+        return
     if args.workers > 1:
         args.pin = False
     if not shutil.which("wrk"):
@@ -493,6 +509,114 @@ def main() -> None:
         for name, value in report.items():
             print(f"{name}: {value}")
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+# The clusterer as beat runs it, in its own process: a pass every second while `go` exists.
+CLUSTERER = """
+import os, sys, time
+sys.path.insert(0, os.getcwd())
+import django
+django.setup()
+from matching.clustering import clusters_update
+go, stop = sys.argv[1], sys.argv[2]
+while not os.path.exists(stop):
+    if os.path.exists(go):
+        clusters_update(budget_seconds=1.0)
+    time.sleep(1.0)
+"""
+
+
+def clustering_compare(args) -> dict:
+    """/m/lookup requests/s with clustering off and on, alternating phases in one run (see the docstring)."""
+    import shutil
+    import tempfile
+
+    from matching.tasks import index_build_task
+    from reviews.models import Cluster, Submission
+
+    index_build_task.apply(args=["pdq"])
+    index_build_task.apply(args=["video_md5"])
+    key = api_key(["match"])
+    paths = [
+        f"/m/lookup?signal_type=pdq&signal={q}&content_id=bench-{i}" for i, q in enumerate(queries(1000, 1000))
+    ]
+    workdir = Path(tempfile.mkdtemp(prefix="omm-bench-clusters-"))
+    script = workdir / "lookup.lua"
+    wrk_script(paths, key, script)
+    go, halt = workdir / "go", workdir / "stop"
+    env = {"OMM_RETROACTION_WINDOW_HOURS": "0", "OMM_LOG_LEVEL": "WARNING"}
+    servers, ports = {}, {}
+    clusterer = None
+    submissions_before = Submission.objects.count()
+    clusters_before = Cluster.objects.count()
+    try:
+        for mode in ("off", "on"):
+            ports[mode] = free_port()
+            servers[mode] = start_gunicorn(
+                roles="matcher",
+                app=args.wsgi,
+                port=ports[mode],
+                worker_class=args.worker_class,
+                threads=args.threads,
+                log_path=workdir / f"gunicorn-{mode}.log",
+                workers=args.workers,
+                extra_env={**env, "OMM_CLUSTERING": "true" if mode == "on" else "false"},
+            )
+        for mode in ("off", "on"):
+            wait_ready(ports[mode])
+        clusterer = subprocess.Popen(
+            [sys.executable, "-c", CLUSTERER, str(go), str(halt)],
+            cwd=REPO,
+            env={**os.environ, **env, "OMM_CLUSTERING": "true"},
+            start_new_session=True,
+        )
+        phases: dict[str, list[float]] = {"off": [], "on": []}
+        for mode in ("off", "on"):  # warm up both
+            base = ["wrk", "-t1", "-c2", "-d3s", "-s", str(script), f"http://127.0.0.1:{ports[mode]}"]
+            subprocess.run(base, check=True, capture_output=True)
+        for _ in range(args.rounds):
+            for mode in ("off", "on"):
+                if mode == "on":
+                    go.touch()
+                command = [
+                    "wrk",
+                    "-t1",
+                    f"-c{args.connections}",
+                    f"-d{args.duration}s",
+                    "-s",
+                    str(script),
+                    f"http://127.0.0.1:{ports[mode]}",
+                ]
+                result = subprocess.run(command, check=True, capture_output=True, text=True)
+                go.unlink(missing_ok=True)
+                figures = parse_wrk(result.stdout)
+                if figures["non_2xx"]:
+                    raise RuntimeError(f"{mode}: {figures['non_2xx']} non-2xx answers")
+                phases[mode].append(figures["rps"])
+        halt.touch()
+        clusterer.wait(timeout=60)
+    finally:
+        halt.touch()
+        if clusterer is not None and clusterer.poll() is None:
+            clusterer.kill()
+        for server in servers.values():
+            stop(server)
+        shutil.rmtree(workdir, ignore_errors=True)
+    off, on = sum(phases["off"]) / len(phases["off"]), sum(phases["on"]) / len(phases["on"])
+    return {
+        "lookup_rps_off": [round(x, 1) for x in phases["off"]],
+        "lookup_rps_on": [round(x, 1) for x in phases["on"]],
+        "ratio_on_off": round(on / off, 3),
+        "submissions_remembered": Submission.objects.count() - submissions_before,
+        "submissions_clustered": Submission.objects.filter(cluster__isnull=False).count(),
+        "clusters_made": Cluster.objects.count() - clusters_before,
+        "hashes_banked": args.n,
+        "phase_seconds": args.duration,
+        "connections": args.connections,
+        "worker": f"gunicorn {args.wsgi}, {args.workers} worker(s), {args.worker_class}, threads={args.threads}",
+        "load_average": " ".join(str(round(x, 2)) for x in os.getloadavg()),
+        "cpus": os.cpu_count(),
+    }
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from threatexchange.signal_type.signal_base import SignalType
 
 from banks.models import BankContent
@@ -265,9 +265,10 @@ def lookup_recorded(
     content_uri: str = "",
 ) -> LookupHits:
     """
-    /m/lookup of one signal: lookup(), then remember the signal for retroaction (when on) and log
-    its matches, with the caller's content id and URI. A database error in those writes is logged
-    and counted (omm_match_log_errors_total) and the matches are still returned: matching keeps
+    /m/lookup of one signal: lookup(), then remember the signal for retroaction and the clusterer
+    (when they want it) and log its matches, with the caller's content id and URI. A database
+    error in those writes is logged and counted (omm_match_log_errors_total) and the matches are
+    still returned: matching keeps
     serving through a database outage. Suppression is decided once, here, from the state the hits
     came from, so the answer's flag and the match log agree.
     """
@@ -278,22 +279,26 @@ def lookup_recorded(
     hits = _lookup_in(state, type_state, value, banks, seed, bypass_coinflip)
     suppressed = hits_suppressed(state, hits)
     try:
-        submission_id = reviews.submission_remember(
-            signal_type=name,
-            signal_value=value,
-            platform_content_id=platform_content_id,
-            content_uri=content_uri,
-        )
-        if hits:
-            reviews.match_log_record(
+        # One commit for the submission and its matches: a commit is most of a write's cost, and the
+        # clusterer then never reads a submission whose case is not written yet.
+        with transaction.atomic(savepoint=False):
+            submission_id = reviews.submission_remember(
                 signal_type=name,
                 signal_value=value,
-                hits=hits,
                 platform_content_id=platform_content_id,
                 content_uri=content_uri,
-                submission_id=submission_id,
-                suppressed=suppressed,
+                matched=bool(hits),
             )
+            if hits:
+                reviews.match_log_record(
+                    signal_type=name,
+                    signal_value=value,
+                    hits=hits,
+                    platform_content_id=platform_content_id,
+                    content_uri=content_uri,
+                    submission_id=submission_id,
+                    suppressed=suppressed,
+                )
     except DatabaseError:
         logger.exception("lookup of a %s signal: could not write the match log; answering anyway", name)
         metrics.match_log_error_count()

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from matching import services
+from matching import clustering, services
 from omm_project.lib.tasks import enqueue
 
 logger = logging.getLogger(__name__)
@@ -35,3 +35,9 @@ def index_build_task(signal_type: str, force: bool = False) -> int | None:
     """Build and publish one signal type's index snapshot if it is out of date; its id or None."""
     snapshot = services.index_build(signal_type=signal_type, force=force)
     return snapshot.pk if snapshot else None
+
+
+@shared_task(name="matching.clusters_update", soft_time_limit=120, time_limit=150)
+def clusters_update_task() -> dict[str, int]:
+    """Beat: cluster the submissions remembered since the last run (docs/reviews.md, Clusters)."""
+    return clustering.clusters_update()

@@ -401,6 +401,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "matching.index_build_all",
         "schedule": env.float("OMM_INDEX_BUILD_INTERVAL_SECONDS", default=60.0),
     },
+    # The clusterer (docs/reviews.md, Clusters): a batch per signal type is cheap when nothing is
+    # new, and the interval is most of the lag between a lookup and its cluster.
+    "matching-clusters-update": {
+        "task": "matching.clusters_update",
+        "schedule": env.float("OMM_CLUSTER_INTERVAL_SECONDS", default=5.0),
+    },
     # Retention is in days; hourly keeps each delete small and steady.
     "reviews-prune": {"task": "reviews.prune_match_log", "schedule": 3600.0},
     # Re-enqueue webhook deliveries and exchange reports whose message was lost (at least once

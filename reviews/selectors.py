@@ -16,6 +16,7 @@ from reviews.models import (
     Case,
     CaseEvent,
     CaseMatch,
+    Cluster,
     MatchLog,
     Quarantine,
     Review,
@@ -200,7 +201,7 @@ def _labelled(label: str, matches: QuerySet[CaseMatch]) -> Exists | RawSQL:
 def case_get(*, case_id: int) -> Case:
     """One case with its matches (their bank and content, for labels) and its events, or a 404."""
     case = (
-        Case.objects.select_related("assignee")
+        Case.objects.select_related("assignee", "cluster")
         .prefetch_related(
             Prefetch("matches", queryset=CaseMatch.objects.select_related("bank", "content").order_by("pk")),
             Prefetch("events", queryset=CaseEvent.objects.order_by("created_at", "pk")),
@@ -308,3 +309,44 @@ def quarantine_get(*, quarantine_id: int) -> Quarantine:
 def quarantine_held_count(*, quarantine: Quarantine) -> int:
     """Its content's match log rows that are held now (no case yet)."""
     return MatchLog.objects.filter(matched_content_id=quarantine.matched_content_id, quarantined=True).count()
+
+
+# --- Clusters ---
+
+CLUSTER_SORTS = {"size": ("-submission_count", "-id"), "growth": ("-last_hour_count", "-id")}
+CLUSTER_CASES_SHOWN = 100
+
+
+@dataclass(frozen=True)
+class ClusterFilters:
+    """Filters of GET /c/clusters; None means "any"."""
+
+    signal_type: str | None = None
+    spreading: bool | None = None
+
+
+def cluster_list(*, filters: ClusterFilters = ClusterFilters(), sort: str = "size") -> QuerySet[Cluster]:
+    """Clusters, biggest (sort "size") or fastest growing in their last hour (sort "growth") first."""
+    queryset = Cluster.objects.all()
+    if filters.signal_type is not None:
+        queryset = queryset.filter(signal_type=filters.signal_type)
+    if filters.spreading is not None:
+        queryset = queryset.filter(spreading_since__isnull=not filters.spreading)
+    return queryset.order_by(*CLUSTER_SORTS[sort])
+
+
+def cluster_get(*, cluster_id: int) -> Cluster:
+    """One cluster, or a 404."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None:
+        raise NotFound(f"cluster {cluster_id} not found")
+    return cluster
+
+
+def cluster_cases(*, cluster: Cluster, limit: int = CLUSTER_CASES_SHOWN) -> list[Case]:
+    """A cluster's cases as the queue orders them (not closed first), at most `limit`."""
+    return list(
+        Case.objects.filter(cluster=cluster)
+        .annotate(is_closed=Q(state="closed"))
+        .order_by("is_closed", "-priority", "created_at", "id")[:limit]
+    )

@@ -53,10 +53,11 @@ def retroaction_task(content_ids: list[int], batch_id: int | None = None) -> Non
 
 @shared_task(name="reviews.prune_match_log", soft_time_limit=1800, time_limit=1860)
 def prune_match_log_task() -> None:
-    """Beat: delete match log rows and finished deliveries past retention, and expired submissions."""
+    """Beat: delete match log rows and finished deliveries past retention, expired submissions and clusters."""
     pruned = services.match_log_prune()
     submissions = services.submissions_prune()
-    logger.info("pruned %s and %d submission(s)", pruned, submissions)
+    clusters = services.clusters_prune()
+    logger.info("pruned %s, %d submission(s) and %d cluster(s)", pruned, submissions, clusters)
 
 
 @shared_task(name="reviews.enqueue_due")

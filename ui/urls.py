@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from ui import views, views_dashboard, views_preview, views_quarantine
+from ui import views, views_clusters, views_dashboard, views_preview, views_quarantine
 
 app_name = "ui"
 
@@ -17,4 +17,5 @@ urlpatterns = [
     path("content/<int:content_id>/preview/", views_preview.content_preview, name="content-preview"),
     path("dashboard/", views_dashboard.dashboard, name="dashboard"),
     path("quarantine/", views_quarantine.quarantine, name="quarantine"),
+    path("cluster/<int:cluster_id>/", views_clusters.cluster, name="cluster"),
 ]

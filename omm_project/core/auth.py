@@ -45,6 +45,8 @@ _REVIEW = (Scope.REVIEW.value, Scope.CURATE.value)  # curators can do everything
 ACCESS_RULES: tuple[tuple[str, bool, str | tuple[str, ...]], ...] = (
     ("/c/cases", True, _REVIEW),
     ("/c/case/", False, _REVIEW),
+    ("/c/clusters", True, _REVIEW),
+    ("/c/cluster/", False, _REVIEW),
     ("/c/", False, Scope.CURATE.value),
     ("/h/", False, Scope.HASH.value),
     ("/m/", False, Scope.MATCH.value),

@@ -1,7 +1,7 @@
 """Cases under /c (review or curate scope): the queue, one case, verdicts and assignment."""
 
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
@@ -104,14 +104,32 @@ class CaseEventSerializer(serializers.ModelSerializer):
         fields = ["id", "created_at", "actor", "kind", "detail"]
 
 
+class CaseClusterSerializer(serializers.Serializer):
+    """The cluster of a case's submission (docs/reviews.md, Clusters), as last counted."""
+
+    id = serializers.IntegerField()
+    size = serializers.IntegerField(source="submission_count")
+    last_hour_count = serializers.IntegerField()
+    spreading = serializers.BooleanField()
+
+
 class CaseDetailSerializer(CaseSerializer):
-    """A case with its matches and its audit trail."""
+    """A case with its matches, its audit trail and its cluster (null until clustered, or pruned)."""
 
     matches = CaseMatchSerializer(many=True)
     events = CaseEventSerializer(many=True)
+    cluster = serializers.SerializerMethodField()
 
     class Meta(CaseSerializer.Meta):
-        fields = [*CaseSerializer.Meta.fields, "matches", "events"]
+        fields = [*CaseSerializer.Meta.fields, "matches", "events", "cluster"]
+
+    @extend_schema_field(CaseClusterSerializer(allow_null=True))
+    def get_cluster(self, case: Case) -> dict | None:
+        cluster = case.cluster
+        if cluster is None:
+            return None
+        cluster.spreading = cluster.spreading_since is not None
+        return CaseClusterSerializer(cluster).data
 
 
 # --- Input ---

@@ -1,9 +1,9 @@
-"""reviews API routes under /c: match log, reviews, cases, quarantine, action rules, webhooks."""
+"""reviews API routes under /c: match log, reviews, cases, clusters, quarantine, action rules, webhooks."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from reviews.api import cases, quarantine, views
+from reviews.api import cases, clusters, quarantine, views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("action_rules", views.ActionRuleViewSet, basename="action-rule")
@@ -25,6 +25,9 @@ urlpatterns = [
     path(
         "quarantine/<int:quarantine_id>/disable", quarantine.QuarantineDisableView.as_view(), name="quarantine-disable"
     ),
+    path("clusters", clusters.ClusterListView.as_view(), name="cluster-list"),
+    path("cluster/<int:cluster_id>", clusters.ClusterDetailView.as_view(), name="cluster-detail"),
+    path("cluster/<int:cluster_id>/verdict", clusters.ClusterVerdictView.as_view(), name="cluster-verdict"),
     path("reviews", views.ReviewListView.as_view(), name="review-list"),
     path("reviews/<int:review_id>", views.ReviewDetailView.as_view(), name="review-detail"),
     path(

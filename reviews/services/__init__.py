@@ -5,8 +5,9 @@ Writes and workflows of the reviews app. Public integration points for other app
   content_uri=, source=, submission_id=, suppressed=) -> list[int]: call after a lookup that matched.
 - submission_suppressed(bank_ids, suppressing_bank_ids) -> bool: the one rule of suppression
   banks; matching applies it to its lookup answers and passes the decision to match_log_record.
-- submission_remember(signal_type=, signal_value=, platform_content_id=, content_uri=) -> int | None:
-  call for every lookup (no-op unless OMM_RETROACTION_WINDOW_HOURS > 0); pass the id on.
+- submission_remember(signal_type=, signal_value=, platform_content_id=, content_uri=, matched=)
+  -> int | None: call for every lookup (no-op unless retroaction or clustering wants it); pass the id on.
+- cluster_batch_run(signal_type=, window=): the clusterer's batch (the matching app's task).
 - retroaction_enqueue(content_ids=[...]): call after new content is committed to a bank.
 - retroaction_run(content_ids=[...]) -> int: the replay itself (the task's body), through the
   matcher that the matching app registers with retroaction_matcher_register in its ready().
@@ -17,6 +18,8 @@ The modules below hold the rest; everything is re-exported here.
 from reviews.services._outgoing import SendOutcome, backoff_seconds, messages_enqueue_due
 from reviews.services.case_decisions import case_assign, case_verdict_derive, case_verdict_record
 from reviews.services.cases import case_attach
+from reviews.services.cluster_decisions import ClusterVerdictResult, cluster_verdict_record
+from reviews.services.clusters import cluster_batch_run, clusters_prune
 from reviews.services.match_log import (
     PLATFORM_CONTENT_ID_MAX_LENGTH,
     MatchHit,
@@ -63,6 +66,7 @@ from reviews.services.webhooks import (
 
 __all__ = [
     "PLATFORM_CONTENT_ID_MAX_LENGTH",
+    "ClusterVerdictResult",
     "MatchHit",
     "SendOutcome",
     "action_rule_create",
@@ -73,6 +77,9 @@ __all__ = [
     "case_attach",
     "case_verdict_derive",
     "case_verdict_record",
+    "cluster_batch_run",
+    "cluster_verdict_record",
+    "clusters_prune",
     "exchange_report_retry",
     "exchange_report_send",
     "match_log_prune",

@@ -48,6 +48,7 @@ def case_verdict_record(
     actor: str = "",
     add_to_bank: str | None = None,
     disable_false_positives: bool | None = None,
+    cluster_id: int | None = None,
 ) -> Case:
     """
     Give verdicts on a case's matches: `matches` ({case match id: verdict}) or `verdict` for every
@@ -58,6 +59,7 @@ def case_verdict_record(
     so what the platform found matches from now on. The case closes when every match has a
     verdict. 404 unknown case, 409 closed case or a match that already has a verdict, 400 a match
     id of another case, an unknown bank, or add_to_bank without a true positive.
+    `cluster_id` says in its audit trail that the verdict was given to its whole cluster.
     """
     target = None
     if add_to_bank is not None:
@@ -99,6 +101,8 @@ def case_verdict_record(
         case.updated_at = now
         case.save(update_fields=["verdict", "state", "closed_at", "updated_at"])
         detail: dict = {"matches": {str(pk): v for pk, v in wanted.items()}, "note": note}
+        if cluster_id is not None:
+            detail["cluster"] = cluster_id
         if target is not None:
             added = _submission_add(case, case_matches.values(), bank=target, actor=actor)
             detail["added_to_bank"] = {"bank": target.name, "content_id": added.pk}

@@ -25,6 +25,7 @@ from omm_project.lib.errors import InvalidInput
 from omm_project.lib.tasks import enqueue, enqueue_on_commit
 from reviews.choices import MatchSource
 from reviews.models import MatchLog, RetroactionBatch, Submission
+from reviews.services.clusters import cluster_window_seconds, clustering_remembers
 from reviews.services.match_log import PLATFORM_CONTENT_ID_MAX_LENGTH, HitLike, match_log_record
 
 logger = logging.getLogger(__name__)
@@ -38,13 +39,20 @@ def retroaction_enabled() -> bool:
 
 
 def submission_remember(
-    *, signal_type: str, signal_value: str, platform_content_id: str = "", content_uri: str = ""
+    *,
+    signal_type: str,
+    signal_value: str,
+    platform_content_id: str = "",
+    content_uri: str = "",
+    matched: bool = False,
 ) -> int | None:
     """
-    Keep a looked-up signal for retroaction; returns its id (pass it to match_log_record as
-    submission_id), or None when retroaction is off. One INSERT.
+    Keep a looked-up signal for retroaction and the clusterer; returns its id (pass it to
+    match_log_record as submission_id), or None when neither wants it: retroaction is off, and
+    clustering is off or the lookup did not match (`matched`) and only matched submissions are
+    clustered (services.clusters.clustering_remembers). One INSERT.
     """
-    if not retroaction_enabled():
+    if not (retroaction_enabled() or clustering_remembers(matched=matched)):
         return None
     if len(platform_content_id) > PLATFORM_CONTENT_ID_MAX_LENGTH:
         raise InvalidInput(f"content id must be at most {PLATFORM_CONTENT_ID_MAX_LENGTH} characters")
@@ -230,12 +238,16 @@ def retroaction_run(*, content_ids: list[int]) -> int:
 
 def submissions_prune(*, batch_size: int = 5000) -> int:
     """
-    Forget submissions older than the retroaction window (all of them when retroaction is off),
-    and retroaction batches that waited longer than it (nothing is left to replay them against).
+    Forget submissions older than both the retroaction window and, when clustering is on, the
+    cluster window (all of them when both are off), and retroaction batches that waited longer
+    than the retroaction window (nothing is left to replay them against).
     """
-    hours = settings.OMM_RETROACTION_WINDOW_HOURS
-    cutoff = timezone.now() - timedelta(hours=max(hours, 0))
-    RetroactionBatch.objects.filter(run_after__lt=cutoff).delete()
+    now = timezone.now()
+    retroaction_cutoff = now - timedelta(hours=max(settings.OMM_RETROACTION_WINDOW_HOURS, 0))
+    RetroactionBatch.objects.filter(run_after__lt=retroaction_cutoff).delete()
+    cutoff = retroaction_cutoff
+    if settings.OMM_CLUSTERING:
+        cutoff = min(cutoff, now - timedelta(seconds=cluster_window_seconds()))
     deleted = 0
     while True:
         ids = list(

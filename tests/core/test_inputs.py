@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework import serializers
 
@@ -22,7 +23,7 @@ from banks.models import Bank, BankContent
 from banks.services import bank_content_create, bank_create
 from exchanges.services import exchange_create
 from omm_project.lib.inputs import JSON_MAX_DEPTH, bool_parse, json_loads
-from reviews.models import ActionRule, Case, CaseEvent, Quarantine, Review, WebhookDelivery, WebhookEndpoint
+from reviews.models import ActionRule, Case, CaseEvent, Cluster, Quarantine, Review, WebhookDelivery, WebhookEndpoint
 from reviews.services import MatchHit, action_rule_create, match_log_record, webhook_endpoint_create
 from tests.builders import PDQ
 
@@ -97,11 +98,20 @@ def world(db) -> dict:
             distinct_content_ids=3,
             window_hours=24,
         ).pk,
+        "cluster_id": _cluster_with(Case.objects.get()).pk,
         "match_id": 1,
         "review_id": 1,
         "rule": rule.pk,
         "hook": hook.pk,
     }
+
+
+def _cluster_with(case: Case) -> Cluster:
+    """A cluster holding the case, so its routes reach their body handling."""
+    now = timezone.now()
+    cluster = Cluster.objects.create(signal_type="pdq", representative_value=PDQ, first_seen_at=now, last_seen_at=now)
+    Case.objects.filter(pk=case.pk).update(cluster=cluster)
+    return cluster
 
 
 def _url(name: str, kwarg_names: list[str], world: dict, **override: object) -> str:

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.django_db
 # The specification, written independently of omm_project.core.auth's rule table.
 ROLE_SCOPES = {"c": Scope.CURATE, "h": Scope.HASH, "m": Scope.MATCH, "metrics": Scope.METRICS}
 # The review queue: a key with either scope reaches it (curators can do everything reviewers can).
-REVIEW_PATHS = re.compile(r"/c/cases|/c/case/.*")
+REVIEW_PATHS = re.compile(r"/c/cases|/c/case/.*|/c/clusters|/c/cluster/.*")
 REVIEW_SCOPES = (Scope.REVIEW, Scope.CURATE)
 OPEN_EXACT = {"/status", "/status/live", "/openapi/", "/openapi/openapi.json"}
 ADMIN_PREFIX = "/admin/"  # Django sessions and staff accounts, no API key
@@ -238,6 +238,7 @@ def test_walk_covers_every_role_and_open_route():
     assert any(re.fullmatch(r"/c/action_rules/1", path) for path in paths)  # router (regex) routes too
     assert {"/c/cases", "/c/case/1", "/c/case/1/verdict", "/c/case/1/assign"} <= paths
     assert {"/c/quarantine", "/c/quarantine/1", "/c/quarantine/1/release", "/c/quarantine/1/disable"} <= paths
+    assert {"/c/clusters", "/c/cluster/1", "/c/cluster/1/verdict"} <= paths
 
 
 def test_static_files_are_open():

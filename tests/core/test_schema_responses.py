@@ -10,6 +10,7 @@ import re
 
 import pytest
 import schemathesis
+from django.utils import timezone
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -20,6 +21,7 @@ from banks.models import Bank
 from matching import runtime as runtime_module
 from matching.wsgi import application
 from omm_project.core.choices import Scope
+from reviews.models import Case, Cluster
 from reviews.services import quarantine_cache_clear, rules_cache_clear
 from tests.builders import PDQ, api_client, api_key
 
@@ -56,6 +58,17 @@ def live(transactional_db, settings, monkeypatch):
     review = ok(client.post("/c/reviews", {"content_ids": [content["id"]], "verdict": "true_positive"},
                             format="json"))["reviews"][0]
     case = ok(client.get("/c/cases"))["results"][0]
+    # its cluster (the clusterer reads a submission 2 s after it: made here as it would make it)
+    now = timezone.now()
+    cluster = Cluster.objects.create(
+        signal_type="pdq",
+        representative_value=PDQ,
+        first_seen_at=now,
+        last_seen_at=now,
+        submission_count=1,
+        hourly_counts={now.strftime("%Y-%m-%dT%H"): 1},
+    )
+    Case.objects.filter(pk=case["id"]).update(cluster=cluster, cluster_size=1)
     ok(client.post(f"/c/case/{case['id']}/verdict", {"verdict": "skip", "note": "n"}, format="json"))
     # A noisy bank (no API sets its threshold yet): the next lookup quarantines its content.
     Bank.objects.filter(name="BANK_A").update(quarantine_threshold=0)
@@ -64,6 +77,7 @@ def live(transactional_db, settings, monkeypatch):
     quarantine = ok(client.get("/c/quarantine"))["results"][0]
     ids = {
         "case_id": case["id"],
+        "cluster_id": cluster.pk,
         "bank_name": "BANK_A",
         "content_id": content["id"],
         "exchange_name": "SAMPLE_X",

@@ -460,7 +460,9 @@ def test_index_status_answers_from_memory_when_database_is_down(matcher_client, 
     assert body["pdq"]["present"] is True and body["pdq"]["loaded"] is True and body["pdq"]["size"] == 1
 
 
-def test_lookups_query_the_database_only_to_log_matches(matcher_client, loaded, django_assert_num_queries):
+def test_lookups_query_the_database_only_to_log_matches(
+    matcher_client, loaded, django_assert_num_queries, settings
+):
     from reviews.services import rules_cache_clear
 
     # given a serving process: the API key and the action rules snapshot are cached
@@ -470,9 +472,13 @@ def test_lookups_query_the_database_only_to_log_matches(matcher_client, loaded, 
         with django_assert_num_queries(0):
             assert matcher_client.get("/m/raw_lookup", {"signal": PDQ_Y, "signal_type": "pdq"}).status_code == 200
             assert matcher_client.get("/m/lookup", {"signal": PDQ_FAR, "signal_type": "pdq"}).json() == {}
-        with django_assert_num_queries(3):  # the match log row, its case (opened or joined), the case match
+        # the submission (for the clusterer), the match log row, its case (opened or joined), the case match
+        with django_assert_num_queries(4):
             assert matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq"}).json()
-        with django_assert_num_queries(4):  # details: one query for all matches, then the match log and case
+        with django_assert_num_queries(5):  # details: one query for all matches, then the above
             matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq", "include_details": "1"})
+        settings.OMM_CLUSTERING = False
+        with django_assert_num_queries(3):  # no clustering: no submission to remember
+            assert matcher_client.get("/m/lookup", {"signal": PDQ_Y, "signal_type": "pdq"}).json()
     finally:
         rules_cache_clear()

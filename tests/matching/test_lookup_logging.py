@@ -63,7 +63,10 @@ def test_lookup_logs_each_match_with_the_callers_content_id_and_uri(matcher_clie
     assert (row.source, row.signal_type, row.signal_value) == (MatchSource.LOOKUP, "pdq", PDQ_Y)
     assert (row.platform_content_id, row.content_uri) == ("post-7", "https://example.com/p/7")
     assert (row.matched_content_id, row.bank_name, row.distance) == (loaded["near"].pk, "BANK_A", 9)
-    assert row.submission_id is None  # retroaction is off
+    # remembered for the clusterer (on by default; retroaction is off), so the match log names it
+    submission = Submission.objects.get()
+    assert row.submission_id == submission.pk
+    assert (submission.signal_value, submission.platform_content_id) == (PDQ_Y, "post-7")
 
 
 def test_lookup_without_content_id_logs_blank_ids(matcher_client, loaded):

@@ -12,8 +12,10 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test import Client
 from django.urls import URLResolver, get_resolver
+from django.utils import timezone
 
-from tests.builders import make_bank, make_content
+from reviews.models import Cluster
+from tests.builders import PDQ, make_bank, make_content
 from tests.ui.conftest import PASSWORD, make_case, make_user
 from ui.groups import ALL_GROUPS, CURATORS, REVIEW_GROUPS, REVIEWERS
 
@@ -28,7 +30,13 @@ AUTH_PAGES = {"/ui/login/", "/ui/logout/"}
 SAMPLES = {
     "<int:case_id>": lambda media: str(make_case([make_content(make_bank("SAMPLE"))], uri=media).pk),
     "<int:content_id>": lambda media: str(make_content(make_bank("SAMPLE"), original_media_uri=media).pk),
+    "<int:cluster_id>": lambda media: str(_sample_cluster().pk),
 }
+
+
+def _sample_cluster() -> Cluster:
+    now = timezone.now()
+    return Cluster.objects.create(signal_type="pdq", representative_value=PDQ, first_seen_at=now, last_seen_at=now)
 
 
 @pytest.fixture(autouse=True)

@@ -5,15 +5,17 @@ logs in, pastes a banked hash into the match debug page and sees the content wit
 uploads a reference photo and sees its hash and quality, logs out; a reviewer opens the queue,
 opens the top case, reveals its media previews, gives a verdict per match and sees the case
 closed with its events; a reviewer reads the dashboard's charts and tables; a curator releases
-a quarantined hash and sees its state change.
+a quarantined hash and sees its state change; a reviewer follows a case to
+its cluster and gives the whole cluster one verdict.
 """
 
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from exchanges.services import exchange_create
-from reviews.models import Case, MatchLog
+from reviews.models import Case, Cluster, MatchLog
 from tests.builders import PDQ, PDQ_X, make_bank, make_content
 from tests.hashing.reference_data import NO_DATA, PDQ_DATA_DIR, expected_pdq_rows
 from tests.ui.conftest import PASSWORD, make_case, make_user
@@ -230,3 +232,55 @@ def test_curator_releases_a_quarantined_hash(browser):
     assert {row[1] for row in browser.table_rows("#cases")} == {"post-1", "post-2", "post-3"}
     browser.shot("queue-after-release")
     assert len(browser.shots) == 3
+
+
+def test_reviewer_decides_a_whole_cluster(browser):
+    # given a reviewer and three open cases of one cluster (the same meme posted thrice), plus one elsewhere
+    make_user("cleo", [REVIEWERS])
+    meme = make_content(make_bank("MEME_BANK"), {"pdq": PDQ})
+    now = timezone.now()
+    cluster = Cluster.objects.create(
+        signal_type="pdq",
+        representative_value=PDQ,
+        first_seen_at=now,
+        last_seen_at=now,
+        submission_count=3,
+        content_id_count=3,
+        last_hour_count=3,
+        hourly_counts={now.strftime("%Y-%m-%dT%H"): 3},
+    )
+    cases = [make_case([meme], content_id=f"post-{i}") for i in range(3)]
+    Case.objects.filter(pk__in=[c.pk for c in cases]).update(cluster=cluster, cluster_size=3)
+    elsewhere = make_case([meme], content_id="post-elsewhere")
+
+    # when the reviewer opens one of the cases; then it shows its cluster
+    browser.open(f"/ui/case/{cases[0].pk}/")
+    browser.find("input[name=username]").send_keys("cleo")
+    browser.find("input[name=password]").send_keys(PASSWORD)
+    browser.click_to_load("#login")
+    assert "3 submissions" in browser.find("#case-cluster").text
+    browser.shot("case-with-cluster")
+
+    # when they follow it; then the cluster's counts, growth and its three open cases
+    browser.click_to_load("#case-cluster a")
+    assert browser.find("#cluster-size").text == "3"
+    assert [row[0] for row in browser.table_rows("#growth")] == [now.strftime("%Y-%m-%dT%H") + ":00"]
+    assert sorted(row[2] for row in browser.table_rows("#cluster-cases")) == ["Open"] * 3
+    browser.shot("cluster")
+
+    # when they give the whole cluster a false positive verdict
+    browser.find("#note").send_keys("a meme, not abuse")
+    browser.click_to_load("#cluster-false")
+
+    # then every case of the cluster is closed, false positive; the other case is untouched
+    assert "Verdict given to 3 case(s)" in browser.find("#notices").text
+    rows = browser.table_rows("#cluster-cases")
+    closed = ("Closed (every match has a verdict)", "False positive (not harmful)")
+    assert sorted((row[2], row[3]) for row in rows) == [closed] * 3
+    assert browser.absent("#cluster-verdict-form")
+    browser.shot("cluster-decided")
+    for case in cases:
+        case.refresh_from_db()
+        assert case.state == "closed" and case.events.get(kind="verdict").detail["cluster"] == cluster.pk
+    elsewhere.refresh_from_db()
+    assert elsewhere.state == "open"
