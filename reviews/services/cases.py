@@ -25,12 +25,21 @@ PRIORITY_SPREADING = 100_000
 PRIORITY_SEEN_CAP = 99_999
 
 
+# CASE rather than LEAST/GREATEST: SQLite (the embedded default) has neither.
+def _least(a: str, b: str) -> str:
+    return f"(CASE WHEN ({a}) < ({b}) THEN ({a}) ELSE ({b}) END)"
+
+
+def _greatest(a: str, b: str) -> str:
+    return f"(CASE WHEN ({a}) > ({b}) THEN ({a}) ELSE ({b}) END)"
+
+
 def priority_sql(*, severity: str, spreading: str, match_count: str, cluster_size: str) -> str:
     """The SQL expression of a case's priority from these four SQL expressions."""
     return (
         f"(({severity}) * {PRIORITY_SEVERITY_STEP}"
         f" + CASE WHEN ({spreading}) THEN {PRIORITY_SPREADING} ELSE 0 END"
-        f" + LEAST(({match_count}) + ({cluster_size}), {PRIORITY_SEEN_CAP}))"
+        f" + {_least(f'({match_count}) + ({cluster_size})', str(PRIORITY_SEEN_CAP))})"
     )
 
 
@@ -50,10 +59,10 @@ VALUES (%(content_id)s, %(content_uri)s, %(state)s, %(match_count)s, %(severity)
 ON CONFLICT (platform_content_id) WHERE (NOT (state = 'closed') AND NOT (platform_content_id = ''))
 DO UPDATE SET
     match_count = {_T}.match_count + excluded.match_count,
-    severity = GREATEST({_T}.severity, excluded.severity),
+    severity = {_greatest(f"{_T}.severity", "excluded.severity")},
     priority = {
     priority_sql(
-        severity=f"GREATEST({_T}.severity, excluded.severity)",
+        severity=_greatest(f"{_T}.severity", "excluded.severity"),
         spreading=f"{_T}.spreading",
         match_count=f"{_T}.match_count + excluded.match_count",
         cluster_size=f"{_T}.cluster_size",
