@@ -69,9 +69,12 @@ class MatchLog(models.Model):
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="matchlog_created"),
             models.Index(fields=["bank_name", "-created_at"], name="matchlog_bank_name"),
-            # Quarantine counts a content's distinct submitters within a window; reviews mark a
-            # content's unreviewed rows.
-            models.Index(fields=["matched_content_id", "created_at"], name="matchlog_content_created"),
+            # Quarantine counts a content's distinct content ids within a window: read in content id
+            # order, the count stops at its limit (services.quarantine); reviews mark a content's
+            # unreviewed rows by its prefix.
+            models.Index(
+                fields=["matched_content_id", "platform_content_id", "created_at"], name="matchlog_content_submitter"
+            ),
         ]
         constraints = [
             # Retroaction replays a submission against new content; running it twice, or after
@@ -97,11 +100,19 @@ class Submission(models.Model):
     content_uri = models.TextField(blank=True, default="")
     # Set by the clusterer (docs/reviews.md, Clusters), a few seconds after the lookup.
     cluster = models.ForeignKey(
-        "Cluster", on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False, related_name="submissions"
+        "Cluster",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_constraint=False,
+        db_index=False,  # submission_cluster_created starts with it
+        related_name="submissions",
     )
 
     class Meta:
         indexes = [
+            # The clusterer counts a cluster's submissions in its last hour and window.
+            models.Index(fields=["cluster", "created_at"], name="submission_cluster_created"),
             models.Index(fields=["signal_type", "created_at"], name="submission_type_created"),
             models.Index(fields=["signal_type", "signal_value"], name="submission_type_value"),
             models.Index(fields=["created_at"], name="submission_created"),

@@ -126,11 +126,10 @@ def quarantine_held(
 def _crosses(content_id: int, platform_content_id: str, *, threshold: int, since: datetime) -> bool:
     """
     Whether the content has matched more than `threshold` distinct non-empty content ids since
-    `since`, this submission's included: a DISTINCT ... LIMIT N+1 subquery. PostgreSQL still reads
-    every row of the content in the window (its DISTINCT is a hash aggregate, which does not stop
-    at the limit; measured: 22 ms for 8,600 rows), so this runs only until the content is
-    quarantined or released; an index on (matched_content_id, platform_content_id) would let it
-    stop early.
+    `since`, this submission's included. A loose index scan (_DISTINCT_IDS) on
+    matchlog_content_submitter: one index descent per distinct content id, at most `needed` of
+    them, however many times each content id matched (a DISTINCT read every row of the content in
+    the window: 31 ms for 50,000 rows of 3 content ids).
 
     Lookups of different content ids that cross the threshold in parallel each count the others'
     rows only once committed: the last ones to cross may not see each other, and the next lookup
@@ -140,13 +139,31 @@ def _crosses(content_id: int, platform_content_id: str, *, threshold: int, since
     needed = threshold + 1 - own  # other content ids that must be in the log
     if needed <= 0:
         return True
-    others = MatchLog.objects.filter(matched_content_id=content_id, created_at__gte=since).exclude(
-        platform_content_id=""
-    )
-    if platform_content_id:
-        others = others.exclude(platform_content_id=platform_content_id)
-    distinct = others.order_by().values("platform_content_id").distinct()[:needed]
-    return distinct.count() >= needed
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _DISTINCT_IDS,
+            {"content": content_id, "since": since, "own": platform_content_id, "needed": needed},
+        )
+        return cursor.fetchone()[0] >= needed
+
+
+_ML = MatchLog._meta.db_table
+# The distinct non-empty content ids (other than the submission's own) that matched a content since
+# a time, at most `needed`: each step seeks the next content id in the index (matched_content_id,
+# platform_content_id, created_at), skipping only that id's rows older than the window.
+_DISTINCT_IDS = f"""
+WITH RECURSIVE ids(v) AS (
+    SELECT (SELECT MIN(platform_content_id) FROM {_ML}
+            WHERE matched_content_id = %(content)s AND platform_content_id > '' AND created_at >= %(since)s
+              AND platform_content_id <> %(own)s)
+    UNION ALL
+    SELECT (SELECT MIN(platform_content_id) FROM {_ML}
+            WHERE matched_content_id = %(content)s AND platform_content_id > ids.v AND created_at >= %(since)s
+              AND platform_content_id <> %(own)s)
+    FROM ids WHERE ids.v IS NOT NULL
+)
+SELECT COUNT(*) FROM (SELECT v FROM ids WHERE v IS NOT NULL LIMIT %(needed)s) found
+"""
 
 
 _T = Quarantine._meta.db_table
