@@ -348,6 +348,7 @@ class PdqIndex:
         self.hashes = hashes
         self.ids = ids
         self._h64 = _as_u64(hashes)
+        self._rows = hashes.view(np.dtype((np.void, PDQ_BYTES))).reshape(-1)  # a row as one item
         self.layout: tuple[int, ...] | None = None
         if members is not None:
             if offsets is None or layout is None:
@@ -556,25 +557,20 @@ class PdqIndex:
         starts = offsets[keys].astype(np.int64)
         keys += 1
         lens = offsets[keys] - starts
-        total = int(lens.sum())
+        ends = np.cumsum(lens)
+        total = int(ends[-1])
         if total * _CANDIDATE_COST > len(self):  # clustered data: a full scan is cheaper
             return None
         if total == 0:
             return np.empty(0, np.int64), np.empty(0, np.int32)
-        filled = np.flatnonzero(lens)
-        starts = starts[filled]
-        lens = lens[filled]
-        # Member slots of all probed buckets, one bucket after the other: steps of +1 that jump,
-        # at each bucket's first slot, from the previous bucket's last slot to its own start.
-        slot = np.ones(total, np.int64)
-        slot[0] = starts[0]
-        firsts = np.cumsum(lens[:-1])
-        slot[firsts] = starts[1:] - (starts[:-1] + lens[:-1]) + 1
-        np.cumsum(slot, out=slot)
+        # Member slots of all probed buckets, one bucket after the other: bucket i's k-th member
+        # is candidate ends[i] - lens[i] + k, at slot starts[i] + k.
+        starts -= ends
+        starts += lens
+        slot = np.repeat(starts, lens)
+        slot += np.arange(total)
         cand = self._members[slot]
-        x = np.take(self._h64, cand, axis=0)
-        x ^= q.view(np.uint64)
-        d = _popcount_rows(x)
+        d = self._distances(q, cand)
         hit = np.flatnonzero(d <= threshold)
         pos = cand[hit]
         dist = d[hit]
@@ -582,6 +578,18 @@ class PdqIndex:
             pos, first = np.unique(pos, return_index=True)
             dist = dist[first]
         return pos.astype(np.int64), dist.astype(np.int32)
+
+    def _distances(self, q: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Hamming distances from q to the hashes at ``positions``."""
+        if faiss is not None:  # one C call, ~15x faster than numpy's XOR + popcount on a few thousand rows
+            rows = np.take(self._rows, positions).view(np.uint8)  # (K,) 32-byte items: one copy per row
+            d = np.empty(positions.size, np.int32)
+            faiss.hammings(faiss.swig_ptr(q), faiss.swig_ptr(rows), 1, positions.size, PDQ_BYTES, faiss.swig_ptr(d))
+            return d
+        x = np.take(self._h64, positions, axis=0)
+        for w, word in enumerate(q.view(np.uint64)):  # column by column: a broadcast over rows of 4 is slower
+            x[:, w] ^= word
+        return _popcount_rows(x)
 
     def _brute(self, qs: np.ndarray, threshold: int) -> list[tuple[np.ndarray, np.ndarray]]:
         n = len(self)

@@ -298,17 +298,19 @@ def _exactly_at(rng, hashes, threshold):
     return [_flip(rng, hashes[p], threshold + (i % 2)) for i, p in enumerate(picks)]
 
 
-@pytest.mark.parametrize("tables_only", [False, True], ids=["cost-based", "tables-only"])
-def test_adversarial_queries_at_the_threshold(monkeypatch, tables_only):
+@pytest.mark.parametrize("mode", ["cost-based", "tables-only", "tables-only-numpy"])
+def test_adversarial_queries_at_the_threshold(monkeypatch, mode):
     """
     100% agreement with brute force on the hard cases, for several layouts; tables-only turns
     the brute-force fallback off (as far as the probe limit allows) so that the tables
-    themselves answer the crowded buckets.
+    themselves answer the crowded buckets; -numpy verifies candidates without faiss.
     """
     from matching.index import pdq
 
-    if tables_only:
+    if mode.startswith("tables-only"):
         monkeypatch.setattr(pdq, "_CANDIDATE_COST", 0.0)
+    if mode.endswith("numpy"):
+        monkeypatch.setattr(pdq, "faiss", None)
     seed = _seed()
     hashes, ids, queries = _adversarial(seed)
     rng = np.random.default_rng(seed + 1)
