@@ -336,19 +336,28 @@ def snapshot_share(
     index, kind, table, meta = snapshot_read(fileobj, signal_types=signal_types, allocate=allocate)
     if not isinstance(index, PdqIndex):
         raise snapshot_format.SnapshotError(f"only PDQ snapshots are shared, not {kind}")
-    return {"kind": kind, "meta": meta, "content_ids": "index" if table.content_ids is index.ids else "table"}
+    return {
+        "kind": kind,
+        "meta": meta,
+        "content_ids": "index" if table.content_ids is index.ids else "table",
+        "pdq_layout": list(index.layout) if index.layout else None,  # the tables' chunk widths
+    }
 
 
 def snapshot_from_shared(manifest: dict, arrays: dict[str, np.ndarray]) -> tuple[Any, str, ContentTable, dict]:
     """(index, kind, content table, meta) over a shared file's arrays (read-only, not copied)."""
     try:
-        index = PdqIndex(arrays["hashes"], arrays["ids"], arrays.get("members"), arrays.get("offsets"))
+        index = PdqIndex(
+            arrays["hashes"], arrays["ids"], arrays.get("members"), arrays.get("offsets"), manifest.get("pdq_layout")
+        )
         if "deleted" in arrays:  # tombstones change with deltas: a private copy
             index._deleted = arrays["deleted"].astype(bool)
         content_ids = index.ids if manifest["content_ids"] == "index" else arrays["content_ids"]
         table = ContentTable(content_ids, arrays["bank_ids"], arrays["disable_until"])
     except KeyError as exc:
         raise snapshot_format.SnapshotError(f"shared index lacks {exc}") from None
+    except ValueError as exc:  # tables that don't match their layout
+        raise snapshot_format.SnapshotError(f"shared index: {exc}") from None
     return index, manifest["kind"], table, manifest["meta"]
 
 

@@ -45,7 +45,9 @@ from matching.index.pdq import Allocate
 logger = logging.getLogger(__name__)
 
 _FOOTER = struct.Struct("<8sQ")
-_MAGIC = b"OMMSHM01"
+# 02: the PDQ tables' layout is chosen by N and named in the manifest (01 files held 16x16-bit
+# tables); a file of another version is not read but rebuilt in its place.
+_MAGIC = b"OMMSHM02"
 _ALIGN = 4096
 _SUFFIX = ".idx"
 

@@ -1,5 +1,7 @@
 """PdqIndex: exact agreement with a brute-force Hamming scan (no DB)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from matching.index import (
     pdq_array_to_hex,
     pdq_to_hex,
 )
+from matching.index.pdq import choose_layout, layout_widths, probe_radii
 
 THRESHOLDS = [0, 10, 31, 45]
 
@@ -173,10 +176,32 @@ def test_max_distance_and_negative_threshold():
 def test_default_layout_and_memory():
     rng = np.random.default_rng(2)
     small = PdqIndex.build(rng.integers(0, 256, size=(1000, 32), dtype=np.uint8))
-    assert not small.has_multi_index and small.nbytes == 1000 * 40
+    assert not small.has_multi_index and small.nbytes == 1000 * 40 and small.layout is None
     big = PdqIndex.build(rng.integers(0, 256, size=(40_000, 32), dtype=np.uint8))
-    assert big.has_multi_index
-    assert big.nbytes == 40_000 * (32 + 8 + 64) + (16 * 65536 + 1) * 8
+    assert big.has_multi_index and big.layout == choose_layout(40_000)
+    m = len(big.layout)
+    offsets = sum(2**w + 1 for w in big.layout)
+    assert big.nbytes == 40_000 * (32 + 8 + 4 * m) + offsets * 4
+
+
+def test_layout_grows_with_n_within_the_memory_budget():
+    """Wider chunks (fewer candidates per probe) as N grows; tables stay under ~1.35x the old 104 B/hash."""
+    chosen = {n: choose_layout(n) for n in (40_000, 1_000_000, 10_000_000, 100_000_000)}
+    assert [len(w) for w in chosen.values()] == sorted((len(w) for w in chosen.values()), reverse=True)
+    assert len(chosen[10_000_000]) == 11 and set(chosen[10_000_000]) == {23, 24}
+    for n, widths in chosen.items():
+        assert sum(widths) == 256 and max(widths) - min(widths) <= 1
+        per_hash = 32 + 8 + 4 * len(widths) + 4 * sum(2**w + 1 for w in widths) / n
+        assert per_hash <= 140 or n < 1_000_000, (n, widths, per_hash)
+        # T = 31 is exact by the generalised pigeonhole principle: sum(radius + 1) == T + 1
+        assert sum(r + 1 for r in probe_radii(widths, 31, n)) == 32
+
+
+def test_layout_argument_is_checked():
+    h = np.zeros((10, 32), np.uint8)
+    for bad in ([16] * 15, [7] * 32 + [32], [32] * 8):
+        with pytest.raises(ValueError, match="layout"):
+            PdqIndex.build(h, multi_index=True, layout=bad)
 
 
 def test_unaligned_and_strided_input():
@@ -206,3 +231,110 @@ def test_hex_helpers():
         hex_to_pdq_array([hexes[0][:-2] + "  "])
     index = PdqIndex.from_hex(hexes, np.arange(1000) + 10)
     assert index.search(hexes[:2], 0)[1][0].tolist() == [11]
+
+
+# --------------------------------------------------------------------------- adversarial data, at the threshold
+
+ADVERSARIAL_LAYOUTS = {
+    "default": None,
+    "13 chunks": layout_widths(13),
+    "14 chunks": layout_widths(14),
+    "mixed 8/16": (8,) * 8 + (16,) * 12,
+}
+
+
+def _seed() -> int:
+    """PDQ_TEST_SEED to replay a failure; a fresh seed otherwise (printed in every failure message)."""
+    env = os.environ.get("PDQ_TEST_SEED")
+    return int(env) if env else int(np.random.SeedSequence().entropy % 2**32)
+
+
+def _adversarial(seed: int):
+    """
+    Random hashes plus the hard cases: 2000 all-zero and 1000 all-one hashes, 3000 hashes that
+    share their first 64 bits (one bucket of every chunk there, in every layout), and hashes at
+    exactly 0..40 bits from the all-zero hash; queries: all-zero, all-one, the shared-prefix
+    bucket, random, near-duplicates at every distance 0..45 and queries exactly T and T + 1 away
+    from a stored hash.
+    """
+    rng = np.random.default_rng(seed)
+    zero = np.zeros(32, np.uint8)
+    one = np.full(32, 255, np.uint8)
+    prefix = rng.integers(0, 256, size=(3000, 32), dtype=np.uint8)
+    prefix[:, :8] = rng.integers(0, 256, size=8, dtype=np.uint8)
+    rows = [rng.integers(0, 256, size=(40_000, 32), dtype=np.uint8), np.tile(zero, (2000, 1)), np.tile(one, (1000, 1))]
+    rows += [prefix, np.stack([_flip(rng, zero, k % 41) for k in range(400)])]
+    hashes = np.concatenate(rows)
+    order = rng.permutation(len(hashes))
+    hashes = np.ascontiguousarray(hashes[order])
+    ids = rng.permutation(len(hashes)).astype(np.int64) * 3 + 1
+    members = rng.integers(0, len(hashes), size=46)
+    queries = [zero, one, prefix[0], _flip(rng, prefix[1], 20), _flip(rng, zero, 31), _flip(rng, one, 31)]
+    queries += list(rng.integers(0, 256, size=(10, 32), dtype=np.uint8))
+    queries += [_flip(rng, hashes[m], k) for k, m in enumerate(members)]  # distances 0..45
+    return hashes, ids, queries
+
+
+def _pigeonhole_edges(rng, h, widths, threshold, n):
+    """
+    Copies of ``h`` just beyond the probe radius t_j in chunk after chunk: t_j + 1 bits flipped in
+    every chunk (distance sum(t_j + 1), one more than the threshold when the radii are right), and
+    the same with one chunk at t_j instead (distance = the threshold, found only through that chunk).
+    """
+    radii = probe_radii(widths, threshold, n)
+    starts = np.cumsum((0,) + tuple(widths[:-1]))
+    out = []
+    for inside in [None, *(j for j, r in enumerate(radii) if r >= 0)]:
+        q = h.copy()
+        for j, (start, width, r) in enumerate(zip(starts, widths, radii, strict=True)):
+            k = r + 1 - (j == inside)
+            bits = start + rng.choice(width, size=min(k, width), replace=False)
+            np.bitwise_xor.at(q, bits // 8, (1 << (bits % 8)).astype(np.uint8))
+        out.append(q)
+    return out
+
+
+def _exactly_at(rng, hashes, threshold):
+    """Queries exactly ``threshold`` and ``threshold + 1`` bits away from stored hashes."""
+    picks = rng.integers(0, len(hashes), size=4)
+    return [_flip(rng, hashes[p], threshold + (i % 2)) for i, p in enumerate(picks)]
+
+
+@pytest.mark.parametrize("mode", ["cost-based", "tables-only", "tables-only-numpy"])
+def test_adversarial_queries_at_the_threshold(monkeypatch, mode):
+    """
+    100% agreement with brute force on the hard cases, for several layouts; tables-only turns
+    the brute-force fallback off (as far as the probe limit allows) so that the tables
+    themselves answer the crowded buckets; -numpy verifies candidates without faiss.
+    """
+    from matching.index import pdq
+
+    if mode.startswith("tables-only"):
+        monkeypatch.setattr(pdq, "_CANDIDATE_COST", 0.0)
+    if mode.endswith("numpy"):
+        monkeypatch.setattr(pdq, "faiss", None)
+    seed = _seed()
+    hashes, ids, queries = _adversarial(seed)
+    rng = np.random.default_rng(seed + 1)
+    thresholds = (0, 1, 15, 31, 32, 45, 63)
+    at = {threshold: _exactly_at(rng, hashes, threshold) for threshold in thresholds}
+    expected = {}
+    for threshold in thresholds:
+        for i, q in enumerate(queries + at[threshold]):
+            expected[threshold, i] = _expected(hashes, ids, q, threshold)
+    for name, layout in ADVERSARIAL_LAYOUTS.items():
+        index = PdqIndex.build(hashes, ids, multi_index=True, layout=layout)
+        for threshold in thresholds:
+            edges = _pigeonhole_edges(rng, hashes[rng.integers(len(hashes))], index.layout, threshold, len(index))
+            qs = np.stack(queries + at[threshold] + edges)
+            for i, (got_ids, got_d) in enumerate(index.search(qs, threshold)):
+                if (threshold, i) in expected:
+                    exp_ids, exp_d = expected[threshold, i]
+                else:
+                    exp_ids, exp_d = _expected(hashes, ids, qs[i], threshold)
+                    if i == len(queries) + len(at[threshold]) + 1:  # the first edge inside the radius
+                        assert len(exp_ids) >= 1, f"seed={seed} layout={name} threshold={threshold}"
+                where = f"seed={seed} (PDQ_TEST_SEED) layout={name} threshold={threshold} query #{i}"
+                np.testing.assert_array_equal(got_ids, exp_ids, err_msg=where)
+                np.testing.assert_array_equal(got_d, exp_d, err_msg=where)
+    assert len(expected[31, 0][0]) >= 2000 + 400 * 31 // 41  # the all-zero query finds the crowd

@@ -10,7 +10,14 @@ import pytest
 from banks.services import bank_content_delete
 from matching import runtime as runtime_module
 from matching import services, shared_index
-from matching.engine import ContentTable, snapshot_from_shared, snapshot_read, snapshot_share, snapshot_write
+from matching.engine import (
+    ContentTable,
+    SnapshotError,
+    snapshot_from_shared,
+    snapshot_read,
+    snapshot_share,
+    snapshot_write,
+)
 from matching.index.pdq import PdqIndex
 from omm_project.lib import pytx
 from tests.matching.conftest import PDQ_FAR, PDQ_X, PDQ_Y, add
@@ -52,6 +59,7 @@ def test_first_load_builds_the_file_and_the_next_maps_it(tmp_path):
         assert not index.hashes.flags.writeable and not index._members.flags.writeable
         assert np.array_equal(index._members, private._members)
         assert np.array_equal(index._offsets, private._offsets)
+        assert index.layout == private.layout and manifest["pdq_layout"] == list(private.layout)
         assert table.content_ids is index.ids
         assert table.bank_ids.tolist()[:3] == [7, 7, 7]
         query = private.hashes[123]
@@ -59,6 +67,33 @@ def test_first_load_builds_the_file_and_the_next_maps_it(tmp_path):
         assert found[0][0].tolist() == expected[0][0].tolist()
     assert calls == [1]
     assert [p.name for p in (tmp_path / "shm").glob("*.idx")] == [f"ns.pdq.{5:012d}.{'ab' * 12}.idx"]
+
+
+def test_a_file_of_another_version_is_rebuilt_not_read(tmp_path):
+    """A file left by a matcher of the 16x16-bit table era (magic 01) is made again in its place."""
+    path, private = _snapshot_bytes(tmp_path)
+    shared = shared_index.SharedIndexes(tmp_path / "shm", "ns")
+    calls = []
+    shared.load(signal_type="pdq", snapshot_id=5, sha256="ab" * 32, build=_build_from(path, calls))
+    (old,) = (tmp_path / "shm").glob("*.idx")
+    data = bytearray(old.read_bytes())
+    data[-16:-8] = b"OMMSHM01"
+    old.write_bytes(bytes(data))
+    manifest, arrays = shared.load(signal_type="pdq", snapshot_id=5, sha256="ab" * 32, build=_build_from(path, calls))
+    assert calls == [1, 1]
+    index = snapshot_from_shared(manifest, arrays)[0]
+    assert index.layout == private.layout and np.array_equal(index._members, private._members)
+
+
+def test_tables_that_do_not_match_their_layout_are_refused(tmp_path):
+    path, private = _snapshot_bytes(tmp_path)
+    shared = shared_index.SharedIndexes(tmp_path / "shm", "ns")
+    manifest, arrays = shared.load(signal_type="pdq", snapshot_id=5, sha256="ab" * 32, build=_build_from(path))
+    with pytest.raises(SnapshotError, match="layout"):
+        other = [16] * 16 if private.layout != (16,) * 16 else [18] + [17] * 14
+        snapshot_from_shared({**manifest, "pdq_layout": other}, arrays)
+    with pytest.raises(SnapshotError, match="layout"):
+        snapshot_from_shared({**manifest, "pdq_layout": None}, arrays)
 
 
 def test_a_private_read_and_a_shared_one_agree(tmp_path):
