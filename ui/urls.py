@@ -17,5 +17,6 @@ urlpatterns = [
     path("content/<int:content_id>/preview/", views_preview.content_preview, name="content-preview"),
     path("dashboard/", views_dashboard.dashboard, name="dashboard"),
     path("quarantine/", views_quarantine.quarantine, name="quarantine"),
+    path("clusters/", views_clusters.clusters, name="clusters"),
     path("cluster/<int:cluster_id>/", views_clusters.cluster, name="cluster"),
 ]

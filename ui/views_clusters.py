@@ -1,10 +1,12 @@
 """
-The cluster page (reviewers): a cluster's counts and growth per hour, its cases, and one verdict
-for all of them (reviews.services.cluster_verdict_record, as POST /c/cluster/<id>/verdict).
+The cluster pages (reviewers): the list, biggest or fastest growing first; and one cluster's counts
+and growth per hour, its cases, and one verdict for all of them
+(reviews.services.cluster_verdict_record, as POST /c/cluster/<id>/verdict).
 """
 
 from django import forms
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views import View
@@ -13,10 +15,11 @@ from banks.services import NOTE_MAX_LENGTH
 from omm_project.lib.errors import NotFound, OmmError
 from reviews.choices import CaseVerdict
 from reviews.models import Cluster
-from reviews.selectors import cluster_cases, cluster_get
+from reviews.selectors import ClusterFilters, cluster_cases, cluster_get, cluster_list
 from reviews.services import cluster_verdict_record
 from ui.groups import REVIEW_GROUPS, group_required
 
+CLUSTERS_PAGE_SIZE = 50
 HOURS_SHOWN = 48  # the growth table: the newest hours of the window that had submissions
 
 
@@ -25,6 +28,27 @@ class ClusterVerdictForm(forms.Form):
 
     verdict = forms.ChoiceField(choices=CaseVerdict.choices)
     note = forms.CharField(required=False, max_length=NOTE_MAX_LENGTH)
+
+
+class ClusterListForm(forms.Form):
+    """The list's order and filter (a GET form); empty fields are the defaults."""
+
+    sort = forms.ChoiceField(choices=[("size", "Size"), ("growth", "Growth (last hour)")], required=False)
+    spreading = forms.ChoiceField(
+        choices=[("", "Any"), ("true", "Spreading"), ("false", "Not spreading")], required=False
+    )
+
+
+@group_required(REVIEW_GROUPS)
+def clusters(request: HttpRequest) -> HttpResponse:
+    """The clusters, as GET /c/clusters lists them (reviews.selectors.cluster_list), 50 a page."""
+    form = ClusterListForm(request.GET)
+    if not form.is_valid():
+        return render(request, "ui/clusters.html", {"form": form, "page": None}, status=400)
+    spreading = {"true": True, "false": False}.get(form.cleaned_data["spreading"])
+    rows = cluster_list(filters=ClusterFilters(spreading=spreading), sort=form.cleaned_data["sort"] or "size")
+    page = Paginator(rows, CLUSTERS_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "ui/clusters.html", {"form": form, "page": page})
 
 
 def _growth(cluster: Cluster) -> list[dict]:
