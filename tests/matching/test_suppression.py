@@ -74,9 +74,10 @@ def test_the_matcher_follows_a_change_of_the_bank_setting(matcher_client, runtim
 
 def test_query_counts_of_the_suppressed_and_plain_paths(matcher_client, two_banks, django_assert_num_queries):
     matcher_client.get("/m/lookup", LOOKUP)  # caches the API key and the rules snapshot
-    with django_assert_num_queries(1):  # suppressed: the match log rows only
+    # A matched lookup also remembers its submission for the clusterer (OMM_CLUSTERING, on by default).
+    with django_assert_num_queries(2):  # suppressed: the submission and the match log rows only
         matcher_client.get("/m/lookup", LOOKUP)
-    with django_assert_num_queries(3):  # not suppressed: the rows, the case, its matches (as before #14)
+    with django_assert_num_queries(4):  # not suppressed: the submission, the rows, the case, its matches
         matcher_client.get("/m/lookup", {**LOOKUP, "banks": "HARMFUL"})
     with django_assert_num_queries(0):
         matcher_client.get("/m/lookup", {"signal": PDQ_FAR, "signal_type": "pdq"})
