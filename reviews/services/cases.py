@@ -35,7 +35,10 @@ def _greatest(a: str, b: str) -> str:
 
 
 def priority_sql(*, severity: str, spreading: str, match_count: str, cluster_size: str) -> str:
-    """The SQL expression of a case's priority from these four SQL expressions."""
+    """
+    The SQL expression of a case's priority from these four SQL expressions. An expression may
+    appear in it more than once: pass columns or named parameters (%(name)s), not positional %s.
+    """
     return (
         f"(({severity}) * {PRIORITY_SEVERITY_STEP}"
         f" + CASE WHEN ({spreading}) THEN {PRIORITY_SPREADING} ELSE 0 END"

@@ -286,8 +286,9 @@ def test_a_cases_priority_rises_with_its_cluster(settings):
     assert case.cluster_size == 5
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT " + priority_sql(severity="%s", spreading="%s", match_count="%s", cluster_size="%s"),
-            [case.severity, False, case.match_count, 5],
+            "SELECT "
+            + priority_sql(severity="%(sev)s", spreading="%(spr)s", match_count="%(n)s", cluster_size="%(size)s"),
+            {"sev": case.severity, "spr": False, "n": case.match_count, "size": 5},
         )
         assert case.priority == cursor.fetchone()[0]
     assert case.priority > 2  # above its match count alone

@@ -478,7 +478,12 @@ def test_retroaction_late_matches_join_the_open_case_of_their_content_id(setting
 
 @pytest.mark.parametrize(
     ("filters", "index"),
-    [({}, "case_priority"), ({"state": "open"}, "case_queue"), ({"not_closed": True}, "case_queue_not_closed")],
+    [
+        ({}, ["case_priority"]),
+        ({"state": "open"}, ["case_queue"]),
+        # Its own partial index, or the whole-table one filtered when few cases are closed.
+        ({"not_closed": True}, ["case_queue_not_closed", "case_priority"]),
+    ],
 )
 def test_a_queue_page_is_read_in_order_off_an_index(filters, index):
     """The queue's orders have their indexes: a page is read off one, never sorted (bench/bench_cases.py)."""
@@ -493,4 +498,4 @@ def test_a_queue_page_is_read_in_order_off_an_index(filters, index):
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would be read whole and sorted
         plan = queryset[:50].explain()
-    assert f" {index} " in plan and "Sort" not in plan, plan
+    assert any(f" {name} " in plan for name in index) and "Sort" not in plan, plan
