@@ -15,9 +15,10 @@ import pytest
 from django.utils import timezone
 
 from exchanges.services import exchange_create
-from reviews.models import Case, Cluster, MatchLog
+from reviews.models import Case, Cluster, ExchangeReport, MatchLog
 from tests.builders import PDQ, PDQ_X, make_bank, make_content
 from tests.hashing.reference_data import NO_DATA, PDQ_DATA_DIR, expected_pdq_rows
+from tests.reviews.conftest import make_exchange_content
 from tests.ui.conftest import PASSWORD, make_case, make_user
 from tests.ui.test_quarantine_page import make_quarantine
 from ui.groups import CURATORS, REVIEWERS
@@ -102,7 +103,10 @@ def test_reviewer_works_the_queue(browser, image_server, settings, allow_loopbac
     csam = make_content(
         make_bank("CSAM_BANK", labels=["csam"]), {"pdq": PDQ}, labels=["reviewed"], original_media_uri=photo
     )
-    terror = make_content(make_bank("TERROR_BANK"), {"pdq": PDQ_X})
+    # the second match's content came from an exchange that wants false positives reported
+    terror = make_exchange_content(
+        api="sample", name="TERROR_EX", signals={"pdq": PDQ_X}, report_false_positive_enabled=True
+    )
     small = make_case([csam], content_id="post-small")
     top = make_case([csam, terror], content_id="post-top", uri=photo, distance=4)
 
@@ -156,6 +160,9 @@ def test_reviewer_works_the_queue(browser, image_server, settings, allow_loopbac
     events = browser.table_rows("#events")
     assert [row[1:3] for row in events] == [["rita", "Verdicts given"], ["rita", "Closed"]]
     browser.shot("case-closed")
+    # and the false positive's write-back to its exchange is recorded (sent by a worker)
+    report = ExchangeReport.objects.get()
+    assert (report.kind, report.content_id, report.exchange_name) == ("false_positive", terror.pk, "TERROR_EX")
 
     # and the queue now holds the other case only
     browser.click_to_load("nav a[href='/ui/queue/']")
