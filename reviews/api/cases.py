@@ -209,7 +209,7 @@ class CaseAssignInputSerializer(serializers.Serializer):
 # --- Views ---
 
 
-def _actor(request: Request) -> str:
+def request_actor(request: Request) -> str:
     """Who acts: the API key's name, else the logged-in user's (the UI), else empty (open access)."""
     name = getattr(request.auth, "name", "")
     if not name and request.user is not None and request.user.is_authenticated:
@@ -251,7 +251,7 @@ class CaseVerdictView(APIView):
     )
     def post(self, request: Request, case_id: int) -> Response:
         data = validated(CaseVerdictInputSerializer, body_object(request, CaseVerdictInputSerializer))
-        services.case_verdict_record(case_id=case_id, **data, actor=_actor(request))
+        services.case_verdict_record(case_id=case_id, **data, actor=request_actor(request))
         return Response(CaseDetailSerializer(selectors.case_get(case_id=case_id)).data)
 
 
@@ -268,5 +268,5 @@ class CaseAssignView(APIView):
     )
     def post(self, request: Request, case_id: int) -> Response:
         data = validated(CaseAssignInputSerializer, body_object(request, CaseAssignInputSerializer))
-        services.case_assign(case_id=case_id, assignee=data["assignee"], actor=_actor(request))
+        services.case_assign(case_id=case_id, assignee=data["assignee"], actor=request_actor(request))
         return Response(CaseDetailSerializer(selectors.case_get(case_id=case_id)).data)

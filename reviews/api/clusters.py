@@ -13,7 +13,7 @@ from banks.services import NOTE_MAX_LENGTH, note_validate
 from omm_project.lib.api import body_object, validated
 from omm_project.lib.inputs import bool_parse
 from reviews import selectors, services
-from reviews.api.cases import _actor as actor_of  # who acts: the same rule as for cases
+from reviews.api.cases import request_actor
 from reviews.api.fields import CheckedBooleanField
 from reviews.api.serializers import unless_empty
 from reviews.choices import CaseState, CaseVerdict
@@ -162,5 +162,5 @@ class ClusterVerdictView(APIView):
     )
     def post(self, request: Request, cluster_id: int) -> Response:
         data = validated(ClusterVerdictInputSerializer, body_object(request, ClusterVerdictInputSerializer))
-        result = services.cluster_verdict_record(cluster_id=cluster_id, **data, actor=actor_of(request))
+        result = services.cluster_verdict_record(cluster_id=cluster_id, **data, actor=request_actor(request))
         return Response(ClusterVerdictResultSerializer(result).data)

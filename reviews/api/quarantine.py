@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from omm_project.lib.api import body_object, validated
 from reviews import selectors, services
-from reviews.api.cases import _actor
+from reviews.api.cases import request_actor
 from reviews.choices import QuarantineState
 from reviews.models import Quarantine
 from reviews.selectors import QuarantineFilters
@@ -112,7 +112,7 @@ class QuarantineReleaseView(APIView):
     @extend_schema(request=None, responses=_DECIDED)
     def post(self, request: Request, quarantine_id: int) -> Response:
         body_object(request)
-        quarantine = services.quarantine_release(quarantine_id=quarantine_id, actor=_actor(request))
+        quarantine = services.quarantine_release(quarantine_id=quarantine_id, actor=request_actor(request))
         return Response(QuarantineDetailSerializer(quarantine).data)
 
 
@@ -122,5 +122,5 @@ class QuarantineDisableView(APIView):
     @extend_schema(request=None, responses=_DECIDED)
     def post(self, request: Request, quarantine_id: int) -> Response:
         body_object(request)
-        quarantine = services.quarantine_disable(quarantine_id=quarantine_id, actor=_actor(request))
+        quarantine = services.quarantine_disable(quarantine_id=quarantine_id, actor=request_actor(request))
         return Response(QuarantineDetailSerializer(quarantine).data)

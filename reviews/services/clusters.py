@@ -30,7 +30,7 @@ from django.utils import timezone
 from reviews.choices import CaseState, WebhookEvent
 from reviews.models import Case, CaseMatch, Cluster, ClusteringCursor, MatchLog, Submission
 from reviews.services.cases import priority_sql
-from reviews.services.webhooks import event_deliveries_create
+from reviews.services.webhooks import event_deliveries_create, webhook_time
 
 logger = logging.getLogger(__name__)
 
@@ -267,8 +267,8 @@ def cluster_event_data(cluster: Cluster) -> dict:
         "submission_count": cluster.submission_count,
         "content_id_count": cluster.content_id_count,
         "last_hour_count": cluster.last_hour_count,
-        "first_seen_at": cluster.first_seen_at.isoformat().replace("+00:00", "Z"),
-        "last_seen_at": cluster.last_seen_at.isoformat().replace("+00:00", "Z"),
+        "first_seen_at": webhook_time(cluster.first_seen_at),
+        "last_seen_at": webhook_time(cluster.last_seen_at),
     }
 
 

@@ -29,7 +29,7 @@ from reviews.services.cases import case_attach
 from reviews.services.quarantine import quarantine_held
 from reviews.services.rules import RuleSpec, RulesSnapshot, rules_bank_candidates, rules_snapshot
 from reviews.services.suppression import submission_suppressed
-from reviews.services.webhooks import webhook_message_id
+from reviews.services.webhooks import webhook_message_id, webhook_time
 
 logger = logging.getLogger(__name__)
 
@@ -260,10 +260,6 @@ def _rules_fired(
     return dict(fired), content_labels
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def _bank_and_content(row: MatchLog, snapshot: RulesSnapshot, content_labels: dict[int, list[str]]) -> dict:
     return {
         "bank": {
@@ -282,10 +278,10 @@ def _payload(row: MatchLog, rule: RuleSpec, snapshot: RulesSnapshot, content_lab
     """The match.created body of a per-match rule (Standard Webhooks' {type, timestamp, data})."""
     return {
         "type": WebhookEvent.MATCH_CREATED.value,
-        "timestamp": _iso(row.created_at),
+        "timestamp": webhook_time(row.created_at),
         "data": {
             "match_id": row.pk,
-            "matched_at": _iso(row.created_at),
+            "matched_at": webhook_time(row.created_at),
             "source": row.source,
             "signal_type": row.signal_type,
             "signal_value": row.signal_value,
@@ -309,10 +305,10 @@ def _case_payload(
     first = rows[0]
     return {
         "type": WebhookEvent.CASE_MATCHED.value,
-        "timestamp": _iso(first.created_at),
+        "timestamp": webhook_time(first.created_at),
         "data": {
             "case_id": case_id,
-            "matched_at": _iso(first.created_at),
+            "matched_at": webhook_time(first.created_at),
             "source": first.source,
             "platform_content_id": first.platform_content_id or None,
             "content_uri": first.content_uri or None,

@@ -35,7 +35,7 @@ from reviews.choices import QuarantineState, WebhookEvent
 from reviews.models import MatchLog, Quarantine
 from reviews.services.cases import case_attach
 from reviews.services.rules import RulesSnapshot
-from reviews.services.webhooks import event_deliveries_create
+from reviews.services.webhooks import event_deliveries_create, webhook_time
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def _quarantine(hit: _Hit, *, threshold: int, window_hours: int, now: datetime) 
                 "distinct_content_ids": threshold + 1,
                 "threshold": threshold,
                 "window_hours": window_hours,
-                "quarantined_at": now.isoformat().replace("+00:00", "Z"),
+                "quarantined_at": webhook_time(now),
             },
         )
         transaction.on_commit(functools.partial(_announced, quarantine_id, hit, threshold, window_hours))

@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -142,7 +143,8 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
         ) from None
 
 
-def _iso(value) -> str:
+def webhook_time(value: datetime) -> str:
+    """A time as webhook payloads write it: ISO 8601 in UTC with a "Z"."""
     return value.isoformat().replace("+00:00", "Z")
 
 
@@ -165,7 +167,7 @@ def event_deliveries_create(*, event_type: str, subject: str, data: dict[str, An
     if not endpoint_ids:
         return []
     now = timezone.now()
-    payload = {"type": event_type, "timestamp": _iso(now), "data": data}
+    payload = {"type": event_type, "timestamp": webhook_time(now), "data": data}
     WebhookDelivery.objects.bulk_create(
         [
             WebhookDelivery(
