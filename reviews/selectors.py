@@ -43,16 +43,22 @@ class MatchFilters:
     suppressed: bool | None = None
 
 
+def bank_named(name: str, *, id_field: str = "matched_bank_id") -> Q:
+    """
+    Rows of the bank called `name`: the name it had when the row was written (`bank_name`), or its
+    current name after a rename (by id, not a join, so each side of the OR has its own index).
+    The one bank filter of the match log, cases and quarantines.
+    """
+    return Q(bank_name=name) | Q(**{f"{id_field}__in": Bank.objects.filter(name=name).values("pk")})
+
+
 def match_log_list(
     *, filters: MatchFilters = MatchFilters(), newest_first: bool = True
 ) -> QuerySet[MatchLog]:
     """The match log, filtered; newest first (the API) or oldest first (exports)."""
     queryset = MatchLog.objects.all()
     if filters.bank is not None:
-        # The name it had when it matched, or its current name after a rename.
-        queryset = queryset.filter(
-            Q(bank_name=filters.bank) | Q(bank_id__in=Bank.objects.filter(name=filters.bank).values("pk"))
-        )
+        queryset = queryset.filter(bank_named(filters.bank, id_field="bank_id"))
     if filters.since is not None:
         queryset = queryset.filter(created_at__gte=filters.since)
     if filters.until is not None:
@@ -174,10 +180,7 @@ def case_list(*, filters: CaseFilters = CaseFilters()) -> QuerySet[Case]:
     # Bank and label look at the case's matches: EXISTS, so a case with many such matches is listed once.
     matches = CaseMatch.objects.filter(case=OuterRef("pk"))
     if filters.bank is not None:
-        # The name the bank had when it matched, or its current name after a rename.
-        # By id for the current name (not a join): each side of the OR then has its own index.
-        current = Bank.objects.filter(name=filters.bank).values("pk")
-        queryset = queryset.filter(Exists(matches.filter(Q(bank_name=filters.bank) | Q(matched_bank_id__in=current))))
+        queryset = queryset.filter(Exists(matches.filter(bank_named(filters.bank))))
     if filters.label is not None:
         queryset = queryset.filter(_labelled(filters.label, matches))
     return queryset.order_by("-priority", "created_at", "id")
@@ -291,10 +294,7 @@ def quarantine_list(*, filters: QuarantineFilters = QuarantineFilters()) -> Quer
     if filters.state is not None:
         queryset = queryset.filter(state=filters.state)
     if filters.bank is not None:
-        # The name the bank had when the content was quarantined, or its current name after a rename.
-        queryset = queryset.filter(
-            Q(bank_name=filters.bank) | Q(matched_bank_id__in=Bank.objects.filter(name=filters.bank).values("pk"))
-        )
+        queryset = queryset.filter(bank_named(filters.bank))
     return queryset.order_by("-quarantined_at", "-id")
 
 
