@@ -114,6 +114,8 @@ class Submission(models.Model):
             # The clusterer counts a cluster's submissions in its last hour and window.
             models.Index(fields=["cluster", "created_at"], name="submission_cluster_created"),
             models.Index(fields=["signal_type", "created_at"], name="submission_type_created"),
+            # The clusterer reads each type's submissions after its cursor, in id order.
+            models.Index(fields=["signal_type", "id"], name="submission_type_id"),
             models.Index(fields=["signal_type", "signal_value"], name="submission_type_value"),
             models.Index(fields=["created_at"], name="submission_created"),
         ]

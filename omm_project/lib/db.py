@@ -1,7 +1,7 @@
 """Database helpers shared by the apps' services: unique names under concurrency, advisory locks."""
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -129,3 +129,48 @@ def model_update(instance: Model, changes: Mapping[str, Any], *, gone_message: s
         setattr(instance, name, value)
     save_changed(instance, changes.keys(), gone_message=gone_message)
     return list(changes)
+
+
+# Rows per statement of rows_update on PostgreSQL.
+_ROWS_PER_UPDATE = 1000
+
+
+def rows_update(model: type[Model], fields: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """
+    Write `fields` of `model` rows by primary key; each of `rows` is (pk, value of each field).
+    What QuerySet.bulk_update does, without its CASE WHEN expression per row and field, which
+    the ORM takes milliseconds per row to build (the clusterer spent 4 ms of CPU per submission
+    in it). PostgreSQL: one UPDATE ... FROM (VALUES ...) per 1,000 rows, so the server parses and
+    plans once, not once a row; elsewhere (SQLite, in process) one prepared UPDATE run per row.
+    Values go through each field's own conversion (JSON, datetimes). No signals, no save(); a
+    row that no longer exists is skipped, as bulk_update skips it.
+    """
+    meta = model._meta
+    columns = [meta.get_field(name) for name in fields]
+    params = [
+        [pk, *(f.get_db_prep_save(value, connection) for f, value in zip(columns, values, strict=True))]
+        for pk, *values in rows
+    ]
+    if not params:
+        return
+    quote = connection.ops.quote_name
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
+            cursor.executemany(
+                f"UPDATE {table} SET {assignments} WHERE {pk} = %s", [[*row[1:], row[0]] for row in params]
+            )
+            return
+        # VALUES columns take their type from the literals (text, or unknown for NULL): each is
+        # cast to its column's type.
+        names = ["id", *(f"v{i}" for i in range(len(columns)))]
+        assignments = ", ".join(f"{quote(f.column)} = v.v{i}::{f.db_type(connection)}" for i, f in enumerate(columns))
+        placeholder = "(" + ", ".join(["%s"] * len(names)) + ")"
+        for start in range(0, len(params), _ROWS_PER_UPDATE):
+            part = params[start : start + _ROWS_PER_UPDATE]
+            cursor.execute(
+                f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([placeholder] * len(part))}) "
+                f"AS v({', '.join(names)}) WHERE {table}.{pk} = v.id",
+                [value for row in part for value in row],
+            )

@@ -24,9 +24,9 @@ from typing import Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from omm_project.lib.db import rows_update
 from reviews.choices import CaseState, WebhookEvent
 from reviews.models import Case, CaseMatch, Cluster, ClusteringCursor, MatchLog, Submission
 from reviews.services.cases import priority_sql
@@ -40,6 +40,16 @@ CLUSTER_BATCH = 1000
 # only settled rows keeps the cursor from passing a row a slower transaction has yet to commit.
 SETTLE = timedelta(seconds=2)
 HOUR_KEY = "%Y-%m-%dT%H"
+# The columns of a cluster each batch recounts.
+CLUSTER_COUNTS = (
+    "submission_count",
+    "content_id_count",
+    "first_seen_at",
+    "last_seen_at",
+    "hourly_counts",
+    "last_hour_count",
+    "spreading_since",
+)
 
 
 class Assignment(Protocol):
@@ -130,23 +140,11 @@ def cluster_batch_run(*, signal_type: str, window: ClusterWindowLike, batch_size
             return BatchResult(busy=True)
         if window.cursor != cursor.last_submission_id:
             _window_sync(window, signal_type=signal_type, cursor=cursor.last_submission_id)
-        rows = list(
-            Submission.objects.filter(signal_type=signal_type, pk__gt=cursor.last_submission_id)
-            .annotate(matched=Exists(MatchLog.objects.filter(submission_id=OuterRef("pk"))))
-            .order_by("pk")
-            .values_list("pk", "created_at", "signal_value", "platform_content_id", "matched")[:batch_size]
-        )
-        settled_before = timezone.now() - SETTLE
-        settled = []
-        for row in rows:
-            if row[1] > settled_before:
-                break  # and every later one: the cursor never passes an unsettled row
-            settled.append(row)
+        settled = _batch_read(signal_type, after=cursor.last_submission_id, limit=batch_size)
         if not settled:
             return BatchResult()
-        every = settings.OMM_CLUSTER_ALL_SUBMISSIONS
-        chosen = [row for row in settled if every or row[4]]
-        assigned = {pk: window.assign(value=value, at=at.timestamp()) for pk, at, value, _, _ in chosen}
+        chosen = _batch_chosen(settled)
+        assigned = {pk: window.assign(value=value, at=at.timestamp()) for pk, at, value, _ in chosen}
         new_ids = _clusters_create(signal_type, chosen, assigned)
         cluster_of = {pk: new_ids.get(a.cluster_id, a.cluster_id) for pk, a in assigned.items()}
         touched = _clusters_count(chosen, cluster_of)
@@ -158,10 +156,44 @@ def cluster_batch_run(*, signal_type: str, window: ClusterWindowLike, batch_size
     return BatchResult(read=len(settled), clustered=len(chosen), created=len(new_ids))
 
 
+def _batch_read(signal_type: str, *, after: int, limit: int) -> list[tuple]:
+    """
+    The next settled submissions of a type after the cursor, in id order: (pk, created_at,
+    signal_value, platform_content_id). Served by submission_type_id whatever the other types
+    hold (a type with no new submission reads nothing, not every row after its cursor).
+    """
+    rows = (
+        Submission.objects.filter(signal_type=signal_type, pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", "created_at", "signal_value", "platform_content_id")[:limit]
+    )
+    settled_before = timezone.now() - SETTLE
+    settled = []
+    for row in rows:
+        if row[1] > settled_before:
+            break  # and every later one: the cursor never passes an unsettled row
+        settled.append(row)
+    return settled
+
+
+def _batch_chosen(settled: list[tuple]) -> list[tuple]:
+    """
+    The submissions of a batch the clusterer takes: all (OMM_CLUSTER_ALL_SUBMISSIONS) or those
+    that matched. Asked of the match log by the batch's ids, through its submission index: an
+    EXISTS per row let the planner hash the whole match log once a batch.
+    """
+    if settings.OMM_CLUSTER_ALL_SUBMISSIONS:
+        return settled
+    matched = set(
+        MatchLog.objects.filter(submission_id__in=[row[0] for row in settled]).values_list("submission_id", flat=True)
+    )
+    return [row for row in settled if row[0] in matched]
+
+
 def _clusters_create(signal_type: str, chosen: list[tuple], assigned: dict[int, Assignment]) -> dict[int, int]:
     """Rows for the batch's new clusters; {temporary id: real id}."""
     starts = {}
-    for pk, at, value, _, _ in chosen:
+    for pk, at, value, _ in chosen:
         temp = assigned[pk].cluster_id
         if temp < 0 and temp not in starts:
             starts[temp] = Cluster(
@@ -182,9 +214,7 @@ def _hour_key(at: datetime) -> str:
 
 def _clusters_count(chosen: list[tuple], cluster_of: dict[int, int]) -> dict[int, Cluster]:
     """Write the submissions' cluster, then the touched clusters' counts; returns them by id."""
-    Submission.objects.bulk_update(
-        [Submission(pk=pk, cluster_id=cluster_of[pk]) for pk, *_ in chosen], ["cluster"], batch_size=500
-    )
+    rows_update(Submission, ["cluster"], [(pk, cluster_of[pk]) for pk, *_ in chosen])
     batch_ids = [pk for pk, *_ in chosen]
     members: dict[int, list[tuple]] = defaultdict(list)
     for row in chosen:
@@ -219,18 +249,8 @@ def _clusters_count(chosen: list[tuple], cluster_of: dict[int, int]) -> dict[int
         if cluster.spreading_since is None and cluster.last_hour_count > settings.OMM_CLUSTER_SPREADING_PER_HOUR:
             cluster.spreading_since = cluster.last_seen_at
             spreading.append(cluster)
-    Cluster.objects.bulk_update(
-        list(clusters.values()),
-        [
-            "submission_count",
-            "content_id_count",
-            "first_seen_at",
-            "last_seen_at",
-            "hourly_counts",
-            "last_hour_count",
-            "spreading_since",
-        ],
-    )
+    counted = CLUSTER_COUNTS
+    rows_update(Cluster, counted, [(c.pk, *(getattr(c, name) for name in counted)) for c in clusters.values()])
     for cluster in spreading:
         event_deliveries_create(
             event_type=WebhookEvent.CLUSTER_SPREADING,
@@ -243,19 +263,28 @@ def _clusters_count(chosen: list[tuple], cluster_of: dict[int, int]) -> dict[int
 
 
 def _last_hour_count(clusters: dict[int, Cluster]) -> None:
-    """Each cluster's submissions within the hour up to its last_seen_at (one query)."""
+    """
+    Each cluster's submissions within the hour up to its last_seen_at: counted by the database
+    (one query, through submission_cluster_created), so a spreading cluster's thousands of
+    submissions an hour are not read back every batch.
+    """
     if not clusters:
         return
-    since = min(c.last_seen_at for c in clusters.values()) - timedelta(hours=1)
-    counts: dict[int, int] = defaultdict(int)
-    for cluster_id, at in Submission.objects.filter(cluster_id__in=list(clusters), created_at__gt=since).values_list(
-        "cluster_id", "created_at"
-    ):
-        cluster = clusters[cluster_id]
-        if cluster.last_seen_at - timedelta(hours=1) < at <= cluster.last_seen_at:
-            counts[cluster_id] += 1
+    adapt = connection.ops.adapt_datetimefield_value
+    bounds = [
+        (pk, adapt(c.last_seen_at - timedelta(hours=1)), adapt(c.last_seen_at)) for pk, c in clusters.items()
+    ]
+    submissions = connection.ops.quote_name(Submission._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH bounds (cluster_id, since, upto) AS (VALUES {', '.join(['(%s, %s, %s)'] * len(bounds))}) "
+            f"SELECT b.cluster_id, COUNT(*) FROM bounds b JOIN {submissions} s ON s.cluster_id = b.cluster_id "
+            "AND s.created_at > b.since AND s.created_at <= b.upto GROUP BY b.cluster_id",
+            [value for row in bounds for value in row],
+        )
+        counts = dict(cursor.fetchall())
     for cluster_id, cluster in clusters.items():
-        cluster.last_hour_count = counts[cluster_id]
+        cluster.last_hour_count = counts.get(cluster_id, 0)
 
 
 def cluster_event_data(cluster: Cluster) -> dict:
@@ -305,9 +334,7 @@ def _cases_attach(cluster_of: dict[int, int], touched: dict[int, Cluster]) -> No
         if submission_id > newest.get(case_id, 0):
             newest[case_id] = submission_id
     if newest:
-        Case.objects.bulk_update(
-            [Case(pk=case_id, cluster_id=cluster_of[sid]) for case_id, sid in newest.items()], ["cluster"]
-        )
+        rows_update(Case, ["cluster"], [(case_id, cluster_of[sid]) for case_id, sid in newest.items()])
     cluster_ids = tuple(sorted(set(touched) | {cluster_of[sid] for sid in newest.values()}))
     if cluster_ids:
         with connection.cursor() as cursor:

@@ -52,3 +52,34 @@ def test_a_deadlock_is_recognised_and_other_errors_are_not():
         cursor.execute("SET LOCAL statement_timeout = 1")
         cursor.execute("SELECT pg_sleep(1)")  # canceled: an OperationalError that is no deadlock
     assert not is_deadlock(other.value)
+
+
+def test_rows_update_writes_each_row_its_own_values_and_skips_gone_rows():
+    # Given clusters, one of them deleted after it was read
+    from datetime import UTC, datetime
+
+    from omm_project.lib.db import rows_update
+    from reviews.models import Cluster
+
+    at = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    kept = [
+        Cluster.objects.create(signal_type="pdq", representative_value="a", first_seen_at=at, last_seen_at=at)
+        for _ in range(3)
+    ]
+    gone = Cluster.objects.create(signal_type="pdq", representative_value="b", first_seen_at=at, last_seen_at=at)
+    gone_pk = gone.pk
+    gone.delete()
+    later = datetime(2026, 12, 3, 13, 30, 15, 123456, tzinfo=UTC)
+    fields = ["submission_count", "hourly_counts", "last_seen_at", "spreading_since"]
+    # When each row gets values of every kind the clusterer writes (JSON, datetimes, NULL)
+    rows = [(c.pk, i + 7, {"2026-12-03T13": i}, later, later if i == 1 else None) for i, c in enumerate(kept)]
+    rows_update(Cluster, fields, [*rows, (gone_pk, 1, {}, later, None)])
+    rows_update(Cluster, fields, [])  # nothing to write: no query
+    # Then each row holds its own values, read back through the ORM
+    for i, cluster in enumerate(kept):
+        cluster.refresh_from_db()
+        assert (cluster.submission_count, cluster.hourly_counts) == (i + 7, {"2026-12-03T13": i})
+        assert cluster.last_seen_at == later
+        assert cluster.spreading_since == (later if i == 1 else None)
+        assert cluster.first_seen_at == at  # a column not named is left as it was
+    assert not Cluster.objects.filter(pk=gone_pk).exists()
