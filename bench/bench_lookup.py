@@ -19,10 +19,17 @@ raw_lookup over HTTP at scale, through the real code paths:
 With --clustering, instead: the cost of live clusters (docs/reviews.md, Clusters) on
 /m/lookup, in one run: two matchers, one with OMM_CLUSTERING=false and one with it on, and
 --rounds alternating wrk phases of --duration seconds against each (off, on, off, on ...). During
-each "on" phase a clusterer process drains the submissions as beat's task would (every second,
-clusters_update); it pauses between batches during "off" phases. The queries: near-duplicates of
-banked hashes (matched: logged, a case, and with clustering a remembered submission) and random
-ones (unmatched). Prints each phase's requests/s and the ratio on/off (the bar: >= 0.9).
+each "on" phase a clusterer process drains the submissions as beat's task would (clusters_update
+every OMM_CLUSTER_INTERVAL_SECONDS, 5 by default); it pauses between runs during "off" phases.
+The queries: near-duplicates of banked hashes (matched: logged, a case, and with clustering a
+remembered submission) and random ones (unmatched). Prints each phase's requests/s and the ratio
+on/off (the bar: >= 0.9).
+Requests/s on a 2-core machine shared with other work swings by a third between phases, so it
+also prints the CPU each lookup costs, summed over every process that serves it: the gunicorn
+worker, its PostgreSQL backends (told apart by application_name, libpq's PGAPPNAME) and, with
+clustering, the clusterer and its backends (all of the clusterer's CPU, charged to the "on"
+lookups). capacity_ratio_on_off = CPU per lookup off / on: the share of lookup throughput a
+CPU-bound box keeps with clustering on, which other load barely moves.
 
 Defaults: DATABASE_URL=postgres://postgres@127.0.0.1:5432/omm_matching_bench,
 REDIS_URL=redis://127.0.0.1:6379/11. Needs wrk (apt-get install wrk). The helpers at the top are
@@ -330,6 +337,7 @@ def parse_wrk(text: str) -> dict:
         return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     out = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))}
+    out["requests"] = int(re.search(r"(\d+) requests in", text).group(1))
     for pct in ("50", "90", "99"):
         found = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", text, re.M)
         out[f"p{pct}_ms"] = ms(found.group(1)) if found else None
@@ -511,19 +519,48 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-# The clusterer as beat runs it, in its own process: a pass every second while `go` exists.
+# The clusterer as beat runs it, in its own process: a pass every OMM_CLUSTER_INTERVAL_SECONDS
+# (beat's schedule) while `go` exists.
 CLUSTERER = """
 import os, sys, time
 sys.path.insert(0, os.getcwd())
 import django
 django.setup()
+from django.conf import settings
 from matching.clustering import clusters_update
 go, stop = sys.argv[1], sys.argv[2]
+interval = settings.CELERY_BEAT_SCHEDULE["matching-clusters-update"]["schedule"]
 while not os.path.exists(stop):
     if os.path.exists(go):
-        clusters_update(budget_seconds=1.0)
-    time.sleep(1.0)
+        clusters_update()
+    time.sleep(interval)
 """
+
+
+def _backends(application_name: str) -> list[int]:
+    """The pids of the bench database's PostgreSQL backends with this application_name."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [application_name])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _processes_cpu(pids: list[int]) -> dict[int, float]:
+    """CPU seconds so far of each live process of `pids`."""
+    seconds = {}
+    for pid in pids:
+        try:
+            seconds[pid] = cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # it ended
+    return seconds
+
+
+def _cpu_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds `pids` used since `before` (a process started since counts from zero)."""
+    now = _processes_cpu(sorted(set(pids) | set(before)))
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in now.items())
 
 
 def clustering_compare(args) -> dict:
@@ -531,11 +568,18 @@ def clustering_compare(args) -> dict:
     import shutil
     import tempfile
 
+    from django.conf import settings
+    from django.db import connection
+
     from matching.tasks import index_build_task
     from reviews.models import Cluster, Submission
 
     index_build_task.apply(args=["pdq"])
     index_build_task.apply(args=["video_md5"])
+    # What autovacuum does in a deployment (the machine's PostgreSQL may run without it): earlier
+    # runs left dead rows and no statistics, and the planner would choose from defaults.
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
     key = api_key(["match"])
     paths = [
         f"/m/lookup?signal_type=pdq&signal={q}&content_id=bench-{i}" for i, q in enumerate(queries(1000, 1000))
@@ -545,7 +589,7 @@ def clustering_compare(args) -> dict:
     wrk_script(paths, key, script)
     go, halt = workdir / "go", workdir / "stop"
     env = {"OMM_RETROACTION_WINDOW_HOURS": "0", "OMM_LOG_LEVEL": "WARNING"}
-    servers, ports = {}, {}
+    servers, ports, workers = {}, {}, {}
     clusterer = None
     submissions_before = Submission.objects.count()
     clusters_before = Cluster.objects.count()
@@ -560,22 +604,38 @@ def clustering_compare(args) -> dict:
                 threads=args.threads,
                 log_path=workdir / f"gunicorn-{mode}.log",
                 workers=args.workers,
-                extra_env={**env, "OMM_CLUSTERING": "true" if mode == "on" else "false"},
+                extra_env={
+                    **env,
+                    "OMM_CLUSTERING": "true" if mode == "on" else "false",
+                    "PGAPPNAME": f"omm-bench-{mode}",
+                },
             )
         for mode in ("off", "on"):
             wait_ready(ports[mode])
+            workers[mode] = worker_pids(servers[mode], args.workers)
         clusterer = subprocess.Popen(
             [sys.executable, "-c", CLUSTERER, str(go), str(halt)],
             cwd=REPO,
-            env={**os.environ, **env, "OMM_CLUSTERING": "true"},
+            env={**os.environ, **env, "OMM_CLUSTERING": "true", "PGAPPNAME": "omm-bench-clusterer"},
             start_new_session=True,
         )
         phases: dict[str, list[float]] = {"off": [], "on": []}
-        for mode in ("off", "on"):  # warm up both
+        cpu: dict[str, float] = {"off": 0.0, "on": 0.0}
+        requests: dict[str, int] = {"off": 0, "on": 0}
+        for mode in ("off", "on"):  # warm up both, and the clusterer (it loads its window once)
             base = ["wrk", "-t1", "-c2", "-d3s", "-s", str(script), f"http://127.0.0.1:{ports[mode]}"]
+            if mode == "on":
+                go.touch()
             subprocess.run(base, check=True, capture_output=True)
+        interval = settings.CELERY_BEAT_SCHEDULE["matching-clusters-update"]["schedule"]
+        time.sleep(2.0 + interval)  # SETTLE and a run
+        go.unlink(missing_ok=True)
+        time.sleep(interval)
+        parts = dict.fromkeys(("off_matcher", "off_matcher_db", "on_matcher", "on_matcher_db"), 0.0)
+        clusterer_cpu = _processes_cpu([clusterer.pid]), _processes_cpu(_backends("omm-bench-clusterer"))
         for _ in range(args.rounds):
             for mode in ("off", "on"):
+                before = _processes_cpu(workers[mode]), _processes_cpu(_backends(f"omm-bench-{mode}"))
                 if mode == "on":
                     go.touch()
                 command = [
@@ -593,6 +653,16 @@ def clustering_compare(args) -> dict:
                 if figures["non_2xx"]:
                     raise RuntimeError(f"{mode}: {figures['non_2xx']} non-2xx answers")
                 phases[mode].append(figures["rps"])
+                requests[mode] += figures["requests"]
+                parts[f"{mode}_matcher"] += _cpu_since(before[0], workers[mode])
+                parts[f"{mode}_matcher_db"] += _cpu_since(before[1], _backends(f"omm-bench-{mode}"))
+        go.touch()  # the clusterer takes the last phase's submissions (its CPU counts)
+        time.sleep(2.0 + 2 * settings.CELERY_BEAT_SCHEDULE["matching-clusters-update"]["schedule"])
+        go.unlink(missing_ok=True)
+        parts["on_clusterer"] = _cpu_since(clusterer_cpu[0], [clusterer.pid])
+        parts["on_clusterer_db"] = _cpu_since(clusterer_cpu[1], _backends("omm-bench-clusterer"))
+        for part, seconds in parts.items():
+            cpu[part.split("_")[0]] += seconds
         halt.touch()
         clusterer.wait(timeout=60)
     finally:
@@ -607,6 +677,12 @@ def clustering_compare(args) -> dict:
         "lookup_rps_off": [round(x, 1) for x in phases["off"]],
         "lookup_rps_on": [round(x, 1) for x in phases["on"]],
         "ratio_on_off": round(on / off, 3),
+        "cpu_ms_per_lookup_off": round(1000 * cpu["off"] / requests["off"], 3),
+        "cpu_ms_per_lookup_on": round(1000 * cpu["on"] / requests["on"], 3),
+        "capacity_ratio_on_off": round((cpu["off"] / requests["off"]) / (cpu["on"] / requests["on"]), 3),
+        "cpu_ms_per_lookup_by_process": {
+            part: round(1000 * seconds / requests[part.split("_")[0]], 3) for part, seconds in parts.items()
+        },
         "submissions_remembered": Submission.objects.count() - submissions_before,
         "submissions_clustered": Submission.objects.filter(cluster__isnull=False).count(),
         "clusters_made": Cluster.objects.count() - clusters_before,
