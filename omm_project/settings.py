@@ -488,6 +488,8 @@ SPECTACULAR_SETTINGS = {
         "CaseStateEnum": "reviews.choices.CaseState",
         "CaseVerdictEnum": "reviews.choices.CaseVerdict",
         "QuarantineStateEnum": "reviews.choices.QuarantineState",
+        "ScanKindEnum": "scans.choices.SourceKind",
+        "ScanStateEnum": "scans.choices.ScanState",
     },
     # /status, /status/live and /metrics are plain Django views; the hook documents them.
     "POSTPROCESSING_HOOKS": [

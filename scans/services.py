@@ -41,6 +41,10 @@ from scans.models import Scan, ScanChunk
 logger = logging.getLogger(__name__)
 
 FAILURE_SAMPLES_PER_CHUNK = 5
+# The listing stays at most this many pages of pending chunks ahead of the workers, and looks
+# again after this long when it is that far ahead.
+LIST_BACKLOG_PAGES = 2
+LIST_BACKLOG_WAIT_SECONDS = 2.0
 MAX_ITEM_KEY = 1024
 
 
@@ -151,6 +155,14 @@ def scan_list_step(*, scan_id: int) -> bool:
         now = timezone.now()
         if scan.state == ScanState.QUEUED:
             scan.state, scan.started_at = ScanState.RUNNING, now
+        backlog = ScanChunk.objects.filter(scan=scan, state=ChunkState.PENDING).count()
+        if backlog >= LIST_BACKLOG_PAGES * settings.OMM_SCAN_LIST_PAGE_CHUNKS:
+            # Enough chunks wait in the queue: list more once they are taken, so the broker never
+            # holds a whole scan's chunks ahead of the other tasks.
+            scan.list_lease_until = now + _lease()
+            scan.save(update_fields=["state", "started_at", "list_lease_until"])
+            enqueue_on_commit(_tasks().scan_list_task, scan.pk, countdown=LIST_BACKLOG_WAIT_SECONDS)
+            return True
         spec = sources.SourceSpec(scan.kind, scan.source)
         try:
             items, cursor, end = sources.list_page(

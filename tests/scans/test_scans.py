@@ -289,3 +289,17 @@ def test_an_empty_source_is_done_at_once(db, scan_root, scan_queue, runtime):
     scan = services.scan_create(source=str(scan_root))
     scan_queue.drain()
     assert _status(scan)["state"] == ScanState.DONE
+
+
+def test_the_listing_waits_while_two_pages_of_chunks_are_pending(photo_tree, scan_bank, scan_queue, runtime, settings):
+    settings.OMM_SCAN_CHUNK_ITEMS = 1
+    settings.OMM_SCAN_LIST_PAGE_CHUNKS = 1
+    scan = services.scan_create(source=str(photo_tree))
+    scan_queue.drop()
+    for _ in range(3):
+        assert services.scan_list_step(scan_id=scan.pk) is True
+    assert ScanChunk.objects.filter(scan=scan).count() == 2  # the third step found two pending and waited
+    assert scan_queue.sent[-1][0] is services._tasks().scan_list_task
+    scan_queue.drain()
+    status = _status(scan)
+    assert status["state"] == ScanState.DONE and status["counts"]["seen"] == 4
