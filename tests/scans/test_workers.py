@@ -155,30 +155,34 @@ def _assert_complete(scan_id: int) -> None:
     assert sorted(u.rsplit("/", 1)[1] for u in rows) == ["banked.jpg?1", "banked.jpg?5", "held.jpg?3"]
 
 
+def _scan_held_mid_chunk(workers, held_server, scan_root, curator_client) -> tuple[int, subprocess.Popen]:
+    """A worker started, a scan of the URL list posted, and the worker held in its second chunk."""
+    server, _, asked = held_server
+    worker = workers.start()
+    body = {"source": str(_url_list(scan_root, server))}
+    scan_id = curator_client.post("/c/scans", body, format="json").json()["id"]
+    _wait_for(lambda: "/held.jpg" in asked, "the held URL to be asked for")
+    return scan_id, worker
+
+
 def test_a_killed_pool_process_is_replaced_and_its_chunk_run_again(
     workers, held_server, scan_root, scan_bank, curator_client
 ):
-    server, release, asked = held_server
-    worker = workers.start()
-    scan_id = curator_client.post("/c/scans", {"source": str(_url_list(scan_root, server))}, format="json").json()["id"]
-    _wait_for(lambda: "/held.jpg" in asked, "the held URL to be asked for")
+    scan_id, worker = _scan_held_mid_chunk(workers, held_server, scan_root, curator_client)
     (child,) = _children(worker.pid)
     os.kill(child, signal.SIGKILL)
-    release.set()
+    held_server[1].set()
     _assert_complete(scan_id)
 
 
 def test_a_worker_killed_whole_is_resumed_by_beat_after_the_lease(
     workers, held_server, scan_root, scan_bank, curator_client
 ):
-    server, release, asked = held_server
-    worker = workers.start()
-    scan_id = curator_client.post("/c/scans", {"source": str(_url_list(scan_root, server))}, format="json").json()["id"]
-    _wait_for(lambda: "/held.jpg" in asked, "the held URL to be asked for")
+    scan_id, worker = _scan_held_mid_chunk(workers, held_server, scan_root, curator_client)
     for pid in [*_children(worker.pid), worker.pid]:
         os.kill(pid, signal.SIGKILL)
     worker.wait()
-    release.set()
+    held_server[1].set()
     workers.start()
     # The killed worker's message stays unacknowledged in Redis; its chunk's lease is what frees it.
     held = ScanChunk.objects.get(scan_id=scan_id, sequence=1)
