@@ -177,6 +177,12 @@ def scan_list_step(*, scan_id: int) -> bool:
             ScanChunk.objects.filter(scan=scan, state=ChunkState.PENDING).update(state=ChunkState.SKIPPED)
             logger.warning("scan %s failed: %s", scan.pk, exc)
             return False
+        except sources.SourceUnavailable as exc:
+            scan.list_lease_until = now + _lease()
+            scan.save(update_fields=["state", "started_at", "list_lease_until"])
+            enqueue_on_commit(_tasks().scan_list_task, scan.pk, countdown=settings.OMM_SCAN_RETRY_SECONDS)
+            logger.warning("scan %s: listing put off: %s", scan.pk, exc)
+            return True
         chunks = [
             ScanChunk(scan=scan, sequence=scan.chunks_listed + n, items=items[i : i + chunk_items])
             for n, i in enumerate(range(0, len(items), chunk_items))

@@ -320,7 +320,8 @@ def file_open(spec: SourceSpec, rel: str) -> IO[bytes]:
     """A listed file of a directory scan, opened for reading (ItemFailed if it is gone or too big)."""
     path = os.path.join(spec.source, rel)
     try:
-        handle = open(path, "rb")  # noqa: SIM115 (the caller closes it)
+        # Listed as a regular file: if it has since become a link, it is not followed out of the folder.
+        handle = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
         stat = os.fstat(handle.fileno())
     except OSError as exc:
         raise ItemFailed("read_error", exc.strerror or str(exc)) from None

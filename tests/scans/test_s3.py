@@ -19,6 +19,7 @@ from botocore.config import Config
 from reviews.models import MatchLog
 from scans import selectors, services, sources
 from scans.choices import ScanState
+from scans.models import ScanChunk
 
 KEYS = {"AWS_ACCESS_KEY_ID": "moto-env-key", "AWS_SECRET_ACCESS_KEY": "moto-env-secret"}
 
@@ -137,3 +138,16 @@ def test_an_unreachable_endpoint_puts_chunks_back(bucket, scan_bank, scan_queue,
     settings.OMM_SCAN_S3_ENDPOINT_URL = endpoint
     scan_queue.drain()
     assert _status(scan)["counts"] == {"seen": 1, "hashed": 1, "matched": 1, "failed": 0}
+
+
+def test_an_unreachable_endpoint_puts_the_listing_off(bucket, scan_bank, scan_queue, runtime, settings):
+    endpoint = settings.OMM_SCAN_S3_ENDPOINT_URL
+    settings.OMM_SCAN_S3_ENDPOINT_URL = f"http://127.0.0.1:{_free_port()}"
+    settings.OMM_SCAN_S3_TIMEOUT_SECONDS = 2
+    scan = services.scan_create(source=f"s3://{bucket}/uploads/a/")
+    scan_queue.drop()
+    assert services.scan_list_step(scan_id=scan.pk) is True
+    assert _status(scan)["state"] == ScanState.RUNNING and not ScanChunk.objects.exists()
+    settings.OMM_SCAN_S3_ENDPOINT_URL = endpoint
+    scan_queue.drain()
+    assert _status(scan)["counts"]["matched"] == 1

@@ -303,3 +303,18 @@ def test_the_listing_waits_while_two_pages_of_chunks_are_pending(photo_tree, sca
     scan_queue.drain()
     status = _status(scan)
     assert status["state"] == ScanState.DONE and status["counts"]["seen"] == 4
+
+
+def test_a_file_replaced_by_a_link_after_the_listing_is_not_followed(
+    photo_tree, scan_bank, scan_queue, runtime, tmp_path
+):
+    scan = services.scan_create(source=str(photo_tree))
+    services.scan_list_step(scan_id=scan.pk)
+    secret = tmp_path / "elsewhere.jpg"
+    secret.write_bytes((photo_tree / "banked.jpg").read_bytes())
+    (photo_tree / "banked.jpg").unlink()
+    (photo_tree / "banked.jpg").symlink_to(secret)
+    scan_queue.drain()
+    status = _status(scan)
+    assert status["failures"] == {"unsupported_type": 1, "read_error": 1}
+    assert status["counts"]["matched"] == 1  # sub/again.jpg only
