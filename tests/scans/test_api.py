@@ -34,6 +34,9 @@ def test_post_starts_a_scan_and_get_follows_it(curator_client, media_dir, scan_b
     assert matches.status_code == 200 and matches["Content-Type"] == "application/x-ndjson"
     lines = [json.loads(line) for line in b"".join(matches.streaming_content).decode().splitlines()]
     assert [line["item"] for line in lines] == [f"{media_dir}/banked.jpg"]
+    logged = curator_client.get("/c/matches", {"source": "scan"}).json()["results"]
+    assert [m["platform_content_id"] for m in logged] == [f"{media_dir}/banked.jpg"]
+    assert not curator_client.get("/c/matches", {"source": "lookup"}).json()["results"]
 
 
 def test_signal_types_and_s3_credentials_are_taken(curator_client, scan_queue):
