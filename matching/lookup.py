@@ -254,6 +254,34 @@ class ContentsMatcher:
         return _lookup_in(self.state, type_state, parsed, None, None, False)
 
 
+def _lookup_suppressed(
+    signal_type: type[SignalType],
+    value: str,
+    banks: Sequence[str] | None,
+    seed: str | None,
+    bypass_coinflip: bool,
+) -> LookupHits:
+    """HMA's lookup of a validated value, and whether it is suppressed, decided from one state."""
+    state, type_state = type_state_get(signal_type.get_name())
+    hits = _lookup_in(state, type_state, value, banks, seed, bypass_coinflip)
+    return LookupHits(hits, suppressed=hits_suppressed(state, hits))
+
+
+def lookup_unrecorded(*, signal_type: type[SignalType], signal: str) -> tuple[str, LookupHits]:
+    """
+    What /m/lookup of one signal (no seed, no bank filter) answers, without writing anything:
+    (the normalised value, its hits with their suppression). For callers that record the matches
+    themselves in a transaction of their own (scans, which log a chunk's matches with the chunk).
+    """
+    value = signal_parse(signal_type, signal)
+    started = time.perf_counter()
+    hits = _lookup_suppressed(signal_type, value, None, None, False)
+    name = signal_type.get_name()
+    metrics.lookup_observe(endpoint="scan", signal_type=name, seconds=time.perf_counter() - started)
+    metrics.matches_count(signal_type=name, hits=hits)
+    return value, hits
+
+
 def lookup_recorded(
     *,
     signal_type: type[SignalType],
@@ -275,9 +303,8 @@ def lookup_recorded(
     started = time.perf_counter()
     value = signal_parse(signal_type, signal)
     name = signal_type.get_name()
-    state, type_state = type_state_get(name)
-    hits = _lookup_in(state, type_state, value, banks, seed, bypass_coinflip)
-    suppressed = hits_suppressed(state, hits)
+    hits = _lookup_suppressed(signal_type, value, banks, seed, bypass_coinflip)
+    suppressed = hits.suppressed
     try:
         # One commit for the submission and its matches: a commit is most of a write's cost, and the
         # clusterer then never reads a submission whose case is not written yet.

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "matching",
     "hashing",
     "reviews",
+    "scans",  # backfill scans (docs/scans.md)
     "ui",  # the review UI for people (docs/ui.md)
 ]
 
@@ -342,6 +343,29 @@ OMM_MATCHER_SHARED_MIN_SIGNALS = env.int("OMM_MATCHER_SHARED_MIN_SIGNALS", defau
 # Redis channel on which builders announce new snapshots (when REDIS_URL is set).
 OMM_MATCHING_CHANNEL = env.str("OMM_MATCHING_CHANNEL", default="omm:matching:snapshots")
 
+# --- Scans (docs/scans.md) ---
+# Local folders that POST /c/scans may scan (a directory, or a file of URLs or signals under one);
+# empty: the API refuses local paths. `manage.py scan`, run by the operator, may name any path.
+# Every worker must see the same path (a shared or replicated file system).
+OMM_SCAN_ROOTS = env.list("OMM_SCAN_ROOTS", default=[])
+# Items per chunk, the unit of work of one Celery task (and of a retry after a lost worker).
+OMM_SCAN_CHUNK_ITEMS = env.int("OMM_SCAN_CHUNK_ITEMS", default=100)
+# Chunks made per listing step (one ListObjectsV2 page is at most 1000 keys).
+OMM_SCAN_LIST_PAGE_CHUNKS = env.int("OMM_SCAN_LIST_PAGE_CHUNKS", default=10)
+# A worker holds a chunk this long (renewed as it goes); a dead worker's chunk is run again after.
+OMM_SCAN_CHUNK_LEASE_SECONDS = env.float("OMM_SCAN_CHUNK_LEASE_SECONDS", default=300.0)
+# A chunk whose worker died this many times is given up: its items count as failed (worker_lost).
+OMM_SCAN_CHUNK_MAX_ATTEMPTS = env.int("OMM_SCAN_CHUNK_MAX_ATTEMPTS", default=3)
+# A chunk put back (index not loaded yet, bucket unreachable) is tried again after this long.
+OMM_SCAN_RETRY_SECONDS = env.float("OMM_SCAN_RETRY_SECONDS", default=30.0)
+# A running scan with no chunk finished for this long has its pending chunks sent again (lost messages).
+OMM_SCAN_STALL_SECONDS = env.float("OMM_SCAN_STALL_SECONDS", default=900.0)
+# S3-compatible endpoint for s3:// sources (empty: AWS); an operator's setting, never a caller's.
+OMM_SCAN_S3_ENDPOINT_URL = env.str("OMM_SCAN_S3_ENDPOINT_URL", default="")
+OMM_SCAN_S3_REGION = env.str("OMM_SCAN_S3_REGION", default="us-east-1")
+# Connect and read timeout of each S3 call.
+OMM_SCAN_S3_TIMEOUT_SECONDS = env.float("OMM_SCAN_S3_TIMEOUT_SECONDS", default=30.0)
+
 # --- Redis and Celery --------------------------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -416,6 +440,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     # run resumes from the rows left and a duplicate finds nothing to do. A deleted bank is
     # invisible at once, so a few minutes only delay when its space and name come back.
     "banks-purge-pending": {"task": "banks.purge_pending", "schedule": 300.0},
+    # Scans whose listing or chunk messages were lost, or whose workers died (docs/scans.md): a
+    # lease is minutes long, so a minute adds little to a resume and costs three small queries.
+    "scans-resume": {"task": "scans.resume", "schedule": 60.0},
 }
 
 # --- Django REST framework ------------------------------------------------------------------------
@@ -461,6 +488,8 @@ SPECTACULAR_SETTINGS = {
         "CaseStateEnum": "reviews.choices.CaseState",
         "CaseVerdictEnum": "reviews.choices.CaseVerdict",
         "QuarantineStateEnum": "reviews.choices.QuarantineState",
+        "ScanKindEnum": "scans.choices.SourceKind",
+        "ScanStateEnum": "scans.choices.ScanState",
     },
     # /status, /status/live and /metrics are plain Django views; the hook documents them.
     "POSTPROCESSING_HOOKS": [

@@ -31,6 +31,7 @@ if "curator" in settings.OMM_ROLES:
         path("c/", include("exchanges.api.urls")),
         path("c/", include("reviews.api.urls")),
         path("c/", include("matching.api.curator_urls")),
+        path("c/", include("scans.api.urls")),
         path("c/signal_type", core_api.SignalTypeListView.as_view(), name="signal-type-list"),
         path("c/content_type", core_api.ContentTypeListView.as_view(), name="content-type-list"),
     ]

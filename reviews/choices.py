@@ -6,6 +6,7 @@ class MatchSource(models.TextChoices):
 
     LOOKUP = "lookup", "Live lookup"
     RETROACTION = "retroaction", "Retroaction (replay of recent submissions against new content)"
+    SCAN = "scan", "Backfill scan (docs/scans.md)"
 
 
 class Verdict(models.TextChoices):

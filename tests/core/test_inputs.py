@@ -25,6 +25,7 @@ from exchanges.services import exchange_create
 from omm_project.lib.inputs import JSON_MAX_DEPTH, bool_parse, json_loads
 from reviews.models import ActionRule, Case, CaseEvent, Cluster, Quarantine, Review, WebhookDelivery, WebhookEndpoint
 from reviews.services import MatchHit, action_rule_create, match_log_record, webhook_endpoint_create
+from scans.models import Scan
 from tests.builders import PDQ
 
 pytestmark = pytest.mark.django_db
@@ -103,6 +104,7 @@ def world(db) -> dict:
         "review_id": 1,
         "rule": rule.pk,
         "hook": hook.pk,
+        "scan_id": Scan.objects.create(kind="s3", source="s3://bucket/prefix").pk,
     }
 
 

@@ -75,6 +75,7 @@ def live(transactional_db, settings, monkeypatch):
     rules_cache_clear()
     ok(client.get("/m/lookup", {"signal": PDQ, "signal_type": "pdq", "content_id": "p10"}))
     quarantine = ok(client.get("/c/quarantine"))["results"][0]
+    scan = ok(client.post("/c/scans", {"source": "s3://schema-bucket/media/"}, format="json"))
     ids = {
         "case_id": case["id"],
         "cluster_id": cluster.pk,
@@ -87,6 +88,7 @@ def live(transactional_db, settings, monkeypatch):
         "webhook_id": webhook["id"],
         "rule_id": rule["id"],
         "quarantine_id": quarantine["id"],
+        "scan_id": scan["id"],
     }
     schema = schemathesis.openapi.from_wsgi("/openapi/openapi.json", application)
     yield schema, raw, ids
@@ -248,6 +250,8 @@ def test_every_write_answer_with_real_data_matches_the_schema(live):
         ("POST", "/c/action_rules", {}, {"name": "R2", "webhook_id": ids["webhook_id"], "all_banks": True}, 201),
         ("POST", "/c/reviews", {}, {"content_ids": [ids["content_id"]], "verdict": "false_positive"}, 201),
         ("POST", "/m/compare", {}, {"pdq": [PDQ, PDQ_2]}, 200),
+        ("POST", "/c/scans", {}, {"source": "s3://schema-bucket/more/", "signal_types": ["pdq"]}, 202),
+        ("POST", "/c/scan/{scan_id}/cancel", {"scan_id": ids["scan_id"]}, None, 200),
         ("DELETE", "/c/bank/{bank_name}/content/{content_id}", content, None, 200),
         ("DELETE", "/c/action_rules/{id}", rule, None, 204),
         ("DELETE", "/c/exchange/{exchange_name}", exchange, None, 200),
