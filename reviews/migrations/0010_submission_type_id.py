@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reviews", "0008_quarantine_and_cluster_count_indexes"),
+        ("reviews", "0009_matchsource_scan"),
     ]
 
     operations = [
