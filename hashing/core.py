@@ -231,7 +231,8 @@ def hash_photo_image(image: Image.Image) -> PhotoHash:
         bits, quality = pdq_fast.pdq_from_rgb_array(array)
     else:
         bits, quality = pdq_fast.pdq_from_grey(array)
-    return PhotoHash(pdq=hex_from_bits(bits), quality=int(quality))
+    # pdq_fast's bits are uint8 0/1: read as bool, hex_from_bits has nothing to check.
+    return PhotoHash(pdq=hex_from_bits(bits.view(np.bool_)), quality=int(quality))
 
 
 def hash_photo_stream(

@@ -81,12 +81,7 @@ def decimation_indices(dimension: int) -> np.ndarray:
 
 def quality_from_64x64(buffer64: np.ndarray) -> int:
     """pdqImageDomainQualityMetric: sum of |int(((u - v) * 100) / 255)| over neighbours, / 90."""
-    hundred, scale = np.float32(100), np.float32(255)
-    vertical = ((buffer64[:-1, :] - buffer64[1:, :]) * hundred) / scale
-    horizontal = ((buffer64[:, :-1] - buffer64[:, 1:]) * hundred) / scale
-    gradient_sum = int(np.abs(vertical.astype(np.int32)).sum())
-    gradient_sum += int(np.abs(horizontal.astype(np.int32)).sum())
-    return min(gradient_sum // 90, 100)
+    return int(pdq_kernels.quality_64x64(np.ascontiguousarray(buffer64, dtype=np.float32)))
 
 
 def dct_16x16(buffer64: np.ndarray) -> np.ndarray:

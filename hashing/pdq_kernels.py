@@ -343,6 +343,23 @@ def jarosz_64x64(
 
 
 @_jit
+def quality_64x64(buffer64):
+    """
+    pdqImageDomainQualityMetric of a 64x64 float32 buffer: the sum over vertical and horizontal
+    neighbours of |int(((u - v) * 100) / 255)| (float32 arithmetic, truncated), / 90, at most 100.
+    """
+    hundred, scale = np.float32(100), np.float32(255)
+    total = 0
+    for i in range(63):
+        for j in range(64):
+            total += abs(int(((buffer64[i, j] - buffer64[i + 1, j]) * hundred) / scale))
+    for i in range(64):
+        for j in range(63):
+            total += abs(int(((buffer64[i, j] - buffer64[i, j + 1]) * hundred) / scale))
+    return min(total // 90, 100)
+
+
+@_jit
 def dct_16x16(buffer64, dct):
     """dct64To16: T = D A then B = T D^T, every dot product summed in k order in float32."""
     t = np.zeros((16, 64), dtype=np.float32)
