@@ -228,10 +228,28 @@ def test_random_corpus_matches_threatexchange(name, data):
     assert core.hash_photo_bytes(data) == _reference(data)
 
 
-def test_photo_over_the_in_place_limit_matches_threatexchange():
-    # Pillow keeps an RGB image over about 4 MP in several blocks: the core then copies the
-    # pixels out (3 bytes per pixel) instead of reading them in place, with the same result.
+@pytest.fixture
+def pillow_blocks_of_4_mb():
+    """Pillow's block size set back to 4 MiB for the test (hashing.core raises it)."""
+    size = Image.core.get_block_size()
+    Image.core.set_block_size(4 * 1024 * 1024)
+    yield
+    Image.core.set_block_size(size)
+
+
+def test_photo_in_one_pillow_block_is_read_in_place():
+    # Given Pillow's block size as hashing.core sets it, a 4.6 MP photo is one block: no copy
+    assert Image.core.get_block_size() >= core.PILLOW_BLOCK_BYTES
     image = _random_content(np.random.default_rng(7), 2400, 1900)
+    assert pixel_view.rgbx_view(image) is not None
+    data = _encode(image, "JPEG", quality=90)
+    assert core.hash_photo_bytes(data) == _reference(data)
+
+
+def test_photo_over_one_pillow_block_matches_threatexchange(pillow_blocks_of_4_mb):
+    # Pillow keeps an image bigger than its block size in several blocks: the core then copies
+    # the pixels out (3 bytes per pixel) instead of reading them in place, with the same result.
+    image = _random_content(np.random.default_rng(8), 1400, 1000)
     assert pixel_view.rgbx_view(image) is None
     data = _encode(image, "JPEG", quality=90)
     assert core.hash_photo_bytes(data) == _reference(data)
