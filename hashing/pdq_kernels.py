@@ -90,12 +90,12 @@ def luma_from_grey(grey, table, out):
 
 
 @_jit
-def _running_sums4(x0, x1, x2, x3, w, o0, o1, o2, o3):
+def _window_sums4(x0, x1, x2, x3, w, slot, o0, o1, o2, o3):
     """
-    The running sums of C++ box1DFloat (window w) along four rows side by side, NOT yet divided:
-    o[k] is the float32 sum of the window of output k. The sum starts at 0.0f and takes +x[k]
-    for the first half-1 pixels (no output), then +x[k] with an output each (growing window),
-    then +x[k+w], -x[k] (full window), then -x[k] (shrinking window).
+    The running sums of C++ box1DFloat (window w) along four rows side by side, NOT divided:
+    o[slot[k]] = the float32 sum of output k's window, for each output k with slot[k] >= 0. The
+    sum starts at 0.0f and takes +x[k] for the first half-1 pixels (no output), then +x[k] with an
+    output each (growing window), then +x[k+w], -x[k] (full window), then -x[k] (shrinking).
     """
     n = x0.shape[0]
     half = (w + 2) // 2
@@ -112,94 +112,78 @@ def _running_sums4(x0, x1, x2, x3, w, o0, o1, o2, o3):
         s1 += x1[k]
         s2 += x2[k]
         s3 += x3[k]
-        o0[o], o1[o], o2[o], o3[o] = s0, s1, s2, s3
+        d = slot[o]
+        if d >= 0:
+            o0[d], o1[d], o2[d], o3[d] = s0, s1, s2, s3
         o += 1
     for k in range(m):
         s0 = (s0 + x0[k + w]) - x0[k]
         s1 = (s1 + x1[k + w]) - x1[k]
         s2 = (s2 + x2[k + w]) - x2[k]
         s3 = (s3 + x3[k + w]) - x3[k]
-        o0[o], o1[o], o2[o], o3[o] = s0, s1, s2, s3
+        d = slot[o]
+        if d >= 0:
+            o0[d], o1[d], o2[d], o3[d] = s0, s1, s2, s3
         o += 1
     for k in range(half - 1):
         s0 -= x0[m + k]
         s1 -= x1[m + k]
         s2 -= x2[m + k]
         s3 -= x3[m + k]
-        o0[o], o1[o], o2[o], o3[o] = s0, s1, s2, s3
+        d = slot[o]
+        if d >= 0:
+            o0[d], o1[d], o2[d], o3[d] = s0, s1, s2, s3
         o += 1
+
+
+@_jit
+def _window_length(o, n, w):
+    """The window length box1DFloat divides output o of n by: growing (half..), w, then shrinking."""
+    half = (w + 2) // 2
+    grow = w - half + 1  # outputs of the growing window
+    if o < grow:
+        return o + half
+    if o < grow + n - w:
+        return w
+    return w - 1 - (o - grow - (n - w))
 
 
 @_jit
 def _divide_by_window(row, w):
     """
-    Divide a row of _running_sums4 output by each output's window length (float32 / float32,
+    Divide a row of _window_sums4 output (every output kept) by each output's window length (float32 / float32,
     as box1DFloat does): the growing lengths half..w-1, then w, then the shrinking w-1.. . Done
     apart from the sums, this is a loop the compiler vectorises (16 divisions per instruction).
     """
     n = row.shape[0]
-    half = (w + 2) // 2
-    grow = w - half + 1  # outputs of the growing window
+    grow = w - (w + 2) // 2 + 1  # outputs of the growing window
     for o in range(grow):
-        row[o] = row[o] / np.float32(o + half)
+        row[o] = row[o] / np.float32(_window_length(o, n, w))
     size = np.float32(w)
     middle = row[grow : grow + n - w]  # indexed from 0, so the compiler sees no negative index
     for i in range(middle.shape[0]):
         middle[i] = middle[i] / size
-    for k in range(half - 1):
-        o = grow + n - w + k
-        row[o] = row[o] / np.float32(w - 1 - k)
+    for o in range(grow + n - w, n):
+        row[o] = row[o] / np.float32(_window_length(o, n, w))
 
 
 @_jit
-def _sampled_sums4(x0, x1, x2, x3, w, samples, o0, o1, o2, o3):
-    """
-    box1DFloat (window w) along four rows side by side, keeping only the outputs at positions
-    `samples` (increasing): the same running sums as _running_sums4, but only the kept outputs
-    are divided (float32 / float32) and stored, at o[j] for samples[j].
-    """
-    n = x0.shape[0]
-    half = (w + 2) // 2
-    m = n - w
-    count = samples.shape[0]
-    s0 = s1 = s2 = s3 = np.float32(0.0)
-    for k in range(half - 1):
-        s0 += x0[k]
-        s1 += x1[k]
-        s2 += x2[k]
-        s3 += x3[k]
-    o = 0
-    j = 0
-    for k in range(half - 1, w):
-        s0 += x0[k]
-        s1 += x1[k]
-        s2 += x2[k]
-        s3 += x3[k]
-        while j < count and samples[j] == o:
-            size = np.float32(k + 1)
-            o0[j], o1[j], o2[j], o3[j] = s0 / size, s1 / size, s2 / size, s3 / size
-            j += 1
-        o += 1
-    for k in range(m):
-        s0 = (s0 + x0[k + w]) - x0[k]
-        s1 = (s1 + x1[k + w]) - x1[k]
-        s2 = (s2 + x2[k + w]) - x2[k]
-        s3 = (s3 + x3[k + w]) - x3[k]
-        while j < count and samples[j] == o:
-            size = np.float32(w)
-            o0[j], o1[j], o2[j], o3[j] = s0 / size, s1 / size, s2 / size, s3 / size
-            j += 1
-        o += 1
-    for k in range(half - 1):
-        s0 -= x0[m + k]
-        s1 -= x1[m + k]
-        s2 -= x2[m + k]
-        s3 -= x3[m + k]
-        while j < count and samples[j] == o:
-            size = np.float32(w - 1 - k)
-            o0[j], o1[j], o2[j], o3[j] = s0 / size, s1 / size, s2 / size, s3 / size
-            j += 1
-        o += 1
+def _sampled_slots(samples, n):
+    """The slot array of _window_sums4 that keeps outputs samples[j] (increasing) at j."""
+    slot = np.full(n, -1, dtype=np.intp)
+    for j in range(samples.shape[0] - 1, -1, -1):  # a repeated sample keeps its first j
+        slot[samples[j]] = j
+    return slot
+
+
+@_jit
+def _sampled_finish(out, samples, n, w):
+    """Outputs of _window_sums4 with _sampled_slots: fill repeated samples, divide each by its window."""
+    for j in range(1, samples.shape[0]):
+        if samples[j] == samples[j - 1]:
+            out[j] = out[j - 1]
+    for j in range(samples.shape[0]):
+        out[j] = out[j] / np.float32(_window_length(samples[j], n, w))
 
 
 @_jit
@@ -273,6 +257,8 @@ def jarosz_64x64(
     half = (w_cols + 2) // 2
     ring_rows = w_cols + 8  # holds input rows k..k+w_cols+3, all the columns pass may still read
     ring = np.empty((ring_rows, cols), dtype=np.float32)
+    every = np.arange(cols)  # the first rows pass keeps every output
+    kept = _sampled_slots(col_samples, cols)  # the second keeps the sampled columns
     lines = np.empty((ROWS_AT_ONCE, cols), dtype=np.float32)
     spare = np.empty(cols, dtype=np.float32)  # output of the rows that clamping repeats
     outs = np.empty((ROWS_AT_ONCE, cols), dtype=np.float32)  # columns pass output, 4 rows
@@ -296,7 +282,7 @@ def jarosz_64x64(
                 ring[(made + 2) % ring_rows] if made + 2 <= last else spare,
                 ring[(made + 3) % ring_rows] if made + 3 <= last else spare,
             )
-            _running_sums4(lines[0], lines[1], lines[2], lines[3], w_rows, *targets)
+            _window_sums4(lines[0], lines[1], lines[2], lines[3], w_rows, every, *targets)
             for i in range(min(ROWS_AT_ONCE, last + 1 - made)):
                 _divide_by_window(ring[(made + i) % ring_rows], w_rows)
             made += ROWS_AT_ONCE
@@ -328,11 +314,13 @@ def jarosz_64x64(
         if o % ROWS_AT_ONCE == 0 or o == rows:
             first = o - 1 - (o - 1) % ROWS_AT_ONCE
             top = o - 1 - first  # the last of these rows (3 but at the end); past it, repeat it
-            _sampled_sums4(
+            _window_sums4(
                 outs[0], outs[min(1, top)], outs[min(2, top)], outs[min(3, top)],
-                w_rows, col_samples,
+                w_rows, kept,
                 picked[first], picked[first + min(1, top)], picked[first + min(2, top)], picked[first + min(3, top)],
             )  # fmt: skip
+            for i in range(top + 1):
+                _sampled_finish(picked[first + i], col_samples, cols, w_rows)
     filtered = np.empty((rows, 64), dtype=np.float32)
     box_cols(picked, w_cols, filtered)
     result = np.empty((64, 64), dtype=np.float32)
