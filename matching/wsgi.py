@@ -43,8 +43,6 @@ from django.http.request import split_domain_port, validate_host  # noqa: E402
 from django.utils.http import parse_header_parameters  # noqa: E402
 from rest_framework import exceptions  # noqa: E402
 
-from hashing import services as hashing_services  # noqa: E402
-from hashing.api.serializers import HashUploadQuerySerializer, hash_result_data  # noqa: E402
 from matching import lookup  # noqa: E402
 from omm_project.core.auth import access_check, access_error  # noqa: E402
 from omm_project.lib import pytx, uploads  # noqa: E402
@@ -184,6 +182,10 @@ def _hash_upload(environ: dict, pairs: list[tuple[str, str]]) -> dict:
     if len(body) != length or part is None or part[0] not in pytx.content_types() or not part[1]:
         raise _ToDjango(body)
     content_type, content = part
+    # Imported here, not above: a process that never hashes must not load the image libraries.
+    from hashing import services as hashing_services
+    from hashing.api.serializers import HashUploadQuerySerializer, hash_result_data
+
     query = validated(HashUploadQuerySerializer, QueryDict(environ.get("QUERY_STRING", "")))
     hashes = hashing_services.media_hash(content_type=content_type, media=io.BytesIO(content), types=query.get("types"))
     return hash_result_data(hashes, include_quality=query["include_quality"])
