@@ -11,7 +11,11 @@ same run, checking that every path gives the identical PDQ hash.
 - service:   hashing.services.media_hash(content_type="photo", media=<open file>), in process;
 - http:      one client thread POSTing the file as multipart to gunicorn matching.wsgi with one
              sync worker (OMM_ROLES=hasher, OMM_OPEN_ACCESS=true, an empty SQLite file as the
-             database: a hasher needs none).
+             database: a hasher needs none);
+- decode:    Image.open(path).load() alone, in process: Pillow's decode, which the reference and
+             omm both do and nothing can remove (no hash). reference rate / decode rate is the
+             floor ratio, the most any hasher that decodes with Pillow could reach; the summary
+             says how much of it each path reaches.
 
 Each path runs on one core at a time (the HTTP client runs on another core and is cheap: the
 multipart body is built once). Two rates are reported: images per wall-clock second, and images
@@ -44,6 +48,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_hashing import make_bench_images  # noqa: E402  (the same JPEGs as the core benchmark)
 
 REFERENCE = "reference PdqSignal.hash_from_file"
+DECODE = "decode floor: Image.open + load (no hash)"
 
 
 @dataclass
@@ -228,9 +233,18 @@ def main() -> None:
         import django
 
         django.setup()
+        from PIL import Image
         from threatexchange.signal_type.pdq.signal import PdqSignal
 
         from hashing.services import media_hash
+
+        def decode_only(path: Path) -> Callable[[], str]:
+            def run() -> str:
+                with Image.open(path) as image:
+                    image.load()
+                return "(decoded)"
+
+            return run
 
         def service_hasher(path: Path) -> Callable[[], str]:
             def run() -> str:
@@ -251,17 +265,20 @@ def main() -> None:
                         "HTTP POST /h/hash (gunicorn, 1 worker)": Path_(
                             http_hasher(server.port, path), lambda: process_cpu_seconds(server.worker_pid)
                         ),
+                        DECODE: Path_(decode_only(path), time.process_time),
                     },
                     args.seconds,
                     args.rounds,
                 )
                 reference = results[REFERENCE][0]
+                decode = results.pop(DECODE)[0]
                 same = len({h for _, h in results.values()}) == 1
                 if not same:
                     print(f"HASH MISMATCH {mp} MP: " + ", ".join(f"{n}: {h}" for n, (_, h) in results.items()))
                 size_kb = path.stat().st_size / 1024
                 for name, (sample, _) in results.items():
                     rows.append((f"{mp} MP ({size_kb:,.0f} KB)", name, sample, reference, same))
+                rows.append((f"{mp} MP ({size_kb:,.0f} KB)", DECODE, decode, reference, None))
         finally:
             server.stop()
 
@@ -281,9 +298,20 @@ def main() -> None:
         print(
             f"{image:<18} {name:<42} {sample.wall_rate:>10.2f} {sample.wall_rate / ref.wall_rate:>6.2f}x "
             f"{sample.cpu_rate:>10.2f} {sample.cpu_rate / ref.cpu_rate:>6.2f}x {1000 / sample.cpu_rate:>10.1f} "
-            f"{'yes' if same else 'NO':>9}"
+            f"{'-' if same is None else 'yes' if same else 'NO':>9}"
         )
-    if not all(row[4] for row in rows):
+    print("\nThe decode floor (CPU rates): the decode's ratio to the reference is the most a hasher that")
+    print("decodes with Pillow could reach; each path's share of it, and its CPU ms beyond the decode:")
+    floors = {image: sample for image, name, sample, _, _ in rows if name == DECODE}
+    for image, name, sample, ref, _ in rows:
+        if name not in (DECODE, REFERENCE):
+            floor = floors[image]
+            print(
+                f"  {image:<18} {name:<42} floor {floor.cpu_rate / ref.cpu_rate:.2f}x, reached "
+                f"{sample.cpu_rate / ref.cpu_rate:.2f}x = {sample.cpu_rate / floor.cpu_rate:.0%} of it; "
+                f"{1000 / sample.cpu_rate - 1000 / floor.cpu_rate:.1f} ms beyond the decode"
+            )
+    if not all(row[4] for row in rows if row[4] is not None):
         sys.exit(1)
 
 

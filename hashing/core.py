@@ -69,6 +69,22 @@ _REFERENCE_CONVERTS_TO_RGB = frozenset({"I;16"})
 _CONVERT_TO_RGB = frozenset({"I", "F", "I;16L", "I;16B", "I;16N", "PA"})
 
 
+# Pillow stores an image in blocks of at most this many bytes (16 MiB by default, about 4 MP of
+# RGB), and only an image in one block can be read in place (pixel_view); a bigger one was copied
+# out, at several ms per MP. 256 MiB keeps photos up to 64 MP in one block. This sets how Pillow
+# lays out memory, never what it decodes, and it is only ever raised (a process may want more).
+PILLOW_BLOCK_BYTES = 256 * 1024 * 1024
+
+
+def pillow_block_size_raise(size: int = PILLOW_BLOCK_BYTES) -> None:
+    """Make Pillow's block size at least `size` bytes (process-wide; see PILLOW_BLOCK_BYTES)."""
+    if Image.core.get_block_size() < size:
+        Image.core.set_block_size(size)
+
+
+pillow_block_size_raise()
+
+
 class UndecodableImage(ValueError):
     """The bytes are not an image this service can decode and hash; the message says why."""
 
@@ -231,7 +247,8 @@ def hash_photo_image(image: Image.Image) -> PhotoHash:
         bits, quality = pdq_fast.pdq_from_rgb_array(array)
     else:
         bits, quality = pdq_fast.pdq_from_grey(array)
-    return PhotoHash(pdq=hex_from_bits(bits), quality=int(quality))
+    # pdq_fast's bits are uint8 0/1: read as bool, hex_from_bits has nothing to check.
+    return PhotoHash(pdq=hex_from_bits(bits.view(np.bool_)), quality=int(quality))
 
 
 def hash_photo_stream(

@@ -27,17 +27,19 @@ than pdqhash on a 1 MP photo because it
 * releases the GIL, so threads can hash different images in parallel.
 """
 
+import functools
 import math
-import threading
+import sys
+from typing import NamedTuple
 
 import numpy as np
 
 from hashing import pdq_kernels
 
 # The weights pdqhash applies (as Python floats, i.e. float64, exactly as in its .pyx).
-LUMA_R = 0.299
-LUMA_G = 0.587
-LUMA_B = 0.114
+LUMA_R = pdq_kernels.LUMA_R
+LUMA_G = pdq_kernels.LUMA_G
+LUMA_B = pdq_kernels.LUMA_B
 
 DOWNSAMPLE = 64
 MIN_HASHABLE_DIM = 5  # the C++ returns an all-zero hash and quality 0 below this
@@ -65,34 +67,12 @@ def jarosz_window(dimension: int) -> int:
     return (dimension + 2 * DOWNSAMPLE - 1) // (2 * DOWNSAMPLE)
 
 
+@functools.lru_cache(maxsize=256)
 def decimation_indices(dimension: int) -> np.ndarray:
-    """decimateFloat's sample positions: int(((i + 0.5) * n) / 64) in double precision."""
-    return np.array([int(((i + 0.5) * dimension) / DOWNSAMPLE) for i in range(DOWNSAMPLE)], dtype=np.intp)
-
-
-# ---------------------------------------------------------------------------------------------
-# Workspace: the two full-size float32 buffers are kept per thread and reused, because fresh
-# large allocations are paid for in page faults on every call.
-
-
-WORKSPACE_MAX_PIXELS = 16_000_000  # bigger images get one-off buffers; 0 disables the reuse
-_local = threading.local()
-
-
-def _buffers(pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two float32 buffers of at least `pixels` elements: this thread's, or one-off ones if big."""
-    if pixels > WORKSPACE_MAX_PIXELS:
-        return np.empty(pixels, dtype=np.float32), np.empty(pixels, dtype=np.float32)
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None or buffers[0].size < pixels:
-        _local.buffers = None  # free the old buffers before allocating new ones
-        buffers = _local.buffers = (np.empty(pixels, dtype=np.float32), np.empty(pixels, dtype=np.float32))
-    return buffers
-
-
-def release_workspace() -> None:
-    """Free the calling thread's reusable buffers (they are kept between hashes otherwise)."""
-    _local.buffers = None
+    """decimateFloat's sample positions: int(((i + 0.5) * n) / 64) in double precision (read-only)."""
+    indices = np.array([int(((i + 0.5) * dimension) / DOWNSAMPLE) for i in range(DOWNSAMPLE)], dtype=np.intp)
+    indices.flags.writeable = False
+    return indices
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,12 +81,7 @@ def release_workspace() -> None:
 
 def quality_from_64x64(buffer64: np.ndarray) -> int:
     """pdqImageDomainQualityMetric: sum of |int(((u - v) * 100) / 255)| over neighbours, / 90."""
-    hundred, scale = np.float32(100), np.float32(255)
-    vertical = ((buffer64[:-1, :] - buffer64[1:, :]) * hundred) / scale
-    horizontal = ((buffer64[:, :-1] - buffer64[:, 1:]) * hundred) / scale
-    gradient_sum = int(np.abs(vertical.astype(np.int32)).sum())
-    gradient_sum += int(np.abs(horizontal.astype(np.int32)).sum())
-    return min(gradient_sum // 90, 100)
+    return int(pdq_kernels.quality_64x64(np.ascontiguousarray(buffer64, dtype=np.float32)))
 
 
 def dct_16x16(buffer64: np.ndarray) -> np.ndarray:
@@ -128,18 +103,57 @@ def bits_from_dct(dct: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Pipeline
 
+_LITTLE_ENDIAN = sys.byteorder == "little"
+# Placeholders for the pixel arrays jarosz_64x64 does not read (one per argument type).
+_NO_WORDS = np.empty((0, 0), dtype=np.uint32)
+_NO_CHANNELS = np.empty((0, 0, 3), dtype=np.uint8)
+_NO_GREY = np.empty((0, 0), dtype=np.uint8)
+_NO_LUMA = np.empty((0, 0), dtype=np.float32)
 
-def _buffer64(rows: int, cols: int, fill_luma) -> np.ndarray:
-    """The 64x64 filtered, decimated luma of a rows x cols image that fill_luma(out) writes."""
-    pixels = rows * cols
-    full1, full2 = _buffers(pixels)
-    luma, scratch = full1[:pixels].reshape(rows, cols), full2[:pixels].reshape(rows, cols)
-    fill_luma(luma)
+
+class _Source(NamedTuple):
+    """One image's pixels for pdq_kernels.jarosz_64x64: the kind, and the array of that kind."""
+
+    kind: int
+    rows: int
+    cols: int
+    words: np.ndarray = _NO_WORDS
+    channels: np.ndarray = _NO_CHANNELS
+    grey: np.ndarray = _NO_GREY
+    luma: np.ndarray = _NO_LUMA
+
+
+def _luma_plane(source: _Source) -> np.ndarray:
+    """The (rows, cols) float32 luma plane of `source` (used for 64x64 input only)."""
+    out = np.empty((source.rows, source.cols), dtype=np.float32)
+    if source.kind == pdq_kernels.FROM_WORDS:
+        pdq_kernels.luma_from_words(source.words, out)
+    elif source.kind == pdq_kernels.FROM_CHANNELS:
+        pdq_kernels.luma_from_rgb(source.channels, _RED, _GREEN, _BLUE, out)
+    elif source.kind == pdq_kernels.FROM_GREY:
+        pdq_kernels.luma_from_grey(source.grey, GREY_LUMA, out)
+    else:
+        out[...] = source.luma
+    return out
+
+
+def _buffer64(source: _Source) -> np.ndarray:
+    """The 64x64 filtered, decimated luma of the image read through `source`."""
+    rows, cols = source.rows, source.cols
     if rows == DOWNSAMPLE and cols == DOWNSAMPLE:  # the C++ skips the filter for 64x64 input
-        return luma.copy()
+        return _luma_plane(source)
     return pdq_kernels.jarosz_64x64(
-        luma,
-        scratch,
+        source.kind,
+        rows,
+        cols,
+        source.words,
+        source.channels,
+        source.grey,
+        source.luma,
+        _RED,
+        _GREEN,
+        _BLUE,
+        GREY_LUMA,
         jarosz_window(cols),  # window along each row (C++: windowSizeAlongRows)
         jarosz_window(rows),
         decimation_indices(rows),
@@ -147,20 +161,24 @@ def _buffer64(rows: int, cols: int, fill_luma) -> np.ndarray:
     )
 
 
-def _pdq(rows: int, cols: int, fill_luma) -> tuple[np.ndarray, int]:
-    """(bits, quality) of a rows x cols image whose luma fill_luma(out) writes."""
-    if rows < MIN_HASHABLE_DIM or cols < MIN_HASHABLE_DIM:
+def _pdq(source: _Source) -> tuple[np.ndarray, int]:
+    """(bits, quality) of the image read through `source`."""
+    if source.rows < MIN_HASHABLE_DIM or source.cols < MIN_HASHABLE_DIM:
         return np.zeros(256, dtype=np.uint8), 0
-    buffer64 = _buffer64(rows, cols, fill_luma)
+    buffer64 = _buffer64(source)
     return bits_from_dct(dct_16x16(buffer64)), quality_from_64x64(buffer64)
 
 
-def _rgb_filler(image: np.ndarray):
-    """fill_luma for a (rows, cols, >=3) uint8 array, checked and made C-contiguous once."""
+def _rgb_source(image: np.ndarray) -> _Source:
+    """The _Source of a (rows, cols, >=3) uint8 array, checked and made C-contiguous once."""
     if image.ndim != 3 or image.shape[2] < 3 or 0 in image.shape[:2]:
         raise ValueError("expected a non-empty (rows, cols, channels>=3) array")
     image = np.ascontiguousarray(image, dtype=np.uint8)
-    return lambda out: pdq_kernels.luma_from_rgb(image, _RED, _GREEN, _BLUE, out)
+    rows, cols, channels = image.shape
+    if channels == 4 and _LITTLE_ENDIAN:
+        # Each pixel as one uint32 word (R in the low byte): the luma loop then vectorises.
+        return _Source(pdq_kernels.FROM_WORDS, rows, cols, words=image.view(np.uint32).reshape(rows, cols))
+    return _Source(pdq_kernels.FROM_CHANNELS, rows, cols, channels=image)
 
 
 def pdq_from_rgb_array(image: np.ndarray) -> tuple[np.ndarray, int]:
@@ -169,8 +187,7 @@ def pdq_from_rgb_array(image: np.ndarray) -> tuple[np.ndarray, int]:
     uint8 0/1 in pdqhash's order, quality). Channels 0, 1, 2 are used as R, G, B whatever they
     mean (as pdqhash does).
     """
-    fill = _rgb_filler(image)
-    return _pdq(image.shape[0], image.shape[1], fill)
+    return _pdq(_rgb_source(image))
 
 
 def pdq_from_grey(grey: np.ndarray) -> tuple[np.ndarray, int]:
@@ -178,18 +195,15 @@ def pdq_from_grey(grey: np.ndarray) -> tuple[np.ndarray, int]:
     if grey.ndim != 2 or 0 in grey.shape:
         raise ValueError("expected a non-empty 2-D plane")
     grey = np.ascontiguousarray(grey, dtype=np.uint8)
-    return _pdq(*grey.shape, lambda out: pdq_kernels.luma_from_grey(grey, GREY_LUMA, out))
+    return _pdq(_Source(pdq_kernels.FROM_GREY, *grey.shape, grey=grey))
 
 
 def pdq_from_luma(luma: np.ndarray) -> tuple[np.ndarray, int]:
     """(bits, quality) from a float32 (rows x cols) luma array (the input is not modified)."""
     if luma.ndim != 2 or 0 in luma.shape:
         raise ValueError("expected a non-empty 2-D array")
-
-    def fill(out: np.ndarray) -> None:
-        out[...] = luma
-
-    return _pdq(*luma.shape, fill)
+    luma = np.ascontiguousarray(luma, dtype=np.float32)
+    return _pdq(_Source(pdq_kernels.FROM_LUMA, *luma.shape, luma=luma))
 
 
 def pdq_float_from_rgb_array(image: np.ndarray) -> tuple[np.ndarray, int]:
@@ -197,6 +211,5 @@ def pdq_float_from_rgb_array(image: np.ndarray) -> tuple[np.ndarray, int]:
     Drop-in for pdqhash.compute_float(image): the 256 float32 DCT coefficients (in its order) and
     the quality. Unlike the hash, these are computed for images under 5 pixels on a side too.
     """
-    fill = _rgb_filler(image)
-    buffer64 = _buffer64(image.shape[0], image.shape[1], fill)
+    buffer64 = _buffer64(_rgb_source(image))
     return dct_16x16(buffer64).reshape(256)[::-1].copy(), quality_from_64x64(buffer64)

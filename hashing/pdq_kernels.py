@@ -26,83 +26,164 @@ def _jit(function):
         return njit(**_OPTIONS)(function)
 
 
+# pdqhash's luma weights (Python floats, i.e. float64, as in its .pyx).
+LUMA_R = 0.299
+LUMA_G = 0.587
+LUMA_B = 0.114
+
+# Rows filtered side by side in the rows passes: one running sum is a chain of dependent float
+# adds, bound by their latency; four independent chains keep the adders busy.
+ROWS_AT_ONCE = 4
+
+
+@_jit
+def luma_row_words(words, out):
+    """
+    out = float32((R*0.299 + G*0.587) + B*0.114) in float64 arithmetic, the reference's very
+    expression, for one row of 4-byte pixels read as little-endian uint32 (R, G, B = bytes 0-2).
+    Written as plain arithmetic on whole words, the compiler vectorises it (8 pixels at a time).
+    """
+    for c in range(out.shape[0]):
+        p = words[c]
+        red = np.float64(p & 255) * LUMA_R
+        green = np.float64((p >> 8) & 255) * LUMA_G
+        blue = np.float64((p >> 16) & 255) * LUMA_B
+        out[c] = np.float32((red + green) + blue)
+
+
+@_jit
+def luma_row_channels(pixels, red, green, blue, out):
+    """
+    The same luma for one row (cols, >=3) of interleaved uint8 channels (0-2 used as R, G, B):
+    red/green/blue hold v*0.299 etc. for v in 0..255, the same float64 products, looked up.
+    """
+    for c in range(out.shape[0]):
+        out[c] = np.float32((red[pixels[c, 0]] + green[pixels[c, 1]]) + blue[pixels[c, 2]])
+
+
+@_jit
+def luma_row_grey(levels, table, out):
+    """out = table[levels]: the luma of R=G=B=v, computed once per grey level by the same expression."""
+    for c in range(out.shape[0]):
+        out[c] = table[levels[c]]
+
+
 @_jit
 def luma_from_rgb(image, red, green, blue, out):
-    """
-    out = float32((R*0.299 + G*0.587) + B*0.114) in float64 arithmetic, from channels 0-2 of
-    image (rows, cols, >=3). red/green/blue hold v*0.299 etc. for v in 0..255, the very same
-    float64 products, so a lookup replaces three conversions and multiplications per pixel.
-    """
-    rows, cols = out.shape
-    for r in range(rows):
-        pixels = image[r]
-        luma = out[r]
-        for c in range(cols):
-            luma[c] = np.float32((red[pixels[c, 0]] + green[pixels[c, 1]]) + blue[pixels[c, 2]])
+    """The luma plane of image (rows, cols, >=3) into out (rows, cols)."""
+    for r in range(out.shape[0]):
+        luma_row_channels(image[r], red, green, blue, out[r])
+
+
+@_jit
+def luma_from_words(words, out):
+    """The luma plane of (rows, cols) 4-byte pixels read as uint32 into out (rows, cols)."""
+    for r in range(out.shape[0]):
+        luma_row_words(words[r], out[r])
 
 
 @_jit
 def luma_from_grey(grey, table, out):
-    """out = table[grey]: the luma of R=G=B=v, computed once per grey level by the same expression."""
-    rows, cols = out.shape
-    for r in range(rows):
-        levels = grey[r]
-        luma = out[r]
-        for c in range(cols):
-            luma[c] = table[levels[c]]
+    """out = table[grey] over a (rows, cols) plane."""
+    for r in range(out.shape[0]):
+        luma_row_grey(grey[r], table, out[r])
 
 
 @_jit
-def box_rows(x, w, out):
+def _window_sums4(x0, x1, x2, x3, w, slot, o0, o1, o2, o3):
     """
-    C++ box1DFloat (window w) along every row of x (rows, n) into out (same shape).
-
-    The running sum starts at 0.0f and takes +x[k] for the first half-1 pixels (no output), then
-    +x[k] with an output each (growing window), then +x[k+w], -x[k] (full window), then -x[k]
-    (shrinking window); each output is the sum over the current window length.
-
-    Four rows run side by side: one running sum is a chain of dependent float adds, bound by
-    their latency, and four independent chains keep the adders busy (about 2.5x faster). When
-    rows isn't a multiple of four the last row is simply done more than once.
+    The running sums of C++ box1DFloat (window w) along four rows side by side, NOT divided:
+    o[slot[k]] = the float32 sum of output k's window, for each output k with slot[k] >= 0. The
+    sum starts at 0.0f and takes +x[k] for the first half-1 pixels (no output), then +x[k] with an
+    output each (growing window), then +x[k+w], -x[k] (full window), then -x[k] (shrinking).
     """
-    rows, n = x.shape
+    n = x0.shape[0]
     half = (w + 2) // 2
     m = n - w
-    last = rows - 1
-    for r in range(0, rows, 4):
-        x0, x1, x2, x3 = x[r], x[min(r + 1, last)], x[min(r + 2, last)], x[min(r + 3, last)]
-        o0, o1, o2, o3 = out[r], out[min(r + 1, last)], out[min(r + 2, last)], out[min(r + 3, last)]
-        s0 = s1 = s2 = s3 = np.float32(0.0)
-        for k in range(half - 1):
-            s0 += x0[k]
-            s1 += x1[k]
-            s2 += x2[k]
-            s3 += x3[k]
-        o = 0
-        for k in range(half - 1, w):
-            size = np.float32(k + 1)
-            s0 += x0[k]
-            s1 += x1[k]
-            s2 += x2[k]
-            s3 += x3[k]
-            o0[o], o1[o], o2[o], o3[o] = s0 / size, s1 / size, s2 / size, s3 / size
-            o += 1
-        size = np.float32(w)
-        for k in range(m):
-            s0 = (s0 + x0[k + w]) - x0[k]
-            s1 = (s1 + x1[k + w]) - x1[k]
-            s2 = (s2 + x2[k + w]) - x2[k]
-            s3 = (s3 + x3[k + w]) - x3[k]
-            o0[o], o1[o], o2[o], o3[o] = s0 / size, s1 / size, s2 / size, s3 / size
-            o += 1
-        for k in range(half - 1):
-            size = np.float32(w - 1 - k)
-            s0 -= x0[m + k]
-            s1 -= x1[m + k]
-            s2 -= x2[m + k]
-            s3 -= x3[m + k]
-            o0[o], o1[o], o2[o], o3[o] = s0 / size, s1 / size, s2 / size, s3 / size
-            o += 1
+    s0 = s1 = s2 = s3 = np.float32(0.0)
+    for k in range(half - 1):
+        s0 += x0[k]
+        s1 += x1[k]
+        s2 += x2[k]
+        s3 += x3[k]
+    o = 0
+    for k in range(half - 1, w):
+        s0 += x0[k]
+        s1 += x1[k]
+        s2 += x2[k]
+        s3 += x3[k]
+        d = slot[o]
+        if d >= 0:
+            o0[d], o1[d], o2[d], o3[d] = s0, s1, s2, s3
+        o += 1
+    for k in range(m):
+        s0 = (s0 + x0[k + w]) - x0[k]
+        s1 = (s1 + x1[k + w]) - x1[k]
+        s2 = (s2 + x2[k + w]) - x2[k]
+        s3 = (s3 + x3[k + w]) - x3[k]
+        d = slot[o]
+        if d >= 0:
+            o0[d], o1[d], o2[d], o3[d] = s0, s1, s2, s3
+        o += 1
+    for k in range(half - 1):
+        s0 -= x0[m + k]
+        s1 -= x1[m + k]
+        s2 -= x2[m + k]
+        s3 -= x3[m + k]
+        d = slot[o]
+        if d >= 0:
+            o0[d], o1[d], o2[d], o3[d] = s0, s1, s2, s3
+        o += 1
+
+
+@_jit
+def _window_length(o, n, w):
+    """The window length box1DFloat divides output o of n by: growing (half..), w, then shrinking."""
+    half = (w + 2) // 2
+    grow = w - half + 1  # outputs of the growing window
+    if o < grow:
+        return o + half
+    if o < grow + n - w:
+        return w
+    return w - 1 - (o - grow - (n - w))
+
+
+@_jit
+def _divide_by_window(row, w):
+    """
+    Divide a row of _window_sums4 output (every output kept) by each output's window length (float32 / float32,
+    as box1DFloat does): the growing lengths half..w-1, then w, then the shrinking w-1.. . Done
+    apart from the sums, this is a loop the compiler vectorises (16 divisions per instruction).
+    """
+    n = row.shape[0]
+    grow = w - (w + 2) // 2 + 1  # outputs of the growing window
+    for o in range(grow):
+        row[o] = row[o] / np.float32(_window_length(o, n, w))
+    size = np.float32(w)
+    middle = row[grow : grow + n - w]  # indexed from 0, so the compiler sees no negative index
+    for i in range(middle.shape[0]):
+        middle[i] = middle[i] / size
+    for o in range(grow + n - w, n):
+        row[o] = row[o] / np.float32(_window_length(o, n, w))
+
+
+@_jit
+def _sampled_slots(samples, n):
+    """The slot array of _window_sums4 that keeps outputs samples[j] (increasing) at j."""
+    slot = np.full(n, -1, dtype=np.intp)
+    for j in range(samples.shape[0] - 1, -1, -1):  # a repeated sample keeps its first j
+        slot[samples[j]] = j
+    return slot
+
+
+@_jit
+def _sampled_finish(out, samples, n, w):
+    """Outputs of _window_sums4 with _sampled_slots: fill repeated samples, divide each by its window."""
+    for j in range(1, samples.shape[0]):
+        if samples[j] == samples[j - 1]:
+            out[j] = out[j - 1]
+    for j in range(samples.shape[0]):
+        out[j] = out[j] / np.float32(_window_length(samples[j], n, w))
 
 
 @_jit
@@ -138,29 +219,132 @@ def box_cols(x, w, out):
         o += 1
 
 
-@_jit
-def jarosz_64x64(luma, scratch, w_rows, w_cols, row_samples, col_samples):
-    """
-    jaroszFilterFloat (a rows pass then a columns pass, twice) then decimateFloat to 64x64.
+# Where the first rows pass reads its luma from (jarosz_64x64's `kind`).
+FROM_WORDS, FROM_CHANNELS, FROM_GREY, FROM_LUMA = 0, 1, 2, 3
 
-    luma and scratch are (rows, cols) float32 and both are overwritten. The second columns pass
-    only filters the 64 sampled columns, as only they are decimated.
+
+@_jit
+def _luma_lines(kind, r, last, words, channels, grey, luma, red, green, blue, table, lines):
+    """The luma of rows r..r+3 (clamped to the last row) into lines (4, cols), from `kind`'s array."""
+    for i in range(ROWS_AT_ONCE):
+        row = min(r + i, last)
+        if kind == FROM_WORDS:
+            luma_row_words(words[row], lines[i])
+        elif kind == FROM_CHANNELS:
+            luma_row_channels(channels[row], red, green, blue, lines[i])
+        elif kind == FROM_GREY:
+            luma_row_grey(grey[row], table, lines[i])
+        else:
+            lines[i, :] = luma[row]
+
+
+@_jit
+def jarosz_64x64(
+    kind, rows, cols, words, channels, grey, luma, red, green, blue, table, w_rows, w_cols, row_samples, col_samples
+):  # fmt: skip
     """
-    rows = luma.shape[0]
-    box_rows(luma, w_rows, scratch)
-    box_cols(scratch, w_cols, luma)
-    box_rows(luma, w_rows, scratch)
+    jaroszFilterFloat (a rows pass then a columns pass, twice) then decimateFloat to 64x64, of
+    the rows x cols luma read from `kind`'s array (the others are unused placeholders).
+
+    Streamed, so no full-size float plane is ever stored: the columns pass of round one is the
+    main loop; each input row it needs is made on demand, four rows at a time (luma, then the
+    rows pass, written into a ring of w_cols + 8 rows), and each row it outputs goes, four at a
+    time, through the rows pass of round two, which keeps only the 64 sampled columns (the only
+    ones decimated); the columns pass of round two then runs on those rows x 64 values. Every
+    sum and division is the C++'s, in its order, so the result is bit-for-bit the same.
+    """
+    last = rows - 1
+    half = (w_cols + 2) // 2
+    ring_rows = w_cols + 8  # holds input rows k..k+w_cols+3, all the columns pass may still read
+    ring = np.empty((ring_rows, cols), dtype=np.float32)
+    every = np.arange(cols)  # the first rows pass keeps every output
+    kept = _sampled_slots(col_samples, cols)  # the second keeps the sampled columns
+    lines = np.empty((ROWS_AT_ONCE, cols), dtype=np.float32)
+    spare = np.empty(cols, dtype=np.float32)  # output of the rows that clamping repeats
+    outs = np.empty((ROWS_AT_ONCE, cols), dtype=np.float32)  # columns pass output, 4 rows
     picked = np.empty((rows, 64), dtype=np.float32)
-    for r in range(rows):
-        for j in range(64):
-            picked[r, j] = scratch[r, col_samples[j]]
+    sums = np.zeros(cols, dtype=np.float32)
+    made = 0  # input rows made so far (rows pass of round one done)
+    o = 0  # output rows of the columns pass so far
+    for step in range(rows + half - 1):
+        # Which input rows this step of box1DFloat (down the columns) adds and subtracts.
+        if step < w_cols:
+            add, sub = step, -1
+        elif step < rows:
+            add, sub = step, step - w_cols
+        else:
+            add, sub = -1, step - w_cols
+        while add >= made:
+            _luma_lines(kind, made, last, words, channels, grey, luma, red, green, blue, table, lines)
+            targets = (
+                ring[made % ring_rows],
+                ring[(made + 1) % ring_rows] if made + 1 <= last else spare,
+                ring[(made + 2) % ring_rows] if made + 2 <= last else spare,
+                ring[(made + 3) % ring_rows] if made + 3 <= last else spare,
+            )
+            _window_sums4(lines[0], lines[1], lines[2], lines[3], w_rows, every, *targets)
+            for i in range(min(ROWS_AT_ONCE, last + 1 - made)):
+                _divide_by_window(ring[(made + i) % ring_rows], w_rows)
+            made += ROWS_AT_ONCE
+        if add >= 0 and sub >= 0:
+            entering, leaving = ring[add % ring_rows], ring[sub % ring_rows]
+            for j in range(cols):
+                sums[j] = (sums[j] + entering[j]) - leaving[j]
+        elif add >= 0:
+            entering = ring[add % ring_rows]
+            for j in range(cols):
+                sums[j] += entering[j]
+        else:
+            leaving = ring[sub % ring_rows]
+            for j in range(cols):
+                sums[j] -= leaving[j]
+        if step < half - 1:
+            continue  # the window's first rows give no output yet
+        # The window length of output o: growing, full, then shrinking (as box1DFloat).
+        if step < w_cols:
+            size = np.float32(step + 1)
+        elif step < rows:
+            size = np.float32(w_cols)
+        else:
+            size = np.float32(w_cols - 1 - (step - rows))
+        out = outs[o % ROWS_AT_ONCE]
+        for j in range(cols):
+            out[j] = sums[j] / size
+        o += 1
+        if o % ROWS_AT_ONCE == 0 or o == rows:
+            first = o - 1 - (o - 1) % ROWS_AT_ONCE
+            top = o - 1 - first  # the last of these rows (3 but at the end); past it, repeat it
+            _window_sums4(
+                outs[0], outs[min(1, top)], outs[min(2, top)], outs[min(3, top)],
+                w_rows, kept,
+                picked[first], picked[first + min(1, top)], picked[first + min(2, top)], picked[first + min(3, top)],
+            )  # fmt: skip
+            for i in range(top + 1):
+                _sampled_finish(picked[first + i], col_samples, cols, w_rows)
     filtered = np.empty((rows, 64), dtype=np.float32)
     box_cols(picked, w_cols, filtered)
-    out = np.empty((64, 64), dtype=np.float32)
+    result = np.empty((64, 64), dtype=np.float32)
     for i in range(64):
         for j in range(64):
-            out[i, j] = filtered[row_samples[i], j]
-    return out
+            result[i, j] = filtered[row_samples[i], j]
+    return result
+
+
+@_jit
+def quality_64x64(buffer64):
+    """
+    pdqImageDomainQualityMetric of a 64x64 float32 buffer: the sum over vertical and horizontal
+    neighbours of |int(((u - v) * 100) / 255)| (float32 arithmetic, truncated), / 90, at most 100.
+    """
+    hundred, scale = np.float32(100), np.float32(255)
+    total = 0
+    for i in range(63):
+        for j in range(64):
+            total += abs(int(((buffer64[i, j] - buffer64[i + 1, j]) * hundred) / scale))
+    for i in range(64):
+        for j in range(63):
+            total += abs(int(((buffer64[i, j] - buffer64[i, j + 1]) * hundred) / scale))
+    return min(total // 90, 100)
 
 
 @_jit

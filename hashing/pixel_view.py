@@ -9,8 +9,9 @@ module reads with ctypes, the same way an Arrow library would: a multi-mode imag
 fixed-size list of 4 uint8 per pixel ("+w:4" over "C"), RGB stored as R, G, B, padding.
 
 Pillow can only export images whose rows lie in one block of memory (those under its block size,
-16 MB by default; about 4 MP for RGB). For others, or if the export is not the expected layout,
-rgbx_view returns None and the caller falls back to np.asarray.
+16 MB by default, about 4 MP for RGB; hashing.core raises it to 256 MiB, 64 MP). For others, or if
+the export is not the expected layout, rgbx_view returns None and the caller falls back to
+np.asarray.
 """
 
 from __future__ import annotations

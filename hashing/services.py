@@ -85,7 +85,7 @@ def quality_floor() -> int:
 def max_image_pixels() -> int | None:
     """
     The largest photo (in pixels) this process decodes (OMM_MAX_IMAGE_PIXELS; None: Pillow's).
-    About 16 bytes per pixel at worst while hashing: see docs/hashing.md ("Memory").
+    About 14 bytes per pixel at worst while hashing (4 for RGB): see docs/hashing.md ("Memory").
     """
     return settings.OMM_MAX_IMAGE_PIXELS
 

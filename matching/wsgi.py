@@ -1,23 +1,33 @@
 """
-WSGI entry point for matcher processes: `gunicorn matching.wsgi:application`.
+WSGI entry point for every omm web process: `gunicorn matching.wsgi:application`.
 
-GET /m/raw_lookup is the hottest endpoint a deployment has (every piece of uploaded content is
-looked up). Through Django's full stack (ten middlewares, URL resolution, DRF's request, content
-negotiation and response rendering) it costs about three times the index search itself, so this
-entry answers it directly: the same access policy (core.auth.access_check, on PATH_INFO), the
-same lookup code (matching.lookup), the same JSON shapes and error bodies, the same access log
-line and X-Request-ID, and the security headers Django would add. Requests it does not fully
-handle (any other path or method, `include_details`, an unexpected Host) go to Django unchanged.
-tests/matching/test_wsgi.py checks both paths answer alike.
+Two endpoints are answered here directly, because Django's full stack (thirteen middlewares, URL
+resolution, DRF's request, parsers, content negotiation and rendering) costs a large part of
+their work:
+
+- GET /m/raw_lookup, the hottest endpoint a deployment has (every piece of uploaded content is
+  looked up): through Django it cost about three times the index search itself;
+- POST /h/hash with a photo or video upload: about 1.5 ms of the 10 a 1 MP photo costs.
+
+Each answers with the same access policy (core.auth.access_check, on PATH_INFO), the same code
+(matching.lookup; hashing.services.media_hash), the same JSON shapes and error bodies, the same
+access log line and X-Request-ID, and the security headers Django would add. Requests they do
+not fully handle go to Django unchanged: any other path or method, `include_details`, an
+unexpected Host, an Accept or query parameter the fast path does not take, and any upload body
+but the plainest (lib.uploads.single_file_part: one file part, in memory); such a body, once
+read, is handed to Django as it came. tests/matching/test_wsgi.py checks both paths answer alike.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from django.core.wsgi import get_wsgi_application
@@ -28,12 +38,15 @@ django_application = get_wsgi_application()
 
 from django.conf import settings  # noqa: E402  (after Django is set up)
 from django.db import close_old_connections  # noqa: E402
+from django.http import QueryDict  # noqa: E402
 from django.http.request import split_domain_port, validate_host  # noqa: E402
+from django.utils.http import parse_header_parameters  # noqa: E402
 from rest_framework import exceptions  # noqa: E402
 
 from matching import lookup  # noqa: E402
 from omm_project.core.auth import access_check, access_error  # noqa: E402
-from omm_project.lib.api import parse_csv  # noqa: E402
+from omm_project.lib import pytx, uploads  # noqa: E402
+from omm_project.lib.api import parse_csv, validated  # noqa: E402
 from omm_project.lib.errors import InvalidInput, OmmError  # noqa: E402
 from omm_project.lib.inputs import query_bool  # noqa: E402
 from omm_project.lib.middleware import query_problem  # noqa: E402
@@ -43,6 +56,7 @@ logger = logging.getLogger(__name__)
 _access_log = logging.getLogger("omm.access")
 
 FAST_PATH = "/m/raw_lookup"
+HASH_PATH = "/h/hash"
 # What SecurityMiddleware and XFrameOptionsMiddleware add with omm's settings.
 _BASE_HEADERS = [
     ("Content-Type", "application/json"),
@@ -50,7 +64,6 @@ _BASE_HEADERS = [
     ("Referrer-Policy", "same-origin"),
     ("Cross-Origin-Opener-Policy", "same-origin"),
     ("X-Frame-Options", "DENY"),
-    ("Allow", "GET, HEAD, OPTIONS"),
 ]
 _STATUS_TEXT = {
     200: "200 OK",
@@ -128,22 +141,90 @@ def _hsts_headers(secure: bool) -> list[tuple[str, str]]:
     return [("Strict-Transport-Security", value)]
 
 
+class _ToDjango(Exception):  # noqa: N818 (a hand-over, not an error)
+    """The fast path read the body but does not take it: Django answers, from that body."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.body = body
+
+
+# Accept headers the upload fast path takes (DRF's JSONRenderer is chosen for each).
+_JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
+_HASH_QUERY = frozenset({"types", "include_quality"})
+
+
+def _hash_upload_takes(environ: dict, pairs: list[tuple[str, str]]) -> bool:
+    """Whether POST /h/hash is one the fast path takes, judged before any of the body is read."""
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names) or not _HASH_QUERY.issuperset(names):
+        return False
+    if environ.get("HTTP_ACCEPT", "").strip() not in _JSON_ACCEPTS or "HTTP_TRANSFER_ENCODING" in environ:
+        return False
+    media_type, params = parse_header_parameters(environ.get("CONTENT_TYPE", ""))
+    if media_type != "multipart/form-data" or not params.get("boundary"):
+        return False
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return False
+    # Only a body whose file Django would keep in memory, under every size cap (no 413 here).
+    limit = min(settings.FILE_UPLOAD_MAX_MEMORY_SIZE, uploads.max_upload_bytes())
+    return 0 < length <= limit
+
+
+def _hash_upload(environ: dict, pairs: list[tuple[str, str]]) -> dict:
+    """POST /h/hash, as hashing.api.views.HashView.post answers it (once the access check passed)."""
+    length = int(environ["CONTENT_LENGTH"])
+    body = environ["wsgi.input"].read(length)
+    _, params = parse_header_parameters(environ["CONTENT_TYPE"])
+    part = uploads.single_file_part(body, params["boundary"].encode("latin-1"))
+    if len(body) != length or part is None or part[0] not in pytx.content_types() or not part[1]:
+        raise _ToDjango(body)
+    content_type, content = part
+    # Imported here, not above: a process that never hashes must not load the image libraries.
+    from hashing import services as hashing_services
+    from hashing.api.serializers import HashUploadQuerySerializer, hash_result_data
+
+    query = validated(HashUploadQuerySerializer, QueryDict(environ.get("QUERY_STRING", "")))
+    hashes = hashing_services.media_hash(content_type=content_type, media=io.BytesIO(content), types=query.get("types"))
+    return hash_result_data(hashes, include_quality=query["include_quality"])
+
+
+@dataclass(frozen=True)
+class _Route:
+    role: str  # the OMM_ROLES role that serves it
+    allow: str  # the Allow header Django's view sends
+    takes: Callable[[dict, list[tuple[str, str]]], bool]  # the fast path's scope, before the body
+    answer: Callable[[dict, list[tuple[str, str]]], dict]  # the 200 body; raises domain errors
+
+
+_ROUTES = {
+    (FAST_PATH, "GET"): _Route(
+        role="matcher",
+        allow="GET, HEAD, OPTIONS",
+        # include_details needs the database and the ORM.
+        takes=lambda environ, pairs: "include_details" not in dict(pairs),
+        answer=lambda environ, pairs: _raw_lookup(dict(pairs)),
+    ),
+    (HASH_PATH, "POST"): _Route(
+        role="hasher", allow="GET, POST, HEAD, OPTIONS", takes=_hash_upload_takes, answer=_hash_upload
+    ),
+}
+
+
 def application(environ: dict, start_response):
-    """The matcher's WSGI app: the raw lookup fast path, Django for everything else."""
-    if (
-        environ.get("PATH_INFO") != FAST_PATH
-        or environ.get("REQUEST_METHOD") != "GET"
-        or "matcher" not in settings.OMM_ROLES
-        or not _host_ok(environ)
-    ):
+    """omm's WSGI app: the fast paths above, Django for everything else."""
+    path = environ.get("PATH_INFO")
+    route = _ROUTES.get((path, environ.get("REQUEST_METHOD")))
+    if route is None or route.role not in settings.OMM_ROLES or not _host_ok(environ):
         return django_application(environ, start_response)
     secure = _is_secure(environ)
     if settings.SECURE_SSL_REDIRECT and not secure:  # Django answers the redirect to HTTPS
         return django_application(environ, start_response)
     pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-    query = dict(pairs)
-    # include_details needs the database and the ORM; unstorable text (a NUL) gets Django's 400.
-    if "include_details" in query or query_problem(pairs):
+    # Unstorable text (a NUL) gets Django's 400.
+    if query_problem(pairs) or not route.takes(environ, pairs):
         return django_application(environ, start_response)
 
     incoming = environ.get("HTTP_X_REQUEST_ID", "")
@@ -154,18 +235,26 @@ def application(environ: dict, start_response):
     try:
         try:
             # The one access policy, on the route (PATH_INFO), as AccessMiddleware applies it.
-            access_check(path_info=environ["PATH_INFO"], meta=environ)
-            status, body = 200, _raw_lookup(query)
+            access_check(path_info=path, meta=environ)
+            status, body = 200, route.answer(environ, pairs)
+        except _ToDjango as handover:
+            request_id_var.reset(token)
+            token = None
+            return django_application(
+                {**environ, "wsgi.input": io.BytesIO(handover.body), "CONTENT_LENGTH": str(len(handover.body))},
+                start_response,
+            )
         except (OmmError, exceptions.APIException) as exc:
             status, body, extra_headers = _error(exc)
         except Exception:
-            logger.exception("Internal Server Error: %s", FAST_PATH)
+            logger.exception("Internal Server Error: %s", path)
             status, body = 500, {"message": "Internal server error", "code": "server_error"}
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         start_response(
             _STATUS_TEXT.get(status, str(status)),
             [
                 *_BASE_HEADERS,
+                ("Allow", route.allow),
                 *_hsts_headers(secure),
                 *extra_headers,
                 ("Content-Length", str(len(payload))),
@@ -175,13 +264,14 @@ def application(environ: dict, start_response):
         _access_log.info(
             "request",
             extra={
-                "method": "GET",
-                "path": FAST_PATH,
+                "method": environ["REQUEST_METHOD"],
+                "path": path,
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
         return [payload]
     finally:
-        request_id_var.reset(token)
-        close_old_connections()  # as Django does at the end of a request (auth may have queried)
+        if token is not None:
+            request_id_var.reset(token)
+            close_old_connections()  # as Django does at the end of a request (auth may have queried)

@@ -223,11 +223,12 @@ OMM_URL_ALLOWED_NETWORKS = env.list("OMM_URL_ALLOWED_NETWORKS", default=[])
 # limit of its own (exchange API calls) must end, headers and body included, within this.
 OMM_OUTBOUND_TIMEOUT_SECONDS = env.float("OMM_OUTBOUND_TIMEOUT_SECONDS", default=300.0)
 # Photos with more pixels are refused (400) from their header, before decoding. Hashing costs up
-# to about 16 bytes per pixel (bench/bench_hash_memory.py): 50 MP is about 0.8 GiB per request.
+# to about 14 bytes per pixel (bench/bench_hash_memory.py; 4 for RGB): 50 MP is at most about
+# 0.7 GiB per request.
 # (Empty, as older .env files have it, means the default.)
 OMM_MAX_IMAGE_PIXELS = int(env.str("OMM_MAX_IMAGE_PIXELS", default="") or 50_000_000)
 # Photos decoded and hashed at once per process (threads share it); others wait for a slot up to
-# OMM_HASH_QUEUE_SECONDS, then get 503. Worst case per process: this x the cap above x 16 bytes.
+# OMM_HASH_QUEUE_SECONDS, then get 503. Worst case per process: this x the cap above x 14 bytes.
 OMM_HASH_CONCURRENCY = env.int("OMM_HASH_CONCURRENCY", default=2)
 OMM_HASH_QUEUE_SECONDS = env.float("OMM_HASH_QUEUE_SECONDS", default=10.0)
 

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest, JsonResponse
+from django.utils.http import parse_header_parameters
 from rest_framework.request import Request
 
 from omm_project.lib import pytx
@@ -103,3 +104,54 @@ class BodyLimitMiddleware:
             exc = PayloadTooLarge(f"Request body too large: the limit is {limit} bytes")
             return JsonResponse({"message": exc.message, "code": exc.code}, status=exc.status_code)
         return None
+
+
+# Part headers single_file_part takes; anything else (Content-Transfer-Encoding, ...) goes to Django.
+_SIMPLE_PART_HEADERS = frozenset({"content-disposition", "content-type"})
+# Django looks for the end of a part's headers in its first 1,024 bytes first: stay well inside.
+_SIMPLE_PART_HEADER_BYTES = 1000
+
+
+def _plain_file_name(name: str) -> bool:
+    """A file name Django's MultiPartParser.sanitize_file_name keeps unchanged and non-empty."""
+    return name not in {"", ".", ".."} and name.isprintable() and not any(c in name for c in "/\\&")
+
+
+def single_file_part(body: bytes, boundary: bytes) -> tuple[str, bytes] | None:
+    """
+    (field name, content) of a multipart body that is exactly one file part and nothing else,
+    or None. Only the plainest shape is taken, the one Django's MultiPartParser reads as that
+    same single upload: no preamble, no epilogue but a final CRLF, ASCII part headers among
+    Content-Disposition (a `name` and a non-empty plain `filename`, no other parameter) and
+    Content-Type, each once. For None, give the body to Django's parser, which decides.
+    """
+    opening = b"--" + boundary
+    start = len(opening) + 2
+    if not body.startswith(opening + b"\r\n"):
+        return None
+    header_end = body.find(b"\r\n\r\n", start, start + _SIMPLE_PART_HEADER_BYTES)
+    if header_end < 0 or not body[start:header_end].isascii():
+        return None
+    headers: dict[str, dict[str, str]] = {}
+    for line in body[start:header_end].decode("ascii").split("\r\n"):
+        try:  # as Django's parse_boundary_stream reads a part header
+            main, params = parse_header_parameters(line)
+            name, _ = main.split(":", 1)
+        except ValueError:
+            return None
+        if name not in _SIMPLE_PART_HEADERS or name in headers:
+            return None
+        headers[name] = params
+    disposition = headers.get("content-disposition")
+    if disposition is None or set(disposition) != {"name", "filename"}:
+        return None
+    field, file_name = disposition["name"].strip(), disposition["filename"]
+    if not field or not _plain_file_name(file_name):
+        return None
+    content_start = header_end + 4
+    close = body.find(opening, content_start)  # the part ends at the next boundary, as in Django
+    if close < content_start + 2 or body[close - 2 : close] != b"\r\n":
+        return None
+    if body[close + len(opening) :] not in (b"--", b"--\r\n"):
+        return None
+    return field, body[content_start : close - 2]

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
 
-from hashing import core, pdq_fast
+from hashing import core, pdq_fast, pixel_view
 from tests.hashing.reference_data import NO_DATA, PDQ_DATA_DIR, expected_pdq_rows
 
 # The reference images and EXPECTED_PDQ.tsv, shared by all worktrees (/work/shared/data/pdq).
@@ -163,6 +163,98 @@ def test_modes_the_reference_cannot_hash_are_converted_to_rgb():
     assert core.hash_photo_image(palette_alpha) == core.hash_photo_image(palette_alpha.convert("RGB"))
 
 
+def _random_content(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """Random RGB content of one of three kinds: noise, smooth gradients, or blocks with noise."""
+    kind = rng.integers(3)
+    if kind == 0:
+        return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    slopes = rng.uniform(-3, 3, (2, 3))
+    pixels = x[..., None] * slopes[0] + y[..., None] * slopes[1] + rng.uniform(0, 255, 3)
+    if kind == 2:
+        block = int(rng.integers(2, 40))
+        pixels += (
+            rng.uniform(-80, 80, (height // block + 1, width // block + 1, 3))
+            .repeat(block, 0)
+            .repeat(block, 1)[:height, :width]
+        )
+        pixels += rng.normal(0, 12, pixels.shape)
+    return Image.fromarray(np.clip(pixels % 512 - 128, 0, 255).astype(np.uint8), "RGB")
+
+
+# (mode, format, save options): every layout the core reads (uint32 words in place, 3-byte
+# copies, grey, palette, bits, converted modes), through the formats photos come in.
+RANDOM_LAYOUTS = [
+    ("RGB", "JPEG", {"quality": 90}),
+    ("RGB", "PNG", {}),
+    ("RGB", "WEBP", {"quality": 80}),
+    ("RGBA", "PNG", {}),
+    ("L", "JPEG", {"quality": 85}),
+    ("L", "PNG", {}),
+    ("P", "PNG", {}),
+    ("P", "GIF", {}),
+    ("CMYK", "JPEG", {"quality": 90}),
+    ("CMYK", "TIFF", {}),
+    ("LA", "PNG", {}),
+    ("1", "PNG", {}),
+    ("I;16", "PNG", {}),
+    ("YCbCr", "TIFF", {}),
+]
+
+
+def _random_corpus(count: int, seed: int) -> list[tuple[str, bytes]]:
+    rng = np.random.default_rng(seed)
+    corpus = []
+    for index in range(count):
+        mode, fmt, options = RANDOM_LAYOUTS[index % len(RANDOM_LAYOUTS)]
+        # Mostly small and medium sizes, odd ones included; a few near 1 MP.
+        width, height = (int(v) for v in rng.integers(5, 1300 if index % 10 == 0 else 420, 2))
+        image = _random_content(rng, width, height)
+        if mode == "I;16":  # 16-bit grey, spread over the whole range
+            image = Image.fromarray(np.asarray(image.convert("L")).astype(np.uint16) * 257)
+        elif mode != "RGB":
+            image = image.convert(mode)
+        corpus.append((f"{index}-{mode}-{fmt}-{width}x{height}", _encode(image, fmt, **options)))
+    return corpus
+
+
+RANDOM_CORPUS = _random_corpus(56, seed=2026)
+
+
+@pytest.mark.parametrize(("name", "data"), RANDOM_CORPUS, ids=[name for name, _ in RANDOM_CORPUS])
+def test_random_corpus_matches_threatexchange(name, data):
+    # Given random content of random size in every mode and format, then hash and quality are
+    # exactly python-threatexchange's (the reference decodes with the same Pillow).
+    assert core.hash_photo_bytes(data) == _reference(data)
+
+
+@pytest.fixture
+def pillow_blocks_of_4_mb():
+    """Pillow's block size set back to 4 MiB for the test (hashing.core raises it)."""
+    size = Image.core.get_block_size()
+    Image.core.set_block_size(4 * 1024 * 1024)
+    yield
+    Image.core.set_block_size(size)
+
+
+def test_photo_in_one_pillow_block_is_read_in_place():
+    # Given Pillow's block size as hashing.core sets it, a 4.6 MP photo is one block: no copy
+    assert Image.core.get_block_size() >= core.PILLOW_BLOCK_BYTES
+    image = _random_content(np.random.default_rng(7), 2400, 1900)
+    assert pixel_view.rgbx_view(image) is not None
+    data = _encode(image, "JPEG", quality=90)
+    assert core.hash_photo_bytes(data) == _reference(data)
+
+
+def test_photo_over_one_pillow_block_matches_threatexchange(pillow_blocks_of_4_mb):
+    # Pillow keeps an image bigger than its block size in several blocks: the core then copies
+    # the pixels out (3 bytes per pixel) instead of reading them in place, with the same result.
+    image = _random_content(np.random.default_rng(8), 1400, 1000)
+    assert pixel_view.rgbx_view(image) is None
+    data = _encode(image, "JPEG", quality=90)
+    assert core.hash_photo_bytes(data) == _reference(data)
+
+
 # ---------------------------------------------------------------------------------------------
 # pdq_fast against pdqhash directly
 
@@ -183,6 +275,9 @@ def test_modes_the_reference_cannot_hash_are_converted_to_rgb():
         (256, 257),
         (40, 2000),
         (700, 30),
+        (7, 1300),
+        (1301, 9),
+        (515, 771),
     ],
 )
 def test_pdq_fast_equals_pdqhash_compute(shape):
@@ -190,15 +285,19 @@ def test_pdq_fast_equals_pdqhash_compute(shape):
     noise = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
     smooth = np.stack([(x * 3 + y) % 256, (x * y) % 256, (y * 7) % 256], axis=2).astype(np.uint8)
+    padding = rng.integers(0, 256, (*shape, 1), dtype=np.uint8)
     for array in (noise, smooth):
         bits, quality = pdqhash.compute(array)
-        ours_bits, ours_quality = pdq_fast.pdq_from_rgb_array(array)
-        assert np.array_equal(ours_bits, bits.astype(np.uint8))
-        assert ours_quality == quality
-        # The float DCT output is bit-for-bit the same too, not merely close.
         floats, _ = pdqhash.compute_float(array)
-        ours_floats, _ = pdq_fast.pdq_float_from_rgb_array(array)
-        assert np.array_equal(ours_floats.view(np.uint32), floats.astype(np.float32).view(np.uint32))
+        # Three channels (read byte by byte) and four (read as one uint32 word per pixel, as
+        # Pillow's RGB/RGBA/CMYK storage is): the fourth channel never counts.
+        for ours in (array, np.concatenate([array, padding], axis=2)):
+            ours_bits, ours_quality = pdq_fast.pdq_from_rgb_array(ours)
+            assert np.array_equal(ours_bits, bits.astype(np.uint8))
+            assert ours_quality == quality
+            # The float DCT output is bit-for-bit the same too, not merely close.
+            ours_floats, _ = pdq_fast.pdq_float_from_rgb_array(ours)
+            assert np.array_equal(ours_floats.view(np.uint32), floats.astype(np.float32).view(np.uint32))
 
 
 def test_pdq_fast_grey_and_luma_entry_points_agree():
@@ -212,11 +311,10 @@ def test_pdq_fast_grey_and_luma_entry_points_agree():
     assert np.array_equal(bits, expected[0].astype(np.uint8)) and quality == expected[1]
 
 
-def test_workspace_reuse_across_sizes_and_threads():
+def test_sizes_and_threads_interleaved():
     sizes = [(640, 480), (120, 90), (300, 700)]
     images = [_encode(_photo(w, h, seed), "PNG") for seed, (w, h) in enumerate(sizes)]
     expected = [_reference(data) for data in images]
-    pdq_fast.release_workspace()
     assert [core.hash_photo_bytes(data) for data in images + images[::-1]] == expected + expected[::-1]
 
     failures = []
@@ -233,12 +331,6 @@ def test_workspace_reuse_across_sizes_and_threads():
     for thread in threads:
         thread.join()
     assert failures == []
-
-
-def test_images_over_the_workspace_limit_use_one_off_buffers(monkeypatch):
-    monkeypatch.setattr(pdq_fast, "WORKSPACE_MAX_PIXELS", 0)
-    data = _encode(_photo(200, 100, 40), "PNG")
-    assert core.hash_photo_bytes(data) == _reference(data)
 
 
 # ---------------------------------------------------------------------------------------------

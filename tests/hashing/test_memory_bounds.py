@@ -52,8 +52,8 @@ def load_calls(monkeypatch) -> list[tuple[int, int]]:
 
 
 def test_default_pixel_cap_fits_the_memory_budget(settings):
-    # Given the shipped settings, then a photo larger than 50 MP is refused (about 16 bytes per
-    # pixel while hashing: the cap is what a worker's memory budget holds, not Pillow's 89 MP).
+    # Given the shipped settings, then a photo larger than 50 MP is refused (up to about 14 bytes
+    # per pixel while hashing: the cap is what a worker's memory budget holds, not Pillow's 89 MP).
     assert settings.OMM_MAX_IMAGE_PIXELS == 50_000_000
     assert services.max_image_pixels() == 50_000_000
 

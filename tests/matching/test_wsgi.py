@@ -1,4 +1,4 @@
-"""matching.wsgi: the raw lookup fast path answers exactly as the Django view does."""
+"""matching.wsgi: the raw lookup and hash upload fast paths answer exactly as the Django views do."""
 
 import io
 import json
@@ -8,6 +8,8 @@ import pytest
 from banks.services import bank_create
 from matching import services
 from omm_project.core.services import api_key_create
+from tests.hashing.reference_data import NO_DATA as NO_PDQ_DATA
+from tests.hashing.reference_data import PDQ_DATA_DIR, expected_pdq_rows
 from tests.matching.conftest import MD5, PDQ_A, PDQ_X, PDQ_Y, add
 
 pytestmark = pytest.mark.django_db
@@ -169,3 +171,212 @@ def test_other_requests_go_to_django(wsgi, runtime, keys):
         wsgi.application, _environ("signal_type=pdq&signal=" + PDQ_A, keys["match"], method="POST")
     )
     assert status == 405
+
+
+# --- POST /h/hash ------------------------------------------------------------------------------
+
+BOUNDARY = "omm-test-boundary-5a1c"
+EXPECTED_PDQ = expected_pdq_rows()
+
+
+def _jpeg(size=(320, 240), colour=None) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    if colour is not None:
+        Image.new("RGB", size, colour).save(buffer, "JPEG")
+    else:
+        rng = np.random.default_rng(size[0])
+        pixels = rng.integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+        Image.fromarray(pixels, "RGB").save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _part(field: str, data: bytes, *, filename: str = "media.jpg", extra: str = "") -> bytes:
+    head = f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n{extra}'
+    return f"--{BOUNDARY}\r\n{head}Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n"
+
+
+def _multipart(*parts: bytes, epilogue: bytes = b"") -> bytes:
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode() + epilogue
+
+
+def _upload_environ(body: bytes, key: str | None, query: str = "", **extra: str) -> dict:
+    environ = _environ(query, key, path="/h/hash", method="POST")
+    environ.update(
+        {
+            "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+            **extra,
+        }
+    )
+    return environ
+
+
+@pytest.fixture
+def hash_keys(db):
+    return {
+        "hash": api_key_create(name="h", scopes=["hash"])[1],
+        "curate": api_key_create(name="c", scopes=["curate"])[1],
+    }
+
+
+@pytest.fixture
+def django_calls(wsgi, monkeypatch):
+    """The requests the fast path handed to Django (each environ)."""
+    calls = []
+    django_application = wsgi.django_application
+
+    def counting(environ, start_response):
+        calls.append(environ)
+        return django_application(environ, start_response)
+
+    counting.real = django_application
+    monkeypatch.setattr(wsgi, "django_application", counting)
+    return calls
+
+
+def _both(wsgi, body: bytes, key: str | None, query: str = "", **extra: str):
+    """(fast path's answer, Django's answer, the fast path's environ) to the same request."""
+    environ = _upload_environ(body, key, query, **extra)
+    fast = _call(wsgi.application, environ)
+    django_application = getattr(wsgi.django_application, "real", wsgi.django_application)  # uncounted
+    slow = _call(django_application, _upload_environ(body, key, query, **extra))
+    return fast, slow, environ
+
+
+def _assert_alike(fast, slow) -> None:
+    assert fast[0] == slow[0]
+    assert fast[1] == slow[1]
+    assert {h: fast[2].get(h) for h in COMPARED_HEADERS} == {h: slow[2].get(h) for h in COMPARED_HEADERS}
+    assert fast[2]["X-Request-ID"]
+
+
+UPLOAD_CASES = {
+    # name: (body, key name, query), all answered by the fast path itself
+    "photo": (_multipart(_part("photo", _jpeg())), "hash", ""),
+    "photo-quality": (_multipart(_part("photo", _jpeg())), "hash", "include_quality=true"),
+    "low-quality": (_multipart(_part("photo", _jpeg(colour=(9, 80, 200)))), "hash", ""),
+    "low-quality-reported": (_multipart(_part("photo", _jpeg(colour=(9, 80, 200)))), "hash", "include_quality=1"),
+    "video": (_multipart(_part("video", b"\x00\x01not really a video")), "hash", ""),
+    "types": (_multipart(_part("photo", _jpeg())), "hash", "types=pdq"),
+    "unknown-type": (_multipart(_part("photo", _jpeg())), "hash", "types=nope"),
+    "empty-types": (_multipart(_part("photo", _jpeg())), "hash", "types="),
+    "bad-bool": (_multipart(_part("photo", _jpeg())), "hash", "include_quality=maybe"),
+    "not-an-image": (_multipart(_part("photo", b"GIF89a but not really")), "hash", ""),
+    "truncated": (_multipart(_part("photo", _jpeg()[:900])), "hash", ""),
+    "no-key": (_multipart(_part("photo", _jpeg())), None, ""),
+    "wrong-scope": (_multipart(_part("photo", _jpeg())), "curate", ""),
+    "bad-key": (_multipart(_part("photo", _jpeg())), "bad-key", ""),
+    "final-boundary-without-crlf": (_multipart(_part("photo", _jpeg()))[:-2], "hash", ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UPLOAD_CASES))
+def test_hash_upload_fast_path_answers_like_django(wsgi, hash_keys, django_calls, case):
+    body, key_name, query = UPLOAD_CASES[case]
+    fast, slow, _ = _both(wsgi, body, hash_keys.get(key_name, key_name), query)
+    _assert_alike(fast, slow)
+    assert django_calls == []  # the fast path answered
+    if case == "photo":
+        assert fast[0] == 200 and len(fast[1]["pdq"]) == 64 and fast[2]["Allow"] == "GET, POST, HEAD, OPTIONS"
+
+
+HANDED_OVER = {
+    # name: (body, query, extra environ): Django answers, from the body the fast path read
+    "two-files": (_multipart(_part("photo", _jpeg()), _part("photo", _jpeg())), "", {}),
+    "unknown-field": (_multipart(_part("nope", _jpeg())), "", {}),
+    "empty-file": (_multipart(_part("photo", b"")), "", {}),
+    "path-in-file-name": (_multipart(_part("photo", _jpeg(), filename="../../x.jpg")), "", {}),
+    "empty-file-name": (_multipart(_part("photo", _jpeg(), filename="")), "", {}),
+    "transfer-encoding": (
+        _multipart(_part("photo", _jpeg(), extra="Content-Transfer-Encoding: binary\r\n")),
+        "",
+        {},
+    ),
+    "epilogue": (_multipart(_part("photo", _jpeg()), epilogue=b"trailing words"), "", {}),
+    "preamble": (b"a preamble\r\n" + _multipart(_part("photo", _jpeg())), "", {}),
+    "text-field-too": (
+        _multipart(
+            _part("photo", _jpeg()),
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n'.encode(),
+        ),
+        "",
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HANDED_OVER))
+def test_hash_upload_other_bodies_are_handed_to_django_as_sent(wsgi, hash_keys, django_calls, case):
+    body, query, extra = HANDED_OVER[case]
+    fast, slow, _ = _both(wsgi, body, hash_keys["hash"], query, **extra)
+    _assert_alike(fast, slow)
+    assert len(django_calls) == 1
+    assert django_calls[0]["wsgi.input"].getvalue() == body
+
+
+@pytest.mark.parametrize(
+    ("query", "extra"),
+    [
+        ("url=http://example.com/x.jpg", {}),  # a parameter of GET only
+        ("types=pdq&types=video_md5", {}),  # a repeated parameter
+        ("", {"HTTP_ACCEPT": "text/html"}),  # not JSON: DRF's negotiation decides
+        ("", {"CONTENT_TYPE": "application/json"}),
+        ("", {"CONTENT_TYPE": "multipart/form-data"}),  # no boundary
+        ("", {"CONTENT_LENGTH": "nope"}),
+    ],
+)
+def test_hash_upload_requests_outside_the_fast_path_go_to_django_unread(wsgi, hash_keys, django_calls, query, extra):
+    body = _multipart(_part("photo", _jpeg()))
+    fast, slow, environ = _both(wsgi, body, hash_keys["hash"], query, **extra)
+    _assert_alike(fast, slow)
+    assert django_calls == [environ]  # Django got the request as it came, its body stream unread
+
+
+def test_hash_upload_bigger_than_memory_goes_to_django(wsgi, hash_keys, django_calls, settings):
+    # Given uploads over 1 KB spool to a temporary file in Django
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024
+    body = _multipart(_part("photo", _jpeg()))
+    fast, slow, environ = _both(wsgi, body, hash_keys["hash"], "")
+    _assert_alike(fast, slow)
+    assert fast[0] == 200 and django_calls == [environ]
+
+
+def test_hash_upload_without_the_hasher_role_goes_to_django(wsgi, hash_keys, django_calls, settings):
+    settings.OMM_ROLES = {"matcher"}  # (Django's routes were made at start-up: it still answers)
+    environ = _upload_environ(_multipart(_part("photo", _jpeg())), hash_keys["hash"])
+    _call(wsgi.application, environ)
+    assert django_calls == [environ]
+
+
+@pytest.mark.skipif(not EXPECTED_PDQ, reason=NO_PDQ_DATA)
+def test_hash_upload_fast_path_gives_the_reference_hashes(wsgi, hash_keys, django_calls):
+    # Every reference image (EXPECTED_PDQ.tsv) through the fast path: the known hash and quality.
+    for relative, pdq, quality in EXPECTED_PDQ:
+        body = _multipart(_part("photo", (PDQ_DATA_DIR / relative).read_bytes()))
+        status, answer, _ = _call(wsgi.application, _upload_environ(body, hash_keys["hash"], "include_quality=true"))
+        assert status == 200, relative
+        assert (answer["pdq"], answer["pdq_quality"]) == (pdq, quality), relative
+    assert django_calls == []
+
+
+def test_single_file_part_reads_what_djangos_parser_reads():
+    from django.core.files.uploadhandler import MemoryFileUploadHandler
+    from django.http.multipartparser import MultiPartParser
+
+    from omm_project.lib.uploads import single_file_part
+
+    for body in (
+        _multipart(_part("photo", _jpeg())),
+        _multipart(_part("video", b"\r\n--not-the-boundary\r\n\r\n")),
+        _multipart(_part("photo", b"x"))[:-2],
+    ):
+        meta = {"CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}", "CONTENT_LENGTH": str(len(body))}
+        _, files = MultiPartParser(meta, io.BytesIO(body), [MemoryFileUploadHandler()]).parse()
+        ((field, upload),) = files.items()
+        assert single_file_part(body, BOUNDARY.encode()) == (field, upload.read())
+    assert single_file_part(_multipart(_part("photo", b"x"), _part("photo", b"y")), BOUNDARY.encode()) is None
+    assert single_file_part(b"", BOUNDARY.encode()) is None
