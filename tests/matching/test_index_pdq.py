@@ -116,14 +116,16 @@ def test_clustered_data():
     assert a > 1000
 
 
-@pytest.mark.parametrize("numpy_only", [False, True])
-def test_a_batch_answers_as_its_queries_one_by_one(monkeypatch, numpy_only):
+@pytest.mark.parametrize("numpy_only, threads", [(False, 2), (False, 1), (True, 2)])
+def test_a_batch_answers_as_its_queries_one_by_one(monkeypatch, numpy_only, threads):
     """
-    Many queries at once (several blocks, duplicates, queries left to brute force for their
-    crowded buckets beside ones the tables answer) give each query's own answer, which is exact.
+    Many queries at once (several blocks, on one thread or spread over a pool; duplicates;
+    queries left to brute force for their crowded buckets beside ones the tables answer) give
+    each query's own answer, which is exact.
     """
     from matching.index import pdq
 
+    monkeypatch.setattr(pdq, "SEARCH_THREADS", threads)
     if numpy_only:
         monkeypatch.setattr(pdq, "faiss", None)
     rng = np.random.default_rng(11)
