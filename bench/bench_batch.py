@@ -156,18 +156,13 @@ def main() -> None:
         ready_seconds = common.wait_ready(port)
         pids = common.worker_pids(server, args.workers)
         # Warm up: both workers load their mappings of the shared index and run a few batches.
-        post_batches(port=port, key=key, bodies=bodies, sizes=sizes, concurrency=2, duration=3, max_batches=6)
+        load = {"port": port, "key": key, "bodies": bodies, "sizes": sizes}
+        post_batches(**load, concurrency=2, duration=3, max_batches=6)
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
             cpu_before = sum(common.cpu_seconds(p) for p in pids)
             load_before = os.getloadavg()[0]
             figures = post_batches(
-                port=port,
-                key=key,
-                bodies=bodies,
-                sizes=sizes,
-                concurrency=concurrency,
-                duration=args.duration,
-                max_batches=args.max_batches,
+                **load, concurrency=concurrency, duration=args.duration, max_batches=args.max_batches
             )
             cpu = sum(common.cpu_seconds(p) for p in pids) - cpu_before
             done = figures["batches"] * size

@@ -1,7 +1,7 @@
 """POST /m/raw_lookup (batch): each entry answered as GET /m/raw_lookup answers it, in order."""
 
 import json
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -126,24 +126,15 @@ def test_batch_entry_point_matches_single_lookups_across_threads(world):
             expected.append((list(hits), hits.suppressed))
         except lookup.InvalidInput as exc:
             expected.append(exc.message)
+
     # When several threads look the whole set up as batches at once
-    answers, failures = [], []
+    def batch(_: int) -> list:
+        got = lookup.raw_lookup_many(signal_type=signal_type, signals=strings)
+        return [r.message if isinstance(r, lookup.InvalidInput) else (list(r), r.suppressed) for r in got]
 
-    def run() -> None:
-        try:
-            got = lookup.raw_lookup_many(signal_type=signal_type, signals=strings)
-            answers.append([r.message if isinstance(r, lookup.InvalidInput) else (list(r), r.suppressed) for r in got])
-        except Exception as exc:  # pragma: no cover - reported below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(batch, range(4)))
     # Then every batch answers exactly as the single lookups
-    assert not failures
-    assert len(answers) == 4
     assert all(answer == expected for answer in answers)
     assert any(isinstance(e, tuple) and e[0] for e in expected)
 
