@@ -1,3 +1,5 @@
+import os
+
 from django.apps import AppConfig
 
 
@@ -10,6 +12,7 @@ class MatchingConfig(AppConfig):
 
         from exchanges.selectors import index_status_provider_register
         from matching import conf, lookup, metrics, runtime, selectors
+        from matching.index import pdq
         from omm_project.core import readiness
         from omm_project.lib.metrics import register_provider
         from omm_project.lib.processes import is_web_server_process
@@ -19,6 +22,7 @@ class MatchingConfig(AppConfig):
         # Retroaction (reviews, an app below this one) answers "does this match" through lookup.
         retroaction_matcher_register(lookup.ContentsMatcher)
         register_provider(metrics.snapshot_metrics)
+        pdq.SEARCH_THREADS = min(settings.OMM_PDQ_SEARCH_THREADS, os.cpu_count() or 1)
         index_status_provider_register(selectors.index_status_all)  # exchanges' readiness report
         # Start loading indexes as soon as a web server process is up, not at the first probe.
         # Never in management commands, Celery workers or tests: they serve no lookups.

@@ -8,11 +8,14 @@ indexes in matching.index:
 - "generic": GenericIndex, a linear scan with the type's own comparison, for anything else.
 
 Every kind answers a query with `Hits`: content ids, integer distances (PDQ only) and the distance
-strings HMA reports ("17" for PDQ, "-" for exact, the type's pretty_str otherwise).
+strings HMA reports ("17" for PDQ, "-" for exact, the type's pretty_str otherwise). Queries are
+searched in batches (`search_many`; one lookup is a batch of one), so a batch lookup and a single
+one go through the same index search (PDQ: PdqIndex's block search over many queries at once).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -71,7 +74,12 @@ class Kind:
         """An index of a few values (a matcher's delta of recent additions)."""
         raise NotImplementedError
 
-    def search(self, index: Any, value: str, threshold: int) -> Hits:
+    def search(self, index: Any, value: Any, threshold: int) -> Hits:
+        """The hits of one prepared query (a batch of one)."""
+        return self.search_many(index, [value], threshold)[0]
+
+    def search_many(self, index: Any, values: Sequence[Any], threshold: int) -> list[Hits]:
+        """The hits of each prepared query (prepare_query), in order."""
         raise NotImplementedError
 
     def holds(self, index: Any, row: int, content_id: int, value: str) -> bool:
@@ -107,11 +115,10 @@ class PdqKind(Kind):
     def prepare_query(self, value: str) -> np.ndarray:
         return hex_to_pdq(value)
 
-    def search(self, index: PdqIndex, value: Any, threshold: int) -> Hits:
-        if len(index) == 0:
-            return EMPTY_HITS
-        ids, dists = index.search(value, threshold)[0]
-        return Hits(ids, dists)
+    def search_many(self, index: PdqIndex, values: Sequence[Any], threshold: int) -> list[Hits]:
+        if len(index) == 0 or not values:
+            return [EMPTY_HITS] * len(values)
+        return [Hits(ids, dists) for ids, dists in index.search(np.stack(values), threshold)]
 
     def holds(self, index: PdqIndex, row: int, content_id: int, value: str) -> bool:
         if row >= len(index) or int(index.ids[row]) != content_id:
@@ -157,10 +164,10 @@ class ExactKind(Kind):
     def build_small(self, values: list[str], ids: np.ndarray) -> ExactIndex:
         return ExactIndex.build(values, np.asarray(ids, dtype=np.int64))
 
-    def search(self, index: ExactIndex, value: Any, threshold: int) -> Hits:
+    def search_many(self, index: ExactIndex, values: Sequence[Any], threshold: int) -> list[Hits]:
         if len(index) == 0:
-            return EMPTY_HITS
-        return Hits(index.search(value), None)
+            return [EMPTY_HITS] * len(values)
+        return [Hits(index.search(value), None) for value in values]
 
     def holds(self, index: ExactIndex, row: int, content_id: int, value: str) -> bool:
         return bool(np.any(index.search(value) == content_id))
@@ -214,7 +221,10 @@ class GenericKind(Kind):
     def build_small(self, values: list[str], ids: np.ndarray) -> GenericIndex:
         return GenericIndex.build(self.signal_type, values, np.asarray(ids, dtype=np.int64))
 
-    def search(self, index: GenericIndex, value: Any, threshold: int) -> Hits:
+    def search_many(self, index: GenericIndex, values: Sequence[Any], threshold: int) -> list[Hits]:
+        return [self._search_one(index, value) for value in values]
+
+    def _search_one(self, index: GenericIndex, value: Any) -> Hits:
         matches = index.search(value)
         if not matches:
             return EMPTY_HITS

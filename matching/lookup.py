@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import typing as t
 from collections.abc import Sequence
 
 from django.conf import settings
@@ -75,28 +76,30 @@ def type_state_get(name: str) -> tuple[MatcherState, TypeState]:
     return state, type_state
 
 
-def _matches(signal_type: type[SignalType], value: str) -> tuple[MatcherState, list[Match]]:
-    """The index hits of a validated signal value."""
-    state, type_state = type_state_get(signal_type.get_name())
-    return state, _matches_in(state, type_state, value)
-
-
 def _matches_in(state: MatcherState, type_state: TypeState, value: str) -> list[Match]:
     """The hits of a validated value in one state, each held to its bank's PDQ threshold."""
+    return _matches_in_many(state, type_state, [value])[0]
+
+
+def _matches_in_many(state: MatcherState, type_state: TypeState, values: Sequence[str]) -> list[list[Match]]:
+    """_matches_in of each validated value, in order: one index search for them all."""
     default = settings.OMM_PDQ_MATCH_THRESHOLD  # a bank's own threshold replaces it for that bank
     if type_state.kind.name != "pdq":
-        return type_state.matches(value, default)
+        return type_state.matches_many(values, default)
     # Search as wide as the widest bank threshold, then hold each hit to its own bank's.
-    matches = type_state.matches(value, max(default, state.max_bank_pdq_threshold))
+    found = type_state.matches_many(values, max(default, state.max_bank_pdq_threshold))
     if state.max_bank_pdq_threshold >= 0:
         banks = state.banks
-        matches = [
-            m
-            for m in matches
-            if (b := banks.get(m.bank_id)) is not None
-            and m.distance <= (b.pdq_threshold if b.pdq_threshold is not None else default)
+        found = [
+            [
+                m
+                for m in matches
+                if (b := banks.get(m.bank_id)) is not None
+                and m.distance <= (b.pdq_threshold if b.pdq_threshold is not None else default)
+            ]
+            for matches in found
         ]
-    return matches
+    return found
 
 
 def _existing(state: MatcherState, matches: list[Match], banks: Sequence[str] | None) -> list[Hit]:
@@ -128,14 +131,54 @@ def hits_suppressed(state: MatcherState, hits: Sequence[Hit]) -> bool:
 def raw_lookup(*, signal_type: type[SignalType], signal: str, banks: Sequence[str] | None = None) -> LookupHits:
     """HMA's raw lookup: every hit of existing content (no enabled or ratio filtering)."""
     started = time.perf_counter()
-    state, matches = _matches(signal_type, signal_parse(signal_type, signal))
-    existing = _existing(state, matches, banks)
-    hits = LookupHits(existing, suppressed=hits_suppressed(state, existing))
-    name = signal_type.get_name()
-    metrics.lookup_observe(endpoint="raw_lookup", signal_type=name, seconds=time.perf_counter() - started)
-    # Bank names come from the matcher's bank table in memory: counting costs no query.
-    metrics.matches_count(signal_type=name, hits=hits)
+    hits = _raw_lookups(signal_type, [signal_parse(signal_type, signal)], banks)[0]
+    metrics.lookup_observe(
+        endpoint="raw_lookup", signal_type=signal_type.get_name(), seconds=time.perf_counter() - started
+    )
     return hits
+
+
+def raw_lookup_many(
+    *, signal_type: type[SignalType], signals: Sequence[object], banks: Sequence[str] | None = None
+) -> list[LookupHits | InvalidInput]:
+    """
+    raw_lookup of many signals, in order, searched as one batch: each entry's hits (what
+    raw_lookup answers for it), or the InvalidInput of an entry that is not a valid signal (a
+    wrong entry does not fail the others).
+    """
+    started = time.perf_counter()
+    out: list[LookupHits | InvalidInput | None] = [None] * len(signals)
+    valid, values = [], []
+    for i, signal in enumerate(signals):
+        if not isinstance(signal, str):
+            out[i] = InvalidInput("invalid signal: not a string")
+            continue
+        try:
+            values.append(signal_parse(signal_type, signal))
+        except InvalidInput as exc:
+            out[i] = exc
+            continue
+        valid.append(i)
+    for i, hits in zip(valid, _raw_lookups(signal_type, values, banks), strict=True):
+        out[i] = hits
+    metrics.lookup_observe(
+        endpoint="raw_lookup_batch", signal_type=signal_type.get_name(), seconds=time.perf_counter() - started
+    )
+    return t.cast(list, out)
+
+
+def _raw_lookups(signal_type: type[SignalType], values: Sequence[str], banks: Sequence[str] | None) -> list[LookupHits]:
+    """The raw lookup hits of validated values, from one state."""
+    name = signal_type.get_name()
+    state, type_state = type_state_get(name)
+    out = []
+    for matches in _matches_in_many(state, type_state, values) if values else []:
+        existing = _existing(state, matches, banks)
+        hits = LookupHits(existing, suppressed=hits_suppressed(state, existing))
+        # Bank names come from the matcher's bank table in memory: counting costs no query.
+        metrics.matches_count(signal_type=name, hits=hits)
+        out.append(hits)
+    return out
 
 
 def content_enabled(disable_until: int, now: int) -> bool:
@@ -378,6 +421,22 @@ def raw_lookup_answer(
     if details is not None or include_distance:
         matches = [{**entry, **SUPPRESSED_FLAG} for entry in matches]
     return {"matches": matches, **SUPPRESSED_FLAG}
+
+
+def raw_lookup_batch_answer(
+    signals: Sequence[object], results: Sequence[LookupHits | InvalidInput], *, include_distance: bool
+) -> dict:
+    """
+    The body of POST /m/raw_lookup: {"results": [...]} in the order of `signals`, each
+    {"signal": <as sent>, **raw_lookup_answer} or {"signal": <as sent>, "error": {message, code}}.
+    """
+    out = []
+    for signal, result in zip(signals, results, strict=True):
+        if isinstance(result, InvalidInput):
+            out.append({"signal": signal, "error": {"message": result.message, "code": result.code}})
+        else:
+            out.append({"signal": signal, **raw_lookup_answer(result, include_distance=include_distance)})
+    return {"results": out}
 
 
 def hit_details(hits: list[Hit]) -> dict[int, dict]:

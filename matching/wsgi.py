@@ -7,15 +7,19 @@ their work:
 
 - GET /m/raw_lookup, the hottest endpoint a deployment has (every piece of uploaded content is
   looked up): through Django it cost about three times the index search itself;
-- POST /h/hash with a photo or video upload: about 1.5 ms of the 10 a 1 MP photo costs.
+- POST /h/hash with a photo or video upload: about 1.5 ms of the 10 a 1 MP photo costs;
+- POST /m/raw_lookup (a batch), answered by the view's own function
+  (matching.api.views.raw_lookup_batch) when its body is a UTF-8 JSON document within
+  DATA_UPLOAD_MAX_MEMORY_SIZE and there is no query string.
 
 Each answers with the same access policy (core.auth.access_check, on PATH_INFO), the same code
 (matching.lookup; hashing.services.media_hash), the same JSON shapes and error bodies, the same
 access log line and X-Request-ID, and the security headers Django would add. Requests they do
 not fully handle go to Django unchanged: any other path or method, `include_details`, an
-unexpected Host, an Accept or query parameter the fast path does not take, and any upload body
-but the plainest (lib.uploads.single_file_part: one file part, in memory); such a body, once
-read, is handed to Django as it came. tests/matching/test_wsgi.py checks both paths answer alike.
+unexpected Host, an Accept or query parameter the fast path does not take, any upload body but
+the plainest (lib.uploads.single_file_part: one file part, in memory) and a batch body that is
+not JSON; such a body, once read, is handed to Django as it came. tests/matching/test_wsgi.py
+checks both paths answer alike.
 """
 
 from __future__ import annotations
@@ -44,11 +48,12 @@ from django.utils.http import parse_header_parameters  # noqa: E402
 from rest_framework import exceptions  # noqa: E402
 
 from matching import lookup  # noqa: E402
+from matching.api.views import raw_lookup_batch  # noqa: E402
 from omm_project.core.auth import access_check, access_error  # noqa: E402
 from omm_project.lib import pytx, uploads  # noqa: E402
-from omm_project.lib.api import parse_csv, validated  # noqa: E402
+from omm_project.lib.api import exception_handler, parse_csv, validated  # noqa: E402
 from omm_project.lib.errors import InvalidInput, OmmError  # noqa: E402
-from omm_project.lib.inputs import query_bool  # noqa: E402
+from omm_project.lib.inputs import json_loads, query_bool  # noqa: E402
 from omm_project.lib.middleware import query_problem  # noqa: E402
 from omm_project.lib.request_log import request_id_var  # noqa: E402
 
@@ -70,6 +75,7 @@ _STATUS_TEXT = {
     400: "400 Bad Request",
     401: "401 Unauthorized",
     403: "403 Forbidden",
+    413: "413 Request Entity Too Large",
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
@@ -110,11 +116,9 @@ def _raw_lookup(query: dict[str, str]) -> dict:
 
 
 def _error(exc: Exception) -> tuple[int, dict, list[tuple[str, str]]]:
-    if isinstance(exc, OmmError):
-        body = {"message": exc.message, "code": exc.code}
-        if exc.errors:
-            body["errors"] = exc.errors
-        return exc.status_code, body, []
+    if isinstance(exc, (OmmError, exceptions.ValidationError)):
+        response = exception_handler(exc, {})  # the one mapping of the DRF views
+        return response.status_code, response.data, []
     assert isinstance(exc, exceptions.APIException)
     return access_error(exc)
 
@@ -191,6 +195,31 @@ def _hash_upload(environ: dict, pairs: list[tuple[str, str]]) -> dict:
     return hash_result_data(hashes, include_quality=query["include_quality"])
 
 
+def _batch_takes(environ: dict, pairs: list[tuple[str, str]]) -> bool:
+    """Whether POST /m/raw_lookup is one the fast path takes: UTF-8 JSON, no query, length within the cap."""
+    media_type, _, params = environ.get("CONTENT_TYPE", "").partition(";")
+    if media_type.strip().lower() != "application/json" or pairs or environ.get("QUERY_STRING"):
+        return False
+    charset = params.strip().lower()
+    if charset and charset not in ("charset=utf-8", 'charset="utf-8"'):
+        return False
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return False
+    return 0 < length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+def _batch(environ: dict, pairs: list[tuple[str, str]]) -> dict:
+    """POST /m/raw_lookup, as matching.api.views.RawLookupView.post answers it."""
+    body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+    try:
+        data = json_loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, InvalidInput):
+        raise _ToDjango(body) from None  # Django's parser gives its own 400
+    return raw_lookup_batch(data)
+
+
 @dataclass(frozen=True)
 class _Route:
     role: str  # the OMM_ROLES role that serves it
@@ -202,11 +231,12 @@ class _Route:
 _ROUTES = {
     (FAST_PATH, "GET"): _Route(
         role="matcher",
-        allow="GET, HEAD, OPTIONS",
+        allow="GET, POST, HEAD, OPTIONS",
         # include_details needs the database and the ORM.
         takes=lambda environ, pairs: "include_details" not in dict(pairs),
         answer=lambda environ, pairs: _raw_lookup(dict(pairs)),
     ),
+    (FAST_PATH, "POST"): _Route(role="matcher", allow="GET, POST, HEAD, OPTIONS", takes=_batch_takes, answer=_batch),
     (HASH_PATH, "POST"): _Route(
         role="hasher", allow="GET, POST, HEAD, OPTIONS", takes=_hash_upload_takes, answer=_hash_upload
     ),

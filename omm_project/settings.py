@@ -291,6 +291,13 @@ OMM_UI_PREVIEW_MAX_BYTES = env.int("OMM_UI_PREVIEW_MAX_BYTES", default=10 * 1024
 # PDQ distance at or below which two hashes match (HMA and python-threatexchange use 31); a bank's
 # own threshold (/c/bank/<name>/match_settings) replaces it for that bank.
 OMM_PDQ_MATCH_THRESHOLD = env.int("OMM_PDQ_MATCH_THRESHOLD", default=31)
+# The most signals one POST /m/raw_lookup may send (413 above it). The body is also held to
+# OMM_MAX_JSON_BODY_BYTES: 10,000 PDQ hashes take about 0.7 MB of its 2 MB.
+OMM_RAW_LOOKUP_BATCH_MAX = env.int("OMM_RAW_LOOKUP_BATCH_MAX", default=10_000)
+# Threads one search of many PDQ hashes (a batch lookup) spreads over, at most one per CPU; its
+# gathers and distance calls release the GIL. 1: on the request's thread alone. Single lookups
+# never use them.
+OMM_PDQ_SEARCH_THREADS = env.int("OMM_PDQ_SEARCH_THREADS", default=2)
 # Where snapshot bytes live: "database" (chunked rows in the same database; every host that
 # reaches Postgres reaches them) or "storage" (a Django storage, e.g. an object store, named by
 # OMM_SNAPSHOT_STORAGE_ALIAS in STORAGES).

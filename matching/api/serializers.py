@@ -1,5 +1,6 @@
 """Shapes of the matching API. Inputs are checked here; their meaning is in matching.lookup."""
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from threatexchange.signal_type.signal_base import SignalType
@@ -7,8 +8,9 @@ from threatexchange.signal_type.signal_base import SignalType
 from matching import lookup
 from matching.models import MAX_PDQ_THRESHOLD
 from matching.services import pdq_threshold_validate
-from omm_project.lib.errors import InvalidInput
-from omm_project.lib.fields import CsvField, QueryBoolField
+from omm_project.lib.api import parse_csv
+from omm_project.lib.errors import InvalidInput, PayloadTooLarge
+from omm_project.lib.fields import BodyBoolField, CsvField, QueryBoolField
 
 
 class SignalQuerySerializer(serializers.Serializer):
@@ -23,6 +25,57 @@ class SignalQuerySerializer(serializers.Serializer):
         default=False,
         help_text="Beyond HMA: bank name, metadata, note, provenance per match.",
     )
+
+
+@extend_schema_field({"type": "array", "items": {"type": "string"}})
+class BatchSignalsField(serializers.Field):
+    """
+    The signals of POST /m/raw_lookup: a list of at most OMM_RAW_LOOKUP_BATCH_MAX entries (413
+    above it). Each entry is judged on its own by the lookup (an invalid one is answered in its
+    place), so they are not checked here.
+    """
+
+    def to_internal_value(self, data: object) -> list:
+        if not isinstance(data, list):
+            raise serializers.ValidationError("Expected a list of signals.")
+        limit = settings.OMM_RAW_LOOKUP_BATCH_MAX
+        if len(data) > limit:
+            raise PayloadTooLarge(
+                f"Too many signals: {len(data)}, the limit is {limit} per request (OMM_RAW_LOOKUP_BATCH_MAX)"
+            )
+        return data
+
+    def to_representation(self, value: list) -> list:
+        return value
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
+)
+class BankNamesField(serializers.Field):
+    """Bank names: a list, or a comma-separated string as /m/lookup's `banks`; trimmed, empties dropped."""
+
+    def to_internal_value(self, data: object) -> list[str] | None:
+        if isinstance(data, str):
+            return parse_csv(data) or None
+        if not isinstance(data, list) or not all(isinstance(name, str) for name in data):
+            raise serializers.ValidationError("Expected a list of bank names or a comma-separated string.")
+        return [name.strip() for name in data if name.strip()] or None
+
+    def to_representation(self, value: list[str]) -> list[str]:
+        return value
+
+
+class RawLookupBatchSerializer(serializers.Serializer):
+    """Body of POST /m/raw_lookup: many signals of one type, answered as GET /m/raw_lookup answers each."""
+
+    signal_type = serializers.CharField()
+    signals = BatchSignalsField(
+        help_text="At most OMM_RAW_LOOKUP_BATCH_MAX (default 10,000); an invalid entry is answered "
+        "with its error in its place."
+    )
+    banks = BankNamesField(required=False, help_text="Only matches in these banks, as /m/raw_lookup's banks.")
+    include_distance = BodyBoolField(required=False, default=False)
 
 
 # What the reviews app keeps of a lookup's content (its match log and retroaction columns).

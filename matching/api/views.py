@@ -19,6 +19,7 @@ from matching.api.serializers import (
     LookupMatchSerializer,
     LookupQuerySerializer,
     LookupUploadQuerySerializer,
+    RawLookupBatchSerializer,
     SignalQuerySerializer,
     SignalTypeIndexSerializer,
     SignalTypeQuerySerializer,
@@ -27,7 +28,7 @@ from omm_project.core.schema import KeyedBy
 from omm_project.lib import pytx
 from omm_project.lib.api import body_object, parse_csv, validated
 from omm_project.lib.errors import InvalidInput
-from omm_project.lib.inputs import query_bool
+from omm_project.lib.inputs import body_keys_check, query_bool
 from omm_project.lib.parsers import JSONParser
 from omm_project.lib.uploads import single_upload, upload_cap_install, upload_fields
 
@@ -123,23 +124,47 @@ def _lookup_hashes(hashes, params: dict, *, only: str | None = None) -> dict[str
     return results
 
 
+def raw_lookup_batch(body: object) -> dict:
+    """
+    POST /m/raw_lookup's answer to a parsed JSON body (this view and matching.wsgi's fast path
+    both answer with it): each signal's raw lookup, searched as one batch, in the body's order.
+    """
+    if not isinstance(body, dict):
+        raise InvalidInput("Request body must be a JSON object")
+    body_keys_check(body, RawLookupBatchSerializer._declared_fields)
+    params = validated(RawLookupBatchSerializer, body)
+    signals = params["signals"]
+    results = lookup.raw_lookup_many(
+        signal_type=lookup.signal_type_resolve(params["signal_type"]), signals=signals, banks=params.get("banks")
+    )
+    return lookup.raw_lookup_batch_answer(signals, results, include_distance=params["include_distance"])
+
+
+RawLookupAnswer = inline_serializer(
+    "RawLookup",
+    {
+        "matches": serializers.ListField(
+            help_text="Content ids; with include_distance or include_details, objects "
+            "{bank_content_id, distance, ...}."
+        ),
+        "suppressed": serializers.BooleanField(
+            required=False, help_text="Present (true) when the matches include a suppression bank's."
+        ),
+    },
+)
+
+
 class RawLookupView(MatchingView):
-    """GET: every match of a signal in the index, without enabled or ratio filtering."""
+    """
+    GET: every match of a signal in the index, without enabled or ratio filtering.
+    POST (beyond HMA): the same for many signals of one type at once.
+    """
+
+    parser_classes = [JSONParser]  # lib.parsers': storable strings, finite numbers, bounded depth
 
     @extend_schema(
         parameters=[SignalQuerySerializer],
-        responses=inline_serializer(
-            "RawLookup",
-            {
-                "matches": serializers.ListField(
-                    help_text="Content ids; with include_distance or include_details, objects "
-                    "{bank_content_id, distance, ...}."
-                ),
-                "suppressed": serializers.BooleanField(
-                    required=False, help_text="Present (true) when the matches include a suppression bank's."
-                ),
-            },
-        ),
+        responses=RawLookupAnswer,
     )
     def get(self, request: Request) -> Response:
         # The hot path: parameters are read by hand, as matching.wsgi's fast path reads them, and
@@ -159,6 +184,38 @@ class RawLookupView(MatchingView):
         )
         details = lookup.hit_details(hits) if params["include_details"] else None
         return Response(lookup.raw_lookup_answer(hits, include_distance=params["include_distance"], details=details))
+
+    @extend_schema(
+        request=RawLookupBatchSerializer,
+        responses=inline_serializer(
+            "RawLookupBatch",
+            {
+                "results": inline_serializer(
+                    "RawLookupBatchEntry",
+                    {
+                        "signal": serializers.JSONField(help_text="The entry as sent."),
+                        "matches": serializers.ListField(
+                            required=False, help_text="As GET /m/raw_lookup answers this signal."
+                        ),
+                        "suppressed": serializers.BooleanField(
+                            required=False, help_text="As GET /m/raw_lookup answers this signal."
+                        ),
+                        "error": inline_serializer(
+                            "RawLookupBatchError",
+                            {"message": serializers.CharField(), "code": serializers.CharField()},
+                            required=False,
+                            help_text="Instead of matches, for an entry that is not a valid signal.",
+                        ),
+                    },
+                    many=True,
+                    help_text="One entry per signal, in the body's order.",
+                )
+            },
+        ),
+        operation_id="m_raw_lookup_batch",
+    )
+    def post(self, request: Request) -> Response:
+        return Response(raw_lookup_batch(request.data))
 
 
 class LookupView(MatchingView):

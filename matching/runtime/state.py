@@ -7,7 +7,7 @@ import the runtime that builds it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -116,10 +116,21 @@ class TypeState:
 
     def matches(self, value: str, threshold: int) -> list[Match]:
         """Every entry matching a validated signal value, snapshot hits first, by distance."""
+        return self.matches_many([value], threshold)[0]
+
+    def matches_many(self, values: Sequence[str], threshold: int) -> list[list[Match]]:
+        """matches() of each validated value, in order, searched as one batch."""
         kind = self.kind
-        query = kind.prepare_query(value)
+        queries = [kind.prepare_query(value) for value in values]
+        base_hits = kind.search_many(self.base, queries, threshold)
+        delta_hits = kind.search_many(self.delta, queries, threshold) if self.delta is not None else None
+        return [
+            self._matches_of(base_hits[i], delta_hits[i] if delta_hits is not None else None)
+            for i in range(len(values))
+        ]
+
+    def _matches_of(self, hits: engine.Hits, delta_hits: engine.Hits | None) -> list[Match]:
         out: list[Match] = []
-        hits = kind.search(self.base, query, threshold)
         if len(hits):
             ids = hits.ids
             rows = np.searchsorted(self.table.content_ids, ids)
@@ -136,8 +147,8 @@ class TypeState:
                         int(self.disable_until[r]),
                     )
                 )
-        if self.delta is not None:
-            hits = kind.search(self.delta, query, threshold)
+        if delta_hits is not None:
+            hits = delta_hits
             for i in range(len(hits)):
                 entry = self.delta_entries.get(int(hits.ids[i]))
                 if entry is None:

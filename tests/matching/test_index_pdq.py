@@ -116,6 +116,42 @@ def test_clustered_data():
     assert a > 1000
 
 
+@pytest.mark.parametrize("numpy_only, threads", [(False, 2), (False, 1), (True, 2)])
+def test_a_batch_answers_as_its_queries_one_by_one(monkeypatch, numpy_only, threads):
+    """
+    Many queries at once (several blocks, on one thread or spread over a pool; duplicates;
+    queries left to brute force for their crowded buckets beside ones the tables answer) give
+    each query's own answer, which is exact.
+    """
+    from matching.index import pdq
+
+    monkeypatch.setattr(pdq, "SEARCH_THREADS", threads)
+    if numpy_only:
+        monkeypatch.setattr(pdq, "faiss", None)
+    rng = np.random.default_rng(11)
+    center = rng.integers(0, 256, size=32, dtype=np.uint8)
+    crowd = [_flip(rng, center, int(rng.integers(0, 12))) for _ in range(3000)]
+    hashes = np.stack(crowd + list(rng.integers(0, 256, size=(40_000, 32), dtype=np.uint8)))
+    ids = rng.permutation(len(hashes)).astype(np.int64)
+    index = PdqIndex.build(hashes, ids, multi_index=True)
+    near = [_flip(rng, hashes[int(i)], int(rng.integers(0, 40))) for i in rng.integers(3000, len(hashes), 150)]
+    crowded = [_flip(rng, center, 3) for _ in range(5)]
+    randoms = list(rng.integers(0, 256, size=(60, 32), dtype=np.uint8))
+    queries = np.stack(near + crowded + randoms + near[:10])
+    rng.shuffle(queries)
+    for threshold in (0, 31, 45):
+        batch = index.search(queries, threshold)
+        one_by_one = [index.search(q, threshold)[0] for q in queries]
+        for (got_ids, got_d), (one_ids, one_d) in zip(batch, one_by_one, strict=True):
+            np.testing.assert_array_equal(got_ids, one_ids)
+            np.testing.assert_array_equal(got_d, one_d)
+        assert _assert_exact(index, hashes, ids, queries, threshold) > (100 if threshold else 0)
+    # Both ways through the search were taken: tables for most queries, brute force for the crowd
+    values = [index._multi_index_block(queries[i : i + 64], 31) for i in range(0, len(queries), 64)]
+    answers = [r for block in values for r in block]
+    assert 0 < sum(r is None for r in answers) < len(answers) // 2
+
+
 @pytest.mark.parametrize("multi", [True, False])
 def test_single_hash_index(multi):
     rng = np.random.default_rng(3)

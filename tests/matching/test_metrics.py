@@ -195,6 +195,17 @@ def test_raw_lookup_through_django_is_timed_and_counted(anon_client, matcher_cli
     assert _lookups(after, "lookup") == _lookups(before, "lookup")
 
 
+def test_a_batch_is_timed_once_and_its_matches_counted(anon_client, matcher_client, loaded):
+    before = scrape(anon_client)
+    body = {"signal_type": "pdq", "signals": [PDQ_Y, PDQ_FAR, "zz", PDQ_Y]}
+    response = matcher_client.post("/m/raw_lookup", body, format="json")
+    assert response.status_code == 200
+    after = scrape(anon_client)
+    assert _lookups(after, "raw_lookup_batch") == _lookups(before, "raw_lookup_batch") + 1
+    assert _matches(after) == _matches(before) + 2
+    assert _lookups(after, "raw_lookup") == _lookups(before, "raw_lookup")
+
+
 def test_raw_lookup_through_the_wsgi_fast_path_is_timed_and_counted(anon_client, loaded, monkeypatch):
     from django.core.signals import request_finished, request_started
     from django.db import close_old_connections

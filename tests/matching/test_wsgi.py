@@ -168,7 +168,7 @@ def test_other_requests_go_to_django(wsgi, runtime, keys):
     status, body, _ = _call(wsgi.application, _environ("", keys["match"], path="/m/index/status"))
     assert status == 200 and "pdq" in body
     status, _, _ = _call(
-        wsgi.application, _environ("signal_type=pdq&signal=" + PDQ_A, keys["match"], method="POST")
+        wsgi.application, _environ("signal_type=pdq&signal=" + PDQ_A, keys["match"], method="PUT")
     )
     assert status == 405
 
@@ -380,3 +380,66 @@ def test_single_file_part_reads_what_djangos_parser_reads():
         assert single_file_part(body, BOUNDARY.encode()) == (field, upload.read())
     assert single_file_part(_multipart(_part("photo", b"x"), _part("photo", b"y")), BOUNDARY.encode()) is None
     assert single_file_part(b"", BOUNDARY.encode()) is None
+
+
+def _post_environ(body: bytes, key: str | None, content_type: str = "application/json", query: str = "") -> dict:
+    environ = _environ(query, key, method="POST")
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ["CONTENT_TYPE"] = content_type
+    return environ
+
+
+def _batch(**body) -> bytes:
+    return json.dumps({"signal_type": "pdq", **body}).encode()
+
+
+# (body, key, content type, query, answered by the fast path itself)
+POST_CASES = [
+    (_batch(signals=[PDQ_Y, PDQ_A, "zz", 5, None, PDQ_X.upper()]), "match", "application/json", "", True),
+    (_batch(signals=[PDQ_Y, PDQ_A], include_distance=True), "match", "application/json; charset=utf-8", "", True),
+    (_batch(signals=[PDQ_Y], banks=["OTHER"]), "match", "application/json", "", True),
+    (_batch(signals=[PDQ_Y], banks="BANK_A, OTHER"), "match", "application/json", "", True),
+    (_batch(signals=[MD5], signal_type="video_md5"), "match", "application/json", "", True),
+    (_batch(signals=[]), "match", "application/json", "", True),
+    (_batch(signals="nope"), "match", "application/json", "", True),
+    (_batch(signals=[PDQ_Y], include_distance="yes"), "match", "application/json", "", True),
+    (_batch(signals=[PDQ_Y], extra=1), "match", "application/json", "", True),
+    (_batch(signals=[PDQ_Y] * 4), "match", "application/json", "", True),  # over the limit of 3
+    (_batch(signals=[PDQ_Y], signal_type="nope"), "match", "application/json", "", True),
+    (b"[1, 2]", "match", "application/json", "", True),
+    (b"{nope", "match", "application/json", "", False),
+    (b'{"signal_type": "pdq", "signals": ["\\u0000"]}', "match", "application/json", "", False),
+    (b"\xff\xfe", "match", "application/json", "", False),
+    (_batch(signals=[PDQ_Y]), "match", "text/plain", "", False),
+    (_batch(signals=[PDQ_Y]), "match", "application/json", "x=1", False),
+    (_batch(signals=[PDQ_Y] * 40), "match", "application/json", "", False),  # over the byte limit
+    (_batch(signals=[PDQ_Y]), None, "application/json", "", True),
+    (_batch(signals=[PDQ_Y]), "curate", "application/json", "", True),
+    (_batch(signals=[PDQ_Y]), "bad-key", "application/json", "", True),
+]
+
+
+@pytest.mark.parametrize("body, key_name, content_type, query, fast_itself", POST_CASES)
+def test_fast_path_answers_batches_like_django(
+    wsgi, runtime, bank, keys, settings, monkeypatch, body, key_name, content_type, query, fast_itself
+):
+    settings.OMM_RAW_LOOKUP_BATCH_MAX = 3
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000
+    add(bank, pdq=PDQ_X)
+    add(bank_create(name="OTHER"), pdq=PDQ_Y, video_md5=MD5)
+    services.index_build(signal_type="pdq")
+    services.index_build(signal_type="video_md5")
+    runtime.refresh()
+    key = keys.get(key_name, key_name)
+    django_calls = []
+    django_application = wsgi.django_application
+    monkeypatch.setattr(wsgi, "django_application", lambda *a: django_calls.append(1) or django_application(*a))
+    fast = _call(wsgi.application, _post_environ(body, key, content_type, query))
+    slow = _call(django_application, _post_environ(body, key, content_type, query))
+    assert (not django_calls) is fast_itself
+    assert fast[0] == slow[0]
+    assert fast[1] == slow[1]
+    assert {h: fast[2].get(h) for h in COMPARED_HEADERS} == {h: slow[2].get(h) for h in COMPARED_HEADERS}
+    if fast[0] == 200 and body.startswith(b"{"):
+        assert len(fast[1]["results"]) == len(json.loads(body)["signals"])
