@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -65,6 +65,8 @@ class ClusterWindowLike(Protocol):
     def load(self, rows: Iterable[tuple[int, float, str, int]], *, cursor: int) -> None: ...
 
     def assign(self, *, value: str, at: float) -> Assignment: ...
+
+    def assign_many(self, rows: Sequence[tuple[str, float]]) -> list[Assignment]: ...
 
     def commit(self, *, new_ids: dict[int, int], cursor: int) -> None: ...
 
@@ -144,7 +146,8 @@ def cluster_batch_run(*, signal_type: str, window: ClusterWindowLike, batch_size
         if not settled:
             return BatchResult()
         chosen = _batch_chosen(settled)
-        assigned = {pk: window.assign(value=value, at=at.timestamp()) for pk, at, value, _ in chosen}
+        answers = window.assign_many([(value, at.timestamp()) for _, at, value, _ in chosen])
+        assigned = {row[0]: answer for row, answer in zip(chosen, answers, strict=True)}
         new_ids = _clusters_create(signal_type, chosen, assigned)
         cluster_of = {pk: new_ids.get(a.cluster_id, a.cluster_id) for pk, a in assigned.items()}
         touched = _clusters_count(chosen, cluster_of)

@@ -4,6 +4,7 @@ import threading
 from datetime import timedelta
 from unittest import mock
 
+import numpy as np
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
@@ -145,6 +146,48 @@ def test_the_window_lets_go_of_expired_entries():
     assert window.size == 10
     assert window.assign(value=PDQ_FAR, at=now + 1).cluster_id == 2
     assert window.assign(value=PDQ, at=now + 1).cluster_id < 0  # its old neighbours are gone
+
+
+@pytest.mark.parametrize("delta_max", [40, 32_768])
+def test_a_batch_is_assigned_as_one_submission_after_another(monkeypatch, delta_max):
+    # Given two equal windows (a small delta_max makes batches compact the window first) holding
+    # clusters of near-duplicates, some of them older than the window
+    from matching import cluster_window
+
+    monkeypatch.setattr(cluster_window, "DELTA_MAX", delta_max)
+    rng = np.random.default_rng(5)
+    seeds = [rng.integers(0, 256, 32, dtype=np.uint8) for _ in range(8)]
+
+    def near(seed: np.ndarray, bits: int) -> str:
+        h = seed.copy()
+        for bit in rng.choice(256, size=bits, replace=False):
+            h[bit // 8] ^= 1 << (bit % 8)
+        return h.tobytes().hex()
+
+    now = 10_000_000.0
+    held = [
+        (i, now - (7200 if i % 5 == 0 else 60), near(seeds[i % 8], int(rng.integers(0, 40))), 1 + i % 8)
+        for i in range(120)
+    ]
+    one_by_one, batched = (
+        ClusterWindow(kind=PdqKind(pytx.signal_types()["pdq"]), window_seconds=3600, threshold=31) for _ in range(2)
+    )
+    for window in (one_by_one, batched):
+        window.load(held, cursor=120)
+    # When the same batches (near-duplicates at 0-40 bits, exact repeats within a batch, new
+    # content) are assigned one by one and as batches
+    for round_ in range(3):
+        rows = [(near(seeds[int(rng.integers(0, 8))], int(rng.integers(0, 40))), now + round_) for _ in range(60)]
+        rows += [rows[3], (rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex(), now + round_)]
+        rows += [rows[-1]]  # a new one, then its repeat within the batch: it joins the batch's own
+        expected = [one_by_one.assign(value=value, at=at) for value, at in rows]
+        got = batched.assign_many(rows)
+        # Then every answer is the same: cluster (new ones numbered alike) and distance
+        assert got == expected
+        new_ids = {a.cluster_id: 1000 * (round_ + 1) - a.cluster_id for a in expected if a.cluster_id < 0}
+        for window in (one_by_one, batched):
+            window.commit(new_ids=new_ids, cursor=200 + round_)
+    assert batched.size == one_by_one.size
 
 
 def test_a_rerun_changes_nothing(content):
