@@ -315,6 +315,21 @@ def wait_loaded_all(server: subprocess.Popen, log_path: Path, workers: int, time
     raise RuntimeError(f"{workers} workers did not load the snapshot in {timeout}s; see {log_path}")
 
 
+def matchers_start(port: int, log_path: Path, shared_dir: str) -> subprocess.Popen:
+    """gunicorn in the recommended web shape, matcher role, sharing the index through `shared_dir`."""
+    return start_gunicorn(
+        roles="matcher",
+        app="matching.wsgi:application",
+        port=port,
+        worker_class="gthread",
+        threads=THREADS,
+        workers=WORKERS,
+        log_path=log_path,
+        # INFO (the default outside benches) so that each worker logs its snapshot load.
+        extra_env={"OMM_LOG_LEVEL": "INFO", "OMM_MATCHER_SHARED_DIR": shared_dir},
+    )
+
+
 # --- the run ---------------------------------------------------------------------------------------
 
 
@@ -405,17 +420,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         port = free_port()
         gunicorn_log = workdir / "gunicorn.log"
         t0 = time.monotonic()
-        server = start_gunicorn(
-            roles="matcher",
-            app="matching.wsgi:application",
-            port=port,
-            worker_class="gthread",
-            threads=THREADS,
-            workers=WORKERS,
-            log_path=gunicorn_log,
-            # INFO (the default outside benches) so that each worker logs its snapshot load.
-            extra_env={"OMM_LOG_LEVEL": "INFO", "OMM_MATCHER_SHARED_DIR": shared_dir},
-        )
+        server = matchers_start(port, gunicorn_log, shared_dir)
         r["worker_load_s"] = wait_loaded_all(server, gunicorn_log, WORKERS, timeout=600)
         wait_ready(port, timeout=120)
         r["matcher_ready_s"] = time.monotonic() - t0
@@ -470,16 +475,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         sampler.mark("restart")
         log("step 5: restarting the matchers")
         t0 = time.monotonic()
-        server = start_gunicorn(
-            roles="matcher",
-            app="matching.wsgi:application",
-            port=port,
-            worker_class="gthread",
-            threads=THREADS,
-            workers=WORKERS,
-            log_path=workdir / "gunicorn-restart.log",
-            extra_env={"OMM_LOG_LEVEL": "INFO", "OMM_MATCHER_SHARED_DIR": shared_dir},
-        )
+        server = matchers_start(port, workdir / "gunicorn-restart.log", shared_dir)
         wait_ready(port, timeout=600)
         r["restart_ready_s"] = time.monotonic() - t0
         r["restart_agree"] = sum(
