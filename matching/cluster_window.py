@@ -177,7 +177,8 @@ class ClusterWindow:
         queries = [self.kind.prepare_query(value) for value, _ in rows]
         # Room for the whole batch in the delta first, so no compaction moves rows meanwhile.
         if self._n + batch > self._hashes.shape[0] or self._n - self._base_n + batch > DELTA_MAX:
-            self._compact(oldest=rows[0][1] - self.window_seconds)
+            # The batch's earliest time: a later id may carry an earlier time (concurrent inserts).
+            self._compact(oldest=min(at for _, at in rows) - self.window_seconds)
         start = self._n
         delta = PdqIndex.build(self._hashes[self._base_n : start], self._positions[self._base_n : start])
         own = PdqIndex.build(np.stack(queries), np.arange(start, start + batch, dtype=np.int64))

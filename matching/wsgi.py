@@ -197,7 +197,10 @@ def _hash_upload(environ: dict, pairs: list[tuple[str, str]]) -> dict:
 
 def _batch_takes(environ: dict, pairs: list[tuple[str, str]]) -> bool:
     """Whether POST /m/raw_lookup is one the fast path takes: UTF-8 JSON, no query, length within the cap."""
-    media_type, _, params = environ.get("CONTENT_TYPE", "").partition(";")
+    content_type = environ.get("CONTENT_TYPE", "")
+    if len(content_type) > 256:  # DRF refuses it (415): Django answers
+        return False
+    media_type, _, params = content_type.partition(";")
     if media_type.strip().lower() != "application/json" or pairs or environ.get("QUERY_STRING"):
         return False
     charset = params.strip().lower()

@@ -148,7 +148,7 @@ def test_the_window_lets_go_of_expired_entries():
     assert window.assign(value=PDQ, at=now + 1).cluster_id < 0  # its old neighbours are gone
 
 
-@pytest.mark.parametrize("delta_max", [40, 32_768])
+@pytest.mark.parametrize("delta_max", [100, 32_768])
 def test_a_batch_is_assigned_as_one_submission_after_another(monkeypatch, delta_max):
     # Given two equal windows (a small delta_max makes batches compact the window first) holding
     # clusters of near-duplicates, some of them older than the window
@@ -176,18 +176,23 @@ def test_a_batch_is_assigned_as_one_submission_after_another(monkeypatch, delta_
         window.load(held, cursor=120)
     # When the same batches (near-duplicates at 0-40 bits, exact repeats within a batch, new
     # content) are assigned one by one and as batches
+    compacted = 0
     for round_ in range(3):
         rows = [(near(seeds[int(rng.integers(0, 8))], int(rng.integers(0, 40))), now + round_) for _ in range(60)]
         rows += [rows[3], (rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex(), now + round_)]
         rows += [rows[-1]]  # a new one, then its repeat within the batch: it joins the batch's own
+        rows[1] = (rows[1][0], now + round_ - 1)  # a later id with an earlier time (concurrent inserts)
         expected = [one_by_one.assign(value=value, at=at) for value, at in rows]
+        bases_before = batched._base_n
         got = batched.assign_many(rows)
+        compacted += batched._base_n != bases_before
         # Then every answer is the same: cluster (new ones numbered alike) and distance
         assert got == expected
         new_ids = {a.cluster_id: 1000 * (round_ + 1) - a.cluster_id for a in expected if a.cluster_id < 0}
         for window in (one_by_one, batched):
             window.commit(new_ids=new_ids, cursor=200 + round_)
     assert batched.size == one_by_one.size
+    assert compacted if delta_max == 100 else not compacted  # the batch path made room first
 
 
 def test_a_rerun_changes_nothing(content):

@@ -412,6 +412,7 @@ POST_CASES = [
     (b'{"signal_type": "pdq", "signals": ["\\u0000"]}', "match", "application/json", "", False),
     (b"\xff\xfe", "match", "application/json", "", False),
     (_batch(signals=[PDQ_Y]), "match", "text/plain", "", False),
+    (_batch(signals=[PDQ_Y]), "match", "application/json" + " " * 300 + "; charset=utf-8", "", False),  # DRF: 415
     (_batch(signals=[PDQ_Y]), "match", "application/json", "x=1", False),
     (_batch(signals=[PDQ_Y] * 40), "match", "application/json", "", False),  # over the byte limit
     (_batch(signals=[PDQ_Y]), None, "application/json", "", True),
