@@ -108,25 +108,6 @@ class ClusterWindow:
         # A view of the buffer's first n rows: C-contiguous, so PdqIndex keeps it without a copy.
         self._base = PdqIndex.build(self._hashes[:n], self._positions[:n])
 
-    def _pdq_nearest(self, query: np.ndarray, oldest: float) -> tuple[int, int] | None:
-        """(row, distance) of the nearest entry at or after `oldest`; ties go to the newest row."""
-        best: tuple[int, int] | None = None
-        delta = PdqIndex.build(self._hashes[self._base_n : self._n], self._positions[self._base_n : self._n])
-        for index in (self._base, delta):
-            hits = self.kind.search(index, query, self.threshold)
-            if len(hits) == 0:
-                continue
-            rows, distances = hits.ids, hits.distances
-            live = self._times[rows] >= oldest
-            rows, distances = rows[live], distances[live]
-            if rows.size == 0:
-                continue
-            order = np.lexsort((-rows, distances))  # nearest first, then newest
-            candidate = (int(rows[order[0]]), int(distances[order[0]]))
-            if best is None or (candidate[1], -candidate[0]) < (best[1], -best[0]):
-                best = candidate
-        return best
-
     # --- The clusterer's calls ----------------------------------------------------------------
 
     def load(self, rows: Iterable[tuple[int, float, str, int]], *, cursor: int) -> None:
@@ -144,16 +125,9 @@ class ClusterWindow:
         The cluster of the nearest submission within the threshold among those held no older than
         the window before `at`; or a new cluster (a negative temporary id). Adds the submission.
         """
-        oldest = at - self.window_seconds
         if self._pdq:
-            query = self.kind.prepare_query(value)
-            nearest = self._pdq_nearest(query, oldest)
-            if nearest is None:
-                cluster_id, distance = self._temp_id(), None
-            else:
-                cluster_id, distance = int(self._clusters[nearest[0]]), nearest[1]
-            self._append(query, cluster_id, at)
-            return Assigned(cluster_id, distance)
+            return self._pdq_assign([(value, at)])[0]
+        oldest = at - self.window_seconds
         held = self._values.get(value)
         if held is not None and held[1] >= oldest:
             cluster_id, distance = held[0], 0
@@ -171,9 +145,18 @@ class ClusterWindow:
         of the nearest is left per submission. A clusterer's batch is up to 1,000 submissions;
         one search per submission cost more in Python around it than in the search itself.
         """
-        batch = len(rows)
-        if not self._pdq or batch == 0 or batch > DELTA_MAX:
+        if not self._pdq:
             return [self.assign(value=value, at=at) for value, at in rows]
+        # The delta holds at most DELTA_MAX entries, so a bigger batch goes in parts of that size.
+        return [
+            a for start in range(0, len(rows), DELTA_MAX) for a in self._pdq_assign(rows[start : start + DELTA_MAX])
+        ]
+
+    def _pdq_assign(self, rows: Sequence[tuple[str, float]]) -> list[Assigned]:
+        """assign_many() of at most DELTA_MAX PDQ submissions: the one nearest-neighbour rule."""
+        batch = len(rows)
+        if batch == 0:
+            return []
         queries = [self.kind.prepare_query(value) for value, _ in rows]
         # Room for the whole batch in the delta first, so no compaction moves rows meanwhile.
         if self._n + batch > self._hashes.shape[0] or self._n - self._base_n + batch > DELTA_MAX:

@@ -252,8 +252,9 @@ def _clusters_count(chosen: list[tuple], cluster_of: dict[int, int]) -> dict[int
         if cluster.spreading_since is None and cluster.last_hour_count > settings.OMM_CLUSTER_SPREADING_PER_HOUR:
             cluster.spreading_since = cluster.last_seen_at
             spreading.append(cluster)
-    counted = CLUSTER_COUNTS
-    rows_update(Cluster, counted, [(c.pk, *(getattr(c, name) for name in counted)) for c in clusters.values()])
+    rows_update(
+        Cluster, CLUSTER_COUNTS, [(c.pk, *(getattr(c, name) for name in CLUSTER_COUNTS)) for c in clusters.values()]
+    )
     for cluster in spreading:
         event_deliveries_create(
             event_type=WebhookEvent.CLUSTER_SPREADING,
@@ -274,9 +275,7 @@ def _last_hour_count(clusters: dict[int, Cluster]) -> None:
     if not clusters:
         return
     adapt = connection.ops.adapt_datetimefield_value
-    bounds = [
-        (pk, adapt(c.last_seen_at - timedelta(hours=1)), adapt(c.last_seen_at)) for pk, c in clusters.items()
-    ]
+    bounds = [(pk, adapt(c.last_seen_at - timedelta(hours=1)), adapt(c.last_seen_at)) for pk, c in clusters.items()]
     submissions = connection.ops.quote_name(Submission._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
