@@ -1,7 +1,7 @@
 """
 WSGI entry point for every omm web process: `gunicorn matching.wsgi:application`.
 
-Two endpoints are answered here directly, because Django's full stack (thirteen middlewares, URL
+Three endpoints are answered here directly, because Django's full stack (thirteen middlewares, URL
 resolution, DRF's request, parsers, content negotiation and rendering) costs a large part of
 their work:
 
@@ -201,7 +201,7 @@ def _batch_takes(environ: dict, pairs: list[tuple[str, str]]) -> bool:
     if len(content_type) > 256:  # DRF refuses it (415): Django answers
         return False
     media_type, _, params = content_type.partition(";")
-    if media_type.strip().lower() != "application/json" or pairs or environ.get("QUERY_STRING"):
+    if media_type.strip().lower() != "application/json" or environ.get("QUERY_STRING"):
         return False
     charset = params.strip().lower()
     if charset and charset not in ("charset=utf-8", 'charset="utf-8"'):
