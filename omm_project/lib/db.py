@@ -174,3 +174,24 @@ def rows_update(model: type[Model], fields: Sequence[str], rows: Iterable[Sequen
                 f"AS v({', '.join(names)}) WHERE {table}.{pk} = v.id",
                 [value for row in part for value in row],
             )
+
+
+def row_insert(model: type[Model], values: Mapping[str, Any]) -> int:
+    """
+    Insert one row of `model` with these field values (every column without a database default
+    must be given) and return its primary key: one INSERT ... RETURNING. What
+    Model.objects.create does without building a model instance, its signals and the ORM's SQL
+    compiler, which cost about 0.1 ms of CPU a row on a hot path (the matcher remembers a
+    submission per matched lookup). Values go through each field's own conversion.
+    """
+    meta = model._meta
+    fields = [meta.get_field(name) for name in values]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    params = [f.get_db_prep_save(value, connection) for f, value in zip(fields, values.values(), strict=True)]
+    # RETURNING: PostgreSQL, and SQLite from 3.35 (Python 3.11's images ship 3.40).
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) RETURNING {quote(meta.pk.column)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]

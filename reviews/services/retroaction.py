@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from omm_project.lib.db import row_insert
 from omm_project.lib.errors import InvalidInput
 from omm_project.lib.tasks import enqueue, enqueue_on_commit
 from reviews.choices import MatchSource
@@ -50,18 +51,23 @@ def submission_remember(
     Keep a looked-up signal for retroaction and the clusterer; returns its id (pass it to
     match_log_record as submission_id), or None when neither wants it: retroaction is off, and
     clustering is off or the lookup did not match (`matched`) and only matched submissions are
-    clustered (services.clusters.clustering_remembers). One INSERT.
+    clustered (services.clusters.clustering_remembers). One INSERT, without the ORM's model
+    instance (lib.db.row_insert): it runs in every matched lookup's transaction.
     """
     if not (retroaction_enabled() or clustering_remembers(matched=matched)):
         return None
     if len(platform_content_id) > PLATFORM_CONTENT_ID_MAX_LENGTH:
         raise InvalidInput(f"content id must be at most {PLATFORM_CONTENT_ID_MAX_LENGTH} characters")
-    return Submission.objects.create(
-        signal_type=signal_type,
-        signal_value=signal_value,
-        platform_content_id=platform_content_id,
-        content_uri=content_uri,
-    ).pk
+    return row_insert(
+        Submission,
+        {
+            "created_at": timezone.now(),
+            "signal_type": signal_type,
+            "signal_value": signal_value,
+            "platform_content_id": platform_content_id,
+            "content_uri": content_uri,
+        },
+    )
 
 
 def retroaction_enqueue(*, content_ids: Sequence[int]) -> None:
@@ -200,9 +206,9 @@ def retroaction_run(*, content_ids: list[int]) -> int:
     if not found:
         return 0
     logged = set(
-        MatchLog.objects.filter(
-            submission_id__in=list(found), matched_content_id__in=content_ids
-        ).values_list("submission_id", "matched_content_id")
+        MatchLog.objects.filter(submission_id__in=list(found), matched_content_id__in=content_ids).values_list(
+            "submission_id", "matched_content_id"
+        )
     )
     submissions = Submission.objects.in_bulk(list(found))
     # A submission once suppressed stays suppressed: its late matches in other banks are the same
@@ -251,9 +257,7 @@ def submissions_prune(*, batch_size: int = 5000) -> int:
     deleted = 0
     while True:
         ids = list(
-            Submission.objects.filter(created_at__lt=cutoff)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:batch_size]
+            Submission.objects.filter(created_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:batch_size]
         )
         if not ids:
             return deleted

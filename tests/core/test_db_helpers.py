@@ -83,3 +83,31 @@ def test_rows_update_writes_each_row_its_own_values_and_skips_gone_rows():
         assert cluster.spreading_since == (later if i == 1 else None)
         assert cluster.first_seen_at == at  # a column not named is left as it was
     assert not Cluster.objects.filter(pk=gone_pk).exists()
+
+
+def test_row_insert_writes_one_row_with_each_fields_conversion_and_returns_its_key():
+    # Given a model with a datetime, text and a nullable foreign key (a submission)
+    from datetime import UTC, datetime
+
+    from omm_project.lib.db import row_insert
+    from reviews.models import Submission
+
+    at = datetime(2026, 12, 3, 16, 30, 5, 123456, tzinfo=UTC)
+    before = Submission.objects.count()
+    pdq = {"signal_type": "pdq", "signal_value": "ab" * 32, "platform_content_id": "post-1", "content_uri": ""}
+    md5 = {
+        "signal_type": "md5",
+        "signal_value": "cd" * 16,
+        "platform_content_id": "",
+        "content_uri": "https://e.test/a",
+    }
+    # When two rows are inserted
+    first = row_insert(Submission, {"created_at": at, **pdq})
+    second = row_insert(Submission, {"created_at": at, **md5})
+    # Then each key names its own row, read back through the ORM as written
+    assert Submission.objects.count() == before + 2 and first != second
+    row = Submission.objects.get(pk=first)
+    assert row.created_at == at
+    assert (row.signal_type, row.signal_value, row.platform_content_id) == ("pdq", "ab" * 32, "post-1")
+    assert row.cluster_id is None
+    assert Submission.objects.get(pk=second).content_uri == "https://e.test/a"
