@@ -111,3 +111,14 @@ def test_row_insert_writes_one_row_with_each_fields_conversion_and_returns_its_k
     assert (row.signal_type, row.signal_value, row.platform_content_id) == ("pdq", "ab" * 32, "post-1")
     assert row.cluster_id is None
     assert Submission.objects.get(pk=second).content_uri == "https://e.test/a"
+
+
+def test_postgresql_connections_run_without_jit():
+    # Given omm's own connection (settings: OMM_PG_JIT is false by default)
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    # When the server is asked
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        # Then JIT is off for this session, whatever the server's default
+        assert cursor.fetchone()[0] == "off"
