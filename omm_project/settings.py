@@ -504,6 +504,9 @@ SPECTACULAR_SETTINGS = {
         "CaseStateEnum": "reviews.choices.CaseState",
         "CaseVerdictEnum": "reviews.choices.CaseVerdict",
         "QuarantineStateEnum": "reviews.choices.QuarantineState",
+        "SubmitStatusEnum": "reviews.choices.SubmitStatus",
+        "SubmitSourceEnum": "reviews.choices.SubmitSource",
+        "SourceEnum": "reviews.choices.MatchSource",  # the match log's, named as before submissions
         "ScanKindEnum": "scans.choices.SourceKind",
         "ScanStateEnum": "scans.choices.ScanState",
     },

@@ -13,6 +13,7 @@ from reviews.models import (
     CaseEvent,
     CaseMatch,
     ExchangeReport,
+    ExchangeSubmission,
     MatchLog,
     Quarantine,
     Review,
@@ -160,6 +161,32 @@ class ExchangeReportAdmin(ReadOnlyAdmin):
         for report in queryset.filter(state=SendState.DEAD):
             services.exchange_report_retry(report=report)
         messages.success(request, "Dead reports were queued again.")
+
+
+@admin.register(ExchangeSubmission)
+class ExchangeSubmissionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "exchange_name",
+        "api",
+        "signal_type",
+        "status",
+        "source",
+        "submitted_by",
+        "state",
+        "attempts",
+        "result",
+        "last_error",
+    )
+    list_filter = ("state", "status", "source", "exchange_name")
+    actions = ["retry"]
+
+    @admin.action(description="Retry selected dead submissions")
+    def retry(self, request, queryset) -> None:
+        for submission in queryset.filter(state=SendState.DEAD):
+            services.exchange_submission_retry(submission=submission)
+        messages.success(request, "Dead submissions were queued again.")
 
 
 class WebhookEndpointForm(forms.ModelForm):

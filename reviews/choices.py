@@ -24,6 +24,21 @@ class ReportKind(models.TextChoices):
     FALSE_POSITIVE = "false_positive", "False positive"
 
 
+class SubmitStatus(models.TextChoices):
+    """What a submission to an exchange says about its signal (python-threatexchange's SignalOpinionCategory)."""
+
+    POSITIVE_CLASS = "positive_class", "Positive class (harmful)"
+    NEGATIVE_CLASS = "negative_class", "Negative class (not harmful)"
+    INVESTIGATION_SEED = "investigation_seed", "Investigation seed (worth a look)"
+
+
+class SubmitSource(models.TextChoices):
+    """What asked for a submission to an exchange."""
+
+    API = "api", "POST /c/exchange/<name>/submit"
+    BANK_SHARE = "bank_share", "A bank's sharing of its true positives"
+
+
 class SendState(models.TextChoices):
     """
     Where an outgoing message (webhook delivery, exchange report) is. pending -> sending ->

@@ -8,7 +8,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchanges.models import ExchangeConfig, ExchangeItem
-from exchanges.services import exchange_client_build
+from exchanges.services import ClientUnavailable, exchange_client_build
+
+__all__ = [
+    "ClientUnavailable",
+    "ExchangeSource",
+    "exchange_client",
+    "exchange_get",
+    "exchange_named",
+    "exchange_record_value",
+    "exchange_sources_for",
+    "exchanges_named",
+    "seen_reporting_bank_ids",
+]
 
 
 @dataclass(frozen=True)
@@ -39,14 +51,22 @@ def exchange_sources_for(*, content_ids: list[int]) -> dict[int, ExchangeSource]
 
 def seen_reporting_bank_ids() -> frozenset[int]:
     """Banks whose exchange wants to hear that its content matched (report_seen_enabled)."""
-    return frozenset(
-        ExchangeConfig.objects.filter(report_seen_enabled=True).values_list("bank_id", flat=True)
-    )
+    return frozenset(ExchangeConfig.objects.filter(report_seen_enabled=True).values_list("bank_id", flat=True))
 
 
 def exchange_get(*, exchange_id: int) -> ExchangeConfig | None:
     """An exchange by id, or None if it was deleted."""
     return ExchangeConfig.objects.filter(pk=exchange_id).first()
+
+
+def exchange_named(*, name: str) -> ExchangeConfig | None:
+    """An exchange by name, or None."""
+    return ExchangeConfig.objects.filter(name=name).first()
+
+
+def exchanges_named(*, names: list[str]) -> list[ExchangeConfig]:
+    """The exchanges of these names that exist."""
+    return list(ExchangeConfig.objects.filter(name__in=names))
 
 
 def exchange_client(*, exchange: ExchangeConfig) -> tuple[Any, list[str]]:

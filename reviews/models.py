@@ -21,6 +21,8 @@ from reviews.choices import (
     QuarantineState,
     ReportKind,
     SendState,
+    SubmitSource,
+    SubmitStatus,
     Verdict,
     WebhookEvent,
 )
@@ -222,6 +224,67 @@ class ExchangeReport(OutgoingMessage):
 
     def __str__(self) -> str:
         return f"{self.kind} report {self.pk} to {self.exchange_name} ({self.state})"
+
+
+class ExchangeSubmission(OutgoingMessage):
+    """
+    One signal submitted to an exchange (docs/exchanges.md, Submitting): asked for through
+    POST /c/exchange/<name>/submit, or by a bank sharing its true positives (BankShare). Sent with
+    retries like a report; `result` says what the exchange was told.
+    """
+
+    exchange = models.ForeignKey(
+        ExchangeConfig,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_constraint=False,  # the record outlives its exchange, as reports do
+        related_name="+",
+    )
+    exchange_name = models.CharField(max_length=255)
+    api = models.CharField(max_length=100)
+    signal_type = models.CharField(max_length=64)
+    signal_value = models.TextField()
+    status = models.CharField(max_length=24, choices=SubmitStatus.choices)
+    tags = models.JSONField(default=list, blank=True)
+    # The bank content whose signal this is, when one was named (or shared by its bank).
+    bank_content_id = models.BigIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=16, choices=SubmitSource.choices, default=SubmitSource.API)
+    # Who asked: "user:<username>", "key:<api key name>", or "bank:<bank name>" for automatic sharing.
+    submitted_by = models.CharField(max_length=255, blank=True, default="")
+    result = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="exchange_submission_due"),
+            models.Index(fields=["exchange_name", "id"], name="exchange_submission_by_name"),
+        ]
+        constraints = [
+            # A bank shares each of its contents' signals with an exchange once, however many
+            # true-positive verdicts it gets.
+            models.UniqueConstraint(
+                fields=["exchange_name", "bank_content_id", "signal_type"],
+                condition=Q(source=SubmitSource.BANK_SHARE),
+                name="exchange_submission_shared_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"submission {self.pk} of a {self.signal_type} signal to {self.exchange_name} ({self.state})"
+
+
+class BankShare(models.Model):
+    """A bank's opt-in: share its contents' signals with this exchange once a verdict says true positive."""
+
+    bank = models.ForeignKey(Bank, on_delete=models.CASCADE, related_name="+")
+    exchange = models.ForeignKey(ExchangeConfig, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["bank", "exchange"], name="bank_share_once")]
+
+    def __str__(self) -> str:
+        return f"bank {self.bank_id} shares with exchange {self.exchange_id}"
 
 
 class WebhookEndpoint(models.Model):

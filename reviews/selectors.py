@@ -17,6 +17,7 @@ from reviews.models import (
     CaseEvent,
     CaseMatch,
     Cluster,
+    ExchangeSubmission,
     MatchLog,
     Quarantine,
     Review,
@@ -52,9 +53,7 @@ def bank_named(name: str, *, id_field: str = "matched_bank_id") -> Q:
     return Q(bank_name=name) | Q(**{f"{id_field}__in": Bank.objects.filter(name=name).values("pk")})
 
 
-def match_log_list(
-    *, filters: MatchFilters = MatchFilters(), newest_first: bool = True
-) -> QuerySet[MatchLog]:
+def match_log_list(*, filters: MatchFilters = MatchFilters(), newest_first: bool = True) -> QuerySet[MatchLog]:
     """The match log, filtered; newest first (the API) or oldest first (exports)."""
     queryset = MatchLog.objects.all()
     if filters.bank is not None:
@@ -130,9 +129,7 @@ def webhook_endpoint_get(*, endpoint_id: int) -> WebhookEndpoint:
         raise NotFound(f"webhook '{endpoint_id}' not found") from None
 
 
-def webhook_delivery_list(
-    *, endpoint: WebhookEndpoint, state: str | None = None
-) -> QuerySet[WebhookDelivery]:
+def webhook_delivery_list(*, endpoint: WebhookEndpoint, state: str | None = None) -> QuerySet[WebhookDelivery]:
     """An endpoint's deliveries, newest first; `state` filters (e.g. "dead" for the dead letters)."""
     queryset = WebhookDelivery.objects.filter(endpoint=endpoint).order_by("-created_at", "-id")
     if state is not None:
@@ -350,3 +347,22 @@ def cluster_cases(*, cluster: Cluster, limit: int = CLUSTER_CASES_SHOWN) -> list
         .annotate(is_closed=Q(state="closed"))
         .order_by("is_closed", "-priority", "created_at", "id")[:limit]
     )
+
+
+# --- Exchange submissions ---
+
+
+def exchange_submission_list(*, exchange_name: str, state: str | None = None) -> QuerySet[ExchangeSubmission]:
+    """An exchange's submissions (by the name they were sent under), newest first."""
+    rows = ExchangeSubmission.objects.filter(exchange_name=exchange_name)
+    if state is not None:
+        rows = rows.filter(state=state)
+    return rows.order_by("-id")
+
+
+def exchange_submission_get(*, exchange_name: str, submission_id: int) -> ExchangeSubmission:
+    """One submission to an exchange, or a 404."""
+    row = ExchangeSubmission.objects.filter(exchange_name=exchange_name, pk=submission_id).first()
+    if row is None:
+        raise NotFound(f"Submission {submission_id} to exchange '{exchange_name}' not found")
+    return row

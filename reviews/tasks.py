@@ -44,6 +44,21 @@ def report_review_task(self, report_id: int) -> None:
         raise self.retry(countdown=outcome.retry_in)
 
 
+@shared_task(
+    bind=True,
+    name="reviews.exchange_submit",
+    max_retries=None,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def exchange_submit_task(self, submission_id: int) -> None:
+    """Send one exchange submission (by id) through the exchange's client; retries like reports."""
+    outcome = services.exchange_submission_send(submission_id=submission_id)
+    logger.info("exchange submission %s: %s %s", submission_id, outcome.state, outcome.detail)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+
+
 @shared_task(name="reviews.retroaction", soft_time_limit=900, time_limit=960)
 def retroaction_task(content_ids: list[int], batch_id: int | None = None) -> None:
     """Replay remembered submissions against these new bank contents (then forget their batch)."""

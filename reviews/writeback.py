@@ -15,6 +15,10 @@ report_opinion, so for APIs whose client can report by other means there is an a
 - Anything else: report_opinion for true and false positives (POSITIVE_CLASS / NEGATIVE_CLASS,
   tags = labels). NotImplementedError, or a kind with no mapping, is Unsupported: recorded as
   such, not as a failure.
+Submissions (submit(): a new signal with a status and tags, docs/exchanges.md "Submitting") go to
+the exchanges whose clients can create one: ThreatExchange (a new descriptor in the collaboration's
+privacy group) and the local file (an appended line, untagged positives only, as its
+report_opinion). submit_check says before anything is recorded whether an API can carry one.
 No models here; reviews.services.review calls report() with a client from exchange_adapter.
 """
 
@@ -26,7 +30,7 @@ from typing import Any
 from threatexchange.exchanges.fetch_state import SignalOpinion, SignalOpinionCategory
 from threatexchange.signal_type.signal_base import SignalType
 
-from reviews.choices import ReportKind
+from reviews.choices import ReportKind, SubmitStatus
 
 
 class Unsupported(Exception):
@@ -36,9 +40,7 @@ class Unsupported(Exception):
 Reporter = Callable[..., str]
 
 
-def _stopncii(
-    api: Any, *, kind: str, signal_type: type[SignalType], signal: str, tags: list[str], record: Any
-) -> str:
+def _stopncii(api: Any, *, kind: str, signal_type: type[SignalType], signal: str, tags: list[str], record: Any) -> str:
     from threatexchange.exchanges.clients.stopncii.api import (
         StopNCIICSPFeedbackValue as Feedback,
     )
@@ -91,12 +93,7 @@ def _fb_threatexchange(
     for descriptor_id in descriptor_ids:
         _, error, body = api.client.react_to_threat_descriptor(descriptor_id, reaction)
         # The client returns the Graph API's JSON without checking the status.
-        if (
-            error is not None
-            or not isinstance(body, Mapping)
-            or body.get("error")
-            or body.get("success") is False
-        ):
+        if error is not None or not isinstance(body, Mapping) or body.get("error") or body.get("success") is False:
             detail = body.get("error") if isinstance(body, Mapping) else body
             raise RuntimeError(f"ThreatExchange refused {reaction} on descriptor {descriptor_id}: {detail}")
     return f"ThreatExchange {reaction} on descriptor(s) {descriptor_ids}"
@@ -107,6 +104,11 @@ def _local_file(
 ) -> str:
     if kind != ReportKind.TRUE_POSITIVE or tags:
         raise Unsupported("the file exchange records untagged true positives only (as its report_opinion)")
+    return _file_append(api, signal_type=signal_type, signal=signal)
+
+
+def _file_append(api: Any, *, signal_type: type[SignalType], signal: str) -> str:
+    """Append "<type> <signal>" to the file exchange's file, on a line of its own."""
     path = Path(api.collab.filename)
     with path.open("ab+") as f:
         f.seek(0, os.SEEK_END)
@@ -118,9 +120,7 @@ def _local_file(
     return f"appended to {path.name}"
 
 
-def _generic(
-    api: Any, *, kind: str, signal_type: type[SignalType], signal: str, tags: list[str], record: Any
-) -> str:
+def _generic(api: Any, *, kind: str, signal_type: type[SignalType], signal: str, tags: list[str], record: Any) -> str:
     if kind == ReportKind.SEEN:
         raise Unsupported(f"{type(api).__name__} cannot report that a signal was seen")
     category = (
@@ -163,3 +163,114 @@ def report(
             reporter = candidate
             break
     return reporter(api, kind=kind, signal_type=signal_type, signal=signal, tags=list(tags), record=record)
+
+
+# --- Submissions ---
+
+# ThreatExchange descriptor status of each submission status; pytx reads MALICIOUS back as a
+# positive, NON_MALICIOUS as a negative and anything else as an investigation seed.
+_TE_STATUS = {
+    SubmitStatus.POSITIVE_CLASS: "MALICIOUS",
+    SubmitStatus.NEGATIVE_CLASS: "NON_MALICIOUS",
+    SubmitStatus.INVESTIGATION_SEED: "SUSPICIOUS",
+}
+TE_SHARE_LEVEL = "AMBER"  # ThreatExchange's default for a privacy group's descriptors
+
+
+def te_indicator_type(signal_type: type[SignalType]) -> str | None:
+    """
+    The ThreatExchange indicator type a new descriptor of this signal type takes, or None: its
+    INDICATOR_TYPE (pytx's HasFbThreatExchangeIndicatorType), a name, a set of names, or {name:
+    tag the name needs}, where the name that needs no tag is the one to submit.
+    """
+    declared = getattr(signal_type, "INDICATOR_TYPE", None)
+    if isinstance(declared, str):
+        return declared
+    if isinstance(declared, Mapping):
+        untagged = sorted(name for name, tag in declared.items() if tag is None)
+        return untagged[0] if untagged else None
+    if isinstance(declared, set | frozenset):
+        return sorted(declared)[0] if declared else None
+    return None
+
+
+def _fb_threatexchange_submit(
+    api: Any, *, signal_type: type[SignalType], signal: str, status: str, tags: list[str], description: str
+) -> str:
+    indicator_type = te_indicator_type(signal_type)
+    if indicator_type is None:
+        raise Unsupported(f"ThreatExchange has no indicator type for {signal_type.get_name()} signals")
+    params = {
+        "indicator": signal,
+        "type": indicator_type,
+        "description": description,
+        "share_level": TE_SHARE_LEVEL,
+        "status": _TE_STATUS[SubmitStatus(status)],
+        "privacy_type": "HAS_PRIVACY_GROUP",
+        "privacy_members": str(api.collab.privacy_group),
+    }
+    if tags:
+        params["tags"] = ",".join(tags)
+    refused, error, body = api.client.upload_threat_descriptor(params, False, False)
+    # The client returns the Graph API's JSON without checking the status.
+    if refused is not None or error is not None or not isinstance(body, Mapping) or body.get("error"):
+        detail = refused or (body.get("error") if isinstance(body, Mapping) else body)
+        raise RuntimeError(f"ThreatExchange refused the descriptor: {detail}")
+    return f"ThreatExchange descriptor {body.get('id', '?')} ({params['status']})"
+
+
+def _local_file_submit(
+    api: Any, *, signal_type: type[SignalType], signal: str, status: str, tags: list[str], description: str
+) -> str:
+    _local_file_check(status=status, tags=tags)
+    return _file_append(api, signal_type=signal_type, signal=signal)
+
+
+def _local_file_check(*, status: str, tags: list[str]) -> None:
+    if status != SubmitStatus.POSITIVE_CLASS or tags:
+        raise Unsupported("the local file exchange takes untagged positive_class submissions only (a line per signal)")
+
+
+def _submitters() -> list[tuple[type, Callable[..., str], Callable[..., None] | None]]:
+    """(API class, how to submit, what it cannot carry: raises Unsupported) of each API that can submit."""
+    from threatexchange.exchanges.impl.fb_threatexchange_api import FBThreatExchangeSignalExchangeAPI
+    from threatexchange.exchanges.impl.file_api import LocalFileSignalExchangeAPI
+
+    return [
+        (FBThreatExchangeSignalExchangeAPI, _fb_threatexchange_submit, None),
+        (LocalFileSignalExchangeAPI, _local_file_submit, _local_file_check),
+    ]
+
+
+def submit_check(api_cls: type, *, api_name: str, status: str, tags: list[str]) -> None:
+    """
+    Raise Unsupported, naming the exchange type, when exchanges of `api_cls` cannot take this
+    submission (no way to create a signal there, or not with this status or these tags).
+    """
+    for cls, _, check in _submitters():
+        if issubclass(api_cls, cls):
+            if check is not None:
+                check(status=status, tags=tags)
+            return
+    raise Unsupported(f"exchange type '{api_name}' cannot take submissions; these can: fb_threatexchange, local_file")
+
+
+def submit_takes_tags(api_cls: type) -> bool:
+    """Whether submissions to exchanges of `api_cls` may carry tags."""
+    return any(issubclass(api_cls, cls) and check is None for cls, _, check in _submitters())
+
+
+def submit(
+    api: Any, *, signal_type: type[SignalType], signal: str, status: str, tags: list[str], description: str
+) -> str:
+    """
+    Submit one signal with the API instance `api`; returns what the exchange was told (and its id
+    for the new record, where it gives one). Unsupported when the API cannot carry it, anything
+    else when sending failed.
+    """
+    for cls, submitter, _ in _submitters():
+        if isinstance(api, cls):
+            return submitter(
+                api, signal_type=signal_type, signal=signal, status=status, tags=list(tags), description=description
+            )
+    raise Unsupported(f"{type(api).__name__} cannot take submissions")

@@ -1,9 +1,10 @@
-"""reviews API routes under /c: match log, reviews, cases, clusters, quarantine, action rules, webhooks."""
+"""reviews API routes under /c: match log, reviews, cases, clusters, quarantine, action rules, webhooks,
+exchange submissions and bank sharing."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from reviews.api import cases, clusters, quarantine, views
+from reviews.api import cases, clusters, quarantine, submissions, views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("action_rules", views.ActionRuleViewSet, basename="action-rule")
@@ -28,6 +29,18 @@ urlpatterns = [
     path("clusters", clusters.ClusterListView.as_view(), name="cluster-list"),
     path("cluster/<int:cluster_id>", clusters.ClusterDetailView.as_view(), name="cluster-detail"),
     path("cluster/<int:cluster_id>/verdict", clusters.ClusterVerdictView.as_view(), name="cluster-verdict"),
+    path("exchange/<str:exchange_name>/submit", submissions.ExchangeSubmitView.as_view(), name="exchange-submit"),
+    path(
+        "exchange/<str:exchange_name>/submissions",
+        submissions.ExchangeSubmissionListView.as_view(),
+        name="exchange-submission-list",
+    ),
+    path(
+        "exchange/<str:exchange_name>/submissions/<int:submission_id>",
+        submissions.ExchangeSubmissionDetailView.as_view(),
+        name="exchange-submission-detail",
+    ),
+    path("bank/<str:bank_name>/share", submissions.BankShareView.as_view(), name="bank-share"),
     path("reviews", views.ReviewListView.as_view(), name="review-list"),
     path("reviews/<int:review_id>", views.ReviewDetailView.as_view(), name="review-detail"),
     path(

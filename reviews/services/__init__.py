@@ -20,6 +20,14 @@ from reviews.services.case_decisions import case_assign, case_verdict_derive, ca
 from reviews.services.cases import case_attach
 from reviews.services.cluster_decisions import ClusterVerdictResult, cluster_verdict_record
 from reviews.services.clusters import cluster_batch_run, clusters_prune
+from reviews.services.exchange_submit import (
+    bank_share_true_positive,
+    bank_shares,
+    bank_shares_set,
+    exchange_submission_retry,
+    exchange_submission_send,
+    exchange_submit,
+)
 from reviews.services.match_log import (
     PLATFORM_CONTENT_ID_MAX_LENGTH,
     MatchHit,
@@ -65,14 +73,17 @@ from reviews.services.webhooks import (
 )
 
 __all__ = [
-    "PLATFORM_CONTENT_ID_MAX_LENGTH",
     "ClusterVerdictResult",
     "MatchHit",
+    "PLATFORM_CONTENT_ID_MAX_LENGTH",
     "SendOutcome",
     "action_rule_create",
     "action_rule_delete",
     "action_rule_update",
     "backoff_seconds",
+    "bank_share_true_positive",
+    "bank_shares",
+    "bank_shares_set",
     "case_assign",
     "case_attach",
     "case_verdict_derive",
@@ -82,20 +93,23 @@ __all__ = [
     "clusters_prune",
     "exchange_report_retry",
     "exchange_report_send",
+    "exchange_submission_retry",
+    "exchange_submission_send",
+    "exchange_submit",
     "match_log_prune",
     "match_log_record",
     "messages_enqueue_due",
-    "retroaction_batch_run",
-    "retroaction_enabled",
-    "retroaction_enqueue",
-    "retroaction_matcher_register",
-    "retroaction_enqueue_due",
-    "retroaction_run",
     "quarantine_cache_clear",
     "quarantine_disable",
     "quarantine_held",
     "quarantine_release",
     "quarantine_sweep",
+    "retroaction_batch_run",
+    "retroaction_enabled",
+    "retroaction_enqueue",
+    "retroaction_enqueue_due",
+    "retroaction_matcher_register",
+    "retroaction_run",
     "review_record",
     "rules_cache_clear",
     "rules_snapshot",

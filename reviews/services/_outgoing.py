@@ -1,6 +1,7 @@
 """
-Sending with retries, shared by webhook deliveries and exchange reports: claim a row by
-compare-and-set, record the outcome the same way, back off exponentially, enqueue after commit.
+Sending with retries, shared by webhook deliveries, exchange reports and exchange submissions:
+claim a row by compare-and-set, record the outcome the same way, back off exponentially, enqueue
+after commit.
 """
 
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from omm_project.lib.tasks import enqueue_on_commit
 from reviews.choices import SendState
-from reviews.models import ExchangeReport, OutgoingMessage, WebhookDelivery
+from reviews.models import ExchangeReport, ExchangeSubmission, OutgoingMessage, WebhookDelivery
 
 M = TypeVar("M", bound=OutgoingMessage)
 
@@ -99,6 +100,13 @@ def message_fail(
     return SendOutcome(row.pk, SendState.RETRYING, sent=True, retry_in=retry_in, detail=error)
 
 
+def secrets_scrub(message: str, secrets: list[str]) -> str:
+    """`message` with each of `secrets` (an exchange's credential values) replaced by ***."""
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    return message
+
+
 def deliveries_enqueue(delivery_ids: list[int]) -> None:
     """Send these webhook deliveries once the current transaction commits."""
     from reviews.tasks import deliver_webhook_task  # tasks import services
@@ -115,9 +123,17 @@ def reports_enqueue(report_ids: list[int]) -> None:
         enqueue_on_commit(report_review_task, report_id)
 
 
+def submissions_enqueue(submission_ids: list[int]) -> None:
+    """Send these exchange submissions once the current transaction commits."""
+    from reviews.tasks import exchange_submit_task
+
+    for submission_id in submission_ids:
+        enqueue_on_commit(exchange_submit_task, submission_id)
+
+
 def messages_enqueue_due(*, stale_after: timedelta = timedelta(minutes=2)) -> dict[str, int]:
     """
-    Re-enqueue deliveries and reports whose task message was lost (a broker restart, a retry
+    Re-enqueue deliveries, reports and submissions whose task message was lost (a broker restart, a retry
     that came early): pending for a while, retrying and due, or sending with an expired lease.
     Harmless when the message was not lost: the claim lets only one run send.
     """
@@ -127,10 +143,10 @@ def messages_enqueue_due(*, stale_after: timedelta = timedelta(minutes=2)) -> di
         | Q(state=SendState.RETRYING, next_attempt_at__lt=now - stale_after)
         | Q(state=SendState.SENDING, lease_expires_at__lt=now)
     )
-    delivery_ids = list(
-        WebhookDelivery.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:5000]
-    )
+    delivery_ids = list(WebhookDelivery.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:5000])
     report_ids = list(ExchangeReport.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:5000])
+    submission_ids = list(ExchangeSubmission.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:5000])
     deliveries_enqueue(delivery_ids)
     reports_enqueue(report_ids)
-    return {"deliveries": len(delivery_ids), "reports": len(report_ids)}
+    submissions_enqueue(submission_ids)
+    return {"deliveries": len(delivery_ids), "reports": len(report_ids), "submissions": len(submission_ids)}

@@ -15,6 +15,7 @@ from banks.services import bank_content_create
 from omm_project.lib.errors import Conflict, InvalidInput, NotFound
 from reviews.choices import CaseEventKind, CaseState, CaseVerdict, Verdict
 from reviews.models import Case, CaseEvent, CaseMatch
+from reviews.services.exchange_submit import bank_share_true_positive
 from reviews.services.review import review_record
 
 
@@ -56,7 +57,8 @@ def case_verdict_record(
     exchanges; a false positive disables the content when `disable_false_positives`, None meaning
     OMM_FALSE_POSITIVE_DISABLES); skip records only the verdict. `add_to_bank` (with at least one
     true positive) adds the case's submission, its submitted signals, to that bank as new content,
-    so what the platform found matches from now on. The case closes when every match has a
+    so what the platform found matches from now on, and submits them to the exchanges the bank
+    shares with (services.exchange_submit). The case closes when every match has a
     verdict. 404 unknown case, 409 closed case or a match that already has a verdict, 400 a match
     id of another case, an unknown bank, or add_to_bank without a true positive.
     `cluster_id` says in its audit trail that the verdict was given to its whole cluster.
@@ -106,6 +108,10 @@ def case_verdict_record(
         if target is not None:
             added = _submission_add(case, case_matches.values(), bank=target, actor=actor)
             detail["added_to_bank"] = {"bank": target.name, "content_id": added.pk}
+            # New true-positive content of a bank that shares: submitted after commit.
+            shared = bank_share_true_positive(bank=target, content=added, actor=actor)
+            if shared:
+                detail["added_to_bank"]["shared"] = shared
         events = [CaseEvent(case=case, created_at=now, actor=actor, kind=CaseEventKind.VERDICT, detail=detail)]
         if case.state == CaseState.CLOSED:
             events.append(

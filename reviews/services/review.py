@@ -27,6 +27,7 @@ from reviews.services._outgoing import (
     message_fail,
     message_finish,
     reports_enqueue,
+    secrets_scrub,
 )
 from reviews.services.retroaction import retroaction_enqueue
 
@@ -146,9 +147,7 @@ def review_record(
         ExchangeReport.objects.bulk_create(reports)
         reports_enqueue([r.pk for r in reports])
     logger.info("recorded %d %s review(s); %d exchange report(s) queued", len(reviews), verdict, len(reports))
-    return list(
-        Review.objects.filter(pk__in=[r.pk for r in reviews]).prefetch_related("reports").order_by("pk")
-    )
+    return list(Review.objects.filter(pk__in=[r.pk for r in reviews]).prefetch_related("reports").order_by("pk"))
 
 
 def _add_to_bank(
@@ -201,9 +200,7 @@ def _review_reports(
         source = sources.get(review.reviewed_content_id)
         if source is None:
             continue
-        wanted = (
-            source.report_true_positive if verdict == Verdict.TRUE_POSITIVE else source.report_false_positive
-        )
+        wanted = source.report_true_positive if verdict == Verdict.TRUE_POSITIVE else source.report_false_positive
         if not wanted:
             continue
         for signal in contents[review.reviewed_content_id].signals.all():
@@ -228,12 +225,6 @@ _SWITCHES = {
     ReportKind.TRUE_POSITIVE: "report_true_positive_enabled",
     ReportKind.FALSE_POSITIVE: "report_false_positive_enabled",
 }
-
-
-def _scrub(message: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        message = message.replace(secret, "***")
-    return message
 
 
 def exchange_report_send(*, report_id: int) -> SendOutcome:
@@ -273,7 +264,7 @@ def exchange_report_send(*, report_id: int) -> SendOutcome:
         message_finish(ExchangeReport, report.pk, state=SendState.UNSUPPORTED, last_error=str(exc))
         return SendOutcome(report.pk, SendState.UNSUPPORTED, sent=True, detail=str(exc))
     except Exception as exc:  # the client's own errors: network, HTTP status, credentials
-        error = _scrub(f"{type(exc).__name__}: {exc}", secrets)
+        error = secrets_scrub(f"{type(exc).__name__}: {exc}", secrets)
         logger.info("report %s to exchange %s failed: %s", report.pk, exchange.name, error)
         return message_fail(ExchangeReport, report, error=error, max_attempts=max_attempts)
     message_finish(ExchangeReport, report.pk, state=SendState.SUCCEEDED, last_error="")

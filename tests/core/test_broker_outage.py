@@ -91,9 +91,7 @@ def rule_on_bank(db):
     return content
 
 
-def test_lookup_firing_rules_answers_and_commits_with_the_broker_down(
-    broker, rule_on_bank, runtime, matcher_client
-):
+def test_lookup_firing_rules_answers_and_commits_with_the_broker_down(broker, rule_on_bank, runtime, matcher_client):
     # Given a rule on a bank whose content is loaded by the matcher, and a dead broker
     runtime.refresh()
     broker.down()
@@ -132,9 +130,12 @@ def test_curation_answers_and_commits_with_the_broker_down(broker, curator_clien
     assert RetroactionBatch.objects.count() == 2
 
 
-def test_beat_sends_every_kind_of_lost_work_again(broker, rule_on_bank, runtime, matcher_client, curator_client):
+def test_beat_sends_every_kind_of_lost_work_again(
+    broker, rule_on_bank, runtime, matcher_client, curator_client, tmp_path
+):
     # Given work created while the broker was down: a delivery, a retroaction batch, a new
-    # exchange never fetched, content not yet in any index snapshot, an exchange report
+    # exchange never fetched, content not yet in any index snapshot, an exchange report, a
+    # submission to an exchange
     reported = make_exchange_content(api="sample", name="TP_ON", report_true_positive_enabled=True)
     RetroactionBatch.objects.all().delete()  # as if its own retroaction had run
     runtime.refresh()
@@ -150,6 +151,20 @@ def test_beat_sends_every_kind_of_lost_work_again(broker, rule_on_bank, runtime,
     assert response.status_code == 200
     review_services.retroaction_enqueue(content_ids=[response.json()["id"]])  # a second batch, outside a request
     assert RetroactionBatch.objects.count() == 2
+    (tmp_path / "out.txt").write_text("")
+    response = curator_client.post(
+        "/c/exchanges",
+        {"bank": "OUT", "api": "local_file", "api_json": {"filename": str(tmp_path / "out.txt")}},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    response = curator_client.post(
+        "/c/exchange/OUT/submit",
+        {"signal_type": "video_md5", "signal_value": MD5, "status": "positive_class"},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    submission_id = response.json()["submissions"][0]["id"]
     delivery = WebhookDelivery.objects.get()
     exchange = ExchangeConfig.objects.get(name="EXCH")
     # When the broker is back and beat runs its periodic tasks
@@ -161,8 +176,9 @@ def test_beat_sends_every_kind_of_lost_work_again(broker, rule_on_bank, runtime,
     index_build_all_task()
     # Then each lost task is on the broker again
     sent = broker.sent()
-    assert counts == {"deliveries": 1, "reports": 1}
+    assert counts == {"deliveries": 1, "reports": 1, "submissions": 1}
     assert retro == 2
+    assert ("reviews.exchange_submit", [submission_id]) in sent
     assert ("reviews.deliver_webhook", [delivery.pk]) in sent
     assert ("reviews.report_review", [report.pk]) in sent
     batches = RetroactionBatch.objects.order_by("pk")

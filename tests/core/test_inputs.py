@@ -23,7 +23,17 @@ from banks.models import Bank, BankContent
 from banks.services import bank_content_create, bank_create
 from exchanges.services import exchange_create
 from omm_project.lib.inputs import JSON_MAX_DEPTH, bool_parse, json_loads
-from reviews.models import ActionRule, Case, CaseEvent, Cluster, Quarantine, Review, WebhookDelivery, WebhookEndpoint
+from reviews.models import (
+    ActionRule,
+    Case,
+    CaseEvent,
+    Cluster,
+    ExchangeSubmission,
+    Quarantine,
+    Review,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from reviews.services import MatchHit, action_rule_create, match_log_record, webhook_endpoint_create
 from scans.models import Scan
 from tests.builders import PDQ
@@ -105,6 +115,10 @@ def world(db) -> dict:
         "rule": rule.pk,
         "hook": hook.pk,
         "scan_id": Scan.objects.create(kind="s3", source="s3://bucket/prefix").pk,
+        # A submission recorded under EX's name (a record outlives its exchange's type and config).
+        "submission_id": ExchangeSubmission.objects.create(
+            exchange_name="EX", api="sample", signal_type="pdq", signal_value=PDQ, status="positive_class"
+        ).pk,
     }
 
 

@@ -21,7 +21,7 @@ from banks.models import Bank
 from matching import runtime as runtime_module
 from matching.wsgi import application
 from omm_project.core.choices import Scope
-from reviews.models import Case, Cluster
+from reviews.models import Case, Cluster, ExchangeSubmission
 from reviews.services import quarantine_cache_clear, rules_cache_clear
 from tests.builders import PDQ, api_client, api_key
 
@@ -89,6 +89,10 @@ def live(transactional_db, settings, monkeypatch):
         "rule_id": rule["id"],
         "quarantine_id": quarantine["id"],
         "scan_id": scan["id"],
+        # SAMPLE_X's type takes no submissions: a record under its name, as one of an exchange since changed.
+        "submission_id": ExchangeSubmission.objects.create(
+            exchange_name="SAMPLE_X", api="sample", signal_type="pdq", signal_value=PDQ, status="positive_class"
+        ).pk,
     }
     schema = schemathesis.openapi.from_wsgi("/openapi/openapi.json", application)
     yield schema, raw, ids

@@ -1,0 +1,255 @@
+"""
+Submitting signals to exchanges (docs/exchanges.md, Submitting): POST /c/exchange/<name>/submit,
+and banks that share their new true positives (BankShare). Each signal is an ExchangeSubmission
+row, written in the caller's transaction and sent after commit through the exchange's own
+python-threatexchange client (reviews.writeback.submit), with the retries of reports.
+"""
+
+import logging
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from banks.models import Bank, BankContent, ContentSignal
+from omm_project.lib import pytx
+from omm_project.lib.errors import InvalidInput, NotFound
+from reviews import exchange_adapter, writeback
+from reviews.choices import SendState, SubmitSource, SubmitStatus
+from reviews.models import BankShare, ExchangeSubmission
+from reviews.services._outgoing import (
+    SendOutcome,
+    message_claim,
+    message_fail,
+    message_finish,
+    secrets_scrub,
+    submissions_enqueue,
+)
+
+logger = logging.getLogger(__name__)
+
+TAGS_MAX = 32
+TAG_MAX_CHARS = 100
+DESCRIPTION = "Submitted by omm"
+
+
+def _exchange_checked(exchange_name: str, *, status: str, tags: list[str]):
+    """The exchange, if it exists and can take this submission: 404, else 400 saying what is missing."""
+    exchange = exchange_adapter.exchange_named(name=exchange_name)
+    if exchange is None:
+        raise NotFound(f"Exchange '{exchange_name}' not found")
+    api_cls = pytx.exchange_types().get(exchange.api)
+    if api_cls is None:
+        raise InvalidInput(f"exchange type '{exchange.api}' is not installed (OMM_EXCHANGE_TYPES)")
+    try:
+        writeback.submit_check(api_cls, api_name=exchange.api, status=status, tags=tags)
+    except writeback.Unsupported as exc:
+        raise InvalidInput(str(exc)) from None
+    try:
+        exchange_adapter.exchange_client(exchange=exchange)
+    except exchange_adapter.ClientUnavailable as exc:
+        raise InvalidInput(f"exchange '{exchange.name}' cannot be reached: {exc.message}") from None
+    return exchange
+
+
+def _tags_checked(tags: Sequence[str]) -> list[str]:
+    if len(tags) > TAGS_MAX:
+        raise InvalidInput(f"tags: at most {TAGS_MAX}")
+    cleaned = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip() or len(tag) > TAG_MAX_CHARS or "," in tag:
+            raise InvalidInput(f"tags: each a non-empty string of at most {TAG_MAX_CHARS} characters without commas")
+        cleaned.append(tag.strip())
+    return sorted(set(cleaned))
+
+
+def exchange_submit(
+    *,
+    exchange_name: str,
+    status: str,
+    tags: Sequence[str] = (),
+    signal_type: str | None = None,
+    signal_value: str | None = None,
+    bank_content_id: int | None = None,
+    submitted_by: str = "",
+) -> list[ExchangeSubmission]:
+    """
+    Record a submission of one signal (signal_type and signal_value), or of every signal of a bank
+    content (bank_content_id), to an exchange, and send it after commit. 404 unknown exchange or
+    content; 400 an exchange type that cannot take it (naming the type), missing credentials, a
+    bad status, signal or tags. Returns the recorded submissions (pending).
+    """
+    try:
+        status = SubmitStatus(status).value
+    except ValueError:
+        raise InvalidInput(f"status must be one of {SubmitStatus.values}") from None
+    tags = _tags_checked(tags)
+    if (bank_content_id is None) == (signal_type is None and signal_value is None):
+        raise InvalidInput("give either signal_type and signal_value, or bank_content_id")
+    if bank_content_id is None:
+        if signal_type is None or signal_value is None:
+            raise InvalidInput("give both signal_type and signal_value")
+        kind = pytx.signal_type_get(signal_type)
+        signals = [(kind.get_name(), pytx.signal_validate(kind, signal_value))]
+    else:
+        if not BankContent.objects.filter(pk=bank_content_id).exists():
+            raise NotFound(f"Bank content {bank_content_id} not found")
+        signals = list(
+            ContentSignal.objects.filter(content_id=bank_content_id)
+            .order_by("signal_type")
+            .values_list("signal_type", "signal_value")
+        )
+        if not signals:
+            raise InvalidInput(f"bank content {bank_content_id} has no signals")
+    exchange = _exchange_checked(exchange_name, status=status, tags=tags)
+    with transaction.atomic():
+        rows = ExchangeSubmission.objects.bulk_create(
+            ExchangeSubmission(
+                exchange=exchange,
+                exchange_name=exchange.name,
+                api=exchange.api,
+                signal_type=name,
+                signal_value=value,
+                status=status,
+                tags=tags,
+                bank_content_id=bank_content_id,
+                source=SubmitSource.API,
+                submitted_by=submitted_by[:255],
+            )
+            for name, value in signals
+        )
+        submissions_enqueue([row.pk for row in rows])
+    return rows
+
+
+def bank_shares_set(*, bank: Bank, exchange_names: Sequence[str]) -> list[str]:
+    """
+    Set the exchanges a bank shares its new true positives with (replacing the list); returns
+    their names. 404 an unknown exchange; 400 one whose type cannot take positive submissions.
+    """
+    names = sorted(set(exchange_names))
+    exchanges = {e.name: e for e in exchange_adapter.exchanges_named(names=names)}
+    missing = [name for name in names if name not in exchanges]
+    if missing:
+        raise NotFound(f"Exchange '{missing[0]}' not found")
+    for exchange in exchanges.values():
+        api_cls = pytx.exchange_types().get(exchange.api)
+        try:
+            if api_cls is None:
+                raise writeback.Unsupported(f"exchange type '{exchange.api}' is not installed")
+            writeback.submit_check(api_cls, api_name=exchange.api, status=SubmitStatus.POSITIVE_CLASS, tags=[])
+        except writeback.Unsupported as exc:
+            raise InvalidInput(f"exchange '{exchange.name}': {exc}") from None
+    with transaction.atomic():
+        BankShare.objects.filter(bank=bank).exclude(exchange__name__in=names).delete()
+        have = set(BankShare.objects.filter(bank=bank).values_list("exchange__name", flat=True))
+        BankShare.objects.bulk_create(
+            [BankShare(bank=bank, exchange=exchanges[name]) for name in names if name not in have]
+        )
+    return names
+
+
+def bank_shares(*, bank: Bank) -> list[str]:
+    """Names of the exchanges `bank` shares its new true positives with."""
+    return sorted(BankShare.objects.filter(bank=bank).values_list("exchange__name", flat=True))
+
+
+def bank_share_true_positive(*, bank: Bank, content: BankContent, actor: str = "") -> list[int]:
+    """
+    A verdict added `content` to `bank` as a true positive: submit its signals as positive_class
+    to each exchange the bank shares with (the bank's labels as tags where the exchange takes
+    tags), once per (exchange, content, signal type). Call inside the verdict's transaction; the
+    rows go with it and are sent after commit. Returns the ids of the content's shared
+    submissions waiting to be sent.
+    """
+    shares = list(BankShare.objects.filter(bank=bank).select_related("exchange"))
+    if not shares:
+        return []
+    signals = list(ContentSignal.objects.filter(content=content).values_list("signal_type", "signal_value"))
+    rows = []
+    for share in shares:
+        api_cls = pytx.exchange_types().get(share.exchange.api)
+        tags = sorted(bank.labels or []) if api_cls is not None and writeback.submit_takes_tags(api_cls) else []
+        rows += [
+            ExchangeSubmission(
+                exchange=share.exchange,
+                exchange_name=share.exchange.name,
+                api=share.exchange.api,
+                signal_type=name,
+                signal_value=value,
+                status=SubmitStatus.POSITIVE_CLASS,
+                tags=tags,
+                bank_content_id=content.pk,
+                source=SubmitSource.BANK_SHARE,
+                submitted_by=f"bank:{bank.name}"[:255] if not actor else f"bank:{bank.name} ({actor})"[:255],
+            )
+            for name, value in signals
+        ]
+    # A signal already shared with an exchange is not shared again (exchange_submission_shared_once).
+    ExchangeSubmission.objects.bulk_create(rows, ignore_conflicts=True)
+    # ignore_conflicts gives the rows no ids: read back what waits to be sent (sending a row twice
+    # is harmless, the claim lets one run send it).
+    ids = list(
+        ExchangeSubmission.objects.filter(
+            source=SubmitSource.BANK_SHARE, bank_content_id=content.pk, state=SendState.PENDING
+        ).values_list("pk", flat=True)
+    )
+    submissions_enqueue(ids)
+    return ids
+
+
+def exchange_submission_send(*, submission_id: int) -> SendOutcome:
+    """
+    Make one attempt at a submission (the task's body) through the exchange's client. An API
+    that cannot carry it is recorded "unsupported", a deleted exchange "skipped"; errors retry
+    with backoff until OMM_EXCHANGE_REPORT_MAX_ATTEMPTS. Finished or claimed rows are left alone.
+    """
+    row = message_claim(ExchangeSubmission, submission_id)
+    if row is None:
+        return SendOutcome(submission_id, "not_claimed")
+    exchange = exchange_adapter.exchange_get(exchange_id=row.exchange_id) if row.exchange_id else None
+    if exchange is None:
+        message_finish(ExchangeSubmission, row.pk, state=SendState.SKIPPED, last_error="exchange deleted")
+        return SendOutcome(row.pk, SendState.SKIPPED, detail="exchange deleted")
+    signal_type = pytx.signal_types().get(row.signal_type)
+    if signal_type is None:
+        reason = f"signal type '{row.signal_type}' is not enabled"
+        message_finish(ExchangeSubmission, row.pk, state=SendState.UNSUPPORTED, last_error=reason)
+        return SendOutcome(row.pk, SendState.UNSUPPORTED, detail=reason)
+    secrets: list[str] = []
+    try:
+        api, secrets = exchange_adapter.exchange_client(exchange=exchange)
+        result = writeback.submit(
+            api,
+            signal_type=signal_type,
+            signal=row.signal_value,
+            status=row.status,
+            tags=list(row.tags or []),
+            description=DESCRIPTION,
+        )
+    except writeback.Unsupported as exc:
+        message_finish(ExchangeSubmission, row.pk, state=SendState.UNSUPPORTED, last_error=str(exc))
+        return SendOutcome(row.pk, SendState.UNSUPPORTED, sent=True, detail=str(exc))
+    except Exception as exc:  # the client's own errors: network, HTTP status, credentials
+        error = secrets_scrub(f"{type(exc).__name__}: {exc}", secrets)
+        logger.info("submission %s to exchange %s failed: %s", row.pk, exchange.name, error)
+        return message_fail(
+            ExchangeSubmission, row, error=error, max_attempts=settings.OMM_EXCHANGE_REPORT_MAX_ATTEMPTS
+        )
+    result = secrets_scrub(result, secrets)
+    message_finish(ExchangeSubmission, row.pk, state=SendState.SUCCEEDED, last_error="", result=result)
+    logger.info("submission %s to exchange %s: %s", row.pk, exchange.name, result)
+    return SendOutcome(row.pk, SendState.SUCCEEDED, sent=True, detail=result)
+
+
+@transaction.atomic
+def exchange_submission_retry(*, submission: ExchangeSubmission) -> ExchangeSubmission:
+    """Send a dead submission again with a fresh set of attempts (admin action)."""
+    updated = ExchangeSubmission.objects.filter(pk=submission.pk, state=SendState.DEAD).update(
+        state=SendState.PENDING, attempts=0, next_attempt_at=None, completed_at=None, updated_at=timezone.now()
+    )
+    if updated:
+        submissions_enqueue([submission.pk])
+    submission.refresh_from_db()
+    return submission
