@@ -245,12 +245,16 @@ class ExchangeSubmission(OutgoingMessage):
     api = models.CharField(max_length=100)
     signal_type = models.CharField(max_length=64)
     signal_value = models.TextField()
+    # SHA-256 of signal_value (services.exchange_submit.signal_digest): what the unique constraint
+    # below compares, since a signal of a text type can outgrow an index entry.
+    signal_digest = models.CharField(max_length=64)
     status = models.CharField(max_length=24, choices=SubmitStatus.choices)
     tags = models.JSONField(default=list, blank=True)
     # The bank content whose signal this is, when one was named (or shared by its bank).
     bank_content_id = models.BigIntegerField(null=True, blank=True)
     source = models.CharField(max_length=16, choices=SubmitSource.choices, default=SubmitSource.API)
-    # Who asked: "user:<username>", "key:<api key name>", or "bank:<bank name>" for automatic sharing.
+    # Who asked: the API key's or the UI user's name (reviews.api.cases.request_actor), or
+    # "bank:<bank name> (<reviewer>)" for a bank's automatic sharing.
     submitted_by = models.CharField(max_length=255, blank=True, default="")
     result = models.TextField(blank=True, default="")
 
@@ -260,10 +264,10 @@ class ExchangeSubmission(OutgoingMessage):
             models.Index(fields=["exchange_name", "id"], name="exchange_submission_by_name"),
         ]
         constraints = [
-            # A bank shares each of its contents' signals with an exchange once, however many
-            # true-positive verdicts it gets.
+            # A signal is shared with an exchange once, however many true-positive verdicts add
+            # it to sharing banks (each verdict that adds a submission makes a new content).
             models.UniqueConstraint(
-                fields=["exchange_name", "bank_content_id", "signal_type"],
+                fields=["exchange_name", "signal_type", "signal_digest"],
                 condition=Q(source=SubmitSource.BANK_SHARE),
                 name="exchange_submission_shared_once",
             ),

@@ -108,7 +108,21 @@ def _local_file(
 
 
 def _file_append(api: Any, *, signal_type: type[SignalType], signal: str) -> str:
-    """Append "<type> <signal>" to the file exchange's file, on a line of its own."""
+    """
+    Append the signal to the file exchange's file, on a line of its own: "<type> <signal>", or the
+    bare value in a file of one signal type (its config's signal_type), as pytx's file API reads
+    them back. Unsupported for a signal of another type than such a file's.
+    """
+    only = getattr(api.collab, "signal_type", None)
+    if not only:
+        return _file_line_append(api, f"{signal_type.get_name()} {signal}")
+    if only != signal_type.get_name():
+        raise Unsupported(f"this local file exchange holds {only} signals only, not {signal_type.get_name()}")
+    return _file_line_append(api, signal)
+
+
+def _file_line_append(api: Any, line: str) -> str:
+    """Append `line` to the file exchange's file, on a line of its own."""
     path = Path(api.collab.filename)
     with path.open("ab+") as f:
         f.seek(0, os.SEEK_END)
@@ -116,7 +130,7 @@ def _file_append(api: Any, *, signal_type: type[SignalType], signal: str) -> str
         if f.tell():
             f.seek(-1, os.SEEK_END)
             needs_newline = f.read(1) != b"\n"
-        f.write(("\n" if needs_newline else "").encode() + f"{signal_type.get_name()} {signal}\n".encode())
+        f.write(("\n" if needs_newline else "").encode() + f"{line}\n".encode())
     return f"appended to {path.name}"
 
 
@@ -194,15 +208,20 @@ def te_indicator_type(signal_type: type[SignalType]) -> str | None:
     return None
 
 
+def _fb_threatexchange_check(
+    *, status: str, tags: list[str], signal_type: type[SignalType] | None, collab: Any
+) -> None:
+    if signal_type is not None and te_indicator_type(signal_type) is None:
+        raise Unsupported(f"ThreatExchange has no indicator type for {signal_type.get_name()} signals")
+
+
 def _fb_threatexchange_submit(
     api: Any, *, signal_type: type[SignalType], signal: str, status: str, tags: list[str], description: str
 ) -> str:
-    indicator_type = te_indicator_type(signal_type)
-    if indicator_type is None:
-        raise Unsupported(f"ThreatExchange has no indicator type for {signal_type.get_name()} signals")
+    _fb_threatexchange_check(status=status, tags=tags, signal_type=signal_type, collab=api.collab)
     params = {
         "indicator": signal,
-        "type": indicator_type,
+        "type": te_indicator_type(signal_type),
         "description": description,
         "share_level": TE_SHARE_LEVEL,
         "status": _TE_STATUS[SubmitStatus(status)],
@@ -212,52 +231,79 @@ def _fb_threatexchange_submit(
     if tags:
         params["tags"] = ",".join(tags)
     refused, error, body = api.client.upload_threat_descriptor(params, False, False)
-    # The client returns the Graph API's JSON without checking the status.
-    if refused is not None or error is not None or not isinstance(body, Mapping) or body.get("error"):
-        detail = refused or (body.get("error") if isinstance(body, Mapping) else body)
-        raise RuntimeError(f"ThreatExchange refused the descriptor: {detail}")
-    return f"ThreatExchange descriptor {body.get('id', '?')} ({params['status']})"
+    # The client returns the Graph API's JSON without checking the status: a descriptor made is
+    # an answer with its id.
+    if (
+        refused is not None
+        or error is not None
+        or not isinstance(body, Mapping)
+        or body.get("error")
+        or body.get("success") is False
+        or not body.get("id")
+    ):
+        detail = refused or (body.get("error") if isinstance(body, Mapping) and body.get("error") else body)
+        raise RuntimeError(f"ThreatExchange made no descriptor: {detail}")
+    return f"ThreatExchange descriptor {body['id']} ({params['status']})"
+
+
+def _local_file_check(*, status: str, tags: list[str], signal_type: type[SignalType] | None, collab: Any) -> None:
+    if status != SubmitStatus.POSITIVE_CLASS or tags:
+        raise Unsupported("the local file exchange takes untagged positive_class submissions only (a line per signal)")
+    # A file of one signal type holds bare values (pytx's file API reads each line as one signal)
+    only = getattr(collab, "signal_type", None)
+    if signal_type is not None and only and only != signal_type.get_name():
+        raise Unsupported(f"this local file exchange holds {only} signals only, not {signal_type.get_name()}")
 
 
 def _local_file_submit(
     api: Any, *, signal_type: type[SignalType], signal: str, status: str, tags: list[str], description: str
 ) -> str:
-    _local_file_check(status=status, tags=tags)
+    _local_file_check(status=status, tags=tags, signal_type=signal_type, collab=api.collab)
     return _file_append(api, signal_type=signal_type, signal=signal)
 
 
-def _local_file_check(*, status: str, tags: list[str]) -> None:
-    if status != SubmitStatus.POSITIVE_CLASS or tags:
-        raise Unsupported("the local file exchange takes untagged positive_class submissions only (a line per signal)")
-
-
-def _submitters() -> list[tuple[type, Callable[..., str], Callable[..., None] | None]]:
+def _submitters() -> list[tuple[type, Callable[..., str], Callable[..., None]]]:
     """(API class, how to submit, what it cannot carry: raises Unsupported) of each API that can submit."""
     from threatexchange.exchanges.impl.fb_threatexchange_api import FBThreatExchangeSignalExchangeAPI
     from threatexchange.exchanges.impl.file_api import LocalFileSignalExchangeAPI
 
     return [
-        (FBThreatExchangeSignalExchangeAPI, _fb_threatexchange_submit, None),
+        (FBThreatExchangeSignalExchangeAPI, _fb_threatexchange_submit, _fb_threatexchange_check),
         (LocalFileSignalExchangeAPI, _local_file_submit, _local_file_check),
     ]
 
 
-def submit_check(api_cls: type, *, api_name: str, status: str, tags: list[str]) -> None:
+def submit_check(
+    api_cls: type,
+    *,
+    api_name: str,
+    status: str,
+    tags: list[str],
+    signal_types: list[type[SignalType]] = (),
+    collab: Any = None,
+) -> None:
     """
-    Raise Unsupported, naming the exchange type, when exchanges of `api_cls` cannot take this
-    submission (no way to create a signal there, or not with this status or these tags).
+    Raise Unsupported, naming the exchange type or what it cannot carry, when exchanges of
+    `api_cls` (with the collaboration config `collab`, when given) cannot take this submission:
+    no way to create a signal there, or not with this status, these tags or these signal types.
     """
     for cls, _, check in _submitters():
         if issubclass(api_cls, cls):
-            if check is not None:
-                check(status=status, tags=tags)
+            for signal_type in signal_types or [None]:
+                check(status=status, tags=tags, signal_type=signal_type, collab=collab)
             return
-    raise Unsupported(f"exchange type '{api_name}' cannot take submissions; these can: fb_threatexchange, local_file")
+    raise Unsupported(
+        f"exchange type '{api_name}' cannot take submissions; these can: fb_threatexchange, local_file"
+    )
 
 
 def submit_takes_tags(api_cls: type) -> bool:
     """Whether submissions to exchanges of `api_cls` may carry tags."""
-    return any(issubclass(api_cls, cls) and check is None for cls, _, check in _submitters())
+    try:
+        submit_check(api_cls, api_name="", status=SubmitStatus.POSITIVE_CLASS, tags=["tag"])
+    except Unsupported:
+        return False
+    return True
 
 
 def submit(

@@ -4,9 +4,11 @@ claim a row by compare-and-set, record the outcome the same way, back off expone
 after commit.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
+from urllib.parse import quote, quote_plus
 
 from django.conf import settings
 from django.db.models import F, Q
@@ -21,8 +23,11 @@ M = TypeVar("M", bound=OutgoingMessage)
 # A retry delivered a little before its time (clocks of worker hosts differ) still runs.
 EARLY_SLACK = timedelta(seconds=5)
 ERROR_MAX_CHARS = 2000
-# A claimed message is considered abandoned (its worker died) after this long.
-SEND_LEASE_SECONDS = 120
+# A claimed message is considered abandoned (its worker died) after this long: longer than the
+# send tasks' hard time limit (150 s, reviews.tasks), so a slow send still running is never
+# claimed by a second run. A worker that dies after the exchange or receiver took the message but
+# before its outcome is written sends it again: delivery is at least once.
+SEND_LEASE_SECONDS = 180
 
 
 @dataclass(frozen=True)
@@ -100,11 +105,23 @@ def message_fail(
     return SendOutcome(row.pk, SendState.RETRYING, sent=True, retry_in=retry_in, detail=error)
 
 
+# A token in a URL's query (ThreatExchange's client puts its token there, and a transport error
+# quotes the URL): scrubbed whether or not it is one of the stored secrets (it may come from
+# python-threatexchange's environment variable or file).
+_TOKEN_IN_URL = re.compile(r"(access_token=)[^&\s'\"]+", re.IGNORECASE)
+
+
 def secrets_scrub(message: str, secrets: list[str]) -> str:
-    """`message` with each of `secrets` (an exchange's credential values) replaced by ***."""
+    """
+    `message` with each of `secrets` (an exchange's credential values) replaced by ***, as
+    written and URL-encoded (requests quotes a token's "|" as %7C in the URLs its errors name),
+    and any access_token=... in a URL.
+    """
     for secret in secrets:
-        message = message.replace(secret, "***")
-    return message
+        if secret:
+            for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+                message = message.replace(form, "***")
+    return _TOKEN_IN_URL.sub(r"\1***", message)
 
 
 def deliveries_enqueue(delivery_ids: list[int]) -> None:

@@ -5,6 +5,7 @@ row, written in the caller's transaction and sent after commit through the excha
 python-threatexchange client (reviews.writeback.submit), with the retries of reports.
 """
 
+import hashlib
 import logging
 from collections.abc import Sequence
 
@@ -34,8 +35,12 @@ TAG_MAX_CHARS = 100
 DESCRIPTION = "Submitted by omm"
 
 
-def _exchange_checked(exchange_name: str, *, status: str, tags: list[str]):
-    """The exchange, if it exists and can take this submission: 404, else 400 saying what is missing."""
+def _exchange_checked(exchange_name: str, *, status: str, tags: list[str], signal_types: list[str]):
+    """
+    The exchange, if it exists and can take this submission: 404, else a 400 saying what is
+    missing (its type cannot take submissions, or not this status, these tags or signal types; its
+    client cannot be built, e.g. no credentials).
+    """
     exchange = exchange_adapter.exchange_named(name=exchange_name)
     if exchange is None:
         raise NotFound(f"Exchange '{exchange_name}' not found")
@@ -44,24 +49,46 @@ def _exchange_checked(exchange_name: str, *, status: str, tags: list[str]):
         raise InvalidInput(f"exchange type '{exchange.api}' is not installed (OMM_EXCHANGE_TYPES)")
     try:
         writeback.submit_check(api_cls, api_name=exchange.api, status=status, tags=tags)
+        api, _ = exchange_adapter.exchange_client(exchange=exchange)
+        writeback.submit_check(
+            api_cls,
+            api_name=exchange.api,
+            status=status,
+            tags=tags,
+            signal_types=[pytx.signal_type_get(name) for name in signal_types],
+            collab=api.collab,
+        )
     except writeback.Unsupported as exc:
         raise InvalidInput(str(exc)) from None
-    try:
-        exchange_adapter.exchange_client(exchange=exchange)
     except exchange_adapter.ClientUnavailable as exc:
         raise InvalidInput(f"exchange '{exchange.name}' cannot be reached: {exc.message}") from None
     return exchange
 
 
+def signal_digest(value: str) -> str:
+    """The SHA-256 (hex) of a signal value: the key of "shared once" (exchange_submission_shared_once)."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _tag_problem(tag: object) -> str | None:
+    if not isinstance(tag, str) or not tag.strip() or len(tag) > TAG_MAX_CHARS or "," in tag:
+        return f"tags: each a non-empty string of at most {TAG_MAX_CHARS} characters without commas"
+    return None
+
+
 def _tags_checked(tags: Sequence[str]) -> list[str]:
     if len(tags) > TAGS_MAX:
         raise InvalidInput(f"tags: at most {TAGS_MAX}")
-    cleaned = []
     for tag in tags:
-        if not isinstance(tag, str) or not tag.strip() or len(tag) > TAG_MAX_CHARS or "," in tag:
-            raise InvalidInput(f"tags: each a non-empty string of at most {TAG_MAX_CHARS} characters without commas")
-        cleaned.append(tag.strip())
-    return sorted(set(cleaned))
+        problem = _tag_problem(tag)
+        if problem:
+            raise InvalidInput(problem)
+    return sorted({tag.strip() for tag in tags})
+
+
+def _labels_as_tags(labels: Sequence[str]) -> list[str]:
+    """A bank's labels that are valid tags (bank labels allow commas and any length), at most TAGS_MAX."""
+    return sorted({label.strip() for label in labels if _tag_problem(label) is None})[:TAGS_MAX]
 
 
 def exchange_submit(
@@ -102,7 +129,9 @@ def exchange_submit(
         )
         if not signals:
             raise InvalidInput(f"bank content {bank_content_id} has no signals")
-    exchange = _exchange_checked(exchange_name, status=status, tags=tags)
+    # Every signal type must be enabled here (pytx.signal_type_get: a 400 naming it) and carried
+    # by the exchange (_exchange_checked).
+    exchange = _exchange_checked(exchange_name, status=status, tags=tags, signal_types=[name for name, _ in signals])
     with transaction.atomic():
         rows = ExchangeSubmission.objects.bulk_create(
             ExchangeSubmission(
@@ -111,6 +140,7 @@ def exchange_submit(
                 api=exchange.api,
                 signal_type=name,
                 signal_value=value,
+                signal_digest=signal_digest(value),
                 status=status,
                 tags=tags,
                 bank_content_id=bank_content_id,
@@ -144,8 +174,10 @@ def bank_shares_set(*, bank: Bank, exchange_names: Sequence[str]) -> list[str]:
     with transaction.atomic():
         BankShare.objects.filter(bank=bank).exclude(exchange__name__in=names).delete()
         have = set(BankShare.objects.filter(bank=bank).values_list("exchange__name", flat=True))
+        # Two PUTs at once may both add a share: the second one's rows are already there.
         BankShare.objects.bulk_create(
-            [BankShare(bank=bank, exchange=exchanges[name]) for name in names if name not in have]
+            [BankShare(bank=bank, exchange=exchanges[name]) for name in names if name not in have],
+            ignore_conflicts=True,
         )
     return names
 
@@ -158,10 +190,10 @@ def bank_shares(*, bank: Bank) -> list[str]:
 def bank_share_true_positive(*, bank: Bank, content: BankContent, actor: str = "") -> list[int]:
     """
     A verdict added `content` to `bank` as a true positive: submit its signals as positive_class
-    to each exchange the bank shares with (the bank's labels as tags where the exchange takes
-    tags), once per (exchange, content, signal type). Call inside the verdict's transaction; the
-    rows go with it and are sent after commit. Returns the ids of the content's shared
-    submissions waiting to be sent.
+    to each exchange the bank shares with (the bank's labels that are valid tags, where the
+    exchange takes tags), once per (exchange, signal type, signal value) whatever the content.
+    Call inside the verdict's transaction; the rows go with it and are sent after commit.
+    Returns the ids of the content's shared submissions waiting to be sent.
     """
     shares = list(BankShare.objects.filter(bank=bank).select_related("exchange"))
     if not shares:
@@ -170,7 +202,8 @@ def bank_share_true_positive(*, bank: Bank, content: BankContent, actor: str = "
     rows = []
     for share in shares:
         api_cls = pytx.exchange_types().get(share.exchange.api)
-        tags = sorted(bank.labels or []) if api_cls is not None and writeback.submit_takes_tags(api_cls) else []
+        takes_tags = api_cls is not None and writeback.submit_takes_tags(api_cls)
+        tags = _labels_as_tags(bank.labels or []) if takes_tags else []
         rows += [
             ExchangeSubmission(
                 exchange=share.exchange,
@@ -178,22 +211,27 @@ def bank_share_true_positive(*, bank: Bank, content: BankContent, actor: str = "
                 api=share.exchange.api,
                 signal_type=name,
                 signal_value=value,
+                signal_digest=signal_digest(value),
                 status=SubmitStatus.POSITIVE_CLASS,
                 tags=tags,
                 bank_content_id=content.pk,
                 source=SubmitSource.BANK_SHARE,
-                submitted_by=f"bank:{bank.name}"[:255] if not actor else f"bank:{bank.name} ({actor})"[:255],
+                submitted_by=(f"bank:{bank.name} ({actor})" if actor else f"bank:{bank.name}")[:255],
             )
             for name, value in signals
         ]
-    # A signal already shared with an exchange is not shared again (exchange_submission_shared_once).
+    # A signal a bank already shared with an exchange (from any of its contents: each verdict
+    # that adds a submission makes a new content) is not shared again
+    # (exchange_submission_shared_once).
     ExchangeSubmission.objects.bulk_create(rows, ignore_conflicts=True)
     # ignore_conflicts gives the rows no ids: read back what waits to be sent (sending a row twice
     # is harmless, the claim lets one run send it).
     ids = list(
         ExchangeSubmission.objects.filter(
             source=SubmitSource.BANK_SHARE, bank_content_id=content.pk, state=SendState.PENDING
-        ).values_list("pk", flat=True)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
     submissions_enqueue(ids)
     return ids

@@ -29,6 +29,7 @@ from reviews.services._outgoing import (
     reports_enqueue,
     secrets_scrub,
 )
+from reviews.services.exchange_submit import bank_share_true_positive
 from reviews.services.retroaction import retroaction_enqueue
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,9 @@ def review_record(
         if disable:
             bank_contents_set_enabled(content_ids=ids, enabled=False)
         if target is not None:
-            _add_to_bank(target, reviews, contents=contents, labels=labels, note=note)
+            _add_to_bank(
+                target, reviews, contents=contents, labels=labels, note=note, verdict=verdict, reviewer=reviewer
+            )
         Review.objects.bulk_update(reviews, ["matches_marked", "added_content_id", "added_to_bank_name"])
         reports = _review_reports(reviews, verdict=verdict, contents=contents, sources=sources, labels=labels)
         ExchangeReport.objects.bulk_create(reports)
@@ -151,7 +154,14 @@ def review_record(
 
 
 def _add_to_bank(
-    target: Bank, reviews: list[Review], *, contents: dict[int, BankContent], labels: list[str], note: str
+    target: Bank,
+    reviews: list[Review],
+    *,
+    contents: dict[int, BankContent],
+    labels: list[str],
+    note: str,
+    verdict: Verdict,
+    reviewer: str,
 ) -> None:
     """Copy each reviewed content's signals into `target` (once: an existing copy is reused)."""
     added: list[int] = []
@@ -185,6 +195,10 @@ def _add_to_bank(
         review.added_content_id = existing
         review.added_to_bank_name = target.name
     retroaction_enqueue(content_ids=added)
+    if verdict == Verdict.TRUE_POSITIVE:
+        # New true-positive content of a bank that shares (services.exchange_submit).
+        for content in BankContent.objects.filter(pk__in=added).order_by("pk"):
+            bank_share_true_positive(bank=target, content=content, actor=reviewer)
 
 
 def _review_reports(

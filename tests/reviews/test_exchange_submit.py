@@ -308,3 +308,147 @@ def test_a_dead_submission_is_sent_again_with_fresh_attempts(threatexchange, set
     assert services.exchange_submission_send(submission_id=row.pk).state == SendState.SUCCEEDED
     row.refresh_from_db()
     assert row.attempts == 1 and "9876" in row.result
+
+
+# --- What a second read found ------------------------------------------------------------------------
+
+
+def test_a_transport_error_naming_the_token_in_its_url_is_scrubbed(threatexchange, monkeypatch):
+    # Given ThreatExchange unreachable: requests' error quotes the URL, the token's "|" as %7C
+    threatexchange.server.shutdown()
+    threatexchange.server.server_close()
+    (row,) = services.exchange_submit(exchange_name="TE", signal_type="pdq", signal_value=PDQ, status="positive_class")
+    assert services.exchange_submission_send(submission_id=row.pk).state == SendState.RETRYING
+    row.refresh_from_db()
+    # Then neither form of the token is kept
+    assert "access_token=***" in row.last_error, row.last_error
+    assert TE_TOKEN not in row.last_error and "abcdefghijklmnopqrstuvwxyz" not in row.last_error
+
+
+def test_a_reply_that_names_no_descriptor_is_a_failure(threatexchange):
+    threatexchange.response_body = json.dumps({"success": False}).encode()
+    (row,) = services.exchange_submit(exchange_name="TE", signal_type="pdq", signal_value=PDQ, status="positive_class")
+    assert services.exchange_submission_send(submission_id=row.pk).state == SendState.RETRYING
+    threatexchange.response_body = b"{}"
+    ExchangeSubmission.objects.filter(pk=row.pk).update(next_attempt_at=row.created_at)
+    assert services.exchange_submission_send(submission_id=row.pk).state == SendState.RETRYING
+
+
+def test_a_signal_type_the_exchange_cannot_carry_is_refused_up_front(threatexchange, curator_client, settings):
+    from omm_project.lib import pytx
+    from tests.extension_signal import DOTTED_PATH
+
+    # A type without a ThreatExchange indicator type (the extension's, with its INDICATOR_TYPE removed)
+    settings.OMM_SIGNAL_TYPES = [*settings.OMM_SIGNAL_TYPES, DOTTED_PATH]
+    pytx.signal_types.cache_clear()
+    try:
+        kind = pytx.signal_types()["hex_digits"]
+        indicator = kind.INDICATOR_TYPE
+        del kind.INDICATOR_TYPE
+        try:
+            body = {"signal_type": "hex_digits", "signal_value": "0123456789abcdef", "status": "positive_class"}
+            response = curator_client.post("/c/exchange/TE/submit", body, format="json")
+        finally:
+            kind.INDICATOR_TYPE = indicator
+        assert response.status_code == 400 and "no indicator type for hex_digits" in response.json()["message"]
+        # and with it, the extension's type is submitted as its own indicator type
+        response = curator_client.post("/c/exchange/TE/submit", body, format="json")
+        assert response.status_code == 202, response.content
+        assert _send_all() == [SendState.SUCCEEDED]
+        assert _posted_params(threatexchange.requests[0])["type"] == "HASH_TEST_HEX_DIGITS"
+    finally:
+        pytx.signal_types.cache_clear()
+
+
+def test_a_bank_content_of_a_type_no_longer_enabled_is_refused(signal_file, curator_client, settings):
+    from omm_project.lib import pytx
+
+    content = make_content(make_bank("OWN"), signals={"pdq": PDQ, "video_md5": MD5})
+    settings.OMM_SIGNAL_TYPES = ["threatexchange.signal_type.pdq.signal.PdqSignal"]
+    pytx.signal_types.cache_clear()
+    try:
+        response = curator_client.post(
+            "/c/exchange/FILE/submit", {"bank_content_id": content.pk, "status": "positive_class"}, format="json"
+        )
+    finally:
+        pytx.signal_types.cache_clear()
+    assert response.status_code == 400 and "video_md5" in response.json()["message"]
+    assert not ExchangeSubmission.objects.exists()
+
+
+def test_a_file_of_one_signal_type_gets_bare_values_of_that_type_only(tmp_path, curator_client):
+    path = tmp_path / "pdq_only.txt"
+    path.write_text(f"{PDQ}\n")
+    exchange_create(
+        name="PDQ_FILE", api="local_file", api_json={"filename": str(path), "signal_type": "pdq"}, fetch_now=False
+    )
+    other = {"signal_type": "video_md5", "signal_value": MD5, "status": "positive_class"}
+    response = curator_client.post("/c/exchange/PDQ_FILE/submit", other, format="json")
+    assert response.status_code == 400 and "holds pdq signals only" in response.json()["message"]
+    same = {"signal_type": "pdq", "signal_value": "f" * 64, "status": "positive_class"}
+    assert curator_client.post("/c/exchange/PDQ_FILE/submit", same, format="json").status_code == 202
+    assert _send_all() == [SendState.SUCCEEDED]
+    assert path.read_text().splitlines() == [PDQ, "f" * 64]  # pytx's file API reads each line as one pdq
+
+
+def test_a_signal_two_verdicts_add_to_a_sharing_bank_is_shared_once(signal_file):
+    own = make_bank("OWN_FINDINGS")
+    services.bank_shares_set(bank=own, exchange_names=["FILE"])
+    first = make_content(own, signals={"video_md5": MD5})
+    second = make_content(own, signals={"video_md5": MD5})  # a second case's copy of the same video
+    assert len(services.bank_share_true_positive(bank=own, content=first)) == 1
+    services.bank_share_true_positive(bank=own, content=second)
+    assert ExchangeSubmission.objects.count() == 1
+
+
+def test_a_sharing_bank_sends_its_labels_that_are_valid_tags(threatexchange):
+    own = make_bank("OWN", labels=["terror", "a,b", "x" * 101])
+    services.bank_shares_set(bank=own, exchange_names=["TE"])
+    content = make_content(own)
+    services.bank_share_true_positive(bank=own, content=content, actor="rita")
+    (row,) = ExchangeSubmission.objects.all()
+    assert row.tags == ["terror"] and row.submitted_by == "bank:OWN (rita)"
+    assert _send_all() == [SendState.SUCCEEDED]
+    assert _posted_params(threatexchange.requests[0])["tags"] == "terror"
+
+
+def test_a_review_that_adds_to_a_sharing_bank_shares_too(signal_file, curator_client):
+    own = make_bank("OWN")
+    services.bank_shares_set(bank=own, exchange_names=["FILE"])
+    reviewed = make_content(make_bank("A"), signals={"video_md5": MD5})
+    response = curator_client.post(
+        "/c/reviews", {"content_ids": [reviewed.pk], "verdict": "true_positive", "add_to_bank": "OWN"}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    (row,) = ExchangeSubmission.objects.all()
+    assert (row.signal_type, row.signal_value, row.source) == ("video_md5", MD5, "bank_share")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_share_settings_end_in_one_share(signal_file):
+    from reviews.models import BankShare
+    from tests.concurrency import run_together
+
+    make_bank("OWN")
+    results = run_together(
+        lambda i: (
+            api_client(api_key(["curate"], name=f"k{i}"))
+            .put("/c/bank/OWN/share", {"exchanges": ["FILE"]}, format="json")
+            .status_code
+        )
+    )
+    assert results == [200] * 5
+    assert BankShare.objects.count() == 1
+
+
+def test_a_token_from_the_environment_is_scrubbed_from_a_transport_error(local_server, allow_loopback, monkeypatch):
+    # Given a ThreatExchange token that omm never stored (pytx's environment variable) and no server
+    monkeypatch.setattr(ThreatExchangeAPI, "_TE_BASE_URL", local_server.url)
+    monkeypatch.setenv("TX_ACCESS_TOKEN", "987654321|environmenttokenvalue0123")
+    exchange_create(name="TE", api="fb_threatexchange", api_json={"privacy_group": 1234}, fetch_now=False)
+    local_server.server.shutdown()
+    local_server.server.server_close()
+    (row,) = services.exchange_submit(exchange_name="TE", signal_type="pdq", signal_value=PDQ, status="positive_class")
+    assert services.exchange_submission_send(submission_id=row.pk).state == SendState.RETRYING
+    row.refresh_from_db()
+    assert "access_token=***" in row.last_error and "environmenttokenvalue0123" not in row.last_error, row.last_error
