@@ -4,19 +4,25 @@ claim a row by compare-and-set, record the outcome the same way, back off expone
 after commit.
 """
 
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
 
 from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from omm_project.lib import pytx
 from omm_project.lib.tasks import enqueue_on_commit
+from reviews import exchange_adapter, writeback
 from reviews.choices import SendState
 from reviews.models import ExchangeReport, ExchangeSubmission, OutgoingMessage, WebhookDelivery
+
+logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=OutgoingMessage)
 
@@ -122,6 +128,46 @@ def secrets_scrub(message: str, secrets: list[str]) -> str:
             for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
                 message = message.replace(form, "***")
     return _TOKEN_IN_URL.sub(r"\1***", message)
+
+
+def exchange_attempt(
+    model: type[ExchangeReport] | type[ExchangeSubmission],
+    row: ExchangeReport | ExchangeSubmission,
+    *,
+    exchange: Any,
+    send: Callable[[Any, type], str],
+    keep_result: bool = False,
+) -> SendOutcome:
+    """
+    One attempt at a claimed message to an exchange (a report, a submission), once its own
+    checks passed: its signal type must be enabled here (else "unsupported"); the exchange's
+    python-threatexchange client is built and `send(api, signal_type)` run, which returns what
+    the exchange was told. writeback.Unsupported is recorded "unsupported"; any other error
+    (network, HTTP status, credentials) retries with backoff until
+    OMM_EXCHANGE_REPORT_MAX_ATTEMPTS. Credentials are scrubbed from what is kept and logged;
+    `keep_result` stores the description in the row's `result`.
+    """
+    name = model._meta.verbose_name
+    signal_type = pytx.signal_types().get(row.signal_type)
+    if signal_type is None:
+        reason = f"signal type '{row.signal_type}' is not enabled"
+        message_finish(model, row.pk, state=SendState.UNSUPPORTED, last_error=reason)
+        return SendOutcome(row.pk, SendState.UNSUPPORTED, detail=reason)
+    secrets: list[str] = []
+    try:
+        api, secrets = exchange_adapter.exchange_client(exchange=exchange)
+        detail = secrets_scrub(send(api, signal_type), secrets)
+    except writeback.Unsupported as exc:
+        message_finish(model, row.pk, state=SendState.UNSUPPORTED, last_error=str(exc))
+        return SendOutcome(row.pk, SendState.UNSUPPORTED, sent=True, detail=str(exc))
+    except Exception as exc:  # the client's own errors: network, HTTP status, credentials
+        error = secrets_scrub(f"{type(exc).__name__}: {exc}", secrets)
+        logger.info("%s %s to exchange %s failed: %s", name, row.pk, exchange.name, error)
+        return message_fail(model, row, error=error, max_attempts=settings.OMM_EXCHANGE_REPORT_MAX_ATTEMPTS)
+    kept = {"result": detail} if keep_result else {}
+    message_finish(model, row.pk, state=SendState.SUCCEEDED, last_error="", **kept)
+    logger.info("%s %s to exchange %s: %s", name, row.pk, exchange.name, detail)
+    return SendOutcome(row.pk, SendState.SUCCEEDED, sent=True, detail=detail)
 
 
 def deliveries_enqueue(delivery_ids: list[int]) -> None:

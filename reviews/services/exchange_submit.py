@@ -6,10 +6,8 @@ python-threatexchange client (reviews.writeback.submit), with the retries of rep
 """
 
 import hashlib
-import logging
 from collections.abc import Sequence
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,14 +19,11 @@ from reviews.choices import SendState, SubmitSource, SubmitStatus
 from reviews.models import BankShare, ExchangeSubmission
 from reviews.services._outgoing import (
     SendOutcome,
+    exchange_attempt,
     message_claim,
-    message_fail,
     message_finish,
-    secrets_scrub,
     submissions_enqueue,
 )
-
-logger = logging.getLogger(__name__)
 
 TAGS_MAX = 32
 TAG_MAX_CHARS = 100
@@ -241,7 +236,8 @@ def exchange_submission_send(*, submission_id: int) -> SendOutcome:
     """
     Make one attempt at a submission (the task's body) through the exchange's client. An API
     that cannot carry it is recorded "unsupported", a deleted exchange "skipped"; errors retry
-    with backoff until OMM_EXCHANGE_REPORT_MAX_ATTEMPTS. Finished or claimed rows are left alone.
+    with backoff until OMM_EXCHANGE_REPORT_MAX_ATTEMPTS (_outgoing.exchange_attempt). Finished or
+    claimed rows are left alone.
     """
     row = message_claim(ExchangeSubmission, submission_id)
     if row is None:
@@ -250,35 +246,20 @@ def exchange_submission_send(*, submission_id: int) -> SendOutcome:
     if exchange is None:
         message_finish(ExchangeSubmission, row.pk, state=SendState.SKIPPED, last_error="exchange deleted")
         return SendOutcome(row.pk, SendState.SKIPPED, detail="exchange deleted")
-    signal_type = pytx.signal_types().get(row.signal_type)
-    if signal_type is None:
-        reason = f"signal type '{row.signal_type}' is not enabled"
-        message_finish(ExchangeSubmission, row.pk, state=SendState.UNSUPPORTED, last_error=reason)
-        return SendOutcome(row.pk, SendState.UNSUPPORTED, detail=reason)
-    secrets: list[str] = []
-    try:
-        api, secrets = exchange_adapter.exchange_client(exchange=exchange)
-        result = writeback.submit(
+    return exchange_attempt(
+        ExchangeSubmission,
+        row,
+        exchange=exchange,
+        send=lambda api, signal_type: writeback.submit(
             api,
             signal_type=signal_type,
             signal=row.signal_value,
             status=row.status,
             tags=list(row.tags or []),
             description=DESCRIPTION,
-        )
-    except writeback.Unsupported as exc:
-        message_finish(ExchangeSubmission, row.pk, state=SendState.UNSUPPORTED, last_error=str(exc))
-        return SendOutcome(row.pk, SendState.UNSUPPORTED, sent=True, detail=str(exc))
-    except Exception as exc:  # the client's own errors: network, HTTP status, credentials
-        error = secrets_scrub(f"{type(exc).__name__}: {exc}", secrets)
-        logger.info("submission %s to exchange %s failed: %s", row.pk, exchange.name, error)
-        return message_fail(
-            ExchangeSubmission, row, error=error, max_attempts=settings.OMM_EXCHANGE_REPORT_MAX_ATTEMPTS
-        )
-    result = secrets_scrub(result, secrets)
-    message_finish(ExchangeSubmission, row.pk, state=SendState.SUCCEEDED, last_error="", result=result)
-    logger.info("submission %s to exchange %s: %s", row.pk, exchange.name, result)
-    return SendOutcome(row.pk, SendState.SUCCEEDED, sent=True, detail=result)
+        ),
+        keep_result=True,
+    )
 
 
 @transaction.atomic

@@ -14,7 +14,6 @@ from django.utils import timezone
 from banks.models import Bank, BankContent
 from banks.selectors import bank_get
 from banks.services import bank_content_create, bank_contents_set_enabled
-from omm_project.lib import pytx
 from omm_project.lib.db import advisory_xact_lock
 from omm_project.lib.errors import InvalidInput, NotFound
 from omm_project.lib.inputs import bool_parse
@@ -23,11 +22,10 @@ from reviews.choices import ReportKind, SendState, Verdict
 from reviews.models import ExchangeReport, MatchLog, Review
 from reviews.services._outgoing import (
     SendOutcome,
+    exchange_attempt,
     message_claim,
-    message_fail,
     message_finish,
     reports_enqueue,
-    secrets_scrub,
 )
 from reviews.services.exchange_submit import bank_share_true_positive
 from reviews.services.retroaction import retroaction_enqueue
@@ -246,7 +244,8 @@ def exchange_report_send(*, report_id: int) -> SendOutcome:
     Make one attempt at an exchange report (the task's body), through the exchange's own
     python-threatexchange client. An API that cannot carry it is recorded "unsupported"; an
     exchange deleted or switched off meanwhile "skipped"; errors retry with backoff until
-    OMM_EXCHANGE_REPORT_MAX_ATTEMPTS. Already finished or claimed reports are left alone.
+    OMM_EXCHANGE_REPORT_MAX_ATTEMPTS (_outgoing.exchange_attempt). Already finished or claimed
+    reports are left alone.
     """
     report = message_claim(ExchangeReport, report_id)
     if report is None:
@@ -256,34 +255,20 @@ def exchange_report_send(*, report_id: int) -> SendOutcome:
         reason = "exchange deleted" if exchange is None else f"{report.kind} reporting is switched off"
         message_finish(ExchangeReport, report.pk, state=SendState.SKIPPED, last_error=reason)
         return SendOutcome(report.pk, SendState.SKIPPED, detail=reason)
-    signal_type = pytx.signal_types().get(report.signal_type)
-    if signal_type is None:
-        reason = f"signal type '{report.signal_type}' is not enabled"
-        message_finish(ExchangeReport, report.pk, state=SendState.UNSUPPORTED, last_error=reason)
-        return SendOutcome(report.pk, SendState.UNSUPPORTED, detail=reason)
-    max_attempts = settings.OMM_EXCHANGE_REPORT_MAX_ATTEMPTS
-    secrets: list[str] = []
-    try:
-        api, secrets = exchange_adapter.exchange_client(exchange=exchange)
-        record = exchange_adapter.exchange_record_value(exchange_id=exchange.pk, content_id=report.content_id)
-        detail = writeback.report(
+    record = exchange_adapter.exchange_record_value(exchange_id=exchange.pk, content_id=report.content_id)
+    return exchange_attempt(
+        ExchangeReport,
+        report,
+        exchange=exchange,
+        send=lambda api, signal_type: writeback.report(
             api,
             kind=report.kind,
             signal_type=signal_type,
             signal=report.signal_value,
             tags=list(report.tags or []),
             record=record,
-        )
-    except writeback.Unsupported as exc:
-        message_finish(ExchangeReport, report.pk, state=SendState.UNSUPPORTED, last_error=str(exc))
-        return SendOutcome(report.pk, SendState.UNSUPPORTED, sent=True, detail=str(exc))
-    except Exception as exc:  # the client's own errors: network, HTTP status, credentials
-        error = secrets_scrub(f"{type(exc).__name__}: {exc}", secrets)
-        logger.info("report %s to exchange %s failed: %s", report.pk, exchange.name, error)
-        return message_fail(ExchangeReport, report, error=error, max_attempts=max_attempts)
-    message_finish(ExchangeReport, report.pk, state=SendState.SUCCEEDED, last_error="")
-    logger.info("report %s to exchange %s: %s", report.pk, exchange.name, detail)
-    return SendOutcome(report.pk, SendState.SUCCEEDED, sent=True, detail=detail)
+        ),
+    )
 
 
 @transaction.atomic
