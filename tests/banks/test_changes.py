@@ -3,7 +3,8 @@
 import time
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from banks.models import BankChange
 from banks.services import bank_content_bulk_sync, bank_content_delete, bank_content_update
@@ -119,3 +120,19 @@ def test_changes_need_the_curate_scope(anon_client, matcher_client):
     make_bank("SRC")
     assert anon_client.get("/c/bank/SRC/changes").status_code == 401
     assert matcher_client.get("/c/bank/SRC/changes").status_code == 403
+
+
+def test_changes_page_query_count_does_not_grow_with_its_contents(curator_client):
+    # given two banks, with 2 and 20 single-content changes (plus signals of two types each)
+    counts = []
+    for name, n in (("SMALL", 2), ("BIG", 20)):
+        bank = make_bank(name)
+        for i in range(n):
+            make_content(bank, {"pdq": f"{i + 16:x}" * 32, "video_md5": f"{i + 16:x}" * 16})
+        feed(curator_client, name)  # warm the key cache
+        # when a page of each is read
+        with CaptureQueriesContext(connection) as queries:
+            assert len(feed(curator_client, name)["changes"]) == n
+        counts.append(len(queries))
+    # then both take the same number of queries
+    assert counts[0] == counts[1], counts
