@@ -166,7 +166,9 @@ class OmmSignalExchangeAPI(
             params["after"] = cursor
         try:
             with outbound.deadline(self.PAGE_TIMEOUT_SECONDS):
-                response = session.get(url, params=params, allow_redirects=False)
+                # One connection per page: a kept-alive one outlived a failed fetch in tests,
+                # holding one of the source's request threads; pages are few and large.
+                response = session.get(url, params=params, allow_redirects=False, headers={"Connection": "close"})
                 body = response.content
         except requests.RequestException as exc:
             raise SourceError(f"omm source {url} could not be reached: {type(exc).__name__}") from None
