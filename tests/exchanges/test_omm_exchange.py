@@ -162,3 +162,21 @@ def test_page_check_accepts_only_the_feed_shape():
     for bad in ([], {"changes": {}, "next": "1", "has_more": False}, {"changes": [], "next": 1, "has_more": False}):
         with pytest.raises((ValueError, KeyError)):
             page_check(bad)
+
+
+@pytest.mark.django_db
+def test_omm_api_schema_names_its_config_and_credential(curator_client):
+    schema = curator_client.get("/c/exchanges/api/omm/schema").json()
+    assert [(f["name"], f["required"]) for f in schema["config_schema"]["fields"]] == [
+        ("base_url", True),
+        ("bank", True),
+    ]
+    assert [f["name"] for f in schema["credentials_schema"]["fields"]] == ["api_key"]
+    # and the key is stored sealed: no endpoint gives it back
+    assert (
+        curator_client.post(
+            "/c/exchanges/api/omm", {"credential_json": {"api_key": "secret-curate-key"}}, format="json"
+        ).status_code
+        == 200
+    )
+    assert "secret-curate-key" not in curator_client.get("/c/exchanges/api/omm").content.decode()
