@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, F, Max, QuerySet, Window
+from django.db.models.functions import Lag
 from django.utils import timezone
 
 from banks.models import Bank, BankChange, BankContent, ContentSignal
@@ -136,19 +137,24 @@ def bank_changes_horizon(*, after: int) -> int:
     transaction. Counted over every bank's rows, since the sequence is shared.
     """
     since = timezone.now() - timedelta(seconds=settings.OMM_MATCHER_GAP_SECONDS)
-    top = BankChange.objects.aggregate(top=Max("id"))["top"] or 0
-    recent = list(
-        BankChange.objects.filter(id__gt=after, created_at__gte=since).order_by("id").values_list("id", flat=True)
+    top = max(BankChange.objects.aggregate(top=Max("id"))["top"] or 0, after)
+    recent = BankChange.objects.filter(id__gt=after, created_at__gte=since)
+    first = recent.order_by("id").values_list("id", flat=True).first()
+    if first is None:
+        return top
+    start = max(BankChange.objects.filter(id__lt=first).aggregate(top=Max("id"))["top"] or 0, after)
+    if first > start + 1:
+        return start
+    # The first missing id among the recent rows, found in the database (a burst of writes can
+    # leave many thousands of recent rows).
+    gap = (
+        recent.annotate(prev=Window(Lag("id"), order_by=F("id").asc()))
+        .filter(id__gt=F("prev") + 1)
+        .order_by("id")
+        .values_list("prev", flat=True)
+        .first()
     )
-    if not recent:
-        return max(top, after)
-    below = BankChange.objects.filter(id__lt=recent[0]).aggregate(top=Max("id"))["top"] or 0
-    expected = max(below, after) + 1
-    for change_id in recent:
-        if change_id > expected:
-            return expected - 1
-        expected = change_id + 1
-    return max(top, after)
+    return top if gap is None else gap
 
 
 def bank_changes_page(*, bank: Bank, after: ChangesCursor, limit: int) -> ChangesPage:

@@ -84,7 +84,7 @@ def test_changes_page_through_a_bulk_range_and_resume_inside_it(curator_client):
 def test_changes_skip_a_gap_until_it_is_old(curator_client, settings):
     # given a reader that has read the bank so far
     bank = make_bank("SRC")
-    make_content(bank, {"pdq": PDQ_A})
+    first = make_content(bank, {"pdq": PDQ_A})
     cursor = feed(curator_client)["next"]
     # when a change id is taken by a transaction that is not visible (here: rolled back) and a
     # later one commits
@@ -96,6 +96,10 @@ def test_changes_skip_a_gap_until_it_is_old(curator_client, settings):
     # then the feed waits before the missing id (it might still commit)...
     body = feed(curator_client, after=cursor)
     assert body["changes"] == [] and body["next"] == cursor
+    # (also when the gap lies between two recent rows)
+    first_change = BankChange.objects.filter(bank_id=bank.pk, content_id=first.pk).get().pk
+    body = feed(curator_client, after=str(first_change - 1))
+    assert [c["id"] for c in body["changes"]] == [first.pk] and body["next"] == str(first_change)
     # ...and passes it once it is older than the gap window
     settings.OMM_MATCHER_GAP_SECONDS = 0
     assert [c["id"] for c in feed(curator_client, after=cursor)["changes"]] == [later.pk]
