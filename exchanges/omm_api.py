@@ -15,12 +15,14 @@ in the exchange's status and retries with backoff; pages already read stay commi
 checkpoint, and the failed page writes nothing.
 """
 
+import json
 import time
 import typing as t
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import requests
+import urllib3
 from threatexchange.exchanges import auth
 from threatexchange.exchanges import fetch_state as state
 from threatexchange.exchanges.collab_config import CollaborationConfigBase
@@ -89,6 +91,8 @@ class OmmSignalExchangeAPI(
     PAGE_LIMIT: t.ClassVar[int] = 1000
     # The deadline of one page's request (connect, headers and body).
     PAGE_TIMEOUT_SECONDS: t.ClassVar[float] = 60.0
+    # A page of 1000 contents is well under 1 MB; a source answering more is broken or hostile.
+    PAGE_MAX_BYTES: t.ClassVar[int] = 32 * 1024 * 1024
 
     def __init__(self, collab: OmmCollabConfig, credentials: OmmCredentials) -> None:
         self.collab = collab
@@ -168,14 +172,20 @@ class OmmSignalExchangeAPI(
             with outbound.deadline(self.PAGE_TIMEOUT_SECONDS):
                 # One connection per page: a kept-alive one outlived a failed fetch in tests,
                 # holding one of the source's request threads; pages are few and large.
-                response = session.get(url, params=params, allow_redirects=False, headers={"Connection": "close"})
-                body = response.content
+                headers = {"Connection": "close"}
+                with session.get(url, params=params, allow_redirects=False, headers=headers, stream=True) as response:
+                    status = response.status_code
+                    body = response.raw.read(self.PAGE_MAX_BYTES + 1, decode_content=True) if status == 200 else b""
         except requests.RequestException as exc:
             raise SourceError(f"omm source {url} could not be reached: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise SourceError(f"omm source {url} answered HTTP {response.status_code}")
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # while reading the body
+            raise SourceError(f"omm source {url} failed while answering: {type(exc).__name__}") from None
+        if status != 200:
+            raise SourceError(f"omm source {url} answered HTTP {status}")
+        if len(body) > self.PAGE_MAX_BYTES:
+            raise SourceError(f"omm source {url} answered a page over {self.PAGE_MAX_BYTES} bytes")
         try:
-            return page_check(response.json() if body else None)
+            return page_check(json.loads(body))
         except (ValueError, TypeError, KeyError) as exc:
             raise SourceError(f"omm source {url} answered a malformed page: {exc}") from None
 

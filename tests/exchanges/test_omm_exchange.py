@@ -112,9 +112,11 @@ def _answer(status: int, body: bytes):
         (200, b"{not json", "malformed page"),
         (200, b'{"changes": [{"id": 1, "state": "gone"}], "next": "1", "has_more": false}', "malformed page"),
         (200, b'{"changes": [], "next": "7", "has_more": true}', "moves no further"),
+        (200, b'{"changes": [' + b'{"id": 1, "state": "deleted", "signals": {}},' * 100 + b"]}", "bytes"),
     ],
 )
-def test_a_failing_source_is_recorded_backed_off_and_writes_nothing(allow_loopback, status, body, message):
+def test_a_failing_source_is_recorded_backed_off_and_writes_nothing(allow_loopback, monkeypatch, status, body, message):
+    monkeypatch.setattr(OmmSignalExchangeAPI, "PAGE_MAX_BYTES", 1000)
     # given a follower of a source answering an error or garbage (after one good page, for the last case)
     with serving(_answer(status, body)) as server:
         exchange = follow(server.base_url, key="secret-curate-key")
