@@ -10,7 +10,7 @@ import json
 import pytest
 
 from banks.models import BankContent, ContentSignal
-from banks.services import bank_content_delete, bank_content_update
+from banks.services import bank_content_bulk_sync, bank_content_delete, bank_content_update
 from exchanges import services
 from exchanges.models import ExchangeConfig, ExchangeFetchStatus, ExchangeItem
 from exchanges.omm_api import OmmSignalExchangeAPI, page_check
@@ -76,6 +76,23 @@ def test_follower_reads_a_source_bank_then_only_its_changes(live_server, allow_l
     bank_content_update(content=a, changes={"disable_until_ts": BankContent.ENABLED})
     services.exchange_fetch(exchange_id=exchange.pk, force=True)
     assert set(follower_state(exchange)) == {str(a.pk), str(c.pk)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_follower_pages_through_a_bulk_import_and_single_changes(live_server, allow_loopback, monkeypatch):
+    # given a source bank filled by one bulk write of five contents and then one content by hand
+    monkeypatch.setattr(OmmSignalExchangeAPI, "PAGE_LIMIT", 2)
+    source = make_bank("SOURCE")
+    ids = bank_content_bulk_sync(bank=source, create=[{"pdq": f"{i:x}" * 64} for i in range(10, 15)])
+    single = make_content(source, {"pdq": PDQ_A})
+    exchange = follow(live_server.url, key=api_key(["curate"]))
+    # when the follower fetches two contents a page
+    outcome = services.exchange_fetch(exchange_id=exchange.pk)
+    # then it has all six, and its checkpoint is the feed's end
+    assert outcome.result == "done" and outcome.records == 6, outcome
+    assert set(follower_state(exchange)) == {str(i) for i in [*ids, single.pk]}
+    cursor = ExchangeFetchStatus.objects.get(exchange=exchange).checkpoint["cursor"]
+    assert "." not in cursor  # not inside the bulk range any more
 
 
 @pytest.mark.django_db(transaction=True)
