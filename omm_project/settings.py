@@ -210,6 +210,8 @@ OMM_EXCHANGE_TYPES = env.list(
         "threatexchange.exchanges.impl.ncmec_api.NCMECSignalExchangeAPI",
         "threatexchange.exchanges.impl.stop_ncii_api.StopNCIISignalExchangeAPI",
         "threatexchange.exchanges.impl.techagainstterrorism_api.TATSignalExchangeAPI",
+        # omm-to-omm sharing: follow a bank of another omm instance (docs/exchanges.md).
+        "exchanges.omm_api.OmmSignalExchangeAPI",
     ],
 )
 

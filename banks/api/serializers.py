@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from banks.models import Bank, BankContent
-from banks.selectors import content_collab, content_collab_metadata
+from banks.selectors import CHANGES_CURSOR_REGEX, content_collab, content_collab_metadata
 from banks.services import (
     NOTE_MAX_LENGTH,
     SEVERITY_NAMES,
@@ -32,6 +32,9 @@ from omm_project.lib.fields import (
     RuleListField,
     RuleSerializer,
 )
+
+CHANGES_DEFAULT_LIMIT = 500
+CHANGES_MAX_LIMIT = 5000
 
 
 class BankSerializer(serializers.ModelSerializer):
@@ -235,3 +238,30 @@ class ContentAddQuerySerializer(serializers.Serializer):
     url = serializers.CharField(required=False, help_text="http(s) URL to fetch; wins over an upload.")
     content_type = serializers.CharField(required=False, help_text="photo or video (URL mode; inferred if absent).")
     types = CsvField(required=False, help_text="Comma-separated signal types (default: all that apply).")
+
+
+class BankChangesQuerySerializer(serializers.Serializer):
+    """GET /c/bank/<name>/changes query: where to resume, and the page size."""
+
+    after = serializers.RegexField(
+        CHANGES_CURSOR_REGEX, required=False, help_text="The `next` of the previous page; absent: from the start."
+    )
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=CHANGES_MAX_LIMIT, help_text=f"At most {CHANGES_MAX_LIMIT}."
+    )
+
+
+class ContentStateSerializer(serializers.Serializer):
+    """A content in a bank's change feed: `present` with its signals, `disabled` or `deleted`."""
+
+    id = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=["present", "disabled", "deleted"])
+    signals = serializers.DictField(child=serializers.CharField())
+
+
+class BankChangesSerializer(serializers.Serializer):
+    """One page of a bank's change feed."""
+
+    changes = ContentStateSerializer(many=True)
+    next = serializers.CharField(help_text="Pass as `after` to read on.")
+    has_more = serializers.BooleanField(help_text="True: the next page can be read at once.")

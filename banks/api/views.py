@@ -10,6 +10,9 @@ from rest_framework.views import APIView
 
 from banks import selectors, services
 from banks.api.serializers import (
+    CHANGES_DEFAULT_LIMIT,
+    BankChangesQuerySerializer,
+    BankChangesSerializer,
     BankContentSerializer,
     BankContentUpdateSerializer,
     BankCreateSerializer,
@@ -279,3 +282,22 @@ class BankSignalView(APIView):
         )
         out = {"id": content.pk, "signals": {s.signal_type: s.signal_value for s in content.signals.all()}}
         return Response(ContentCreatedSerializer(out).data)
+
+
+class BankChangesView(APIView):
+    """
+    GET ?after=&limit=: the bank's changed contents in change-log order, each with its current
+    signals or that it is disabled or deleted, and the cursor to read on from (omm-to-omm sharing:
+    exchanges.omm_api fetches this).
+    """
+
+    @extend_schema(parameters=[BankChangesQuerySerializer], responses=BankChangesSerializer)
+    def get(self, request: Request, bank_name: str) -> Response:
+        bank = selectors.bank_get(name=bank_name)
+        params = validated(BankChangesQuerySerializer, request.query_params)
+        page = selectors.bank_changes_page(
+            bank=bank,
+            after=selectors.ChangesCursor.parse(params.get("after", "0")),
+            limit=params.get("limit", CHANGES_DEFAULT_LIMIT),
+        )
+        return Response(BankChangesSerializer(page).data)

@@ -23,7 +23,7 @@ NCMEC_CREDS = {"user": "someone", "password": "hunter2-very-secret"}
 def test_api_list_in_settings_order(curator_client):
     response = curator_client.get("/c/exchanges/apis")
     assert response.status_code == 200
-    assert response.json() == ["sample", "local_file", "fb_threatexchange", "ncmec", "stop_ncii", "tat"]
+    assert response.json() == ["sample", "local_file", "fb_threatexchange", "ncmec", "stop_ncii", "tat", "omm"]
 
 
 def test_api_schema_shapes(curator_client):
