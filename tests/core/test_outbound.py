@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
+from django.test import override_settings
 from requests.adapters import HTTPAdapter
 from threatexchange.exchanges.clients.fb_threatexchange.api import ThreatExchangeAPI
 from threatexchange.exchanges.clients.ncmec import hash_api
@@ -162,6 +163,9 @@ HTTP_EXCHANGES: dict[str, dict] = {
     },
     "fb_threatexchange": {"credentials": lambda url: {"api_token": TE_TOKEN}, "api_json": {"privacy_group": 1234}},
     "tat": {"credentials": lambda url: {"username": "u", "password": "p"}, "api_json": {}},
+    # Another omm: the address is the config's base_url (checked when saved: _aim_exchange saves it
+    # while loopback is allowed, as a value saved before an operator narrowed the policy).
+    "omm": {"credentials": lambda url: {"api_key": "source-curate-key"}, "api_json": {"bank": "SOURCE"}},
 }
 NO_HTTP_EXCHANGES = {"sample", "local_file"}
 
@@ -183,6 +187,11 @@ def _aim_exchange(api: str, url: str, monkeypatch: pytest.MonkeyPatch) -> Exchan
         monkeypatch.setattr(ThreatExchangeAPI, "_TE_BASE_URL", url)
     elif api == "tat":
         monkeypatch.setattr(TATHashListAPI, "BASE_URL", url + "/")
+    elif api == "omm":
+        with override_settings(OMM_URL_ALLOWED_NETWORKS=["127.0.0.0/8"]):
+            return exchange_create(
+                name=api.upper(), api=api, api_json={**case["api_json"], "base_url": url}, fetch_now=False
+            )
     return exchange_create(name=api.upper(), api=api, api_json=case["api_json"], fetch_now=False)
 
 
