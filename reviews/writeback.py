@@ -113,12 +113,20 @@ def _file_append(api: Any, *, signal_type: type[SignalType], signal: str) -> str
     bare value in a file of one signal type (its config's signal_type), as pytx's file API reads
     them back. Unsupported for a signal of another type than such a file's.
     """
-    only = getattr(api.collab, "signal_type", None)
-    if not only:
-        return _file_line_append(api, f"{signal_type.get_name()} {signal}")
-    if only != signal_type.get_name():
+    if _file_single_type(api.collab, signal_type):
+        return _file_line_append(api, signal)
+    return _file_line_append(api, f"{signal_type.get_name()} {signal}")
+
+
+def _file_single_type(collab: Any, signal_type: type[SignalType]) -> bool:
+    """
+    Whether the file exchange's file holds one signal type (its config's signal_type: bare values,
+    as pytx's file API reads each line as one signal); Unsupported when that type is not `signal_type`.
+    """
+    only = getattr(collab, "signal_type", None)
+    if only and only != signal_type.get_name():
         raise Unsupported(f"this local file exchange holds {only} signals only, not {signal_type.get_name()}")
-    return _file_line_append(api, signal)
+    return bool(only)
 
 
 def _file_line_append(api: Any, line: str) -> str:
@@ -249,17 +257,15 @@ def _fb_threatexchange_submit(
 def _local_file_check(*, status: str, tags: list[str], signal_type: type[SignalType] | None, collab: Any) -> None:
     if status != SubmitStatus.POSITIVE_CLASS or tags:
         raise Unsupported("the local file exchange takes untagged positive_class submissions only (a line per signal)")
-    # A file of one signal type holds bare values (pytx's file API reads each line as one signal)
-    only = getattr(collab, "signal_type", None)
-    if signal_type is not None and only and only != signal_type.get_name():
-        raise Unsupported(f"this local file exchange holds {only} signals only, not {signal_type.get_name()}")
+    if signal_type is not None and collab is not None:
+        _file_single_type(collab, signal_type)
 
 
 def _local_file_submit(
     api: Any, *, signal_type: type[SignalType], signal: str, status: str, tags: list[str], description: str
 ) -> str:
-    _local_file_check(status=status, tags=tags, signal_type=signal_type, collab=api.collab)
-    return _file_append(api, signal_type=signal_type, signal=signal)
+    _local_file_check(status=status, tags=tags, signal_type=None, collab=None)
+    return _file_append(api, signal_type=signal_type, signal=signal)  # checks the file's signal type
 
 
 def _submitters() -> list[tuple[type, Callable[..., str], Callable[..., None]]]:

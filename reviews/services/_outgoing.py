@@ -92,6 +92,22 @@ def message_finish(model: type[OutgoingMessage], pk: int, *, state: str, **field
     )
 
 
+def message_rearm(model: type[OutgoingMessage], pk: int, *, states: tuple[str, ...] = (SendState.DEAD,)) -> bool:
+    """
+    Make a finished row pending again with a fresh set of attempts (a retry asked for by an
+    operator), by compare-and-set: False when it is not in one of `states` (any more).
+    """
+    return bool(
+        model.objects.filter(pk=pk, state__in=states).update(
+            state=SendState.PENDING,
+            attempts=0,
+            next_attempt_at=None,
+            completed_at=None,
+            updated_at=timezone.now(),
+        )
+    )
+
+
 def message_fail(
     model: type[OutgoingMessage], row: OutgoingMessage, *, error: str, max_attempts: int, **fields: object
 ) -> SendOutcome:

@@ -9,7 +9,6 @@ import hashlib
 from collections.abc import Sequence
 
 from django.db import transaction
-from django.utils import timezone
 
 from banks.models import Bank, BankContent, ContentSignal
 from omm_project.lib import pytx
@@ -22,6 +21,7 @@ from reviews.services._outgoing import (
     exchange_attempt,
     message_claim,
     message_finish,
+    message_rearm,
     submissions_enqueue,
 )
 
@@ -265,10 +265,7 @@ def exchange_submission_send(*, submission_id: int) -> SendOutcome:
 @transaction.atomic
 def exchange_submission_retry(*, submission: ExchangeSubmission) -> ExchangeSubmission:
     """Send a dead submission again with a fresh set of attempts (admin action)."""
-    updated = ExchangeSubmission.objects.filter(pk=submission.pk, state=SendState.DEAD).update(
-        state=SendState.PENDING, attempts=0, next_attempt_at=None, completed_at=None, updated_at=timezone.now()
-    )
-    if updated:
+    if message_rearm(ExchangeSubmission, submission.pk):
         submissions_enqueue([submission.pk])
     submission.refresh_from_db()
     return submission

@@ -25,6 +25,7 @@ from reviews.services._outgoing import (
     exchange_attempt,
     message_claim,
     message_finish,
+    message_rearm,
     reports_enqueue,
 )
 from reviews.services.exchange_submit import bank_share_true_positive
@@ -274,14 +275,7 @@ def exchange_report_send(*, report_id: int) -> SendOutcome:
 @transaction.atomic
 def exchange_report_retry(*, report: ExchangeReport) -> ExchangeReport:
     """Send a dead report again with a fresh set of attempts (admin action)."""
-    updated = ExchangeReport.objects.filter(pk=report.pk, state=SendState.DEAD).update(
-        state=SendState.PENDING,
-        attempts=0,
-        next_attempt_at=None,
-        completed_at=None,
-        updated_at=timezone.now(),
-    )
-    if updated:
+    if message_rearm(ExchangeReport, report.pk):
         reports_enqueue([report.pk])
     report.refresh_from_db()
     return report

@@ -34,6 +34,7 @@ from reviews.services._outgoing import (
     message_claim,
     message_fail,
     message_finish,
+    message_rearm,
 )
 from reviews.services.rules import rules_cache_clear
 
@@ -283,16 +284,7 @@ def webhook_delivery_send(*, delivery_id: int) -> SendOutcome:
 @transaction.atomic
 def webhook_delivery_retry(*, delivery: WebhookDelivery) -> WebhookDelivery:
     """Send a dead or skipped delivery again, with a fresh set of attempts; 409 for any other state."""
-    updated = WebhookDelivery.objects.filter(
-        pk=delivery.pk, state__in=[SendState.DEAD, SendState.SKIPPED]
-    ).update(
-        state=SendState.PENDING,
-        attempts=0,
-        next_attempt_at=None,
-        completed_at=None,
-        updated_at=timezone.now(),
-    )
-    if not updated:
+    if not message_rearm(WebhookDelivery, delivery.pk, states=(SendState.DEAD, SendState.SKIPPED)):
         raise Conflict(
             f"Delivery {delivery.pk} is {delivery.state}; only dead or skipped deliveries can be retried"
         )
