@@ -147,32 +147,32 @@ class OmmSignalExchangeAPI(
         checkpoint: OmmCheckpoint | None,
     ) -> t.Iterator[state.FetchDelta[int, OmmContentRecord, OmmCheckpoint]]:
         cursor = checkpoint.cursor if checkpoint is not None else ""
-        with outbound.session(user_agent=USER_AGENT) as session:
-            session.headers["Authorization"] = f"Bearer {self.credentials.api_key}"
-            while True:
-                page = self._page(session, cursor)
-                updates: dict[int, OmmContentRecord | None] = {}
-                for change in page["changes"]:
-                    present = change["state"] == "present"
-                    updates[change["id"]] = OmmContentRecord(signals=change["signals"]) if present else None
-                if page["has_more"] and page["next"] == cursor and not updates:
-                    raise SourceError(f"omm source {self.changes_url()} says it has more but moves no further")
-                cursor = page["next"]
-                yield state.FetchDelta(updates, OmmCheckpoint(cursor=cursor, fetched_at=int(time.time())))
-                if not page["has_more"]:
-                    return
+        while True:
+            page = self._page(cursor)
+            updates: dict[int, OmmContentRecord | None] = {}
+            for change in page["changes"]:
+                present = change["state"] == "present"
+                updates[change["id"]] = OmmContentRecord(signals=change["signals"]) if present else None
+            if page["has_more"] and page["next"] == cursor and not updates:
+                raise SourceError(f"omm source {self.changes_url()} says it has more but moves no further")
+            cursor = page["next"]
+            yield state.FetchDelta(updates, OmmCheckpoint(cursor=cursor, fetched_at=int(time.time())))
+            if not page["has_more"]:
+                return
 
-    def _page(self, session: requests.Session, cursor: str) -> dict[str, t.Any]:
+    def _page(self, cursor: str) -> dict[str, t.Any]:
         """One page of the feed after `cursor`, checked; SourceError if it cannot be had."""
         url = self.changes_url()
         params: dict[str, str | int] = {"limit": self.PAGE_LIMIT}
         if cursor:
             params["after"] = cursor
+        headers = {"Authorization": f"Bearer {self.credentials.api_key}", "Connection": "close"}
         try:
-            with outbound.deadline(self.PAGE_TIMEOUT_SECONDS):
-                # One connection per page: a kept-alive one outlived a failed fetch in tests,
-                # holding one of the source's request threads; pages are few and large.
-                headers = {"Connection": "close"}
+            # One connection per page, in a session of its own: a kept-alive one outlived a
+            # failed fetch in tests, holding one of the source's request threads, and a pooled
+            # one the source had closed after its answer failed the next page (ConnectionError);
+            # pages are few and large.
+            with outbound.session(user_agent=USER_AGENT) as session, outbound.deadline(self.PAGE_TIMEOUT_SECONDS):
                 with session.get(url, params=params, allow_redirects=False, headers=headers, stream=True) as response:
                     status = response.status_code
                     body = response.raw.read(self.PAGE_MAX_BYTES + 1, decode_content=True) if status == 200 else b""
