@@ -56,3 +56,37 @@ def api_client(key: str | None = None) -> APIClient:
     if key is not None:
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
+
+
+# --- Text and PDF (the tlsh and pdf extensions) -------------------------------------------------
+
+
+def pdf_bytes(pages: list[list[str]]) -> bytes:
+    """
+    A small valid PDF written by hand: one page per list, each line drawn in Helvetica (ASCII
+    text without parentheses or backslashes), so pdfminer.six extracts the lines back.
+    """
+    count = len(pages)
+    font_id = 3 + 2 * count
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(count))
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode())
+    for i, lines in enumerate(pages):
+        drawn = " ".join(f"({line}) Tj 0 -14 Td" for line in lines)
+        stream = f"BT /F1 11 Tf 40 800 Td {drawn} ET".encode()
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents {4 + 2 * i} 0 R "
+            f"/Resources << /Font << /F1 {font_id} 0 R >> >> >>".encode()
+        )
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
