@@ -60,6 +60,38 @@ def api_client(key: str | None = None) -> APIClient:
 
 # --- Text and PDF (the tlsh and pdf extensions) -------------------------------------------------
 
+TLSH_SIGNAL_TYPE = "threatexchange.extensions.tlsh.text_tlsh.TextTLSHSignal"
+TEXT_CONTENT_TYPES = [
+    "threatexchange.content_type.text.TextContent",
+    "threatexchange.extensions.pdf.content.PDFContent",
+]
+# A flyer, long enough for TLSH to be stable under small edits (TLSH wants a few hundred bytes:
+# on a short text one inserted word can move the hash past the threshold).
+FLYER = (
+    "Join us this Saturday at the old harbour market for the spring fair. There will be fresh bread "
+    "from the village bakery, honey from the hill farms, hand-made pottery and a brass band playing from "
+    "noon until the lights go down. Children can ride the carousel for free before two o'clock, and the "
+    "lifeboat crew will show their boat and answer questions about safety at sea. Bring a bag for your "
+    "shopping and a coat in case the wind turns cold by the water. The committee reviewed the quarterly "
+    "budget and approved funding for road repairs on the eastern bypass. A motion to extend library "
+    "opening hours was deferred to the next meeting pending a staffing report. Residents raised concerns "
+    "about parking near the school, and officers agreed to consult on new restrictions. The minutes of "
+    "the previous session were signed as a correct record, and the chair thanked volunteers who "
+    "organised the winter collection for the food bank."
+)
+# The flyer lightly edited (three words): a near copy.
+FLYER_EDITED = FLYER.replace("Saturday", "Sunday").replace("noon", "midday").replace("fresh bread", "fresh brown bread")
+# Unrelated text of about the same length.
+MINUTES = (
+    "Minutes of the board meeting. Present: the treasurer, the secretary and four trustees. The accounts "
+    "for the year were presented and accepted without amendment; the reserve fund stands above the target "
+    "set last spring. The secretary reported that membership renewals are slower than expected and "
+    "proposed a reminder letter in January. The roof of the east wing needs repair before winter; three "
+    "quotes were received and the lowest was accepted, subject to references. Any other business: a "
+    "member asked whether meetings could be recorded for those unable to attend, and the chair agreed to "
+    "look into the cost. The next meeting will be held on the first Tuesday of next month at seven."
+)
+
 
 def pdf_bytes(pages: list[list[str]]) -> bytes:
     """
