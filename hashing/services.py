@@ -4,7 +4,9 @@ calls it to add hashed media to a bank).
 
 PDQ goes through the fast core (hashing.core), whose hashes equal python-threatexchange's;
 video MD5 is streamed; any other configured signal type hashes with its own python-threatexchange
-class. Media is hashed from the upload's in-memory or temporary file, never stored.
+class, a type that hashes text (TextHasher) from the text of the media (hashing.text: a text's
+UTF-8, a PDF's extracted text). Media is hashed from the upload's in-memory or temporary file,
+never stored.
 """
 
 import contextlib
@@ -20,11 +22,12 @@ from typing import IO
 from django.conf import settings
 from django.core.files import File
 from threatexchange.content_type.content_base import ContentType
+from threatexchange.content_type.text import TextContent
 from threatexchange.signal_type.md5 import VideoMD5Signal
 from threatexchange.signal_type.pdq.signal import PdqSignal
-from threatexchange.signal_type.signal_base import BytesHasher, FileHasher, SignalType
+from threatexchange.signal_type.signal_base import BytesHasher, FileHasher, SignalType, TextHasher
 
-from hashing import core
+from hashing import core, text
 from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput, OmmError
 from omm_project.lib.url_fetch import url_fetch, url_validate
@@ -33,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # HMA infers the content type of fetched media from the response's Content-Type.
 MEDIA_TYPE_PREFIXES = {"image/": "photo", "video/": "video"}
+# And, when those content types are enabled (docs/hashing.md, "Text and PDF"), omm's own two.
+MEDIA_TYPES_OPTIONAL = {"text/plain": "text", "application/pdf": "pdf"}
 
 
 class HashingBusy(OmmError):
@@ -46,6 +51,18 @@ class LowQualityMedia(InvalidInput):
     """A photo's PDQ quality is below the floor, so its hash would match unreliably (400)."""
 
     code = "low_quality"
+
+
+class NoHash(InvalidInput):
+    """A python-threatexchange hasher gave no hash for the media ("", e.g. TLSH of a short text) (400)."""
+
+    code = "no_hash"
+
+
+# Why a type's hasher gives no hash, for the 400 (pytx's hashers only answer "").
+NO_HASH_HINTS = {
+    "text_tlsh": "the text is too short or too uniform for a TLSH hash (it needs at least 50 bytes of varied text)",
+}
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,9 @@ def content_type_infer(media_type: str) -> str:
     for prefix, name in MEDIA_TYPE_PREFIXES.items():
         if media_type.startswith(prefix):
             return name
+    optional = MEDIA_TYPES_OPTIONAL.get(media_type.partition(";")[0].strip().lower())
+    if optional is not None and optional in pytx.content_types():
+        return optional
     raise InvalidInput(
         f"unsupported url ContentType: '{media_type}', if you know the expected type, "
         "provide it with the content_type query param"
@@ -147,6 +167,21 @@ def _can_hash(signal_type: type[SignalType]) -> bool:
     return issubclass(signal_type, (BytesHasher, FileHasher))
 
 
+def _hashes_text_of(signal_type: type[SignalType], content_type: str) -> bool:
+    """A text type (TextHasher of TextContent) applied to a content type omm gets text from."""
+    return (
+        issubclass(signal_type, TextHasher)
+        and TextContent in signal_type.get_content_types()
+        and text.has_text(content_type_get(content_type))
+    )
+
+
+def _applies(signal_type: type[SignalType], content_type: str) -> bool:
+    if not _can_hash(signal_type):
+        return False
+    return content_type in pytx.content_types_for(signal_type) or _hashes_text_of(signal_type, content_type)
+
+
 def signal_types_select(*, content_type: str, types: Sequence[str] | None = None) -> list[type[SignalType]]:
     """
     The signal types to compute for `content_type`: every enabled type that applies and can
@@ -154,9 +189,7 @@ def signal_types_select(*, content_type: str, types: Sequence[str] | None = None
     name or an empty selection.
     """
     applicable = {
-        name: signal_type
-        for name, signal_type in pytx.signal_types().items()
-        if content_type in pytx.content_types_for(signal_type) and _can_hash(signal_type)
+        name: signal_type for name, signal_type in pytx.signal_types().items() if _applies(signal_type, content_type)
     }
     if types is None:
         selected = list(applicable.values())
@@ -213,16 +246,38 @@ def _hash_with_pytx(signal_type: type[SignalType], media: IO[bytes], data: bytes
         return signal_type.hash_from_file(Path(handle.name))
 
 
+def _pytx_hash(
+    signal_type: type[SignalType], content_type: str, media: IO[bytes], data: bytes | None, media_text: str | None
+) -> str:
+    """A python-threatexchange hash of the media, or of its text; 400 when it gives none."""
+    name = signal_type.get_name()
+    try:
+        if media_text is not None:
+            assert issubclass(signal_type, TextHasher)
+            value = signal_type.hash_from_str(media_text)
+        else:
+            value = _hash_with_pytx(signal_type, media, data)
+    except Exception as exc:  # third-party hashers raise anything on bad input
+        logger.warning("hashing %s as %s failed", content_type, name, exc_info=True)
+        raise InvalidInput(f"Unable to hash the {content_type} as {name}: {exc}") from None
+    if not value:  # pytx's hashers answer "" when they cannot hash (TLSH: too little text)
+        hint = NO_HASH_HINTS.get(name, "the hasher gives no hash for it")
+        raise NoHash(f"Unable to hash the {content_type} as {name}: {hint}")
+    return value
+
+
 def media_hash(*, content_type: str, media: IO[bytes], types: Sequence[str] | None = None) -> MediaHashes:
     """Hash one media (a binary file object) as `content_type` with the selected signal types."""
     content_type_get(content_type)
     selected = signal_types_select(content_type=content_type, types=types)
     if _size(media) == 0:
         raise InvalidInput("The media is empty (0 bytes)")
+    by_text = [st for st in selected if _hashes_text_of(st, content_type)]
     # Only the python-threatexchange fallback needs the bytes in memory; PDQ and MD5 read the
-    # upload's own stream (memory or temp file).
-    needs_bytes = any(not issubclass(st, (PdqSignal, VideoMD5Signal)) for st in selected)
+    # upload's own stream (memory or temp file), text types the media's text (hashing.text).
+    needs_bytes = any(not issubclass(st, (PdqSignal, VideoMD5Signal)) and st not in by_text for st in selected)
     data = _read_all(media) if needs_bytes else None
+    media_text: str | None = None
     signals: dict[str, str] = {}
     quality: int | None = None
     for signal_type in selected:
@@ -234,15 +289,13 @@ def media_hash(*, content_type: str, media: IO[bytes], types: Sequence[str] | No
             media.seek(0)
             signals[name] = core.md5_stream(media)
         else:
-            try:
-                # Third-party hashers decode media their own way: they take a slot too.
-                with decode_slot():
-                    signals[name] = _hash_with_pytx(signal_type, media, data)
-            except HashingBusy:
-                raise
-            except Exception as exc:  # third-party hashers raise anything on bad input
-                logger.warning("hashing %s as %s failed", content_type, name, exc_info=True)
-                raise InvalidInput(f"Unable to hash the {content_type} as {name}: {exc}") from None
+            # Third-party hashers (and a PDF's text extraction) decode media their own way: they
+            # take a slot too.
+            with decode_slot():
+                if signal_type in by_text and media_text is None:
+                    media_text = text.media_text(content_type_get(content_type), media, size=_size(media))
+                by_type = media_text if signal_type in by_text else None
+                signals[name] = _pytx_hash(signal_type, content_type, media, data, by_type)
     return MediaHashes(
         content_type=content_type, signals=signals, pdq_quality=quality, quality_floor=quality_floor()
     )

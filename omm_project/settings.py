@@ -241,6 +241,14 @@ OMM_MAX_IMAGE_PIXELS = int(env.str("OMM_MAX_IMAGE_PIXELS", default="") or 50_000
 # OMM_HASH_QUEUE_SECONDS, then get 503. Worst case per process: this x the cap above x 14 bytes.
 OMM_HASH_CONCURRENCY = env.int("OMM_HASH_CONCURRENCY", default=2)
 OMM_HASH_QUEUE_SECONDS = env.float("OMM_HASH_QUEUE_SECONDS", default=10.0)
+# Text and PDF (when their content types are enabled, docs/hashing.md "Text and PDF"): the longest
+# text hashed (an upload, or a PDF's extracted text; 413/400 above it), the largest PDF read
+# (pdfminer.six holds its objects in memory), its most pages, and how long its text may take to
+# extract (checked between pages).
+OMM_MAX_TEXT_BYTES = env.int("OMM_MAX_TEXT_BYTES", default=10 * 1024 * 1024)
+OMM_PDF_MAX_BYTES = env.int("OMM_PDF_MAX_BYTES", default=20 * 1024 * 1024)
+OMM_PDF_MAX_PAGES = env.int("OMM_PDF_MAX_PAGES", default=500)
+OMM_PDF_EXTRACT_SECONDS = env.float("OMM_PDF_EXTRACT_SECONDS", default=20.0)
 
 # --- Exchanges ---
 # Records per committed batch of a fetch (each batch commits with the checkpoint it reached).

@@ -114,3 +114,9 @@ load_dotenv() {
 procfile_start() {
   exec .venv/bin/honcho --no-prefix --env /dev/null -f "${1:-Procfile}" start
 }
+
+# ensure_cxx: a C++ compiler for the optional extensions that build from source (py-tlsh,
+# requirements/extensions.txt), installed before pip needs it.
+ensure_cxx() {
+  command -v g++ >/dev/null || _apt_install g++
+}

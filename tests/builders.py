@@ -56,3 +56,69 @@ def api_client(key: str | None = None) -> APIClient:
     if key is not None:
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
+
+
+# --- Text and PDF (the tlsh and pdf extensions) -------------------------------------------------
+
+TLSH_SIGNAL_TYPE = "threatexchange.extensions.tlsh.text_tlsh.TextTLSHSignal"
+TEXT_CONTENT_TYPES = [
+    "threatexchange.content_type.text.TextContent",
+    "threatexchange.extensions.pdf.content.PDFContent",
+]
+# A flyer, long enough for TLSH to be stable under small edits (TLSH wants a few hundred bytes:
+# on a short text one inserted word can move the hash past the threshold).
+FLYER = (
+    "Join us this Saturday at the old harbour market for the spring fair. There will be fresh bread "
+    "from the village bakery, honey from the hill farms, hand-made pottery and a brass band playing from "
+    "noon until the lights go down. Children can ride the carousel for free before two o'clock, and the "
+    "lifeboat crew will show their boat and answer questions about safety at sea. Bring a bag for your "
+    "shopping and a coat in case the wind turns cold by the water. The committee reviewed the quarterly "
+    "budget and approved funding for road repairs on the eastern bypass. A motion to extend library "
+    "opening hours was deferred to the next meeting pending a staffing report. Residents raised concerns "
+    "about parking near the school, and officers agreed to consult on new restrictions. The minutes of "
+    "the previous session were signed as a correct record, and the chair thanked volunteers who "
+    "organised the winter collection for the food bank."
+)
+# The flyer lightly edited (three words): a near copy.
+FLYER_EDITED = FLYER.replace("Saturday", "Sunday").replace("noon", "midday").replace("fresh bread", "fresh brown bread")
+# Unrelated text of about the same length.
+MINUTES = (
+    "Minutes of the board meeting. Present: the treasurer, the secretary and four trustees. The accounts "
+    "for the year were presented and accepted without amendment; the reserve fund stands above the target "
+    "set last spring. The secretary reported that membership renewals are slower than expected and "
+    "proposed a reminder letter in January. The roof of the east wing needs repair before winter; three "
+    "quotes were received and the lowest was accepted, subject to references. Any other business: a "
+    "member asked whether meetings could be recorded for those unable to attend, and the chair agreed to "
+    "look into the cost. The next meeting will be held on the first Tuesday of next month at seven."
+)
+
+
+def pdf_bytes(pages: list[list[str]]) -> bytes:
+    """
+    A small valid PDF written by hand: one page per list, each line drawn in Helvetica (ASCII
+    text without parentheses or backslashes), so pdfminer.six extracts the lines back.
+    """
+    count = len(pages)
+    font_id = 3 + 2 * count
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(count))
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode())
+    for i, lines in enumerate(pages):
+        drawn = " ".join(f"({line}) Tj 0 -14 Td" for line in lines)
+        stream = f"BT /F1 11 Tf 40 800 Td {drawn} ET".encode()
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents {4 + 2 * i} 0 R "
+            f"/Resources << /Font << /F1 {font_id} 0 R >> >> >>".encode()
+        )
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

@@ -9,7 +9,8 @@ from rest_framework.test import APIClient
 
 from matching import runtime as runtime_module
 from omm_project.core.auth import clear_key_cache
-from tests.builders import api_client, api_key
+from omm_project.lib import pytx
+from tests.builders import TEXT_CONTENT_TYPES, TLSH_SIGNAL_TYPE, api_client, api_key
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +35,21 @@ def _fresh_key_cache():
     clear_key_cache()
     yield
     clear_key_cache()
+
+
+@pytest.fixture
+def text_tlsh(settings):
+    """
+    The tlsh and pdf extensions enabled beside the defaults, as an operator enables them
+    (docs/hashing.md, "Text and PDF"): text_tlsh, and the text and pdf content types.
+    """
+    settings.OMM_SIGNAL_TYPES = [*settings.OMM_SIGNAL_TYPES, TLSH_SIGNAL_TYPE]
+    settings.OMM_CONTENT_TYPES = [*settings.OMM_CONTENT_TYPES, *TEXT_CONTENT_TYPES]
+    pytx.signal_types.cache_clear()
+    pytx.content_types.cache_clear()
+    yield settings
+    pytx.signal_types.cache_clear()
+    pytx.content_types.cache_clear()
 
 
 def _client_with(scopes: list[str]) -> APIClient:

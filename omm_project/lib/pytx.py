@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 from threatexchange.content_type.content_base import ContentType
 from threatexchange.exchanges.signal_exchange_api import SignalExchangeAPI
-from threatexchange.signal_type.signal_base import BytesHasher, SignalType
+from threatexchange.signal_type.signal_base import BytesHasher, MatchesStr, SignalType, TextHasher
 
 from omm_project.lib.errors import InvalidInput
 
@@ -59,9 +59,13 @@ def signal_validate(signal_type: type[SignalType], value: object) -> str:
         validated = signal_type.validate_signal_str(value)
     except Exception as exc:  # each pytx class raises its own error types
         raise InvalidInput(f"Invalid {name} signal: {exc}") from None
-    # Some pytx validators use re.match("...$"), which lets one trailing newline through; a
-    # hash of bytes never contains white space, so don't store "<hash>\n" as a distinct value.
-    if issubclass(signal_type, BytesHasher) and any(c.isspace() for c in validated):
+    # Some pytx validators use re.match("...$"), which lets one trailing newline through (text_tlsh
+    # too); a hash of bytes or of text never contains white space, so don't store "<hash>\n" as a
+    # distinct value. (A MatchesStr type's signal is text to find, spaces and all.)
+    hashed = issubclass(signal_type, BytesHasher) or (
+        issubclass(signal_type, TextHasher) and not issubclass(signal_type, MatchesStr)
+    )
+    if hashed and any(c.isspace() for c in validated):
         raise InvalidInput(f"Invalid {name} signal: contains white space")
     return validated
 
