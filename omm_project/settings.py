@@ -241,6 +241,11 @@ OMM_MAX_IMAGE_PIXELS = int(env.str("OMM_MAX_IMAGE_PIXELS", default="") or 50_000
 # OMM_HASH_QUEUE_SECONDS, then get 503. Worst case per process: this x the cap above x 14 bytes.
 OMM_HASH_CONCURRENCY = env.int("OMM_HASH_CONCURRENCY", default=2)
 OMM_HASH_QUEUE_SECONDS = env.float("OMM_HASH_QUEUE_SECONDS", default=10.0)
+# python-threatexchange file hashers (e.g. vPDQ, which decodes a whole video with FFmpeg) run in a
+# child process per file (hashing/bounded.py): killed after this many seconds, and given this much
+# address space beyond its start (MiB; 0: unbounded). Either way the upload gets 400 with the reason.
+OMM_HASH_FILE_SECONDS = env.float("OMM_HASH_FILE_SECONDS", default=120.0)
+OMM_HASH_FILE_MEMORY_MB = env.int("OMM_HASH_FILE_MEMORY_MB", default=1024)
 
 # --- Exchanges ---
 # Records per committed batch of a fetch (each batch commits with the checkpoint it reached).
