@@ -114,3 +114,14 @@ load_dotenv() {
 procfile_start() {
   exec .venv/bin/honcho --no-prefix --env /dev/null -f "${1:-Procfile}" start
 }
+
+# ensure_vpdq_build: what the vpdq package (requirements/extensions.txt) needs to build from its
+# sdist, cmake, pkg-config and FFmpeg's development libraries, and the ffmpeg program, which the
+# vPDQ tests and bench/bench_video.py use to make their clips. Installed with apt before pip.
+ensure_vpdq_build() {
+  command -v ffmpeg >/dev/null && command -v cmake >/dev/null && pkg-config --exists libavcodec libavformat \
+    libavutil libswscale libavdevice libswresample libavfilter 2>/dev/null && return 0
+  echo "omm: installing ffmpeg, cmake and FFmpeg's development libraries with apt-get (for vpdq)"
+  _apt_install ffmpeg cmake pkg-config g++ libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
+    libavdevice-dev libswresample-dev libavfilter-dev
+}

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
+ensure_vpdq_build
 ensure_venv requirements/dev.txt
 ensure_postgres
 ensure_redis
