@@ -28,6 +28,7 @@ from threatexchange.signal_type.pdq.signal import PdqSignal
 from threatexchange.signal_type.signal_base import BytesHasher, FileHasher, SignalType, TextHasher
 
 from hashing import core, text
+from hashing.bounded import hash_file_bounded
 from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput, OmmError
 from omm_project.lib.url_fetch import url_fetch, url_validate
@@ -238,12 +239,25 @@ def _hash_with_pytx(signal_type: type[SignalType], media: IO[bytes], data: bytes
     assert issubclass(signal_type, FileHasher)
     temporary_path = getattr(media, "temporary_file_path", None)
     if callable(temporary_path):  # Django already spooled the upload to disk
-        return signal_type.hash_from_file(Path(temporary_path()))
+        return _hash_file(signal_type, Path(temporary_path()))
     # The file exists only while hashing; it is deleted when the with-block closes it.
     with tempfile.NamedTemporaryFile(prefix="omm-hash-") as handle:
         handle.write(data if data is not None else _read_all(media))
         handle.flush()
-        return signal_type.hash_from_file(Path(handle.name))
+        return _hash_file(signal_type, Path(handle.name))
+
+
+def _hash_file(signal_type: type[SignalType], path: Path) -> str:
+    """
+    A file hasher's hash, in a child process bounded by OMM_HASH_FILE_SECONDS and
+    OMM_HASH_FILE_MEMORY_MB (hashing.bounded: e.g. vPDQ decodes the whole video with FFmpeg).
+    """
+    value = hash_file_bounded(
+        signal_type, path, seconds=settings.OMM_HASH_FILE_SECONDS, memory_mb=settings.OMM_HASH_FILE_MEMORY_MB
+    )
+    if value == "[]":  # the vpdq extension's answer for a file with no video frame it could hash
+        raise ValueError("no frame of it could be decoded and hashed")
+    return value
 
 
 def _pytx_hash(

@@ -5,6 +5,9 @@ indexes in matching.index:
 - "pdq": PdqIndex, exact Hamming range search (the threshold is applied at query time);
 - "exact": ExactIndex, for types python-threatexchange matches by equality (its index class is
   TrivialSignalTypeIndex: video MD5, URL, SHA-256 ...);
+- "vpdq": VideoFramesIndex, for types whose pytx index is the vpdq extension's VPDQIndex: every
+  banked video's frames in one PdqIndex, a video's match decided by the extension's rule (the
+  share of matching frames);
 - "generic": GenericIndex, a linear scan with the type's own comparison, for anything else.
 
 Every kind answers a query with `Hits`: content ids, integer distances (PDQ only) and the distance
@@ -25,6 +28,7 @@ from threatexchange.signal_type.signal_base import SignalType
 
 from matching.index import index_kind_for, snapshot_format
 from matching.index.exact import ExactIndex
+from matching.index.frames import VideoFramesIndex, frame_rule_for, frames_of
 from matching.index.generic import GenericIndex
 from matching.index.pdq import PdqIndex, hex_to_pdq, hex_to_pdq_array
 
@@ -256,7 +260,57 @@ class _GenericAccumulator(Accumulator):
         return GenericIndex.build(self.signal_type, values, ids[order])
 
 
-KINDS: dict[str, type[Kind]] = {"pdq": PdqKind, "exact": ExactKind, "generic": GenericKind}
+class VpdqKind(Kind):
+    """vPDQ videos: a query's frames searched in the banked frames, the extension's share rule."""
+
+    name = "vpdq"
+
+    def __init__(self, signal_type: type[SignalType]) -> None:
+        super().__init__(signal_type)
+        self.prepare, self.rule = frame_rule_for(signal_type)
+        # Only reached with the extension installed (its index class chose this kind).
+        from threatexchange.extensions.vpdq.vpdq_index import VPDQSimilarityInfo
+
+        self._similarity = VPDQSimilarityInfo
+
+    def accumulator(self, capacity: int) -> Accumulator:
+        return _VpdqAccumulator(self)
+
+    def build_small(self, values: list[str], ids: np.ndarray) -> VideoFramesIndex:
+        return VideoFramesIndex.build(self.prepare, self.rule, values, np.asarray(ids, dtype=np.int64))
+
+    def prepare_query(self, value: str) -> np.ndarray:
+        return frames_of(self.prepare, self.rule, value)
+
+    def search_many(self, index: VideoFramesIndex, values: Sequence[Any], threshold: int) -> list[Hits]:
+        out = []
+        for matches in index.search_many(values):
+            if not matches:
+                out.append(EMPTY_HITS)
+                continue
+            ids = np.fromiter((m.id for m in matches), dtype=np.int64, count=len(matches))
+            # The distance string HMA reports: the extension's own ("100%[63%]").
+            pretty = [self._similarity(m.query_match_percent, m.compared_match_percent).pretty_str() for m in matches]
+            out.append(Hits(ids, None, pretty))
+        return out
+
+    holds = GenericKind.holds  # both keep the values in content id order
+
+
+class _VpdqAccumulator(_GenericAccumulator):
+    def __init__(self, kind: VpdqKind) -> None:
+        super().__init__(kind.signal_type)
+        self.kind = kind
+
+    def finish(self) -> VideoFramesIndex:
+        ids = np.concatenate(self.ids) if self.ids else np.empty(0, np.int64)
+        order = np.argsort(ids, kind="stable")
+        values = [self.values[i] for i in order.tolist()]
+        self.values, self.ids = [], []
+        return self.kind.build_small(values, ids[order])
+
+
+KINDS: dict[str, type[Kind]] = {"pdq": PdqKind, "exact": ExactKind, "generic": GenericKind, "vpdq": VpdqKind}
 
 
 def kind_for(signal_type: type[SignalType]) -> Kind:
@@ -290,8 +344,8 @@ def snapshot_write(
     written = snapshot_format.write_snapshot(fileobj, index, signal_type=signal_type, meta=meta)
     arrays = {"bank_ids": table.bank_ids, "disable_until": table.disable_until}
     params = {}
-    # PDQ and generic indexes keep rows in content id order: their ids are the table's ids.
-    if isinstance(index, (PdqIndex, GenericIndex)) and np.array_equal(index.ids, table.content_ids):
+    # PDQ, generic and vPDQ indexes keep rows in content id order: their ids are the table's ids.
+    if isinstance(index, (PdqIndex, GenericIndex, VideoFramesIndex)) and np.array_equal(index.ids, table.content_ids):
         params["content_ids"] = "index"
     else:
         arrays["content_ids"] = table.content_ids

@@ -249,6 +249,11 @@ OMM_MAX_TEXT_BYTES = env.int("OMM_MAX_TEXT_BYTES", default=10 * 1024 * 1024)
 OMM_PDF_MAX_BYTES = env.int("OMM_PDF_MAX_BYTES", default=20 * 1024 * 1024)
 OMM_PDF_MAX_PAGES = env.int("OMM_PDF_MAX_PAGES", default=500)
 OMM_PDF_EXTRACT_SECONDS = env.float("OMM_PDF_EXTRACT_SECONDS", default=20.0)
+# python-threatexchange file hashers (e.g. vPDQ, which decodes a whole video with FFmpeg) run in a
+# child process per file (hashing/bounded.py): killed after this many seconds, and given this much
+# address space beyond its start (MiB; 0: unbounded). Either way the upload gets 400 with the reason.
+OMM_HASH_FILE_SECONDS = env.float("OMM_HASH_FILE_SECONDS", default=120.0)
+OMM_HASH_FILE_MEMORY_MB = env.int("OMM_HASH_FILE_MEMORY_MB", default=1024)
 
 # --- Exchanges ---
 # Records per committed batch of a fetch (each batch commits with the checkpoint it reached).

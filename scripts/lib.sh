@@ -120,3 +120,14 @@ procfile_start() {
 ensure_cxx() {
   command -v g++ >/dev/null || _apt_install g++
 }
+
+# ensure_vpdq_build: what the vpdq package (requirements/extensions.txt) needs to build from its
+# sdist, cmake, pkg-config and FFmpeg's development libraries, and the ffmpeg program, which the
+# vPDQ tests and bench/bench_video.py use to make their clips. Installed with apt before pip.
+ensure_vpdq_build() {
+  command -v ffmpeg >/dev/null && command -v cmake >/dev/null && pkg-config --exists libavcodec libavformat \
+    libavutil libswscale libavdevice libswresample libavfilter 2>/dev/null && return 0
+  echo "omm: installing ffmpeg, cmake and FFmpeg's development libraries with apt-get (for vpdq)"
+  _apt_install ffmpeg cmake pkg-config g++ libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
+    libavdevice-dev libswresample-dev libavfilter-dev
+}

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_cxx
+ensure_vpdq_build
 ensure_venv requirements/dev.txt
 ensure_postgres
 ensure_redis

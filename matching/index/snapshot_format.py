@@ -8,7 +8,7 @@ Layout (all integers little-endian)::
     6       2     format version (uint16) = 1
     8       4     header length H (uint32)
     12      H     header: UTF-8 JSON object
-                    {"kind": "pdq"|"exact"|"generic", "signal_type": str, "count": int,
+                    {"kind": "pdq"|"exact"|"generic"|"vpdq", "signal_type": str, "count": int,
                      "params": {...index-specific...}, "meta": {...caller metadata...},
                      "arrays": [{"name": str, "dtype": "<i8", "shape": [..]}, ...]}
     12+H    ...   payload: raw bytes of each array in header order (C order, little-endian)
@@ -35,6 +35,7 @@ import typing as t
 import numpy as np
 
 from .exact import ExactIndex
+from .frames import VideoFramesIndex, frame_rule_for, rule_params
 from .generic import GenericIndex
 from .pdq import Allocate, PdqIndex, allocate_private
 
@@ -46,7 +47,7 @@ _MAX_HEADER = 64 << 20
 _SLICE = 16 << 20  # bytes per write/read call
 _ALLOWED_DTYPES = {"|u1", "|i1", "|b1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f4", "<f8"}
 
-AnyIndex = PdqIndex | ExactIndex | GenericIndex
+AnyIndex = PdqIndex | ExactIndex | GenericIndex | VideoFramesIndex
 SignalTypeResolver = t.Mapping[str, type] | t.Callable[[str], type] | None
 
 
@@ -280,6 +281,21 @@ def write_snapshot(
             params=params,
             meta=meta,
         )
+    if isinstance(index, VideoFramesIndex):
+        if not signal_type:
+            raise ValueError("signal_type is required for VideoFramesIndex snapshots")
+        params = {"rule": rule_params(index.rule)}
+        if index._deleted:
+            params["deleted"] = sorted(index._deleted)
+        return write_arrays(
+            fileobj,
+            kind="vpdq",
+            signal_type=signal_type,
+            count=len(index),
+            arrays=index.to_arrays(),
+            params=params,
+            meta=meta,
+        )
     raise TypeError(f"cannot snapshot {type(index).__name__}")
 
 
@@ -320,6 +336,16 @@ def read_snapshot(
             st = _resolve_signal_type(header["signal_type"], signal_types)
             values = GenericIndex.values_from_arrays(arrays["offsets"], arrays["blob"])
             index = GenericIndex(st, values, arrays["ids"])
+            if params.get("deleted"):
+                index._deleted = {int(i) for i in params["deleted"]}
+        elif kind == "vpdq":
+            st = _resolve_signal_type(header["signal_type"], signal_types)
+            values = GenericIndex.values_from_arrays(arrays["offsets"], arrays["blob"])
+            prepare, rule = frame_rule_for(st)
+            if params.get("rule") == rule_params(rule):  # the frames as this rule prepares them
+                index = VideoFramesIndex(values, arrays["ids"], arrays["frames"], arrays["frame_video"], rule)
+            else:  # built under another version's rule: prepare the frames again
+                index = VideoFramesIndex.build(prepare, rule, values, arrays["ids"])
             if params.get("deleted"):
                 index._deleted = {int(i) for i in params["deleted"]}
         else:
