@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from banks.models import Bank, BankContent
+from banks.models import Bank, BankContent, HashIndexOnPostgres
 from exchanges.models import ExchangeConfig
 from reviews.choices import (
     CaseEventKind,
@@ -118,7 +118,10 @@ class Submission(models.Model):
             models.Index(fields=["signal_type", "created_at"], name="submission_type_created"),
             # The clusterer reads each type's submissions after its cursor, in id order.
             models.Index(fields=["signal_type", "id"], name="submission_type_id"),
-            models.Index(fields=["signal_type", "signal_value"], name="submission_type_value"),
+            # Exact lookups of a value (retroaction of non-PDQ types). A hash index: a B-tree entry
+            # holds the value and refuses one over ~2.7 KB, which a vPDQ signal of a video longer
+            # than about 35 s is (docs/hashing.md, "vPDQ").
+            HashIndexOnPostgres(fields=["signal_value"], name="submission_value_hash"),
             models.Index(fields=["created_at"], name="submission_created"),
         ]
 

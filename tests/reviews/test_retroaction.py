@@ -1,5 +1,6 @@
 """Retroaction: remembered submissions replayed against new bank content, once per pair."""
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -84,6 +85,29 @@ def test_exact_signal_types_match_by_equality(window):
     assert services.retroaction_run(content_ids=[content.pk]) == 1
     match = MatchLog.objects.get()
     assert match.submission_id == hit and match.distance is None
+
+
+def test_a_long_vpdq_signal_is_remembered_and_matched(window, settings):
+    # A vPDQ signal of two minutes of video (~10 KB): a B-tree entry of the value would refuse
+    # anything over ~2.7 KB, so remembering the lookup would fail.
+    from threatexchange.extensions.vpdq.vpdq_util import VpdqCompactFeature, vpdq_to_json
+
+    from omm_project.lib import pytx
+
+    settings.OMM_SIGNAL_TYPES = [*settings.OMM_SIGNAL_TYPES, "threatexchange.extensions.vpdq.vpdq.VPDQSignal"]
+    pytx.signal_types.cache_clear()
+    try:
+        # Random frame hashes: a compressible value would fit a B-tree entry after compression.
+        rng = random.Random(7)
+        frames = [VpdqCompactFeature.from_str(f"{rng.getrandbits(256):064x},100,{i}.0") for i in range(120)]
+        value = vpdq_to_json(frames)
+        assert len(value) > 8000
+        hit = _submit("vpdq", value)
+        content = make_content(make_bank(), signals={"vpdq": value})
+        assert services.retroaction_run(content_ids=[content.pk]) == 1
+        assert MatchLog.objects.get().submission_id == hit
+    finally:
+        pytx.signal_types.cache_clear()
 
 
 def test_retroaction_fires_action_rules_like_a_live_match(window):
