@@ -60,7 +60,7 @@ def signal_type_resolve(name: str) -> type[SignalType]:
 def signal_parse(signal_type: type[SignalType], value: str) -> str:
     """A normalised signal value, or HMA's 400 `invalid signal: <msg>`."""
     try:
-        return signal_type.validate_signal_str(value)
+        return pytx.signal_normalise(signal_type, value)
     except Exception as exc:  # each pytx class raises its own error type
         raise InvalidInput(f"invalid signal: {exc}") from None
 

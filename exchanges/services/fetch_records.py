@@ -81,7 +81,7 @@ class RecordWriter:
             if signal_type is None:
                 return {}
             try:
-                return {key[0]: signal_type.validate_signal_str(key[1])}
+                return {key[0]: pytx.signal_normalise(signal_type, key[1])}
             except Exception:
                 return {}
         try:
@@ -100,7 +100,7 @@ class RecordWriter:
             name = self.name_by_type.get(signal_type)
             for raw in by_value if name else ():
                 try:
-                    signals[name] = signal_type.validate_signal_str(raw)
+                    signals[name] = pytx.signal_normalise(signal_type, raw)
                     break
                 except Exception:
                     continue

@@ -8,6 +8,7 @@ from threatexchange.signal_type.signal_base import SignalType
 from matching import lookup
 from matching.models import MAX_PDQ_THRESHOLD
 from matching.services import pdq_threshold_validate
+from omm_project.lib import pytx
 from omm_project.lib.api import parse_csv
 from omm_project.lib.errors import InvalidInput, PayloadTooLarge
 from omm_project.lib.fields import BodyBoolField, CsvField, QueryBoolField
@@ -210,9 +211,7 @@ def comparison_validate(name: str, pair: object) -> tuple[type[SignalType], str,
     values = []
     for value in pair:
         try:
-            if not isinstance(value, str):
-                raise ValueError(f"expected a string, got {type(value).__name__}")
-            values.append(signal_type.validate_signal_str(value))
+            values.append(pytx.signal_normalise(signal_type, value))
         except Exception as exc:  # each pytx class raises its own error type
             raise InvalidInput(f"Invalid {name} hash: {exc}") from None
     return signal_type, values[0], values[1]

@@ -3,6 +3,7 @@ The python-threatexchange classes this deployment uses, loaded from settings by 
 These are omm's extension points: a new signal type, content type or exchange is a class here.
 """
 
+import re
 from functools import cache
 
 from django.conf import settings
@@ -50,15 +51,16 @@ def signal_type_get(name: str) -> type[SignalType]:
         raise InvalidInput(f"No such signal type '{name}'") from None
 
 
-def signal_validate(signal_type: type[SignalType], value: object) -> str:
-    """Validate and normalise a signal value with the signal type's own class; 400 if bad."""
-    name = signal_type.get_name()
+def signal_normalise(signal_type: type[SignalType], value: object) -> str:
+    """
+    The one check of a signal value, for every way one comes in (bank writes, imports, exchange
+    fetches, lookups, compare): the type's own python-threatexchange validation plus omm's
+    stricter rules below. Returns the normalised value; raises ValueError (or the pytx class's
+    own error) with the reason. Callers word the 400 their API promises.
+    """
     if not isinstance(value, str):
-        raise InvalidInput(f"Invalid {name} signal: expected a string, got {type(value).__name__}")
-    try:
-        validated = signal_type.validate_signal_str(value)
-    except Exception as exc:  # each pytx class raises its own error types
-        raise InvalidInput(f"Invalid {name} signal: {exc}") from None
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    validated = signal_type.validate_signal_str(value)
     # Some pytx validators use re.match("...$"), which lets one trailing newline through (text_tlsh
     # too); a hash of bytes or of text never contains white space, so don't store "<hash>\n" as a
     # distinct value. (A MatchesStr type's signal is text to find, spaces and all.)
@@ -66,8 +68,38 @@ def signal_validate(signal_type: type[SignalType], value: object) -> str:
         issubclass(signal_type, TextHasher) and not issubclass(signal_type, MatchesStr)
     )
     if hashed and any(c.isspace() for c in validated):
-        raise InvalidInput(f"Invalid {name} signal: contains white space")
+        raise ValueError("contains white space")
+    if signal_type.get_name() == VPDQ:
+        _vpdq_frames_check(validated)
     return validated
+
+
+VPDQ = "vpdq"  # python-threatexchange's vpdq extension (docs/hashing.md, "vPDQ")
+_PDQ_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _vpdq_frames_check(value: str) -> None:
+    """
+    The vpdq extension checks a frame's hash with int(hex, 16), which also takes "0x...", "_" and
+    spaces; the frames index (and the extension's own) read 64 hex digits. A signal with no frame
+    can never match.
+    """
+    from threatexchange.extensions.vpdq.vpdq_util import json_to_vpdq
+
+    frames = json_to_vpdq(value)
+    if not frames:
+        raise ValueError("it has no frame")
+    for frame in frames:
+        if not _PDQ_HEX.fullmatch(frame.pdq_hex):
+            raise ValueError(f"the frame at {frame.timestamp:g}s: its PDQ hash is not 64 hex digits")
+
+
+def signal_validate(signal_type: type[SignalType], value: object) -> str:
+    """signal_normalise, or 400 `Invalid <type> signal: <reason>`."""
+    try:
+        return signal_normalise(signal_type, value)
+    except Exception as exc:  # each pytx class raises its own error types
+        raise InvalidInput(f"Invalid {signal_type.get_name()} signal: {exc}") from None
 
 
 def content_types_for(signal_type: type[SignalType]) -> list[str]:

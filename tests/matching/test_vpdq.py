@@ -228,3 +228,48 @@ def test_vpdq_index_answers_as_the_extensions_index_and_compare_hash():
             assert {i for i, _ in ours} == brute
         matched += bool(ours)
     assert 10 < matched < len(queries) - 10  # both answers happen
+
+
+def _vpdq(*pdq_hexes: str) -> str:
+    return vpdq_to_json([VpdqCompactFeature(h, 100, float(i)) for i, h in enumerate(pdq_hexes)])
+
+
+GOOD_FRAME = "f" * 64
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("signal", "reason"),
+    [
+        # int(hex, 16), the extension's own check, takes these; the frames index reads 64 hex digits
+        (_vpdq(GOOD_FRAME, "0x" + "f" * 62), "the frame at 1s: its PDQ hash is not 64 hex digits"),
+        (_vpdq("f" * 32 + "_" + "f" * 31), "the frame at 0s: its PDQ hash is not 64 hex digits"),
+        ("[]", "it has no frame"),
+    ],
+)
+def test_vpdq_signal_the_frames_index_cannot_read_is_400_everywhere(
+    vpdq_enabled, runtime, full_client, signal, reason
+):
+    # Given a bank, and a signal whose frames the extension's validator lets through
+    assert full_client.post("/c/banks", {"name": "VIDEOS"}, format="json").status_code == 201
+    runtime.refresh()
+    # Then adding it, looking it up, batch-looking it up and comparing it are each a 400 (or a
+    # per-entry error) naming the reason, and nothing is banked
+    added = full_client.post("/c/bank/VIDEOS/signal", {"vpdq": signal}, format="json")
+    assert added.status_code == 400 and reason in added.json()["message"], added.content
+    looked = full_client.get("/m/lookup", {"signal_type": "vpdq", "signal": signal})
+    assert looked.status_code == 400 and reason in looked.json()["message"], looked.content
+    raw = full_client.get("/m/raw_lookup", {"signal_type": "vpdq", "signal": signal})
+    assert raw.status_code == 400 and reason in raw.json()["message"], raw.content
+    batch = full_client.post(
+        "/m/raw_lookup", {"signal_type": "vpdq", "signals": [signal, _vpdq(GOOD_FRAME)]}, format="json"
+    )
+    assert batch.status_code == 200, batch.content
+    first, second = batch.json()["results"]
+    assert reason in str(first) and "matches" in second
+    compared = full_client.post("/m/compare", {"vpdq": [signal, _vpdq(GOOD_FRAME)]}, format="json")
+    assert compared.status_code == 400 and reason in compared.json()["message"], compared.content
+    assert not MatchLog.objects.exists()
+    from banks.models import ContentSignal
+
+    assert not ContentSignal.objects.exists()
