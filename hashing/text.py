@@ -6,14 +6,14 @@ extension's own `PDFContent.extract_additional_content` does, but within omm's b
 characters, seconds: OMM_TEXT_* and OMM_PDF_* settings). Nothing here needs a database.
 """
 
-import io
-import time
 from typing import IO
 
 from django.conf import settings
 from threatexchange.content_type.content_base import ContentType
 from threatexchange.content_type.text import TextContent
 
+from hashing.bounded import Refused, run_bounded
+from hashing.pdf_extract import pdf_text_extract
 from omm_project.lib.errors import InvalidInput, PayloadTooLarge
 
 PDF_CONTENT_TYPE = "pdf"  # threatexchange.extensions.pdf.content.PDFContent's name
@@ -44,47 +44,25 @@ def text_decode(data: bytes) -> str:
 
 def pdf_text(data: bytes) -> str:
     """
-    The text of a PDF as the pdf extension extracts it (pdfminer.six's TextConverter with default
-    layout parameters, every page in order), refusing a PDF of more than OMM_PDF_MAX_PAGES pages,
-    more than OMM_MAX_TEXT_BYTES of text, or one still extracting after OMM_PDF_EXTRACT_SECONDS
-    (checked between pages). Every pdfminer error is a 400 saying why.
+    The text of a PDF as the pdf extension extracts it (hashing.pdf_extract), in a child process
+    bounded by OMM_HASH_FILE_MEMORY_MB and killed after OMM_PDF_EXTRACT_SECONDS; refused over
+    OMM_PDF_MAX_PAGES pages or OMM_MAX_TEXT_BYTES of text. Every refusal is a 400 saying why.
     """
-    # pdfminer.six is installed with the pdf extension (requirements/extensions.txt); this module
-    # is only reached when its content type is enabled, which imports it already.
-    from pdfminer.converter import TextConverter
-    from pdfminer.layout import LAParams
-    from pdfminer.pdfdocument import PDFDocument
-    from pdfminer.pdfinterp import PDFPageInterpreter, PDFResourceManager
-    from pdfminer.pdfpage import PDFPage
-    from pdfminer.pdfparser import PDFParser
-
-    max_pages, max_seconds, max_bytes = settings.OMM_PDF_MAX_PAGES, settings.OMM_PDF_EXTRACT_SECONDS, max_text_bytes()
-    deadline = time.monotonic() + max_seconds
-    text = io.StringIO()
+    seconds = settings.OMM_PDF_EXTRACT_SECONDS
     try:
-        document = PDFDocument(PDFParser(io.BytesIO(data)))
-        resources = PDFResourceManager()
-        device = TextConverter(resources, text, laparams=LAParams())
-        interpreter = PDFPageInterpreter(resources, device)
-        for number, page in enumerate(PDFPage.create_pages(document), start=1):
-            if number > max_pages:
-                raise InvalidInput(f"Unable to read the pdf: it has more than {max_pages} pages, the limit")
-            interpreter.process_page(page)
-            if text.tell() > max_bytes:  # characters: a lower bound of the UTF-8 length
-                raise InvalidInput(f"Unable to read the pdf: its text is over the limit of {max_bytes} bytes")
-            if time.monotonic() > deadline:
-                raise InvalidInput(
-                    f"Unable to read the pdf: its text took over {max_seconds:g}s to extract "
-                    f"({number} pages read), the limit"
-                )
-    except InvalidInput:
-        raise
-    except Exception as exc:  # pdfminer raises many types (PDFSyntaxError, PSEOF, KeyError ...)
-        raise InvalidInput(f"Unable to read the pdf: {type(exc).__name__}: {exc}"[:500]) from None
-    extracted = text.getvalue()
-    if len(extracted.encode("utf-8", "surrogatepass")) > max_bytes:
-        raise InvalidInput(f"Unable to read the pdf: its text is over the limit of {max_bytes} bytes")
-    return extracted
+        return run_bounded(
+            pdf_text_extract,
+            (data, settings.OMM_PDF_MAX_PAGES, seconds, max_text_bytes()),
+            preload=["pdfminer.high_level"],
+            # The child checks its deadline between pages; a page that never ends is killed.
+            seconds=seconds + 1,
+            memory_mb=settings.OMM_HASH_FILE_MEMORY_MB,
+            activity="reading it",
+        )
+    except Refused as exc:
+        raise InvalidInput(f"Unable to read the pdf: {exc}") from None
+    except Exception as exc:  # BoundExceeded, or what the child raised
+        raise InvalidInput(f"Unable to read the pdf: {exc}"[:500]) from None
 
 
 def media_text(content_type: type[ContentType], media: IO[bytes], *, size: int) -> str:

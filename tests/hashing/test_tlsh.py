@@ -5,6 +5,7 @@ enabled (the `text_tlsh` fixture); bad input is a 400 (or a 413 for size) saying
 """
 
 import textwrap
+import zlib
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -168,3 +169,31 @@ def test_pdf_bounds_are_400_or_413(text_tlsh, hasher_client):
     assert_refused(hash_upload(hasher_client, "pdf", data), 413, "PDF too large", "1000 bytes")
     text_tlsh.OMM_PDF_MAX_BYTES = 10_000
     assert hash_upload(hasher_client, "pdf", data).status_code == 200
+
+
+def _inflating_pdf(inflated_bytes: int) -> bytes:
+    """A valid PDF whose one content stream is spaces deflated twice: a few KB that pdfminer inflates whole."""
+    data = pdf_bytes([["a line of text that is long enough"]])
+    start = data.index(b"<< /Length ")
+    end = data.index(b"endstream", start) + len(b"endstream")
+    bomb = zlib.compress(zlib.compress(b" " * inflated_bytes, 9), 9)
+    stream = b"<< /Length %d /Filter [/FlateDecode /FlateDecode] >>\nstream\n" % len(bomb) + bomb + b"\nendstream"
+    fixed = data[:start] + stream + data[end:]
+    # The cross-reference offsets after the stream moved: pdfminer falls back to scanning the
+    # objects, as readers do for a damaged xref, so the PDF still reads.
+    return fixed
+
+
+def test_pdf_extraction_runs_within_the_memory_bound(text_tlsh, hasher_client, settings):
+    # A PDF of a few KB whose content stream inflates to 256 MiB, under a 64 MiB bound: the
+    # extraction runs in a bounded child, which fails; the web worker does not allocate it.
+    settings.OMM_HASH_FILE_MEMORY_MB = 64
+    bomb = _inflating_pdf(256 * 1024 * 1024)
+    assert len(bomb) < 100_000
+    body = assert_refused(hash_upload(hasher_client, "pdf", bomb), 400, "Unable to read the pdf")
+    assert "memory limit of 64 MiB" in body["message"], body
+    # With room for it, the same PDF reads (its text is one line: too short for TLSH, a 400 of
+    # its own), so the refusal above was the bound, not the file.
+    settings.OMM_HASH_FILE_MEMORY_MB = 2048
+    body = assert_refused(hash_upload(hasher_client, "pdf", bomb), 400, "Unable to")
+    assert "memory limit" not in body["message"], body
