@@ -12,6 +12,7 @@ never stored.
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -242,7 +243,11 @@ def _hash_with_pytx(signal_type: type[SignalType], media: IO[bytes], data: bytes
         return _hash_file(signal_type, Path(temporary_path()))
     # The file exists only while hashing; it is deleted when the with-block closes it.
     with tempfile.NamedTemporaryFile(prefix="omm-hash-") as handle:
-        handle.write(data if data is not None else _read_all(media))
+        if data is not None:
+            handle.write(data)
+        else:
+            media.seek(0)
+            shutil.copyfileobj(media, handle)
         handle.flush()
         return _hash_file(signal_type, Path(handle.name))
 
@@ -289,7 +294,11 @@ def media_hash(*, content_type: str, media: IO[bytes], types: Sequence[str] | No
     by_text = [st for st in selected if _hashes_text_of(st, content_type)]
     # Only the python-threatexchange fallback needs the bytes in memory; PDQ and MD5 read the
     # upload's own stream (memory or temp file), text types the media's text (hashing.text).
-    needs_bytes = any(not issubclass(st, (PdqSignal, VideoMD5Signal)) and st not in by_text for st in selected)
+    # File hashers (vPDQ) read a temporary file, which the upload already is or is copied to.
+    needs_bytes = any(
+        issubclass(st, BytesHasher) and not issubclass(st, (PdqSignal, VideoMD5Signal)) and st not in by_text
+        for st in selected
+    )
     data = _read_all(media) if needs_bytes else None
     media_text: str | None = None
     signals: dict[str, str] = {}
