@@ -30,6 +30,7 @@ from dataclasses import astuple, dataclass
 
 import numpy as np
 
+from .generic import values_to_arrays
 from .pdq import PDQ_BYTES, PdqIndex, hex_to_pdq_array
 
 # The extension's features parser: (signal, quality threshold) -> features with .pdq_hex,
@@ -178,11 +179,7 @@ class VideoFramesIndex:
     # -- array form (for snapshots) -------------------------------------------------
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        encoded = [v.encode("utf-8") for v in self.values]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        if encoded:
-            np.cumsum([len(b) for b in encoded], out=offsets[1:])
-        blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        offsets, blob = values_to_arrays(self.values)
         return {
             "ids": self.ids,
             "offsets": offsets,

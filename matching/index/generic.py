@@ -106,11 +106,7 @@ class GenericIndex:
     # -- array form (for snapshots) -------------------------------------------------
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        encoded = [v.encode("utf-8") for v in self.values]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        if encoded:
-            np.cumsum([len(b) for b in encoded], out=offsets[1:])
-        blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        offsets, blob = values_to_arrays(self.values)
         return {"ids": self.ids, "offsets": offsets, "blob": blob}
 
     @staticmethod
@@ -118,3 +114,12 @@ class GenericIndex:
         raw = blob.tobytes()
         o = offsets.tolist()
         return [raw[o[i] : o[i + 1]].decode("utf-8") for i in range(len(o) - 1)]
+
+
+def values_to_arrays(values: t.Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Signal strings as (offsets, UTF-8 blob) for a snapshot; values_from_arrays reads them back."""
+    encoded = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    if encoded:
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return offsets, np.frombuffer(b"".join(encoded), dtype=np.uint8)
