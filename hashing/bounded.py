@@ -129,7 +129,7 @@ def run_bounded(
             code = process.exitcode
             why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             hint = f" (it may have run out of its memory limit of {memory_mb} MiB)" if memory_mb > 0 else ""
-            raise BoundExceeded(f"the {activity} process died ({why}){hint}") from None
+            raise BoundExceeded(f"the child process died while {activity} ({why}){hint}") from None
     finally:
         receiver.close()
         if process.is_alive():

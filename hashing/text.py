@@ -57,7 +57,7 @@ def pdf_text(data: bytes) -> str:
             # The child checks its deadline between pages; a page that never ends is killed.
             seconds=seconds + 1,
             memory_mb=settings.OMM_HASH_FILE_MEMORY_MB,
-            activity="reading it",
+            activity="extracting its text",
         )
     except Refused as exc:
         raise InvalidInput(f"Unable to read the pdf: {exc}") from None
