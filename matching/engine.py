@@ -257,7 +257,11 @@ class _GenericAccumulator(Accumulator):
         ids = np.concatenate(self.ids) if self.ids else np.empty(0, np.int64)
         order = np.argsort(ids, kind="stable")
         values = [self.values[i] for i in order.tolist()]
-        return GenericIndex.build(self.signal_type, values, ids[order])
+        self.values, self.ids = [], []
+        return self._build(values, ids[order])
+
+    def _build(self, values: list[str], ids: np.ndarray) -> GenericIndex:
+        return GenericIndex.build(self.signal_type, values, ids)
 
 
 class VpdqKind(Kind):
@@ -302,12 +306,8 @@ class _VpdqAccumulator(_GenericAccumulator):
         super().__init__(kind.signal_type)
         self.kind = kind
 
-    def finish(self) -> VideoFramesIndex:
-        ids = np.concatenate(self.ids) if self.ids else np.empty(0, np.int64)
-        order = np.argsort(ids, kind="stable")
-        values = [self.values[i] for i in order.tolist()]
-        self.values, self.ids = [], []
-        return self.kind.build_small(values, ids[order])
+    def _build(self, values: list[str], ids: np.ndarray) -> VideoFramesIndex:
+        return self.kind.build_small(values, ids)
 
 
 KINDS: dict[str, type[Kind]] = {"pdq": PdqKind, "exact": ExactKind, "generic": GenericKind, "vpdq": VpdqKind}

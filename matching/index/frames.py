@@ -30,7 +30,7 @@ from dataclasses import astuple, dataclass
 
 import numpy as np
 
-from .generic import values_to_arrays
+from .generic import DeletedIds, values_to_arrays
 from .pdq import PDQ_BYTES, PdqIndex, hex_to_pdq_array
 
 # The extension's features parser: (signal, quality threshold) -> features with .pdq_hex,
@@ -90,7 +90,7 @@ def frames_of(prepare: Prepare, rule: FrameRule, value: str) -> np.ndarray:
     return hex_to_pdq_array(hexes)
 
 
-class VideoFramesIndex:
+class VideoFramesIndex(DeletedIds):
     """Immutable: ``values`` (signal strings) parallel to ``ids``, and their frames in a PdqIndex."""
 
     def __init__(
@@ -133,12 +133,6 @@ class VideoFramesIndex:
     def nbytes(self) -> int:
         values = sum(len(v) for v in self.values) + 57 * len(self.values)
         return int(self.ids.nbytes + self.frame_video.nbytes + self.frame_counts.nbytes + self.frames.nbytes + values)
-
-    def mark_deleted(self, ids: t.Iterable[int]) -> int:
-        new = {int(i) for i in ids} & set(self.ids.tolist())
-        added = len(new - self._deleted)
-        self._deleted = self._deleted | new
-        return added
 
     def search_many(self, queries: t.Sequence[np.ndarray]) -> list[list[FramesMatch]]:
         """The matches of each query (its prepared frames, uint8 (F, 32)), in order."""

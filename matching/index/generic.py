@@ -35,7 +35,20 @@ def comparison_for(signal_type: type) -> Compare:
     return compare
 
 
-class GenericIndex:
+class DeletedIds:
+    """Deletions kept beside an immutable index of ``ids`` (a set of content ids; snapshots keep it)."""
+
+    ids: np.ndarray
+    _deleted: set[int]
+
+    def mark_deleted(self, ids: t.Iterable[int]) -> int:
+        new = {int(i) for i in ids} & set(self.ids.tolist())
+        added = len(new - self._deleted)
+        self._deleted = self._deleted | new
+        return added
+
+
+class GenericIndex(DeletedIds):
     """Immutable linear-scan index: ``values`` (list of str) parallel to ``ids``."""
 
     def __init__(
@@ -80,12 +93,6 @@ class GenericIndex:
     @property
     def nbytes(self) -> int:
         return int(self.ids.nbytes + sum(len(v) for v in self.values) + 57 * len(self.values))
-
-    def mark_deleted(self, ids: t.Iterable[int]) -> int:
-        new = {int(i) for i in ids} & set(self.ids.tolist())
-        added = len(new - self._deleted)
-        self._deleted = self._deleted | new
-        return added
 
     def search(
         self, query: str, *, exclude_ids: t.Collection[int] | np.ndarray | None = None
