@@ -257,12 +257,9 @@ def _hash_file(signal_type: type[SignalType], path: Path) -> str:
     A file hasher's hash, in a child process bounded by OMM_HASH_FILE_SECONDS and
     OMM_HASH_FILE_MEMORY_MB (hashing.bounded: e.g. vPDQ decodes the whole video with FFmpeg).
     """
-    value = hash_file_bounded(
+    return hash_file_bounded(
         signal_type, path, seconds=settings.OMM_HASH_FILE_SECONDS, memory_mb=settings.OMM_HASH_FILE_MEMORY_MB
     )
-    if value == "[]":  # the vpdq extension's answer for a file with no video frame it could hash
-        raise ValueError("no frame of it could be decoded and hashed")
-    return value
 
 
 def _pytx_hash(
@@ -282,6 +279,13 @@ def _pytx_hash(
     if not value:  # pytx's hashers answer "" when they cannot hash (TLSH: too little text)
         hint = NO_HASH_HINTS.get(name, "the hasher gives no hash for it")
         raise NoHash(f"Unable to hash the {content_type} as {name}: {hint}")
+    # The one check every signal value passes (pytx.signal_normalise): e.g. the vpdq extension
+    # answers "[]" for a file with no frame it could decode and hash.
+    try:
+        pytx.signal_normalise(signal_type, value)
+    except Exception as exc:  # each pytx class raises its own error types
+        invalid = f"its hash is not a valid signal ({exc})"
+        raise InvalidInput(f"Unable to hash the {content_type} as {name}: {invalid}") from None
     return value
 
 
