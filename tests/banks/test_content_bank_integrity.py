@@ -1,0 +1,262 @@
+"""
+A content always names a bank that exists. The foreign key was replaced by triggers that check
+once per statement (banks migration 0009); these tests hold the triggers to everything the
+constraint did: missing banks refused on insert and on change, banks with content not deleted or
+truncated, ids fixed, and both orders of an insert racing a bank deletion on two connections.
+SQLite's row triggers are checked on a migrated SQLite file.
+"""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import psycopg2
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from banks.models import Bank, BankContent
+from banks.services import bank_content_create, bank_create
+
+ROOT = Path(__file__).resolve().parents[2]
+INSERT = (
+    "INSERT INTO banks_bankcontent (bank_id, disable_until_ts, original_media_uri, platform_content_id, "
+    "content_uri, labels, note, created_at, updated_at) "
+    "SELECT b, 1, '', '', '', '[]', '', now(), now() FROM unnest(%s::bigint[]) AS t(b)"
+)
+
+
+def _insert(bank_ids: list[int]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(INSERT, [bank_ids])
+
+
+@pytest.fixture
+def bank(db):
+    return bank_create(name="KEPT")
+
+
+def test_contents_naming_a_missing_bank_are_refused_whole(bank):
+    missing = bank.pk + 1000
+    for bank_ids in ([missing], [bank.pk, missing], [bank.pk] * 50 + [missing]):
+        with pytest.raises(IntegrityError, match="bank that does not exist"), transaction.atomic():
+            _insert(bank_ids)
+    assert not BankContent.objects.exists()
+    _insert([bank.pk] * 3)
+    assert BankContent.objects.filter(bank=bank).count() == 3
+
+
+def test_the_orm_is_refused_too(bank):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BankContent.objects.create(bank_id=bank.pk + 1000)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BankContent.objects.bulk_create([BankContent(bank=bank), BankContent(bank_id=bank.pk + 1000)])
+    assert not BankContent.objects.exists()
+
+
+def test_moving_content_to_a_missing_bank_is_refused(bank):
+    other = bank_create(name="OTHER")
+    content = bank_content_create(bank=bank, signals={"pdq": "f" * 64})
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BankContent.objects.filter(pk=content.pk).update(bank_id=bank.pk + 1000)
+    BankContent.objects.filter(pk=content.pk).update(bank_id=other.pk)
+    assert BankContent.objects.get(pk=content.pk).bank_id == other.pk
+
+
+def test_a_bank_with_content_is_not_deleted_by_sql(bank):
+    bank_content_create(bank=bank, signals={"pdq": "f" * 64})
+    empty = bank_create(name="EMPTY")
+    with pytest.raises(IntegrityError, match="leaves content"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM banks_bank WHERE id IN (%s, %s)", [bank.pk, empty.pk])
+    assert Bank.all_objects.filter(pk__in=[bank.pk, empty.pk]).count() == 2
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM banks_bank WHERE id = %s", [empty.pk])
+    # The ORM deletes the contents first (on_delete=CASCADE), as the purge does.
+    Bank.all_objects.filter(pk=bank.pk).delete()
+    assert not BankContent.objects.exists()
+
+
+def test_a_bank_id_does_not_change(bank):
+    with pytest.raises(IntegrityError, match="does not change"), transaction.atomic():
+        Bank.all_objects.filter(pk=bank.pk).update(id=bank.pk + 1000)
+
+
+def test_truncating_banks_with_content_is_refused_and_with_it_allowed(bank):
+    bank_content_create(bank=bank, signals={"pdq": "f" * 64})
+    with pytest.raises(IntegrityError, match="truncate"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("TRUNCATE banks_bank CASCADE")
+    assert Bank.all_objects.filter(pk=bank.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_truncating_banks_and_contents_together_is_allowed():
+    bank = bank_create(name="KEPT")
+    bank_content_create(bank=bank, signals={"pdq": "f" * 64})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE banks_bank, banks_bankcontent, banks_contentsignal, banks_bankchange CASCADE"
+        )
+    assert not Bank.all_objects.exists()
+
+
+# --- Races on two connections --------------------------------------------------------------------
+
+
+def _connect():
+    settings = connection.settings_dict
+    return psycopg2.connect(
+        dbname=settings["NAME"], user=settings["USER"], password=settings["PASSWORD"],
+        host=settings["HOST"], port=settings["PORT"] or None,
+    )
+
+
+def _in_thread(work) -> dict:
+    """Run work() in a thread; the dict gets its "error" (or None) when it ends."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            work()
+            outcome["error"] = None
+        except Exception as error:  # noqa: BLE001 - handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    outcome["thread"] = thread
+    return outcome
+
+
+def _blocked(outcome: dict) -> bool:
+    """True while the thread still waits (on the other connection's lock), up to 0.5 s."""
+    outcome["thread"].join(0.5)
+    return outcome["thread"].is_alive()
+
+
+def _counts(bank_id: int) -> tuple[int, int]:
+    with _connect() as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM banks_bank WHERE id = %s", [bank_id])
+        banks = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM banks_bankcontent WHERE bank_id = %s", [bank_id])
+        return banks, cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bank_deleted_while_content_is_inserted_waits_then_fails():
+    bank_id = bank_create(name="RACE").pk
+    inserter, deleter = _connect(), _connect()
+    try:
+        with inserter.cursor() as cursor:
+            cursor.execute(INSERT, [[bank_id]])  # holds the bank FOR KEY SHARE until it commits
+
+        def delete():
+            with deleter.cursor() as cursor:
+                cursor.execute("DELETE FROM banks_bank WHERE id = %s", [bank_id])
+            deleter.commit()
+
+        outcome = _in_thread(delete)
+        assert _blocked(outcome), "the deletion did not wait for the inserter"
+        inserter.commit()
+        outcome["thread"].join(10)
+        assert isinstance(outcome["error"], psycopg2.errors.ForeignKeyViolation)
+    finally:
+        inserter.close()
+        deleter.close()
+    assert _counts(bank_id) == (1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_content_inserted_while_its_bank_is_deleted_waits_then_fails():
+    bank_id = bank_create(name="RACE").pk
+    inserter, deleter = _connect(), _connect()
+    try:
+        with deleter.cursor() as cursor:
+            cursor.execute("DELETE FROM banks_bank WHERE id = %s", [bank_id])  # not committed yet
+
+        def insert():
+            with inserter.cursor() as cursor:
+                cursor.execute(INSERT, [[bank_id, bank_id]])
+            inserter.commit()
+
+        outcome = _in_thread(insert)
+        assert _blocked(outcome), "the insert did not wait for the deletion"
+        deleter.commit()
+        outcome["thread"].join(10)
+        assert isinstance(outcome["error"], psycopg2.errors.ForeignKeyViolation)
+    finally:
+        inserter.close()
+        deleter.close()
+    assert _counts(bank_id) == (0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_insert_waits_for_a_deletion_that_rolls_back_then_succeeds():
+    bank_id = bank_create(name="RACE").pk
+    inserter, deleter = _connect(), _connect()
+    try:
+        with deleter.cursor() as cursor:
+            cursor.execute("DELETE FROM banks_bank WHERE id = %s", [bank_id])
+
+        def insert():
+            with inserter.cursor() as cursor:
+                cursor.execute(INSERT, [[bank_id]])
+            inserter.commit()
+
+        outcome = _in_thread(insert)
+        assert _blocked(outcome)
+        deleter.rollback()
+        outcome["thread"].join(10)
+        assert outcome["error"] is None
+    finally:
+        inserter.close()
+        deleter.close()
+    assert _counts(bank_id) == (1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bank_deletion_outside_read_committed_is_refused():
+    bank_id = bank_create(name="EMPTY").pk
+    conn = _connect()
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ")
+        with pytest.raises(psycopg2.errors.ForeignKeyViolation, match="READ COMMITTED"), conn.cursor() as cursor:
+            cursor.execute("DELETE FROM banks_bank WHERE id = %s", [bank_id])
+    finally:
+        conn.close()
+    assert _counts(bank_id) == (1, 0)
+
+
+# --- SQLite ----------------------------------------------------------------------------------------
+
+
+def test_sqlite_has_the_same_rules(tmp_path):
+    database = tmp_path / "omm.sqlite3"
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update(DJANGO_DEBUG="true", OMM_DATA_DIR=str(tmp_path), DATABASE_URL=f"sqlite:///{database}",
+               REDIS_URL="", CELERY_BROKER_URL="")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
+    make_bank = "from banks.services import bank_create; print(bank_create(name='B').pk)"
+    made = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", make_bank],
+        cwd=ROOT, env=env, check=True, timeout=120, capture_output=True, text=True,
+    )
+    bank_id = int(made.stdout.split()[-1])
+    conn = sqlite3.connect(database, isolation_level=None)
+    insert = (
+        "INSERT INTO banks_bankcontent (bank_id, disable_until_ts, original_media_uri, platform_content_id, "
+        "content_uri, labels, note, created_at, updated_at) VALUES (?, 1, '', '', '', '[]', '', 0, 0)"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="does not exist"):
+        conn.execute(insert, [bank_id + 1000])
+    conn.execute(insert, [bank_id])
+    with pytest.raises(sqlite3.IntegrityError, match="does not exist"):
+        conn.execute("UPDATE banks_bankcontent SET bank_id = ?", [bank_id + 1000])
+    with pytest.raises(sqlite3.IntegrityError, match="names the bank"):
+        conn.execute("DELETE FROM banks_bank WHERE id = ?", [bank_id])
+    with pytest.raises(sqlite3.IntegrityError, match="does not change"):
+        conn.execute("UPDATE banks_bank SET id = ? WHERE id = ?", [bank_id + 1000, bank_id])
+    conn.execute("DELETE FROM banks_bankcontent")
+    conn.execute("DELETE FROM banks_bank WHERE id = ?", [bank_id])
+    conn.close()
