@@ -24,6 +24,7 @@ from banks.services import bank_content_bulk_sync, bulk_insert_rows
 from exchanges import apis
 from exchanges.models import ExchangeConfig, ExchangeItem
 from omm_project.lib import pytx
+from omm_project.lib.db import is_unique_violation
 from omm_project.lib.fetch_keys import fetch_key_format, fetch_key_identity
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,9 @@ class RecordWriter:
             try:
                 with transaction.atomic():
                     return self._write(prepared, self._existing([r[0] for r in prepared if not r[2]]))
-            except IntegrityError:
+            except IntegrityError as exc:
+                if not is_unique_violation(exc):
+                    raise  # e.g. the bank was deleted meanwhile: not a repeat, and no retry helps
                 logger.info(
                     "exchange %s: repeated keys in a first read; looking keys up from now on",
                     self.exchange.name,
