@@ -133,27 +133,38 @@ def _connect():
     )
 
 
-def _in_thread(work) -> dict:
-    """Run work() in a thread; the dict gets its "error" (or None) when it ends."""
+def _race(first: tuple[str, list], second: tuple[str, list], *, first_ends: str = "commit") -> Exception | None:
+    """
+    Run `first` on one connection without ending its transaction, then `second` (and its commit)
+    on another in a thread; check that the second waits for the first, end the first (`commit` or
+    `rollback`), and return the error the second ended with (None if it committed).
+    """
+    holder, waiter = _connect(), _connect()
     outcome: dict = {}
 
-    def run():
+    def run_second():
         try:
-            work()
+            with waiter.cursor() as cursor:
+                cursor.execute(*second)
+            waiter.commit()
             outcome["error"] = None
         except Exception as error:  # noqa: BLE001 - handed to the test
             outcome["error"] = error
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    outcome["thread"] = thread
-    return outcome
-
-
-def _blocked(outcome: dict) -> bool:
-    """True while the thread still waits (on the other connection's lock), up to 0.5 s."""
-    outcome["thread"].join(0.5)
-    return outcome["thread"].is_alive()
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(*first)
+        thread = threading.Thread(target=run_second, daemon=True)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive(), "the second statement did not wait for the first transaction"
+        getattr(holder, first_ends)()
+        thread.join(10)
+        assert not thread.is_alive()
+        return outcome["error"]
+    finally:
+        holder.close()
+        waiter.close()
 
 
 def _counts(bank_id: int) -> tuple[int, int]:
@@ -167,73 +178,38 @@ def _counts(bank_id: int) -> tuple[int, int]:
 @pytest.mark.django_db(transaction=True)
 def test_a_bank_deleted_while_content_is_inserted_waits_then_fails():
     bank_id = bank_create(name="RACE").pk
-    inserter, deleter = _connect(), _connect()
-    try:
-        with inserter.cursor() as cursor:
-            cursor.execute(INSERT, [[bank_id]])  # holds the bank FOR KEY SHARE until it commits
-
-        def delete():
-            with deleter.cursor() as cursor:
-                cursor.execute("DELETE FROM banks_bank WHERE id = %s", [bank_id])
-            deleter.commit()
-
-        outcome = _in_thread(delete)
-        assert _blocked(outcome), "the deletion did not wait for the inserter"
-        inserter.commit()
-        outcome["thread"].join(10)
-        assert isinstance(outcome["error"], psycopg2.errors.ForeignKeyViolation)
-    finally:
-        inserter.close()
-        deleter.close()
+    error = _race((INSERT, [[bank_id]]), ("DELETE FROM banks_bank WHERE id = %s", [bank_id]))
+    assert isinstance(error, psycopg2.errors.ForeignKeyViolation)
     assert _counts(bank_id) == (1, 1)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_content_inserted_while_its_bank_is_deleted_waits_then_fails():
     bank_id = bank_create(name="RACE").pk
-    inserter, deleter = _connect(), _connect()
-    try:
-        with deleter.cursor() as cursor:
-            cursor.execute("DELETE FROM banks_bank WHERE id = %s", [bank_id])  # not committed yet
-
-        def insert():
-            with inserter.cursor() as cursor:
-                cursor.execute(INSERT, [[bank_id, bank_id]])
-            inserter.commit()
-
-        outcome = _in_thread(insert)
-        assert _blocked(outcome), "the insert did not wait for the deletion"
-        deleter.commit()
-        outcome["thread"].join(10)
-        assert isinstance(outcome["error"], psycopg2.errors.ForeignKeyViolation)
-    finally:
-        inserter.close()
-        deleter.close()
+    error = _race(("DELETE FROM banks_bank WHERE id = %s", [bank_id]), (INSERT, [[bank_id, bank_id]]))
+    assert isinstance(error, psycopg2.errors.ForeignKeyViolation)
     assert _counts(bank_id) == (0, 0)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_an_insert_waits_for_a_deletion_that_rolls_back_then_succeeds():
     bank_id = bank_create(name="RACE").pk
-    inserter, deleter = _connect(), _connect()
-    try:
-        with deleter.cursor() as cursor:
-            cursor.execute("DELETE FROM banks_bank WHERE id = %s", [bank_id])
-
-        def insert():
-            with inserter.cursor() as cursor:
-                cursor.execute(INSERT, [[bank_id]])
-            inserter.commit()
-
-        outcome = _in_thread(insert)
-        assert _blocked(outcome)
-        deleter.rollback()
-        outcome["thread"].join(10)
-        assert outcome["error"] is None
-    finally:
-        inserter.close()
-        deleter.close()
+    error = _race(("DELETE FROM banks_bank WHERE id = %s", [bank_id]), (INSERT, [[bank_id]]), first_ends="rollback")
+    assert error is None
     assert _counts(bank_id) == (1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_content_moved_to_a_bank_being_deleted_waits_then_fails():
+    kept, doomed = bank_create(name="KEPT").pk, bank_create(name="DOOMED").pk
+    content_id = bank_content_create(bank=Bank.objects.get(pk=kept), signals={"pdq": "f" * 64}).pk
+    error = _race(
+        ("DELETE FROM banks_bank WHERE id = %s", [doomed]),
+        ("UPDATE banks_bankcontent SET bank_id = %s WHERE id = %s", [doomed, content_id]),
+    )
+    assert isinstance(error, psycopg2.errors.ForeignKeyViolation)
+    assert _counts(doomed) == (0, 0)
+    assert _counts(kept) == (1, 1)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -249,32 +225,6 @@ def test_removing_banks_outside_read_committed_is_refused(statement):
     finally:
         conn.close()
     assert _counts(bank_id) == (1, 0)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_content_moved_to_a_bank_being_deleted_waits_then_fails():
-    kept, doomed = bank_create(name="KEPT").pk, bank_create(name="DOOMED").pk
-    content_id = bank_content_create(bank=Bank.objects.get(pk=kept), signals={"pdq": "f" * 64}).pk
-    mover, deleter = _connect(), _connect()
-    try:
-        with deleter.cursor() as cursor:
-            cursor.execute("DELETE FROM banks_bank WHERE id = %s", [doomed])
-
-        def move():
-            with mover.cursor() as cursor:
-                cursor.execute("UPDATE banks_bankcontent SET bank_id = %s WHERE id = %s", [doomed, content_id])
-            mover.commit()
-
-        outcome = _in_thread(move)
-        assert _blocked(outcome), "the move did not wait for the deletion"
-        deleter.commit()
-        outcome["thread"].join(10)
-        assert isinstance(outcome["error"], psycopg2.errors.ForeignKeyViolation)
-    finally:
-        mover.close()
-        deleter.close()
-    assert _counts(doomed) == (0, 0)
-    assert _counts(kept) == (1, 1)
 
 
 # --- SQLite ----------------------------------------------------------------------------------------
