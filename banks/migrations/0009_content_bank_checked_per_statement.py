@@ -16,11 +16,10 @@ The lock is what makes it safe beside a concurrent bank deletion, as with the fo
 deleter's DELETE waits for an inserter that holds the bank, then its check sees the inserter's
 committed content and fails; an inserter that comes second waits for the deleter, then finds the
 bank gone. The deletion check reads what has committed, which READ COMMITTED (Django's default)
-gives each statement; under a stricter isolation a bank deletion is refused rather than risk an
-orphan; so is a truncation. The trigger functions keep the search_path they were made
-with, so a restore that empties it still finds the tables. SQLite gets the same rules as row
-triggers. tests/banks/test_content_bank_integrity.py
-checks all of it, with two connections for the races.
+gives each statement; under a stricter isolation deleting or truncating banks is refused rather
+than risk an orphan. The trigger functions keep the search_path they were made with, so a restore
+that empties it still finds the tables. SQLite gets the same rules as row triggers.
+tests/banks/test_content_bank_integrity.py checks all of it, with two connections for the races.
 """
 
 from django.db import migrations, models
@@ -37,15 +36,14 @@ READ_COMMITTED_ONLY = """    IF current_setting('transaction_isolation') <> 'rea
 POSTGRES_CREATE = f"""
 CREATE FUNCTION omm_contents_bank_check() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
-    wanted bigint;
+    named bigint[];
     held bigint;
 BEGIN
-    SELECT count(DISTINCT bank_id) INTO wanted FROM omm_new_contents;
-    SELECT count(*) INTO held FROM (
-        SELECT 1 FROM {BANK} b WHERE b.id IN (SELECT bank_id FROM omm_new_contents) FOR KEY SHARE
-    ) AS locked;
-    IF held <> wanted THEN
-        RAISE EXCEPTION 'insert or update on table "{CONTENT}" names a bank that does not exist'
+    -- The new rows (up to a whole import batch) are read once, for the banks they name.
+    SELECT array_agg(DISTINCT bank_id) INTO named FROM omm_new_contents;
+    SELECT count(*) INTO held FROM (SELECT 1 FROM {BANK} b WHERE b.id = ANY(named) FOR KEY SHARE) AS locked;
+    IF held <> coalesce(cardinality(named), 0) THEN
+        RAISE EXCEPTION 'insert on table "{CONTENT}" names a bank that does not exist'
             USING ERRCODE = 'foreign_key_violation';
     END IF;
     RETURN NULL;

@@ -6,10 +6,7 @@ truncated, ids fixed, and both orders of an insert racing a bank deletion on two
 SQLite's row triggers are checked on a migrated SQLite file.
 """
 
-import os
 import sqlite3
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,8 +16,8 @@ from django.db import IntegrityError, connection, transaction
 
 from banks.models import Bank, BankContent
 from banks.services import bank_content_create, bank_create
+from tests.banks.test_sqlite_concurrency import _env, _manage, _wait
 
-ROOT = Path(__file__).resolve().parents[2]
 INSERT = (
     "INSERT INTO banks_bankcontent (bank_id, disable_until_ts, original_media_uri, platform_content_id, "
     "content_uri, labels, note, created_at, updated_at) "
@@ -231,17 +228,14 @@ def test_removing_banks_outside_read_committed_is_refused(statement):
 
 
 def test_sqlite_has_the_same_rules(tmp_path):
-    database = tmp_path / "omm.sqlite3"
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    env.update(DJANGO_DEBUG="true", OMM_DATA_DIR=str(tmp_path), DATABASE_URL=f"sqlite:///{database}",
-               REDIS_URL="", CELERY_BROKER_URL="")
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
+    env = _env(tmp_path)
+    code, _, err = _wait(_manage("migrate", "--noinput", env=env))
+    assert code == 0, err
     make_bank = "from banks.services import bank_create; print(bank_create(name='B').pk)"
-    made = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", make_bank],
-        cwd=ROOT, env=env, check=True, timeout=120, capture_output=True, text=True,
-    )
-    bank_id = int(made.stdout.split()[-1])
+    code, out, err = _wait(_manage("shell", "-c", make_bank, env=env))
+    assert code == 0, err
+    bank_id = int(out.split()[-1])
+    database = Path(env["DATABASE_URL"].removeprefix("sqlite:///"))
     conn = sqlite3.connect(database, isolation_level=None)
     insert = (
         "INSERT INTO banks_bankcontent (bank_id, disable_until_ts, original_media_uri, platform_content_id, "
