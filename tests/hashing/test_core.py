@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pdqhash
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
 
 from hashing import core, pdq_fast, pixel_view
@@ -253,6 +253,47 @@ def test_photo_over_one_pillow_block_matches_threatexchange(pillow_blocks_of_4_m
     assert pixel_view.rgbx_view(image) is None
     data = _encode(image, "JPEG", quality=90)
     assert core.hash_photo_bytes(data) == _reference(data)
+
+
+class _CountingReads(io.BytesIO):
+    """A BytesIO that records how many bytes each read returned."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.returned: list[int] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.returned.append(len(data))
+        return data
+
+
+@pytest.mark.parametrize("cap", [None, 100_000])
+def test_pixels_are_read_in_one_block_up_to_the_cap(monkeypatch, cap):
+    # Pillow's decoder gets the rest of the file in one read (not 64 KiB at a time), or in reads of
+    # DECODE_READ_MAX_BYTES for a file above it; the hash is the reference's either way.
+    if cap is not None:
+        monkeypatch.setattr(core, "DECODE_READ_MAX_BYTES", cap)
+    data = _encode(_random_content(np.random.default_rng(9), 900, 700), "JPEG", quality=95)
+    assert len(data) > 65536 * 2
+    stream = _CountingReads(data)
+    assert core.hash_photo_stream(stream) == _reference(data)
+    big_reads = [size for size in stream.returned if size > 4096]  # Image.open reads the header in small pieces
+    if cap is None:
+        assert len(big_reads) == 1 and big_reads[0] >= len(data) - 4096
+    else:
+        assert max(big_reads) == cap and sum(big_reads) >= len(data) - 4096
+
+
+def test_a_stream_that_cannot_tell_keeps_pillows_reads():
+    class NoPosition(io.BytesIO):
+        def tell(self) -> int:
+            raise io.UnsupportedOperation("tell")
+
+    image = Image.open(io.BytesIO(_jpeg()))
+    image.fp = NoPosition(_jpeg())
+    core._read_in_one_block(image)
+    assert image.decodermaxblock == ImageFile.MAXBLOCK
 
 
 # ---------------------------------------------------------------------------------------------
