@@ -145,8 +145,12 @@ class BankContent(models.Model):
 class ContentSignal(models.Model):
     """One hash of one content, normalised by its signal type's python-threatexchange class."""
 
-    # No separate index on content_id: the one_signal_per_type unique index starts with it.
-    content = models.ForeignKey(BankContent, on_delete=models.CASCADE, related_name="signals", db_index=False)
+    # No separate index on content_id: the one_signal_per_type unique index starts with it. No
+    # foreign-key constraint either: triggers check the content once per statement instead of
+    # once per row, with the same rules, locking only other transactions' contents (migration 0010).
+    content = models.ForeignKey(
+        BankContent, on_delete=models.CASCADE, related_name="signals", db_index=False, db_constraint=False
+    )
     signal_type = models.CharField(max_length=64)
     signal_value = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
