@@ -9,10 +9,13 @@ into an empty bank (bench_import.py --n 2000000: 13-14 us per row with it, 8-9 w
 Triggers enforce the same rule set-based, as migration 0009 does for a content's bank:
 
 - a statement inserting signals finds the contents they name with one index scan, locks FOR KEY
-  SHARE those another transaction made (as the foreign key did) with a second, and fails with
-  foreign_key_violation (Django's IntegrityError) if one is missing. Contents this transaction
-  made are not locked, as no other transaction can see them to delete them before it commits,
-  and when they are all there (an import's are) the second scan is skipped;
+  SHARE the others (as the foreign key did) with a second, and fails with foreign_key_violation
+  (Django's IntegrityError) if one is missing. The first scan takes the contents whose row this
+  transaction wrote (xmin): one it inserted no other transaction can see, so none can delete it
+  before the commit; one it updated it holds locked (FOR NO KEY UPDATE) until the commit, which
+  a deleter waits for, then sees the committed signal. When the first scan finds them all (an
+  import's contents are made by the same statement) the second is skipped. A row written in a
+  savepoint carries the savepoint's transaction id: it is locked, which costs, never risks;
 - changing a signal's content checks the new one the same way, with its lock;
 - deleting or truncating contents fails while a signal still names them, and a content's id
   cannot change (the constraint's NO ACTION). Django deletes a content's signals before the
@@ -49,8 +52,9 @@ DECLARE
 BEGIN
     -- The new rows (up to a whole import batch) are read once, for the contents they name.
     SELECT array_agg(DISTINCT content_id) INTO named FROM omm_new_signals;
-    -- A content this transaction wrote (all of an import's, made in the same statement) is
-    -- invisible to the others until it commits, so none can delete it: it needs no lock.
+    -- A content row this transaction wrote needs no lock: inserted (all of an import's, made in
+    -- the same statement), no other transaction sees it; updated, this one holds it locked until
+    -- the commit, which a deleter waits for.
     SELECT count(*) INTO ours FROM {CONTENT} c WHERE c.id = ANY(named) AND c.xmin = mine;
     -- Another transaction's content could be deleted before this one commits: lock it, as the
     -- foreign key did.

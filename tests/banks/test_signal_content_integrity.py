@@ -142,12 +142,26 @@ def test_only_contents_of_other_transactions_are_locked():
     assert ContentSignal.objects.count() == 6
 
 
-def test_a_content_made_in_a_savepoint_is_found(bank):
+@pytest.mark.django_db(transaction=True)
+def test_own_contents_with_a_missing_one_are_refused_whole():
+    # Every named content but one was made by this transaction: the first scan finds all but
+    # one, the locking scan finds none, and the count falls short.
+    bank = bank_create(name="KEPT")
+    with pytest.raises(IntegrityError, match="content that does not exist"), transaction.atomic():
+        ours = _contents(bank.pk, 3)
+        _insert([*ours, max(ours) + 1000])
+    assert not ContentSignal.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_content_made_in_a_savepoint_is_locked_and_found():
     # Its row carries the savepoint's transaction id, not the top one's: it is locked, and found.
+    bank = bank_create(name="KEPT")
     with transaction.atomic():
         with transaction.atomic():
             ours = _contents(bank.pk, 2)
         _insert(ours)
+        assert all(_xmax(ours))
     assert ContentSignal.objects.filter(content_id__in=ours).count() == 2
 
 
@@ -210,6 +224,17 @@ def test_an_insert_waits_for_a_deletion_that_rolls_back_then_succeeds():
     content_id = _committed_content()
     error = _race((DELETE, [content_id]), (INSERT, [[content_id]]), first_ends="rollback")
     assert error is None
+    assert _counts(content_id) == (1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_content_updated_then_named_by_a_signal_is_held_by_its_update():
+    # The update makes the row's xmin this transaction's, so the insert check does not lock it:
+    # the update's own row lock holds the deleter until the commit, whose signal it then sees.
+    content_id = _committed_content()
+    update_then_insert = "UPDATE banks_bankcontent SET note = 'seen' WHERE id = %s; " + INSERT
+    error = _race((update_then_insert, [content_id, [content_id]]), (DELETE, [content_id]))
+    assert isinstance(error, psycopg2.errors.ForeignKeyViolation)
     assert _counts(content_id) == (1, 1)
 
 
