@@ -18,7 +18,7 @@ than pdqhash on a 1 MP photo because it
 
 * reads the image's interleaved pixels in place and takes each channel's float64 product from a
   256-entry table (the same products), instead of numpy float64 temporaries of the whole image;
-* runs four rows' running sums side by side in the rows pass, and vectorises the columns pass
+* runs eight rows' running sums side by side in the rows pass, and vectorises the columns pass
   across columns, where the C++ walks one pixel at a time and strides through memory going down
   a column;
 * in the second round, filters down only the 64 columns that are sampled;
