@@ -284,6 +284,27 @@ def test_hash_upload_fast_path_answers_like_django(wsgi, hash_keys, django_calls
         assert fast[0] == 200 and len(fast[1]["pdq"]) == 64 and fast[2]["Allow"] == "GET, POST, HEAD, OPTIONS"
 
 
+def test_hash_upload_queries_are_remembered_only_when_valid(wsgi, hash_keys, django_calls):
+    """The fast path keeps the validated query per query string: each answer follows its own query."""
+    wsgi._hash_query.cache_clear()
+    body, key = _multipart(_part("photo", _jpeg())), hash_keys["hash"]
+    for _ in range(2):  # a refused query is refused every time (nothing kept for it)
+        fast, slow, _ = _both(wsgi, body, key, "include_quality=maybe")
+        _assert_alike(fast, slow)
+        assert fast[0] == 400
+    answers = {}
+    for query in ("include_quality=true", "", "types=pdq", "include_quality=true", ""):
+        fast, slow, _ = _both(wsgi, body, key, query)
+        _assert_alike(fast, slow)
+        answers.setdefault(query, fast[1])
+        assert fast[1] == answers[query]
+    assert "pdq_quality" in answers["include_quality=true"] and "pdq_quality" not in answers[""]
+    assert set(answers["types=pdq"]) == {"pdq"}
+    info = wsgi._hash_query.cache_info()
+    assert (info.hits, info.currsize) == (2, 3)  # the repeated two were remembered; the refused one not
+    assert django_calls == []
+
+
 HANDED_OVER = {
     # name: (body, query, extra environ): Django answers, from the body the fast path read
     "two-files": (_multipart(_part("photo", _jpeg()), _part("photo", _jpeg())), "", {}),
