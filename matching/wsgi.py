@@ -82,6 +82,9 @@ _STATUS_TEXT = {
 }
 
 
+# json.dumps with options builds an encoder per call; one is enough (it keeps no state).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
 _hosts_seen: dict[str, bool] = {}
 
 
@@ -301,7 +304,7 @@ def application(environ: dict, start_response):
         except Exception:
             logger.exception("Internal Server Error: %s", path)
             status, body = 500, {"message": "Internal server error", "code": "server_error"}
-        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        payload = _JSON.encode(body).encode()
         start_response(
             _STATUS_TEXT.get(status, str(status)),
             [
