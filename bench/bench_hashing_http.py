@@ -6,6 +6,7 @@ the entry the Procfile and the image run, with production settings), on the same
 same run, checking that every path gives the identical PDQ hash.
 
     python bench/bench_hashing_http.py [--seconds 6] [--rounds 3] [--sizes 1,12] [--keep DIR]
+    python bench/bench_hashing_http.py --vs OTHER_CHECKOUT [--seconds 60] [--sizes 1]
 
 - reference: PdqSignal.hash_from_file(path) (what HMA runs: Pillow decode + pdqhash);
 - service:   hashing.services.media_hash(content_type="photo", media=<open file>), in process;
@@ -20,8 +21,15 @@ same run, checking that every path gives the identical PDQ hash.
 Each path runs on one core at a time (the HTTP client runs on another core and is cheap: the
 multipart body is built once). Two rates are reported: images per wall-clock second, and images
 per CPU second of the process doing the work (this process, or the gunicorn worker), which stays
-meaningful on a machine shared with other work. Both are per core: one thread does the hashing. The JPEGs are
-bench/bench_hashing.py's (deterministic: 1 MP = 1152x864 and 12 MP = 4000x3000, quality 90).
+meaningful on a machine shared with other work. Both are per core: one thread does the hashing.
+The JPEGs are bench/bench_hashing.py's (deterministic: 1 MP = 1152x864 and 12 MP = 4000x3000,
+quality 90).
+
+--vs compares this checkout's HTTP path with another checkout's (say, a worktree of the commit
+before a change): both are served at once, one gunicorn worker each pinned to the same CPU and the
+client to another, and requests go to them in A B B A order, one at a time, for --seconds. A slow
+minute of a shared machine then costs both alike (separate runs of this benchmark differ by 10%
+from one minute to the next on a busy VM), and each checkout follows the other as often as itself.
 """
 
 from __future__ import annotations
@@ -143,10 +151,10 @@ def service_env(workdir: Path) -> dict[str, str]:
 class Server:
     """gunicorn matching.wsgi (the entry every role runs) with one sync worker, started and stopped here."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, repo: Path = REPO, cpu: int | None = None) -> None:
         self.port = free_port()
-        self.log = open(workdir / "gunicorn.log", "wb")  # noqa: SIM115 (closed in stop())
-        env = {**os.environ, **service_env(workdir)}
+        self.log = open(workdir / f"gunicorn-{self.port}.log", "wb")  # noqa: SIM115 (closed in stop())
+        env = {**os.environ, **service_env(workdir), "PYTHONPATH": str(repo)}
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -160,7 +168,7 @@ class Server:
                 "--timeout",
                 "120",
             ],
-            cwd=REPO,
+            cwd=repo,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -172,11 +180,13 @@ class Server:
                 conn.request("GET", "/status/live")
                 if conn.getresponse().status == 200:
                     (self.worker_pid,) = child_pids(self.process.pid)
+                    if cpu is not None:
+                        os.sched_setaffinity(self.worker_pid, {cpu})
                     return
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"gunicorn did not start; see {workdir / 'gunicorn.log'}")
+        raise RuntimeError(f"gunicorn did not start; see {self.log.name}")
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -213,14 +223,60 @@ def http_hasher(port: int, path: Path) -> Callable[[], str]:
     return run
 
 
+def compare_checkouts(other: Path, sizes: list[int], seconds: float, imagedir: Path, workdir: Path) -> None:
+    """--vs: CPU per request of this checkout's and `other`'s HTTP path, requests in A B B A order."""
+    cpus = sorted(os.sched_getaffinity(0))
+    worker_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
+    files = {int(p.name.split("-")[1].removesuffix("MP")): p for p in make_bench_images(imagedir)}
+    checkouts = {"this": REPO, "vs": other.resolve()}
+    servers = {name: Server(workdir, repo, worker_cpu) for name, repo in checkouts.items()}
+    try:
+        for mp in sizes:
+            post = {name: http_hasher(server.port, files[mp]) for name, server in servers.items()}
+            answers = {name: run() for name, run in post.items()}
+            if len(set(answers.values())) != 1:
+                raise AssertionError(f"the two checkouts hash the {mp} MP JPEG differently: {answers}")
+            for _ in range(20):  # warm both
+                for run in post.values():
+                    run()
+            cpu_started = {name: process_cpu_seconds(server.worker_pid) for name, server in servers.items()}
+            started, cycles = time.perf_counter(), 0
+            order = ["this", "vs", "vs", "this"]
+            while time.perf_counter() - started < seconds or cycles == 0:
+                for name in order:
+                    post[name]()
+                cycles += 1
+            ms = {
+                name: (process_cpu_seconds(server.worker_pid) - cpu_started[name]) * 1000 / (2 * cycles)
+                for name, server in servers.items()
+            }
+            print(
+                f"{mp} MP: {2 * cycles} requests each in {time.perf_counter() - started:.0f}s, CPU per request "
+                f"this checkout {ms['this']:.3f} ms, {other} {ms['vs']:.3f} ms: this / vs = "
+                f"{ms['this'] / ms['vs']:.3f} (identical hashes). Load average {os.getloadavg()[0]:.2f}."
+            )
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=6.0, help="time per path and image size")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     parser.add_argument("--sizes", default="1,12", help="megapixel sizes among 1,12")
     parser.add_argument("--keep", type=Path, help="write the JPEGs here instead of a temp dir")
+    parser.add_argument("--vs", type=Path, help="another omm checkout: compare the two HTTP paths (see above)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.vs is not None:
+        with tempfile.TemporaryDirectory(prefix="omm-bench-hash-") as tmp:
+            imagedir = args.keep or Path(tmp)
+            imagedir.mkdir(parents=True, exist_ok=True)
+            compare_checkouts(args.vs, sizes, args.seconds, imagedir, Path(tmp))
+        return
 
     with tempfile.TemporaryDirectory(prefix="omm-bench-hash-") as tmp:
         workdir = Path(tmp)
