@@ -227,11 +227,11 @@ def compare_checkouts(other: Path, sizes: list[int], seconds: float, imagedir: P
     """--vs: CPU per request of this checkout's and `other`'s HTTP path, requests in A B B A order."""
     cpus = sorted(os.sched_getaffinity(0))
     worker_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
-    if client_cpu is not None:
-        os.sched_setaffinity(0, {client_cpu})
     files = {int(p.name.split("-")[1].removesuffix("MP")): p for p in make_bench_images(imagedir)}
     checkouts = {"this": REPO, "vs": other.resolve()}
     servers = {name: Server(workdir, repo, worker_cpu) for name, repo in checkouts.items()}
+    if client_cpu is not None:  # after gunicorn started: its arbiter keeps every CPU
+        os.sched_setaffinity(0, {client_cpu})
     try:
         for mp in sizes:
             post = {name: http_hasher(server.port, files[mp]) for name, server in servers.items()}

@@ -286,7 +286,7 @@ def test_hash_upload_fast_path_answers_like_django(wsgi, hash_keys, django_calls
 
 def test_hash_upload_queries_are_remembered_only_when_valid(wsgi, hash_keys, django_calls):
     """The fast path keeps the validated query per query string: each answer follows its own query."""
-    wsgi._hash_query.cache_clear()
+    wsgi._hash_query_remembered.cache_clear()
     body, key = _multipart(_part("photo", _jpeg())), hash_keys["hash"]
     for _ in range(2):  # a refused query is refused every time (nothing kept for it)
         fast, slow, _ = _both(wsgi, body, key, "include_quality=maybe")
@@ -300,8 +300,14 @@ def test_hash_upload_queries_are_remembered_only_when_valid(wsgi, hash_keys, dja
         assert fast[1] == answers[query]
     assert "pdq_quality" in answers["include_quality=true"] and "pdq_quality" not in answers[""]
     assert set(answers["types=pdq"]) == {"pdq"}
-    info = wsgi._hash_query.cache_info()
+    info = wsgi._hash_query_remembered.cache_info()
     assert (info.hits, info.currsize) == (2, 3)  # the repeated two were remembered; the refused one not
+    long_query = "types=" + ",".join(["pdq"] * 60)  # over the memo's length: validated, not kept
+    for _ in range(2):
+        fast, slow, _ = _both(wsgi, body, key, long_query)
+        _assert_alike(fast, slow)
+        assert set(fast[1]) == {"pdq"}
+    assert wsgi._hash_query_remembered.cache_info().currsize == 3
     assert django_calls == []
 
 
