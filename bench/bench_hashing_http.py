@@ -223,18 +223,17 @@ def http_hasher(port: int, path: Path) -> Callable[[], str]:
     return run
 
 
-def compare_checkouts(other: Path, sizes: list[int], seconds: float, imagedir: Path, workdir: Path) -> None:
+def compare_checkouts(other: Path, files: dict[int, Path], seconds: float, workdir: Path) -> None:
     """--vs: CPU per request of this checkout's and `other`'s HTTP path, requests in A B B A order."""
     cpus = sorted(os.sched_getaffinity(0))
     worker_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
-    files = {int(p.name.split("-")[1].removesuffix("MP")): p for p in make_bench_images(imagedir)}
     checkouts = {"this": REPO, "vs": other.resolve()}
     servers = {name: Server(workdir, repo, worker_cpu) for name, repo in checkouts.items()}
     if client_cpu is not None:  # after gunicorn started: its arbiter keeps every CPU
         os.sched_setaffinity(0, {client_cpu})
     try:
-        for mp in sizes:
-            post = {name: http_hasher(server.port, files[mp]) for name, server in servers.items()}
+        for mp, path in files.items():
+            post = {name: http_hasher(server.port, path) for name, server in servers.items()}
             answers = {name: run() for name, run in post.items()}
             if len(set(answers.values())) != 1:
                 raise AssertionError(f"the two checkouts hash the {mp} MP JPEG differently: {answers}")
@@ -271,12 +270,6 @@ def main() -> None:
     parser.add_argument("--vs", type=Path, help="another omm checkout: compare the two HTTP paths (see above)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    if args.vs is not None:
-        with tempfile.TemporaryDirectory(prefix="omm-bench-hash-") as tmp:
-            imagedir = args.keep or Path(tmp)
-            imagedir.mkdir(parents=True, exist_ok=True)
-            compare_checkouts(args.vs, sizes, args.seconds, imagedir, Path(tmp))
-        return
 
     with tempfile.TemporaryDirectory(prefix="omm-bench-hash-") as tmp:
         workdir = Path(tmp)
@@ -284,6 +277,9 @@ def main() -> None:
         imagedir.mkdir(parents=True, exist_ok=True)
         files = {int(p.name.split("-")[1].removesuffix("MP")): p for p in make_bench_images(imagedir)}
         files = {mp: path for mp, path in files.items() if mp in sizes}
+        if args.vs is not None:
+            compare_checkouts(args.vs, files, args.seconds, workdir)
+            return
 
         os.environ.update(service_env(workdir))
         import django

@@ -38,6 +38,18 @@ def _fresh_key_cache():
 
 
 @pytest.fixture
+def signal_types(settings):
+    """Change OMM_SIGNAL_TYPES for one test: signal_types([...dotted paths])."""
+
+    def configure(paths: list[str]) -> None:
+        settings.OMM_SIGNAL_TYPES = paths
+        pytx.signal_types.cache_clear()
+
+    yield configure
+    pytx.signal_types.cache_clear()
+
+
+@pytest.fixture
 def text_tlsh(settings):
     """
     The tlsh and pdf extensions enabled beside the defaults, as an operator enables them

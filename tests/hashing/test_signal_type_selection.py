@@ -5,34 +5,21 @@ from threatexchange.signal_type.md5 import VideoMD5Signal
 from threatexchange.signal_type.pdq.signal import PdqSignal
 
 from hashing import services
-from omm_project.lib import pytx
 from omm_project.lib.errors import InvalidInput
 
 PDQ = "threatexchange.signal_type.pdq.signal.PdqSignal"
 MD5 = "threatexchange.signal_type.md5.VideoMD5Signal"
 
 
-@pytest.fixture
-def enabled(settings):
-    """Change OMM_SIGNAL_TYPES as an operator would (pytx's cache cleared, as on a restart)."""
-
-    def configure(paths: list[str]) -> None:
-        settings.OMM_SIGNAL_TYPES = paths
-        pytx.signal_types.cache_clear()
-
-    yield configure
-    pytx.signal_types.cache_clear()
-
-
-def test_selection_follows_the_enabled_signal_types(enabled):
+def test_selection_follows_the_enabled_signal_types(signal_types):
     assert services.signal_types_select(content_type="photo") == [PdqSignal]
     assert services.signal_types_select(content_type="video") == [VideoMD5Signal]
-    enabled([MD5])  # the answer remembered for photos must not outlive the types it came from
+    signal_types([MD5])  # the answer remembered for photos must not outlive the types it came from
     with pytest.raises(InvalidInput, match="no enabled signal type can hash content_type 'photo'"):
         services.signal_types_select(content_type="photo")
     with pytest.raises(InvalidInput, match="signal type 'pdq' doesn't exist or is disabled"):
         services.signal_types_select(content_type="photo", types=["pdq"])
-    enabled([MD5, PDQ])
+    signal_types([MD5, PDQ])
     assert services.signal_types_select(content_type="photo") == [PdqSignal]
     assert services.signal_types_select(content_type="video", types=["video_md5"]) == [VideoMD5Signal]
 
