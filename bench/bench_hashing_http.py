@@ -6,13 +6,14 @@ the entry the Procfile and the image run, with production settings), on the same
 same run, checking that every path gives the identical PDQ hash.
 
     python bench/bench_hashing_http.py [--seconds 6] [--rounds 3] [--sizes 1,12] [--keep DIR]
-    python bench/bench_hashing_http.py --vs OTHER_CHECKOUT [--seconds 60] [--sizes 1]
+    python bench/bench_hashing_http.py --vs OTHER_CHECKOUT [--seconds 60] [--sizes 1] [--vs-threads 8]
 
 - reference: PdqSignal.hash_from_file(path) (what HMA runs: Pillow decode + pdqhash);
 - service:   hashing.services.media_hash(content_type="photo", media=<open file>), in process;
 - http:      one client thread POSTing the file as multipart to gunicorn matching.wsgi with one
              sync worker (OMM_ROLES=hasher, OMM_OPEN_ACCESS=true, an empty SQLite file as the
-             database: a hasher needs none);
+             database: a hasher needs none); --threads 8 serves it as the Procfile does instead
+             (gunicorn's gthread worker, 8 threads);
 - decode:    Image.open(path).load() alone, in process: Pillow's decode, which the reference and
              omm both do and nothing can remove (no hash). reference rate / decode rate is the
              floor ratio, the most any hasher that decodes with Pillow could reach; the summary
@@ -30,6 +31,8 @@ before a change): both are served at once, one gunicorn worker each pinned to th
 client to another, and requests go to them in A B B A order, one at a time, for --seconds. A slow
 minute of a shared machine then costs both alike (separate runs of this benchmark differ by 10%
 from one minute to the next on a busy VM), and each checkout follows the other as often as itself.
+--vs-threads N serves the other checkout with N threads: `--vs . --vs-threads 8` compares the sync
+worker with the Procfile's gthread worker on the same code.
 """
 
 from __future__ import annotations
@@ -149,9 +152,12 @@ def service_env(workdir: Path) -> dict[str, str]:
 
 
 class Server:
-    """gunicorn matching.wsgi (the entry every role runs) with one sync worker, started and stopped here."""
+    """
+    gunicorn matching.wsgi (the entry every role runs) with one worker, started and stopped here:
+    the sync worker for threads=1, gthread with that many threads otherwise (the Procfile's 8).
+    """
 
-    def __init__(self, workdir: Path, repo: Path = REPO, cpu: int | None = None) -> None:
+    def __init__(self, workdir: Path, repo: Path = REPO, cpu: int | None = None, threads: int = 1) -> None:
         self.port = free_port()
         self.log = open(workdir / f"gunicorn-{self.port}.log", "wb")  # noqa: SIM115 (closed in stop())
         env = {**os.environ, **service_env(workdir), "PYTHONPATH": str(repo)}
@@ -163,6 +169,8 @@ class Server:
                 "matching.wsgi:application",
                 "--workers",
                 "1",
+                "--threads",
+                str(threads),
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--timeout",
@@ -223,12 +231,16 @@ def http_hasher(port: int, path: Path) -> Callable[[], str]:
     return run
 
 
-def compare_checkouts(other: Path, files: dict[int, Path], seconds: float, workdir: Path) -> None:
+def compare_checkouts(
+    other: Path, files: dict[int, Path], seconds: float, workdir: Path, threads: int = 1, other_threads: int = 1
+) -> None:
     """--vs: CPU per request of this checkout's and `other`'s HTTP path, requests in A B B A order."""
     cpus = sorted(os.sched_getaffinity(0))
     worker_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
-    checkouts = {"this": REPO, "vs": other.resolve()}
-    servers = {name: Server(workdir, repo, worker_cpu) for name, repo in checkouts.items()}
+    servers = {
+        "this": Server(workdir, REPO, worker_cpu, threads),
+        "vs": Server(workdir, other.resolve(), worker_cpu, other_threads),
+    }
     if client_cpu is not None:  # after gunicorn started: its arbiter keeps every CPU
         os.sched_setaffinity(0, {client_cpu})
     try:
@@ -253,12 +265,17 @@ def compare_checkouts(other: Path, files: dict[int, Path], seconds: float, workd
             }
             print(
                 f"{mp} MP: {2 * cycles} requests each in {time.perf_counter() - started:.0f}s, CPU per request "
-                f"this checkout {ms['this']:.3f} ms, {other} {ms['vs']:.3f} ms: this / vs = "
+                f"this checkout ({shape(threads)}) {ms['this']:.3f} ms, {other} ({shape(other_threads)}) "
+                f"{ms['vs']:.3f} ms: this / vs = "
                 f"{ms['this'] / ms['vs']:.3f} (identical hashes). Load average {os.getloadavg()[0]:.2f}."
             )
     finally:
         for server in servers.values():
             server.stop()
+
+
+def shape(threads: int) -> str:
+    return "sync" if threads == 1 else f"gthread x{threads}"
 
 
 def main() -> None:
@@ -268,7 +285,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,12", help="megapixel sizes among 1,12")
     parser.add_argument("--keep", type=Path, help="write the JPEGs here instead of a temp dir")
     parser.add_argument("--vs", type=Path, help="another omm checkout: compare the two HTTP paths (see above)")
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads (1: sync worker; 8: the Procfile's)")
+    parser.add_argument("--vs-threads", type=int, help="gunicorn threads of the --vs checkout (default: --threads)")
     args = parser.parse_args()
+    if args.threads < 1 or (args.vs_threads is not None and args.vs_threads < 1):
+        parser.error("--threads and --vs-threads must be at least 1")
     sizes = [int(s) for s in args.sizes.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="omm-bench-hash-") as tmp:
@@ -278,7 +299,8 @@ def main() -> None:
         files = {int(p.name.split("-")[1].removesuffix("MP")): p for p in make_bench_images(imagedir)}
         files = {mp: path for mp, path in files.items() if mp in sizes}
         if args.vs is not None:
-            compare_checkouts(args.vs, files, args.seconds, workdir)
+            other_threads = args.threads if args.vs_threads is None else args.vs_threads
+            compare_checkouts(args.vs, files, args.seconds, workdir, args.threads, other_threads)
             return
 
         os.environ.update(service_env(workdir))
@@ -305,7 +327,8 @@ def main() -> None:
 
             return run
 
-        server = Server(workdir)
+        server = Server(workdir, threads=args.threads)
+        http_name = f"HTTP POST /h/hash (gunicorn {shape(args.threads)})"
         rows = []
         try:
             for mp in sizes:
@@ -314,7 +337,7 @@ def main() -> None:
                     {
                         REFERENCE: Path_(lambda p=path: PdqSignal.hash_from_file(p), time.process_time),
                         "service hashing.services.media_hash": Path_(service_hasher(path), time.process_time),
-                        "HTTP POST /h/hash (gunicorn, 1 worker)": Path_(
+                        http_name: Path_(
                             http_hasher(server.port, path), lambda: process_cpu_seconds(server.worker_pid)
                         ),
                         DECODE: Path_(decode_only(path), time.process_time),
