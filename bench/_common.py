@@ -2,11 +2,13 @@
 Bits shared by several benchmarks (bench_import.py, e2e.py, bench_live_import.py): random PDQ
 hashes generated chunk by chunk from a seed, so that a benchmark can write them to a CSV file and
 later regenerate the very same hashes (to check answers by brute force) without holding them all
-in memory; and a fresh bench database.
+in memory; a fresh bench database; and a line saying which machine a figure was measured on.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,27 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def machine() -> str:
+    """
+    The CPU and kernel a figure was measured on, for the report: ratios to a reference and
+    memory-bound timings change with them (docs/hashing.md, "The ratio to the reference depends
+    on the CPU"). From /proc/cpuinfo's first processor; "unknown" for what it does not say.
+    """
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    cpu = fields.get("model name", "unknown CPU")
+    family, model = fields.get("cpu family", "?"), fields.get("model", "?")
+    return f"{cpu} (family {family}, model {model}), {os.cpu_count()} CPUs, kernel {platform.release()}"
 
 
 def database_recreate(url: str) -> None:

@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from _common import machine  # noqa: E402
 from bench_hashing import make_bench_images  # noqa: E402  (the same JPEGs as the core benchmark)
 
 REFERENCE = "reference PdqSignal.hash_from_file"
@@ -249,6 +250,7 @@ def compare_checkouts(
             answers = {name: run() for name, run in post.items()}
             if len(set(answers.values())) != 1:
                 raise AssertionError(f"the two checkouts hash the {mp} MP JPEG differently: {answers}")
+            print(f"Machine: {machine()}")
             for _ in range(20):  # warm both
                 for run in post.values():
                     run()
@@ -361,6 +363,7 @@ def main() -> None:
         f"\nPDQ hashing, one core per path: {args.seconds:g}s per path in {args.rounds} interleaved rounds"
         f" (medians). Load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the end."
     )
+    print(f"Machine: {machine()}")
     print("wall: images per wall-clock second; cpu: images per CPU second of the hashing process")
     print("(the gunicorn worker for HTTP; the client's CPU is not counted). Ratios are to the reference.")
     header = (

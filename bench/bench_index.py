@@ -43,6 +43,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import machine  # noqa: E402  (bench/, the script's own directory)
+
 from matching.index import PdqIndex, brute_force_search, read_snapshot, write_snapshot  # noqa: E402
 from matching.index.pdq import choose_layout, probe_radii  # noqa: E402
 
@@ -481,7 +483,7 @@ def main() -> None:
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     print(
         f"sizes {sizes}  threshold {args.threshold}  cpus {os.cpu_count()}  numpy {np.__version__}  "
-        f"faiss {faiss.__version__}  load {loadavg()}",
+        f"faiss {faiss.__version__}  load {loadavg()}\nmachine: {machine()}",
         flush=True,
     )
     before_module = load_before(args.before) if args.before else None
