@@ -48,7 +48,8 @@ def machine() -> str:
     """
     The CPU and kernel a figure was measured on, for the report: ratios to a reference and
     memory-bound timings change with them (docs/hashing.md, "The ratio to the reference depends
-    on the CPU"). From /proc/cpuinfo's first processor; "unknown" for what it does not say.
+    on the CPU"). From /proc/cpuinfo's first processor ("?" for a field it lacks, as on arm64,
+    where platform.machine() names the architecture instead); CPUs are those this process may use.
     """
     fields: dict[str, str] = {}
     try:
@@ -60,9 +61,10 @@ def machine() -> str:
                 fields[key.strip()] = value.strip()
     except OSError:
         pass
-    cpu = fields.get("model name", "unknown CPU")
+    cpu = fields.get("model name", platform.machine() or "?")
     family, model = fields.get("cpu family", "?"), fields.get("model", "?")
-    return f"{cpu} (family {family}, model {model}), {os.cpu_count()} CPUs, kernel {platform.release()}"
+    cpus = len(os.sched_getaffinity(0))
+    return f"{cpu} (family {family}, model {model}), {cpus} CPUs, kernel {platform.release()}"
 
 
 def database_recreate(url: str) -> None:

@@ -5,8 +5,8 @@ function, and omm's HTTP API (POST /h/hash) served by the real service (gunicorn
 the entry the Procfile and the image run, with production settings), on the same JPEGs in the
 same run, checking that every path gives the identical PDQ hash.
 
-    python bench/bench_hashing_http.py [--seconds 6] [--rounds 3] [--sizes 1,12] [--keep DIR]
-    python bench/bench_hashing_http.py --vs OTHER_CHECKOUT [--seconds 60] [--sizes 1] [--vs-threads 8]
+    python bench/bench_hashing_http.py [--seconds 6] [--rounds 3] [--sizes 1,12] [--threads 8] [--keep DIR]
+    python bench/bench_hashing_http.py --vs OTHER_CHECKOUT [--seconds 60] [--sizes 1] [--threads N] [--vs-threads N]
 
 - reference: PdqSignal.hash_from_file(path) (what HMA runs: Pillow decode + pdqhash);
 - service:   hashing.services.media_hash(content_type="photo", media=<open file>), in process;
@@ -120,6 +120,19 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def pin_threads(pid: int, cpu: int) -> None:
+    """
+    Pin every thread of process `pid` to `cpu`: sched_setaffinity on a pid pins only that one
+    thread, and a gthread worker has already started the pool thread that answered the readiness
+    check (and answers every later request). Threads started later inherit their creator's mask.
+    """
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except ProcessLookupError:  # the thread ended since the listing
+            continue
+
+
 def child_pids(pid: int) -> list[int]:
     children = []
     for entry in Path("/proc").iterdir():
@@ -190,7 +203,7 @@ class Server:
                 if conn.getresponse().status == 200:
                     (self.worker_pid,) = child_pids(self.process.pid)
                     if cpu is not None:
-                        os.sched_setaffinity(self.worker_pid, {cpu})
+                        pin_threads(self.worker_pid, cpu)
                     return
             except OSError:
                 time.sleep(0.2)
@@ -236,6 +249,7 @@ def compare_checkouts(
     other: Path, files: dict[int, Path], seconds: float, workdir: Path, threads: int = 1, other_threads: int = 1
 ) -> None:
     """--vs: CPU per request of this checkout's and `other`'s HTTP path, requests in A B B A order."""
+    print(f"Machine: {machine()}")  # before this process pins itself to one CPU
     cpus = sorted(os.sched_getaffinity(0))
     worker_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
     servers = {
@@ -250,7 +264,6 @@ def compare_checkouts(
             answers = {name: run() for name, run in post.items()}
             if len(set(answers.values())) != 1:
                 raise AssertionError(f"the two checkouts hash the {mp} MP JPEG differently: {answers}")
-            print(f"Machine: {machine()}")
             for _ in range(20):  # warm both
                 for run in post.values():
                     run()
@@ -292,6 +305,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads < 1 or (args.vs_threads is not None and args.vs_threads < 1):
         parser.error("--threads and --vs-threads must be at least 1")
+    if args.vs_threads is not None and args.vs is None:
+        parser.error("--vs-threads needs --vs")
     sizes = [int(s) for s in args.sizes.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="omm-bench-hash-") as tmp:

@@ -42,8 +42,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also as python -m bench.bench_index
 
-from _common import machine  # noqa: E402  (bench/, the script's own directory)
+from _common import machine  # noqa: E402
 
 from matching.index import PdqIndex, brute_force_search, read_snapshot, write_snapshot  # noqa: E402
 from matching.index.pdq import choose_layout, probe_radii  # noqa: E402
@@ -239,7 +240,7 @@ def run_size(n: int, args, before_module) -> dict | None:
     import faiss
 
     T = args.threshold
-    out: dict = {"n": n, "threshold": T, "loadavg_start": loadavg()}
+    out: dict = {"n": n, "threshold": T, "machine": machine(), "loadavg_start": loadavg()}
     avail = mem_available()
     threads = args.threads or min(2, os.cpu_count() or 1)
     need = index_bytes(n) + threads * n * 8 + n * 32  # index, build buffers, reference copies
@@ -483,7 +484,7 @@ def main() -> None:
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     print(
         f"sizes {sizes}  threshold {args.threshold}  cpus {os.cpu_count()}  numpy {np.__version__}  "
-        f"faiss {faiss.__version__}  load {loadavg()}\nmachine: {machine()}",
+        f"faiss {faiss.__version__}  load {loadavg()}\nMachine: {machine()}",
         flush=True,
     )
     before_module = load_before(args.before) if args.before else None
