@@ -120,19 +120,6 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def pin_threads(pid: int, cpu: int) -> None:
-    """
-    Pin every thread of process `pid` to `cpu`: sched_setaffinity on a pid pins only that one
-    thread, and a gthread worker has already started the pool thread that answered the readiness
-    check (and answers every later request). Threads started later inherit their creator's mask.
-    """
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(tid), {cpu})
-        except ProcessLookupError:  # the thread ended since the listing
-            continue
-
-
 def child_pids(pid: int) -> list[int]:
     children = []
     for entry in Path("/proc").iterdir():
@@ -169,6 +156,8 @@ class Server:
     """
     gunicorn matching.wsgi (the entry every role runs) with one worker, started and stopped here:
     the sync worker for threads=1, gthread with that many threads otherwise (the Procfile's 8).
+    With `cpu`, gunicorn starts under taskset (as bench_lookup.py's does), so the arbiter, the
+    worker and every thread they start run on that CPU only.
     """
 
     def __init__(self, workdir: Path, repo: Path = REPO, cpu: int | None = None, threads: int = 1) -> None:
@@ -177,6 +166,7 @@ class Server:
         env = {**os.environ, **service_env(workdir), "PYTHONPATH": str(repo)}
         self.process = subprocess.Popen(
             [
+                *(["taskset", "-c", str(cpu)] if cpu is not None else []),
                 sys.executable,
                 "-m",
                 "gunicorn",
@@ -202,8 +192,6 @@ class Server:
                 conn.request("GET", "/status/live")
                 if conn.getresponse().status == 200:
                     (self.worker_pid,) = child_pids(self.process.pid)
-                    if cpu is not None:
-                        pin_threads(self.worker_pid, cpu)
                     return
             except OSError:
                 time.sleep(0.2)
@@ -252,13 +240,12 @@ def compare_checkouts(
     print(f"Machine: {machine()}")  # before this process pins itself to one CPU
     cpus = sorted(os.sched_getaffinity(0))
     worker_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
-    servers = {
-        "this": Server(workdir, REPO, worker_cpu, threads),
-        "vs": Server(workdir, other.resolve(), worker_cpu, other_threads),
-    }
-    if client_cpu is not None:  # after gunicorn started: its arbiter keeps every CPU
+    if client_cpu is not None:  # the client on the other CPU (taskset pins each gunicorn)
         os.sched_setaffinity(0, {client_cpu})
+    servers: dict[str, Server] = {}
     try:
+        servers["this"] = Server(workdir, REPO, worker_cpu, threads)
+        servers["vs"] = Server(workdir, other.resolve(), worker_cpu, other_threads)
         for mp, path in files.items():
             post = {name: http_hasher(server.port, path) for name, server in servers.items()}
             answers = {name: run() for name, run in post.items()}
